@@ -1,0 +1,6 @@
+//! brokerstream: a standalone stream-connector manager for Centreon
+//! monitoring data. The module tree follows the data flow of
+//! `DESIGN.md`: events come in, go through the journal, and workers hand
+//! them to outputs.
+
+pub mod event;
