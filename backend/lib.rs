@@ -4,3 +4,11 @@
 //! them to outputs.
 
 pub mod event;
+pub mod app;
+pub mod cache;
+pub mod config;
+pub mod ingest;
+pub mod journal;
+pub mod output;
+pub mod store;
+pub mod web;

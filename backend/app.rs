@@ -1,0 +1,109 @@
+//! Wiring: builds every part from a [`Config`], runs them, and stops them in
+//! order (stop taking requests and events, then let workers flush).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::cache::Cache;
+use crate::config::Config;
+use crate::ingest::{simulator, Ingest};
+use crate::journal::Journal;
+use crate::output::Supervisor;
+use crate::store::Store;
+use crate::web::{self, Context};
+
+pub struct App {
+    /// The address the HTTP server listens on (useful with port 0).
+    pub http_addr: SocketAddr,
+    pub context: Context,
+    stop: CancellationToken,
+    server: JoinHandle<()>,
+    simulator: Option<JoinHandle<()>>,
+}
+
+pub async fn start(config: Config) -> anyhow::Result<App> {
+    let store = Store::open(&config.data_dir).await?;
+    let journal = Journal::new(config.journal_max_events);
+    let cache = Cache::new();
+    let supervisor = Supervisor::new(
+        Arc::clone(&journal),
+        Arc::clone(&cache),
+        Duration::from_secs(config.shutdown_timeout_secs),
+    );
+    let ingest = Ingest::new(journal, cache);
+    for output in store.list_outputs().await? {
+        supervisor.apply(output.spec).await;
+    }
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.http_addr))?;
+    let http_addr = listener.local_addr()?;
+    let context = Context::new(store, supervisor, Arc::clone(&ingest));
+    let stop = CancellationToken::new();
+    let router = web::router(context.clone());
+    let server_stop = stop.clone();
+    let server = tokio::spawn(async move {
+        let shutdown = async move { server_stop.cancelled().await };
+        if let Err(e) = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!("HTTP server failed: {e}");
+        }
+    });
+    tracing::info!(
+        "brokerstream listening on http://{http_addr}, data in {}",
+        config.data_dir.display()
+    );
+    let simulator = (config.simulate > 0)
+        .then(|| tokio::spawn(simulator::run(ingest, config.simulate, stop.clone())));
+    Ok(App {
+        http_addr,
+        context,
+        stop,
+        server,
+        simulator,
+    })
+}
+
+impl App {
+    /// Stops taking events and requests, then stops every worker, each
+    /// flushing what it holds.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        if let Some(simulator) = self.simulator {
+            let _ = simulator.await;
+        }
+        let _ = self.server.await;
+        self.context.supervisor.shutdown().await;
+        self.context.store.close().await;
+        tracing::info!("stopped");
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

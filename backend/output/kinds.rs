@@ -1,0 +1,199 @@
+//! The output kinds and the schemas of their parameters. The REST API
+//! validates against these schemas, and the web form is generated from them.
+
+use serde::Serialize;
+
+use super::{FieldErrors, OutputSpec, ParamType, Parameter, Template};
+
+/// One parameter a kind accepts.
+#[derive(Debug, Serialize)]
+pub struct ParamSchema {
+    pub name: &'static str,
+    #[serde(rename = "type")]
+    pub ty: ParamType,
+    pub required: bool,
+    pub default: Option<&'static str>,
+    pub help: &'static str,
+    /// Never returned by the API, never logged.
+    pub secret: bool,
+    /// The values allowed, when the parameter is a choice.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub choices: &'static [&'static str],
+    /// Bounds of a number parameter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Kind {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub parameters: &'static [ParamSchema],
+    #[serde(skip)]
+    check: fn(&OutputSpec, &mut FieldErrors),
+}
+
+/// `max_buffer_size` and `max_buffer_age`, the names Centreon's scripts
+/// use, shared by every kind.
+const BUFFER_SIZE: ParamSchema = ParamSchema {
+    name: "max_buffer_size",
+    ty: ParamType::Number,
+    required: false,
+    default: Some("1000"),
+    help: "Flush once this many events are buffered.",
+    secret: false,
+    choices: &[],
+    min: Some(1.0),
+};
+const BUFFER_AGE: ParamSchema = ParamSchema {
+    name: "max_buffer_age",
+    ty: ParamType::Number,
+    required: false,
+    default: Some("5"),
+    help: "Flush once the oldest buffered event is this many seconds old.",
+    secret: false,
+    choices: &[],
+    min: Some(0.001),
+};
+
+pub static KINDS: &[Kind] = &[Kind {
+    name: "file",
+    description: "Appends events to a file: one JSON object per line, or a line built from a template.",
+    parameters: &[
+        ParamSchema {
+            name: "path",
+            ty: ParamType::String,
+            required: true,
+            default: None,
+            help: "The file to append to; created if missing (its directory must exist).",
+            secret: false,
+            choices: &[],
+            min: None,
+        },
+        ParamSchema {
+            name: "format",
+            ty: ParamType::String,
+            required: false,
+            default: Some("json"),
+            help: "`json`: one event per line in its JSON form. `template`: one line per event from `template`.",
+            secret: false,
+            choices: &["json", "template"],
+            min: None,
+        },
+        ParamSchema {
+            name: "template",
+            ty: ParamType::String,
+            required: false,
+            default: None,
+            help: "With format `template`: the line, with `{field}` placeholders and cache names such as `{cache.host.name}` and `{cache.service.description}`; `{{` and `}}` are literal braces.",
+            secret: false,
+            choices: &[],
+            min: None,
+        },
+        BUFFER_SIZE,
+        BUFFER_AGE,
+    ],
+    check: check_file,
+}];
+
+pub fn find(name: &str) -> Option<&'static Kind> {
+    KINDS.iter().find(|k| k.name == name)
+}
+
+pub fn unknown_kind_message(name: &str) -> String {
+    let known = KINDS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ");
+    if name == "lua" {
+        format!("kind `lua` (Centreon Lua scripts) is not available in this version yet; available kinds: {known}")
+    } else {
+        format!("unknown kind `{name}`; available kinds: {known}")
+    }
+}
+
+impl Kind {
+    pub fn schema(&self, name: &str) -> Option<&'static ParamSchema> {
+        self.parameters.iter().find(|p| p.name == name)
+    }
+
+    /// Checks parameters against the schema, then the kind's own rules.
+    /// Adds the defaults of absent parameters.
+    pub fn validate(&self, spec: &mut OutputSpec, errors: &mut FieldErrors) {
+        if spec.path.is_some() {
+            errors.add("path", format!("only `lua` outputs have a script path, not `{}` ones", self.name));
+        }
+        for p in &spec.parameters {
+            let field = format!("parameters.{}", p.name);
+            match self.schema(&p.name) {
+                None => {
+                    let known = self.parameters.iter().map(|s| s.name).collect::<Vec<_>>().join(", ");
+                    errors.add(field, format!("`{}` outputs have no such parameter (known: {known})", self.name));
+                }
+                Some(schema) => {
+                    if let Err(message) = check_value(schema, p) {
+                        errors.add(field, message);
+                    }
+                }
+            }
+        }
+        for schema in self.parameters {
+            if spec.parameter(schema.name).is_some() {
+                continue;
+            }
+            if schema.required {
+                errors.add(format!("parameters.{}", schema.name), "is required");
+            } else if let Some(default) = schema.default {
+                spec.parameters.push(Parameter {
+                    name: schema.name.to_owned(),
+                    ty: schema.ty,
+                    value: default.to_owned(),
+                });
+            }
+        }
+        if errors.is_empty() {
+            (self.check)(spec, errors);
+        }
+    }
+}
+
+fn check_value(schema: &ParamSchema, p: &Parameter) -> Result<(), String> {
+    if p.ty != schema.ty {
+        return Err(format!("must be of type `{}`, not `{}`", schema.ty, p.ty));
+    }
+    if schema.ty == ParamType::Number {
+        let n = parse_number(&p.value)?;
+        if let Some(min) = schema.min {
+            if n < min {
+                return Err(format!("must be at least {min}"));
+            }
+        }
+    }
+    if !schema.choices.is_empty() && !schema.choices.contains(&p.value.as_str()) {
+        return Err(format!("must be one of: {}", schema.choices.join(", ")));
+    }
+    Ok(())
+}
+
+/// A `number` parameter's value, as text that must read as a finite number.
+pub fn parse_number(value: &str) -> Result<f64, String> {
+    match value.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() => Ok(n),
+        _ => Err(format!("`{value}` is not a number")),
+    }
+}
+
+fn check_file(spec: &OutputSpec, errors: &mut FieldErrors) {
+    let format = spec.parameter("format").map(|p| p.value.as_str());
+    let template = spec.parameter("template");
+    match (format, template) {
+        (Some("template"), None) => errors.add("parameters.template", "is required with format `template`"),
+        (Some("template"), Some(t)) => {
+            if let Err(e) = Template::parse(&t.value) {
+                errors.add("parameters.template", e);
+            }
+        }
+        (_, Some(_)) => errors.add("parameters.template", "is only used with format `template`"),
+        _ => {}
+    }
+    if spec.parameter("path").is_some_and(|p| p.value.trim().is_empty()) {
+        errors.add("parameters.path", "must not be empty");
+    }
+}

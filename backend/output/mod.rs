@@ -1,0 +1,188 @@
+//! Outputs: what an administrator defines (name, kind, filters,
+//! parameters), the kinds brokerstream can run with their parameter schemas,
+//! and the supervisor that keeps one worker running per enabled output.
+
+mod file;
+pub mod kinds;
+pub mod status;
+mod supervisor;
+mod template;
+mod worker;
+
+use std::collections::HashSet;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::Filter;
+
+pub use file::FileSink;
+pub use status::{FlushReason, FlushRecord, OutputState, OutputStatus};
+pub use supervisor::{FlushError, Supervisor};
+pub use template::Template;
+
+/// Centreon's `lua_parameter` types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamType {
+    String,
+    Number,
+    Password,
+}
+
+impl ParamType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParamType::String => "string",
+            ParamType::Number => "number",
+            ParamType::Password => "password",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ParamType> {
+        match s {
+            "string" => Some(ParamType::String),
+            "number" => Some(ParamType::Number),
+            "password" => Some(ParamType::Password),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ParamType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One parameter, its value kept as text as Centreon keeps it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Parameter {
+    pub name: String,
+    pub ty: ParamType,
+    pub value: String,
+}
+
+/// An output as stored and as the supervisor runs it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutputSpec {
+    pub name: String,
+    pub kind: String,
+    /// The script of a `lua` output.
+    pub path: Option<String>,
+    pub enabled: bool,
+    /// Centreon filter names (`neb`, `storage:metric`…); empty = everything.
+    pub filters: Vec<String>,
+    pub parameters: Vec<Parameter>,
+}
+
+impl OutputSpec {
+    pub fn parameter(&self, name: &str) -> Option<&Parameter> {
+        self.parameters.iter().find(|p| p.name == name)
+    }
+}
+
+/// Validation errors, one message per field, in the order found. Field
+/// names are the JSON paths of the REST body (`name`, `filters.category[1]`,
+/// `parameters.path`).
+#[derive(Debug, Default, PartialEq)]
+pub struct FieldErrors(pub Vec<(String, String)>);
+
+impl FieldErrors {
+    pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push((field.into(), message.into()));
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn into_result(self) -> Result<(), FieldErrors> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(self)
+        }
+    }
+}
+
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Output names appear in URLs and file names: letters, digits, `-`, `_`,
+/// `.`, not starting with a dot.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!("must be at most {MAX_NAME_LEN} characters"));
+    }
+    if name.starts_with('.') {
+        return Err("must not start with a dot".into());
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err("may hold only letters, digits, '-', '_' and '.'".into());
+    }
+    Ok(())
+}
+
+/// Checks a whole output against its kind's schema. On success every
+/// parameter the kind declares with a default is present.
+pub fn validate(spec: &mut OutputSpec) -> Result<(), FieldErrors> {
+    let mut errors = FieldErrors::default();
+    if let Err(message) = check_name(&spec.name) {
+        errors.add("name", message);
+    }
+    for (i, name) in spec.filters.iter().enumerate() {
+        if let Err(e) = Filter::parse(std::slice::from_ref(name)) {
+            errors.add(format!("filters.category[{i}]"), e.to_string());
+        }
+    }
+    let mut seen = HashSet::new();
+    for p in &spec.parameters {
+        if !seen.insert(p.name.as_str()) {
+            errors.add(
+                format!("parameters.{}", p.name),
+                "is given more than once",
+            );
+        }
+    }
+    match kinds::find(&spec.kind) {
+        None => errors.add("kind", kinds::unknown_kind_message(&spec.kind)),
+        Some(kind) => kind.validate(spec, &mut errors),
+    }
+    errors.into_result()
+}
+
+/// The batching settings every output has, from its parameters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchSettings {
+    /// Flush when this many events are buffered.
+    pub max_size: usize,
+    /// Flush when the oldest buffered event is this old.
+    pub max_age: std::time::Duration,
+}
+
+impl BatchSettings {
+    pub const DEFAULT_MAX_SIZE: usize = 1000;
+    pub const DEFAULT_MAX_AGE_SECS: f64 = 5.0;
+
+    pub fn from_spec(spec: &OutputSpec) -> BatchSettings {
+        let number = |name| {
+            spec.parameter(name)
+                .and_then(|p| p.value.trim().parse::<f64>().ok())
+        };
+        BatchSettings {
+            max_size: number("max_buffer_size")
+                .map(|n| n as usize)
+                .unwrap_or(Self::DEFAULT_MAX_SIZE)
+                .max(1),
+            max_age: std::time::Duration::from_secs_f64(
+                number("max_buffer_age")
+                    .unwrap_or(Self::DEFAULT_MAX_AGE_SECS)
+                    .clamp(0.001, 86_400.0),
+            ),
+        }
+    }
+}

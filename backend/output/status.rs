@@ -1,0 +1,191 @@
+//! What an output is doing, as the status route and the UI show it.
+
+use std::collections::VecDeque;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+/// How many flushes an output remembers.
+pub const FLUSH_HISTORY: usize = 50;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputState {
+    /// Its worker is being set up.
+    Starting,
+    Running,
+    /// The destination or the worker failed; it will try again at
+    /// `next_retry_at`.
+    Retrying,
+    Paused,
+    /// Disabled, or the service is stopping.
+    Stopped,
+    /// A failure that retrying cannot mend (an invalid stored definition).
+    Failed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlushReason {
+    /// `max_buffer_size` events were buffered.
+    Size,
+    /// The oldest buffered event reached `max_buffer_age`.
+    Age,
+    /// Asked for through the API or the UI.
+    Manual,
+    /// The worker is stopping (service shutdown, edit, disable).
+    Shutdown,
+    /// A failed flush tried again.
+    Retry,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FlushRecord {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub reason: FlushReason,
+    /// Events written by this flush.
+    pub events: usize,
+    pub bytes: usize,
+    pub duration_ms: f64,
+    /// `ok`, or the error.
+    pub result: String,
+}
+
+impl FlushRecord {
+    pub fn ok(&self) -> bool {
+        self.result == "ok"
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Counters {
+    /// Events read from the journal.
+    pub received: u64,
+    /// Of those, rejected by the output's filters.
+    pub filtered_out: u64,
+    /// Events written to the destination.
+    pub written: u64,
+    /// Events acknowledged (written or filtered out), releasing them.
+    pub acknowledged: u64,
+    /// Failed flush attempts.
+    pub failed: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OutputStatus {
+    pub name: String,
+    pub state: OutputState,
+    pub last_error: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_error_at: Option<OffsetDateTime>,
+    /// Consecutive failed attempts; 0 once an attempt succeeds.
+    pub attempts: u32,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub next_retry_at: Option<OffsetDateTime>,
+    pub counters: Counters,
+    /// Events not yet acknowledged by this output.
+    pub queue_depth: u64,
+    /// Age of the oldest of them.
+    pub oldest_pending_age_secs: Option<f64>,
+    /// Events buffered in the current batch.
+    pub buffered: usize,
+    pub last_flush: Option<FlushRecord>,
+    /// Most recent first.
+    pub flushes: VecDeque<FlushRecord>,
+}
+
+impl OutputStatus {
+    pub fn new(name: &str, state: OutputState) -> Self {
+        OutputStatus {
+            name: name.to_owned(),
+            state,
+            last_error: None,
+            last_error_at: None,
+            attempts: 0,
+            next_retry_at: None,
+            counters: Counters::default(),
+            queue_depth: 0,
+            oldest_pending_age_secs: None,
+            buffered: 0,
+            last_flush: None,
+            flushes: VecDeque::new(),
+        }
+    }
+
+    pub fn record_flush(&mut self, record: FlushRecord) {
+        if self.flushes.len() == FLUSH_HISTORY {
+            self.flushes.pop_back();
+        }
+        self.flushes.push_front(record.clone());
+        self.last_flush = Some(record);
+    }
+
+    pub fn record_error(&mut self, error: String, retry_in: Duration) {
+        let now = OffsetDateTime::now_utc();
+        self.state = OutputState::Retrying;
+        self.last_error = Some(error);
+        self.last_error_at = Some(now);
+        self.attempts += 1;
+        self.next_retry_at = Some(now + retry_in);
+    }
+
+    pub fn record_success(&mut self) {
+        self.state = OutputState::Running;
+        self.attempts = 0;
+        self.next_retry_at = None;
+    }
+}
+
+pub fn age_secs(since: SystemTime) -> f64 {
+    SystemTime::now()
+        .duration_since(since)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+/// Exponential backoff with full jitter: a random delay between half and
+/// all of `base * 2^(attempt-1)`, capped at `max`, so workers that failed
+/// together do not retry together.
+pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+    let ceiling = exp.min(max);
+    let jitter: f64 = rand::random::<f64>() * 0.5 + 0.5;
+    ceiling.mul_f64(jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let base = Duration::from_millis(100);
+        let max = Duration::from_secs(30);
+        for _ in 0..100 {
+            let first = backoff(1, base, max);
+            assert!(first >= base / 2 && first <= base);
+            let fifth = backoff(5, base, max);
+            assert!(fifth >= Duration::from_millis(800) && fifth <= Duration::from_millis(1600));
+            assert!(backoff(40, base, max) <= max);
+        }
+    }
+
+    #[test]
+    fn flush_history_is_bounded() {
+        let mut status = OutputStatus::new("o", OutputState::Running);
+        for i in 0..(FLUSH_HISTORY + 5) {
+            status.record_flush(FlushRecord {
+                at: OffsetDateTime::now_utc(),
+                reason: FlushReason::Size,
+                events: i,
+                bytes: 0,
+                duration_ms: 0.0,
+                result: "ok".into(),
+            });
+        }
+        assert_eq!(status.flushes.len(), FLUSH_HISTORY);
+        assert_eq!(status.flushes[0].events, FLUSH_HISTORY + 4);
+    }
+}

@@ -1,0 +1,278 @@
+//! One output's worker: reads its cursor, filters, encodes into a batch,
+//! flushes by size, age, request or shutdown, and acknowledges what the
+//! destination accepted. A failed flush keeps its batch and is retried with
+//! backoff; events arriving meanwhile wait in the journal.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::sleep_until;
+
+use super::file::{FileSink, LineFormat};
+use super::status::{backoff, FlushReason, FlushRecord, OutputState, OutputStatus};
+use super::{BatchSettings, OutputSpec};
+use crate::cache::Cache;
+use crate::event::{Event, Filter};
+use crate::journal::{Cursor, Seq};
+
+pub const RETRY_BASE: Duration = Duration::from_millis(250);
+pub const RETRY_MAX: Duration = Duration::from_secs(30);
+
+pub enum Command {
+    Flush(oneshot::Sender<FlushRecord>),
+    Stop,
+}
+
+/// Where a kind's events go. One variant per native kind.
+enum Sink {
+    File { format: LineFormat, file: FileSink },
+}
+
+impl Sink {
+    fn from_spec(spec: &OutputSpec) -> Result<Sink, String> {
+        match spec.kind.as_str() {
+            "file" => {
+                let path = spec
+                    .parameter("path")
+                    .map(|p| p.value.clone())
+                    .ok_or("a `file` output needs a `path` parameter")?;
+                Ok(Sink::File {
+                    format: LineFormat::from_spec(spec)?,
+                    file: FileSink::new(path),
+                })
+            }
+            other => Err(format!("kind `{other}` cannot run in this version")),
+        }
+    }
+
+    fn encode(&self, event: &Event, cache: &Cache, out: &mut Vec<u8>) {
+        match self {
+            Sink::File { format, .. } => format.encode(event, cache, out),
+        }
+    }
+
+    async fn check(&mut self) -> Result<(), String> {
+        match self {
+            Sink::File { file, .. } => file.check().await,
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
+        match self {
+            Sink::File { file, .. } => file.write(bytes).await,
+        }
+    }
+}
+
+pub struct Worker {
+    name: String,
+    filter: Filter,
+    settings: BatchSettings,
+    sink: Sink,
+    cursor: Cursor,
+    cache: Arc<Cache>,
+    status: Arc<Mutex<OutputStatus>>,
+    batch: Batch,
+    /// When the failed batch is tried again; nothing new is read until then.
+    retry_at: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    /// Events encoded into `bytes`.
+    events: usize,
+    /// Events read (encoded or filtered out) and not yet acknowledged.
+    unacked: u64,
+    /// The last event read.
+    last_seq: Option<Seq>,
+    started: Option<Instant>,
+}
+
+impl Worker {
+    /// Builds the worker of an output. Fails only on a definition that
+    /// validation should have refused (an output stored by an older version).
+    pub fn new(
+        spec: &OutputSpec,
+        cursor: Cursor,
+        cache: Arc<Cache>,
+        status: Arc<Mutex<OutputStatus>>,
+    ) -> Result<Worker, String> {
+        let filter = Filter::parse(&spec.filters).map_err(|e| e.to_string())?;
+        let sink = Sink::from_spec(spec)?;
+        // Whatever the previous worker read without acknowledging comes again.
+        cursor.rewind();
+        Ok(Worker {
+            name: spec.name.clone(),
+            filter,
+            settings: BatchSettings::from_spec(spec),
+            sink,
+            cursor,
+            cache,
+            status,
+            batch: Batch::default(),
+            retry_at: None,
+        })
+    }
+
+    fn status(&self) -> std::sync::MutexGuard<'_, OutputStatus> {
+        self.status.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub async fn run(mut self, commands: &mut mpsc::Receiver<Command>) {
+        match self.sink.check().await {
+            Ok(()) => self.status().record_success(),
+            Err(error) => self.fail(error),
+        }
+        loop {
+            if self.retry_at.is_none() {
+                self.read_available();
+            }
+            if self.retry_at.is_none() && self.batch.events >= self.settings.max_size {
+                self.flush(FlushReason::Size).await;
+                continue;
+            }
+            let age_deadline = self
+                .batch
+                .started
+                .filter(|_| self.retry_at.is_none())
+                .map(|t| t + self.settings.max_age);
+            let can_read = self.retry_at.is_none() && self.batch.events < self.settings.max_size;
+            tokio::select! {
+                biased;
+                command = commands.recv() => match command {
+                    Some(Command::Flush(reply)) => {
+                        let record = self.flush(FlushReason::Manual).await;
+                        let _ = reply.send(record);
+                    }
+                    Some(Command::Stop) | None => {
+                        self.flush(FlushReason::Shutdown).await;
+                        self.status().state = OutputState::Stopped;
+                        return;
+                    }
+                },
+                _ = sleep_until_opt(self.retry_at) => {
+                    self.flush(FlushReason::Retry).await;
+                }
+                _ = sleep_until_opt(age_deadline) => {
+                    self.flush(FlushReason::Age).await;
+                }
+                _ = self.cursor.wait(), if can_read => {}
+            }
+        }
+    }
+
+    /// Moves what the cursor has into the batch, up to `max_size` events.
+    fn read_available(&mut self) {
+        let room = self.settings.max_size.saturating_sub(self.batch.events);
+        if room == 0 {
+            return;
+        }
+        let entries = self.cursor.read(room);
+        if entries.is_empty() {
+            return;
+        }
+        let (mut received, mut filtered) = (0, 0);
+        for entry in &entries {
+            received += 1;
+            self.batch.unacked += 1;
+            self.batch.last_seq = Some(entry.seq);
+            if self.filter.accepts(entry.event.event_type()) {
+                self.sink
+                    .encode(&entry.event, &self.cache, &mut self.batch.bytes);
+                self.batch.events += 1;
+                self.batch.started.get_or_insert_with(Instant::now);
+            } else {
+                filtered += 1;
+            }
+        }
+        // Filtered events with nothing buffered before them need no flush:
+        // acknowledge them now so they do not hold the journal.
+        let acked = if self.batch.events == 0 {
+            self.ack()
+        } else {
+            0
+        };
+        let mut status = self.status();
+        status.counters.received += received;
+        status.counters.filtered_out += filtered;
+        status.counters.acknowledged += acked;
+        status.buffered = self.batch.events;
+    }
+
+    fn ack(&mut self) -> u64 {
+        let acked = self.batch.unacked;
+        if let Some(seq) = self.batch.last_seq {
+            self.cursor.ack(seq);
+        }
+        self.batch.unacked = 0;
+        acked
+    }
+
+    fn fail(&mut self, error: String) {
+        let attempt = self.status().attempts + 1;
+        let delay = backoff(attempt, RETRY_BASE, RETRY_MAX);
+        tracing::warn!(output = %self.name, attempt, retry_in_ms = delay.as_millis() as u64, "{error}");
+        self.status().record_error(error, delay);
+        self.retry_at = Some(Instant::now() + delay);
+    }
+
+    /// Sends the batch. On success the batch is acknowledged; on failure it
+    /// is kept for the retry.
+    async fn flush(&mut self, reason: FlushReason) -> FlushRecord {
+        let at = OffsetDateTime::now_utc();
+        let started = Instant::now();
+        let events = self.batch.events;
+        let bytes = self.batch.bytes.len();
+        let result = if events == 0 {
+            self.sink.check().await
+        } else {
+            self.sink.send(&self.batch.bytes).await
+        };
+        let record = FlushRecord {
+            at,
+            reason,
+            events,
+            bytes,
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            result: match &result {
+                Ok(()) => "ok".to_owned(),
+                Err(e) => e.clone(),
+            },
+        };
+        match result {
+            Ok(()) => {
+                let acked = self.ack();
+                self.batch.bytes.clear();
+                self.batch.events = 0;
+                self.batch.started = None;
+                self.retry_at = None;
+                let mut status = self.status();
+                status.counters.written += events as u64;
+                status.counters.acknowledged += acked;
+                status.buffered = 0;
+                status.record_success();
+                if events > 0 || reason == FlushReason::Manual {
+                    status.record_flush(record.clone());
+                }
+            }
+            Err(error) => {
+                self.status().counters.failed += 1;
+                if events > 0 || reason == FlushReason::Manual {
+                    self.status().record_flush(record.clone());
+                }
+                self.fail(error);
+            }
+        }
+        record
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,111 @@
+//! One error type for every route, mapped to a status code and a JSON body
+//! `{"error": "...", "fields": {"field": "why"}}`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Map, Value};
+
+use crate::ingest::ndjson::LineError;
+use crate::output::FieldErrors;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON at all.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// The body is JSON but some fields are wrong.
+    #[error("invalid fields")]
+    Invalid(FieldErrors),
+    /// Some NDJSON lines are invalid; nothing was accepted.
+    #[error("invalid events")]
+    InvalidLines(Vec<LineError>),
+    /// Ingest is full; the client should retry after a while.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+        let mut errors = FieldErrors::default();
+        errors.add(field, message);
+        ApiError::Invalid(errors)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Duplicate(_) => ApiError::Conflict(e.to_string()),
+            StoreError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            StoreError::Database(_) | StoreError::Corrupt { .. } => {
+                tracing::error!("{e}");
+                ApiError::Internal(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<FieldErrors> for ApiError {
+    fn from(e: FieldErrors) -> Self {
+        ApiError::Invalid(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = match &self {
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, json!({ "error": m })),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, json!({ "error": m })),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, json!({ "error": m })),
+            ApiError::Invalid(errors) => {
+                let mut fields = Map::new();
+                for (field, message) in &errors.0 {
+                    match fields.get_mut(field) {
+                        Some(Value::String(existing)) => {
+                            existing.push_str("; ");
+                            existing.push_str(message);
+                        }
+                        _ => {
+                            fields.insert(field.clone(), Value::String(message.clone()));
+                        }
+                    }
+                }
+                let summary = errors
+                    .0
+                    .iter()
+                    .map(|(f, m)| format!("{f}: {m}"))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    json!({ "error": summary, "fields": fields }),
+                )
+            }
+            ApiError::InvalidLines(lines) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({
+                    "error": format!("{} invalid line(s); no event of this request was accepted", lines.len()),
+                    "accepted": 0,
+                    "lines": lines,
+                }),
+            ),
+            ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, json!({ "error": m })),
+            ApiError::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, json!({ "error": m })),
+        };
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

@@ -1,0 +1,91 @@
+//! The HTTP face of brokerstream: the REST API under `/api/v1` and the web
+//! pages. One [`Context`] holds what handlers share.
+
+mod error;
+mod events;
+mod kinds;
+mod outputs;
+mod pages;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+use axum::Router;
+use tower_http::services::ServeDir;
+
+use crate::ingest::Ingest;
+use crate::output::Supervisor;
+use crate::store::Store;
+
+pub use error::ApiError;
+
+/// Largest request body accepted (an NDJSON batch).
+pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct Context(Arc<Shared>);
+
+pub struct Shared {
+    pub store: Store,
+    pub supervisor: Arc<Supervisor>,
+    pub ingest: Arc<Ingest>,
+    /// Serializes definition changes, so the store and the running workers
+    /// see them in the same order.
+    pub writes: tokio::sync::Mutex<()>,
+}
+
+impl std::ops::Deref for Context {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl Context {
+    pub fn new(store: Store, supervisor: Arc<Supervisor>, ingest: Arc<Ingest>) -> Self {
+        Context(Arc::new(Shared {
+            store,
+            supervisor,
+            ingest,
+            writes: tokio::sync::Mutex::new(()),
+        }))
+    }
+}
+
+pub fn router(ctx: Context) -> Router {
+    let api = Router::new()
+        .route("/events", post(events::ingest))
+        .route("/kinds", get(kinds::list))
+        .route("/outputs", get(outputs::list).post(outputs::create))
+        .route(
+            "/outputs/{name}",
+            get(outputs::get)
+                .put(outputs::replace)
+                .patch(outputs::patch)
+                .delete(outputs::delete),
+        )
+        .route("/outputs/{name}/parameters", get(outputs::list_parameters))
+        .route(
+            "/outputs/{name}/parameters/{param}",
+            put(outputs::put_parameter).delete(outputs::delete_parameter),
+        )
+        .route("/outputs/{name}/status", get(outputs::status))
+        .route("/outputs/{name}/flush", post(outputs::flush))
+        .fallback(|| async { ApiError::NotFound("no such API route".into()) });
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/", get(pages::overview))
+        .route("/healthz", get(|| async { "ok" }))
+        .nest_service("/static", ServeDir::new(static_dir()))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(ctx)
+}
+
+/// `static/` beside the binary's sources in development, or
+/// `BROKERSTREAM_STATIC_DIR` for an installed service.
+fn static_dir() -> std::path::PathBuf {
+    std::env::var_os("BROKERSTREAM_STATIC_DIR")
+        .map(Into::into)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("static"))
+}
