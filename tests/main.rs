@@ -1,1 +1,8 @@
+//! Integration tests: one binary, so the suite links once. Every test
+//! starts what it needs on loopback (a brokerstream on port 0, a temporary
+//! data directory) and stops it.
 
+mod api;
+mod common;
+mod file_output;
+mod serve;

@@ -1,0 +1,162 @@
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use brokerstream::app::{self, App};
+use brokerstream::config::Config;
+use reqwest::{Client, Response};
+use serde_json::{json, Value};
+
+/// A brokerstream running in this process on a loopback port.
+pub struct Server {
+    pub app: Option<App>,
+    pub base: String,
+    pub data_dir: PathBuf,
+    pub client: Client,
+}
+
+impl Server {
+    pub async fn start(data_dir: &Path) -> Server {
+        let config = Config {
+            data_dir: data_dir.to_owned(),
+            http_addr: "127.0.0.1:0".parse().unwrap(),
+            ..Config::default()
+        };
+        Server::start_with(config).await
+    }
+
+    pub async fn start_with(config: Config) -> Server {
+        let data_dir = config.data_dir.clone();
+        let app = app::start(config).await.expect("service starts");
+        Server {
+            base: format!("http://{}", app.http_addr),
+            app: Some(app),
+            data_dir,
+            client: Client::new(),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(app) = self.app.take() {
+            app.shutdown().await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.unwrap()
+    }
+
+    pub async fn send_json(&self, method: reqwest::Method, path: &str, body: &Value) -> Response {
+        self.client
+            .request(method, self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.send_json(reqwest::Method::POST, path, body).await
+    }
+
+    /// Posts NDJSON and returns the status and the JSON answer.
+    pub async fn post_events(&self, lines: &[Value]) -> (u16, Value) {
+        let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        let response = self
+            .client
+            .post(self.url("/api/v1/events"))
+            .header("content-type", "application/x-ndjson")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    pub async fn create_file_output(&self, name: &str, path: &Path, extra: Value) -> Value {
+        let mut body = json!({
+            "name": name,
+            "kind": "file",
+            "parameters": [
+                {"name": "path", "type": "string", "value": path.to_str().unwrap()},
+                {"name": "max_buffer_size", "type": "number", "value": "1"},
+            ],
+        });
+        if let (Some(obj), Value::Object(extra)) = (body.as_object_mut(), extra) {
+            for (k, v) in extra {
+                obj.insert(k, v);
+            }
+        }
+        let response = self.post_json("/api/v1/outputs", &body).await;
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(status, 201, "create {name}: {answer}");
+        answer
+    }
+
+    pub async fn status(&self, name: &str) -> Value {
+        self.get_json(&format!("/api/v1/outputs/{name}/status")).await
+    }
+
+    /// Waits until the output's status satisfies `ready`, or fails with the
+    /// last status seen.
+    pub async fn wait_status(&self, name: &str, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let status = self.status(name).await;
+            if ready(&status) {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; last status: {status:#}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Waits until `path` holds at least `lines` lines, and returns them.
+pub async fn wait_lines(path: &Path, lines: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let found: Vec<String> = text.lines().map(str::to_owned).collect();
+        if found.len() >= lines {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {lines} lines in {}; found {}: {found:?}",
+            path.display(),
+            found.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn host(host_id: i64, name: &str) -> Value {
+    json!({"_type": 65548, "host_id": host_id, "name": name})
+}
+
+pub fn service(host_id: i64, service_id: i64, description: &str) -> Value {
+    json!({"_type": 65559, "host_id": host_id, "service_id": service_id, "description": description})
+}
+
+pub fn host_status(host_id: i64, state: i64, output: &str) -> Value {
+    json!({"_type": 65550, "host_id": host_id, "state": state, "output": output, "last_check": 1732000000})
+}
+
+pub fn service_status(host_id: i64, service_id: i64, state: i64) -> Value {
+    json!({"category": 1, "element": 24, "host_id": host_id, "service_id": service_id, "state": state, "output": "OK"})
+}
+
+pub fn metric(host_id: i64, service_id: i64, name: &str, value: f64) -> Value {
+    json!({"_type": 196609, "host_id": host_id, "service_id": service_id, "metric_id": 7, "name": name, "value": value, "ctime": 1732000000})
+}

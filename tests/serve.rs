@@ -1,0 +1,151 @@
+//! The real binary: flags, environment, configuration file, simulator, and
+//! a clean stop on SIGTERM that flushes what the workers hold.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Process {
+    child: Child,
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Process {
+    fn spawn(args: &[&str], env: &[(&str, &str)], port: u16) -> Process {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_brokerstream"));
+        command.args(args).stdout(Stdio::null()).stderr(Stdio::inherit());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        Process {
+            child: command.spawn().expect("binary starts"),
+            base: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(r) = self.client.get(format!("{}/healthz", self.base)).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("brokerstream did not answer on {}", self.base);
+    }
+
+    async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(killed.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "no exit after SIGTERM");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn create_output(p: &Process, body: &Value) {
+    let response = p.client.post(format!("{}/api/v1/outputs", p.base)).json(body).send().await.unwrap();
+    assert_eq!(response.status(), 201);
+}
+
+fn file_output(name: &str, path: &Path, filters: &[&str]) -> Value {
+    json!({
+        "name": name,
+        "kind": "file",
+        "filters": {"category": filters},
+        "parameters": [
+            {"name": "path", "type": "string", "value": path.to_str().unwrap()},
+            {"name": "max_buffer_size", "type": "number", "value": "100000"},
+            {"name": "max_buffer_age", "type": "number", "value": "3600"},
+        ],
+    })
+}
+
+#[tokio::test]
+async fn sigterm_flushes_buffered_events_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let data = dir.path().join("data");
+    // Flags for the address, the environment for the data directory.
+    let p = Process::spawn(
+        &["serve", "--http-addr", &addr],
+        &[("BROKERSTREAM_DATA_DIR", data.to_str().unwrap())],
+        port,
+    );
+    p.wait_ready().await;
+    let path = dir.path().join("buffered.log");
+    create_output(&p, &file_output("buffered", &path, &[])).await;
+    let body: String = (1..=3).map(|i| format!("{}\n", host_status(i, 0, "OK"))).collect();
+    let response = p.client.post(format!("{}/api/v1/events", p.base)).body(body).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    // Buffered, not written: a day-long age and a huge size.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(std::fs::read_to_string(&path).unwrap_or_default().is_empty());
+
+    let status = p.terminate().await;
+    assert!(status.success(), "{status:?}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 3);
+    assert!(data.join("brokerstream.db").exists());
+}
+
+#[tokio::test]
+async fn configuration_file_and_simulator() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("brokerstream.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\nhttp_addr = \"127.0.0.1:{port}\"\n\n[journal]\nmax_events = 50000\n",
+            dir.path().join("from-config").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let p = Process::spawn(&["serve", "--config", config.to_str().unwrap(), "--simulate", "2000"], &[], port);
+    p.wait_ready().await;
+    assert!(dir.path().join("from-config").join("brokerstream.db").exists());
+    let path = dir.path().join("sim.log");
+    let mut output = file_output("sim", &path, &["storage:metric", "neb:service_status"]);
+    output["parameters"][2]["value"] = json!("0.1");
+    create_output(&p, &output).await;
+    let lines = wait_lines(&path, 50).await;
+    let events: Vec<Value> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(events.iter().all(|e| e["_type"] == 196609 || e["_type"] == 65560), "filtered");
+    assert!(events.iter().any(|e| e["_type"] == 196609 && e["value"].is_f64() && e["name"].is_string()));
+    assert!(events.iter().any(|e| e["_type"] == 65560 && e["perfdata"].as_str().is_some_and(|p| p.contains('='))));
+    assert!(p.terminate().await.success());
+}
+
+#[tokio::test]
+async fn a_bad_configuration_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "http_adr = \"127.0.0.1:1\"\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_brokerstream"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("invalid configuration file") && stderr.contains("http_adr"), "{stderr}");
+}
