@@ -17,6 +17,9 @@ mod json;
 mod types;
 mod value;
 
+#[cfg(test)]
+mod tests;
+
 pub use filter::{Filter, FilterError};
 pub use json::{EventJsonError, MAX_NESTING};
 pub use types::{
