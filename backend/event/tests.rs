@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde_json::json;
+use serde_json::{json, Value as Json};
 
 use super::catalogue::{self, EVENTS};
 use super::types::{FieldType, Label, NilRule, Protocol};
@@ -237,6 +237,60 @@ fn spot_checks_against_the_spec() {
     assert_eq!(pb_metric.fields[0].tag, 4);
     assert_eq!(catalogue::by_name("ServiceStatus").unwrap().element, 29);
     assert_eq!(catalogue::by_name("status").unwrap().event_type().0, 196612);
+}
+
+// ---- golden test: cbd 21.10 API v1 lines ----------------------------------
+
+const GOLDEN_V1: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/data/cbd-21.10/events-api-v1.jsonl"
+);
+
+#[test]
+fn golden_cbd_21_10_api_v1_lines_round_trip() {
+    let text = std::fs::read_to_string(GOLDEN_V1).expect("golden file");
+    let mut counts: HashMap<u32, usize> = HashMap::new();
+    let mut lines = 0;
+    for (n, line) in text.lines().enumerate() {
+        let n = n + 1;
+        let json: Json = serde_json::from_str(line).unwrap_or_else(|e| panic!("line {n}: {e}"));
+        let event = Event::from_json(&json).unwrap_or_else(|e| panic!("line {n}: {e}"));
+        assert_eq!(event.to_json(), json, "line {n}");
+        *counts.entry(event.event_type().0).or_default() += 1;
+        lines += 1;
+    }
+    assert_eq!(lines, 953);
+    let expected = HashMap::from([
+        (65537, 2),
+        (65538, 2),
+        (65539, 1),
+        (65541, 2),
+        (65546, 2),
+        (65547, 3),
+        (65548, 10),
+        (65550, 300),
+        (65551, 1),
+        (65559, 30),
+        (65560, 300),
+        (196609, 300),
+    ]);
+    assert_eq!(counts, expected);
+}
+
+#[test]
+fn golden_doubles_stay_floats_and_times_integers() {
+    let text = std::fs::read_to_string(GOLDEN_V1).expect("golden file");
+    let line = text
+        .lines()
+        .find(|l| l.contains("\"_type\":65550"))
+        .expect("a host_status line");
+    let json: Json = serde_json::from_str(line).unwrap();
+    let event = Event::from_json(&json).unwrap();
+    assert!(matches!(event.get("check_interval"), Some(Value::Float(_))));
+    assert!(matches!(event.get("last_check"), Some(Value::Int(_))));
+    let out = event.to_json();
+    assert!(out["check_interval"].is_f64());
+    assert!(out["last_check"].is_i64());
 }
 
 // ---- from_json errors and nil rules ---------------------------------------
