@@ -60,12 +60,13 @@ impl Filter {
                 Some((category_name, element)) => {
                     let category = category_by_name(category_name)
                         .ok_or_else(|| FilterError::UnknownCategory(category_name.to_owned()))?;
-                    let def = catalogue::by_category_and_name(category.id, element).ok_or_else(
-                        || FilterError::UnknownElement {
-                            category: category_name.to_owned(),
-                            element: element.to_owned(),
-                        },
-                    )?;
+                    let def =
+                        catalogue::by_category_and_name(category.id, element).ok_or_else(|| {
+                            FilterError::UnknownElement {
+                                category: category_name.to_owned(),
+                                element: element.to_owned(),
+                            }
+                        })?;
                     filter.types.insert(def.event_type().0);
                 }
             }
@@ -78,8 +79,6 @@ impl Filter {
     }
 
     pub fn accepts(&self, ty: EventType) -> bool {
-        self.accepts_all()
-            || self.categories.contains(&ty.category())
-            || self.types.contains(&ty.0)
+        self.accepts_all() || self.categories.contains(&ty.category()) || self.types.contains(&ty.0)
     }
 }

@@ -33,14 +33,35 @@ pub struct Category {
 
 pub const CATEGORIES: &[Category] = &[
     Category { id: 1, name: "neb" },
-    Category { id: 2, name: "bbdo" },
-    Category { id: 3, name: "storage" },
-    Category { id: 5, name: "dumper" },
+    Category {
+        id: 2,
+        name: "bbdo",
+    },
+    Category {
+        id: 3,
+        name: "storage",
+    },
+    Category {
+        id: 5,
+        name: "dumper",
+    },
     Category { id: 6, name: "bam" },
-    Category { id: 7, name: "extcmd" },
-    Category { id: 8, name: "generator" },
-    Category { id: 9, name: "local" },
-    Category { id: 65535, name: "internal" },
+    Category {
+        id: 7,
+        name: "extcmd",
+    },
+    Category {
+        id: 8,
+        name: "generator",
+    },
+    Category {
+        id: 9,
+        name: "local",
+    },
+    Category {
+        id: 65535,
+        name: "internal",
+    },
 ];
 
 pub fn category_by_name(name: &str) -> Option<&'static Category> {
