@@ -3,10 +3,10 @@
 //! `DESIGN.md`: events come in, go through the journal, and workers hand
 //! them to outputs.
 
-pub mod event;
 pub mod app;
 pub mod cache;
 pub mod config;
+pub mod event;
 pub mod ingest;
 pub mod journal;
 pub mod output;

@@ -20,7 +20,9 @@ async fn expect_422(response: reqwest::Response, fields: &[&str]) -> Value {
     assert_eq!(status, 422, "{body:#}");
     for field in fields {
         assert!(
-            body["fields"].get(*field).is_some_and(|m| m.as_str().is_some_and(|s| !s.is_empty())),
+            body["fields"]
+                .get(*field)
+                .is_some_and(|m| m.as_str().is_some_and(|s| !s.is_empty())),
             "expected an error on `{field}`: {body:#}"
         );
     }
@@ -32,16 +34,38 @@ async fn kinds_list_the_file_output_with_its_schema() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path()).await;
     let kinds = server.get_json("/api/v1/kinds").await;
-    let file = kinds.as_array().unwrap().iter().find(|k| k["name"] == "file").expect("file kind");
-    let path = file["parameters"].as_array().unwrap().iter().find(|p| p["name"] == "path").unwrap();
+    let file = kinds
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "file")
+        .expect("file kind");
+    let path = file["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "path")
+        .unwrap();
     assert_eq!(path["type"], "string");
     assert_eq!(path["required"], true);
     assert_eq!(path["secret"], false);
-    let format = file["parameters"].as_array().unwrap().iter().find(|p| p["name"] == "format").unwrap();
+    let format = file["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "format")
+        .unwrap();
     assert_eq!(format["default"], "json");
     assert_eq!(format["choices"], json!(["json", "template"]));
     for name in ["max_buffer_size", "max_buffer_age"] {
-        assert!(file["parameters"].as_array().unwrap().iter().any(|p| p["name"] == name), "{name}");
+        assert!(
+            file["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == name),
+            "{name}"
+        );
     }
     server.stop().await;
 }
@@ -53,7 +77,9 @@ async fn outputs_crud_round_trip() {
     let path = dir.path().join("out.log");
     let path = path.to_str().unwrap();
 
-    let response = server.post_json("/api/v1/outputs", &file_body("export", path)).await;
+    let response = server
+        .post_json("/api/v1/outputs", &file_body("export", path))
+        .await;
     assert_eq!(response.status(), 201);
     assert_eq!(response.headers()["location"], "/api/v1/outputs/export");
     let created: Value = response.json().await.unwrap();
@@ -62,8 +88,11 @@ async fn outputs_crud_round_trip() {
     assert_eq!(created["enabled"], true);
     assert_eq!(created["filters"], json!({"category": ["neb"]}));
     let params = created["parameters"].as_array().unwrap();
-    assert_eq!(params[0], json!({"name": "path", "type": "string", "value": path}));
-    assert!(params.iter().any(|p| *p == json!({"name": "format", "type": "string", "value": "json"})), "defaults are filled in: {created}");
+    assert_eq!(
+        params[0],
+        json!({"name": "path", "type": "string", "value": path})
+    );
+    assert_eq!(params.len(), 1, "defaults are not stored: {created}");
 
     let listed = server.get_json("/api/v1/outputs").await;
     assert_eq!(listed.as_array().unwrap().len(), 1);
@@ -71,16 +100,23 @@ async fn outputs_crud_round_trip() {
     assert_eq!(server.get_json("/api/v1/outputs/export").await, created);
 
     // Duplicate name.
-    let response = server.post_json("/api/v1/outputs", &file_body("export", path)).await;
+    let response = server
+        .post_json("/api/v1/outputs", &file_body("export", path))
+        .await;
     assert_eq!(response.status(), 409);
     let body: Value = response.json().await.unwrap();
-    assert!(body["error"].as_str().unwrap().contains("already exists"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("already exists"),
+        "{body}"
+    );
 
     // PUT replaces the whole definition: filters left out mean everything.
     let mut replacement = file_body("export", path);
     replacement.as_object_mut().unwrap().remove("filters");
     replacement["enabled"] = json!(false);
-    let response = server.send_json(Method::PUT, "/api/v1/outputs/export", &replacement).await;
+    let response = server
+        .send_json(Method::PUT, "/api/v1/outputs/export", &replacement)
+        .await;
     assert_eq!(response.status(), 200);
     let replaced: Value = response.json().await.unwrap();
     assert_eq!(replaced["filters"], json!({"category": []}));
@@ -89,22 +125,42 @@ async fn outputs_crud_round_trip() {
 
     // PATCH changes only what it names.
     let response = server
-        .send_json(Method::PATCH, "/api/v1/outputs/export", &json!({"enabled": true, "filters": {"category": "storage:metric"}}))
+        .send_json(
+            Method::PATCH,
+            "/api/v1/outputs/export",
+            &json!({"enabled": true, "filters": {"category": "storage:metric"}}),
+        )
         .await;
     assert_eq!(response.status(), 200);
     let patched: Value = response.json().await.unwrap();
     assert_eq!(patched["enabled"], true);
     assert_eq!(patched["filters"], json!({"category": ["storage:metric"]}));
     assert_eq!(patched["parameters"], replaced["parameters"]);
-    server.wait_status("export", "running", |s| s["state"] == "running").await;
+    server
+        .wait_status("export", "running", |s| s["state"] == "running")
+        .await;
 
     // DELETE, then everything about it is gone.
-    let response = server.client.delete(server.url("/api/v1/outputs/export")).send().await.unwrap();
+    let response = server
+        .client
+        .delete(server.url("/api/v1/outputs/export"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 204);
-    for path in ["/api/v1/outputs/export", "/api/v1/outputs/export/status", "/api/v1/outputs/export/parameters"] {
+    for path in [
+        "/api/v1/outputs/export",
+        "/api/v1/outputs/export/status",
+        "/api/v1/outputs/export/parameters",
+    ] {
         assert_eq!(server.get(path).await.status(), 404, "{path}");
     }
-    let response = server.client.delete(server.url("/api/v1/outputs/export")).send().await.unwrap();
+    let response = server
+        .client
+        .delete(server.url("/api/v1/outputs/export"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 404);
     server.stop().await;
 }
@@ -122,10 +178,30 @@ async fn invalid_outputs_name_every_bad_field() {
     expect_422(post(json!({"name": "a/b", "kind": "file", "parameters": [{"name": "path", "value": "/tmp/x"}]})).await, &["name"]).await;
     expect_422(post(json!({"name": "", "kind": "file"})).await, &["name"]).await;
     let body = expect_422(post(json!({"name": "x", "kind": "kafka"})).await, &["kind"]).await;
-    assert!(body["fields"]["kind"].as_str().unwrap().contains("available kinds: file"), "{body}");
-    let body = expect_422(post(json!({"name": "x", "kind": "lua", "path": "/tmp/x.lua"})).await, &["kind"]).await;
-    assert!(body["fields"]["kind"].as_str().unwrap().contains("not available"), "{body}");
-    expect_422(post(json!({"name": "x", "kind": "file"})).await, &["parameters.path"]).await;
+    assert!(
+        body["fields"]["kind"]
+            .as_str()
+            .unwrap()
+            .contains("available kinds: file"),
+        "{body}"
+    );
+    let body = expect_422(
+        post(json!({"name": "x", "kind": "lua", "path": "/tmp/x.lua"})).await,
+        &["kind"],
+    )
+    .await;
+    assert!(
+        body["fields"]["kind"]
+            .as_str()
+            .unwrap()
+            .contains("not available"),
+        "{body}"
+    );
+    expect_422(
+        post(json!({"name": "x", "kind": "file"})).await,
+        &["parameters.path"],
+    )
+    .await;
     expect_422(
         post(json!({"name": "x", "kind": "file", "parameters": [
             {"name": "path", "type": "string", "value": "/tmp/x"},
@@ -135,7 +211,12 @@ async fn invalid_outputs_name_every_bad_field() {
             {"name": "format", "type": "string", "value": "xml"},
         ]}))
         .await,
-        &["parameters.colour", "parameters.max_buffer_size", "parameters.max_buffer_age", "parameters.format"],
+        &[
+            "parameters.colour",
+            "parameters.max_buffer_size",
+            "parameters.max_buffer_age",
+            "parameters.format",
+        ],
     )
     .await;
     expect_422(
@@ -181,19 +262,45 @@ async fn invalid_outputs_name_every_bad_field() {
         &["filters.category[1]", "filters.category[2]"],
     )
     .await;
-    assert!(body["fields"].get("filters.category[0]").is_none(), "{body}");
-    expect_422(post(json!({"name": "x", "kind": "file", "filters": ["neb"]})).await, &["filters"]).await;
-    expect_422(post(json!({"name": "x", "kind": "file", "enabled": "yes", "colour": 1})).await, &["enabled", "colour"]).await;
+    assert!(
+        body["fields"].get("filters.category[0]").is_none(),
+        "{body}"
+    );
+    expect_422(
+        post(json!({"name": "x", "kind": "file", "filters": ["neb"]})).await,
+        &["filters"],
+    )
+    .await;
+    expect_422(
+        post(json!({"name": "x", "kind": "file", "enabled": "yes", "colour": 1})).await,
+        &["enabled", "colour"],
+    )
+    .await;
     expect_422(post(json!({"name": "x", "kind": "file", "path": "/tmp/s.lua", "parameters": [{"name": "path", "type": "string", "value": "/tmp/x"}]})).await, &["path"]).await;
 
     // Not JSON, or not an object: 400.
     for body in ["{not json", "[1, 2]"] {
-        let response = server.client.post(server.url("/api/v1/outputs")).header("content-type", "application/json").body(body).send().await.unwrap();
+        let response = server
+            .client
+            .post(server.url("/api/v1/outputs"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 400, "{body}");
         let answer: Value = response.json().await.unwrap();
         assert!(answer["error"].is_string());
     }
-    assert!(server.get_json("/api/v1/outputs").await.as_array().unwrap().is_empty(), "nothing invalid was stored");
+    assert!(
+        server
+            .get_json("/api/v1/outputs")
+            .await
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "nothing invalid was stored"
+    );
     server.stop().await;
 }
 
@@ -205,16 +312,64 @@ async fn put_and_patch_errors() {
     server.create_file_output("o", &path, json!({})).await;
     let before = server.get_json("/api/v1/outputs/o").await;
 
-    let response = server.send_json(Method::PUT, "/api/v1/outputs/nope", &file_body("nope", "/tmp/x")).await;
+    let response = server
+        .send_json(
+            Method::PUT,
+            "/api/v1/outputs/nope",
+            &file_body("nope", "/tmp/x"),
+        )
+        .await;
     assert_eq!(response.status(), 404);
-    let response = server.send_json(Method::PATCH, "/api/v1/outputs/nope", &json!({"enabled": false})).await;
+    let response = server
+        .send_json(
+            Method::PATCH,
+            "/api/v1/outputs/nope",
+            &json!({"enabled": false}),
+        )
+        .await;
     assert_eq!(response.status(), 404);
-    expect_422(server.send_json(Method::PUT, "/api/v1/outputs/o", &file_body("other", "/tmp/x")).await, &["name"]).await;
-    expect_422(server.send_json(Method::PUT, "/api/v1/outputs/o", &json!({"parameters": []})).await, &["kind"]).await;
-    expect_422(server.send_json(Method::PATCH, "/api/v1/outputs/o", &json!({"kind": "teapot"})).await, &["kind"]).await;
-    let response = server.client.patch(server.url("/api/v1/outputs/o")).body("nope").send().await.unwrap();
+    expect_422(
+        server
+            .send_json(
+                Method::PUT,
+                "/api/v1/outputs/o",
+                &file_body("other", "/tmp/x"),
+            )
+            .await,
+        &["name"],
+    )
+    .await;
+    expect_422(
+        server
+            .send_json(Method::PUT, "/api/v1/outputs/o", &json!({"parameters": []}))
+            .await,
+        &["kind"],
+    )
+    .await;
+    expect_422(
+        server
+            .send_json(
+                Method::PATCH,
+                "/api/v1/outputs/o",
+                &json!({"kind": "teapot"}),
+            )
+            .await,
+        &["kind"],
+    )
+    .await;
+    let response = server
+        .client
+        .patch(server.url("/api/v1/outputs/o"))
+        .body("nope")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 400);
-    assert_eq!(server.get_json("/api/v1/outputs/o").await, before, "failed edits change nothing");
+    assert_eq!(
+        server.get_json("/api/v1/outputs/o").await,
+        before,
+        "failed edits change nothing"
+    );
     server.stop().await;
 }
 
@@ -226,55 +381,131 @@ async fn parameters_sub_resource() {
     server.create_file_output("p", &path, json!({})).await;
 
     let params = server.get_json("/api/v1/outputs/p/parameters").await;
-    assert!(params.as_array().unwrap().iter().any(|p| p["name"] == "max_buffer_size" && p["value"] == "1"));
+    assert!(params
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "max_buffer_size" && p["value"] == "1"));
 
     // Replace an existing one (200), given as a JSON number.
     let response = server
-        .send_json(Method::PUT, "/api/v1/outputs/p/parameters/max_buffer_size", &json!({"type": "number", "value": 50}))
+        .send_json(
+            Method::PUT,
+            "/api/v1/outputs/p/parameters/max_buffer_size",
+            &json!({"type": "number", "value": 50}),
+        )
         .await;
     assert_eq!(response.status(), 200);
-    assert_eq!(response.json::<Value>().await.unwrap(), json!({"name": "max_buffer_size", "type": "number", "value": "50"}));
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({"name": "max_buffer_size", "type": "number", "value": "50"})
+    );
     // Add a new one (201).
-    server.client.delete(server.url("/api/v1/outputs/p/parameters/max_buffer_age")).send().await.unwrap();
     let response = server
-        .send_json(Method::PUT, "/api/v1/outputs/p/parameters/max_buffer_age", &json!({"type": "number", "value": "0.5"}))
+        .send_json(
+            Method::PUT,
+            "/api/v1/outputs/p/parameters/max_buffer_age",
+            &json!({"type": "number", "value": "0.5"}),
+        )
         .await;
     assert_eq!(response.status(), 201);
     let params = server.get_json("/api/v1/outputs/p/parameters").await;
-    assert!(params.as_array().unwrap().iter().any(|p| *p == json!({"name": "max_buffer_age", "type": "number", "value": "0.5"})), "{params}");
+    assert!(
+        params
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| *p == json!({"name": "max_buffer_age", "type": "number", "value": "0.5"})),
+        "{params}"
+    );
 
     // Errors.
     expect_422(
-        server.send_json(Method::PUT, "/api/v1/outputs/p/parameters/max_buffer_size", &json!({"type": "number", "value": "lots"})).await,
+        server
+            .send_json(
+                Method::PUT,
+                "/api/v1/outputs/p/parameters/max_buffer_size",
+                &json!({"type": "number", "value": "lots"}),
+            )
+            .await,
         &["parameters.max_buffer_size"],
     )
     .await;
     expect_422(
-        server.send_json(Method::PUT, "/api/v1/outputs/p/parameters/max_buffer_size", &json!({"type": "float", "value": "1"})).await,
+        server
+            .send_json(
+                Method::PUT,
+                "/api/v1/outputs/p/parameters/max_buffer_size",
+                &json!({"type": "float", "value": "1"}),
+            )
+            .await,
         &["parameters.max_buffer_size"],
     )
     .await;
     expect_422(
-        server.send_json(Method::PUT, "/api/v1/outputs/p/parameters/unheard_of", &json!({"type": "string", "value": "1"})).await,
+        server
+            .send_json(
+                Method::PUT,
+                "/api/v1/outputs/p/parameters/unheard_of",
+                &json!({"type": "string", "value": "1"}),
+            )
+            .await,
         &["parameters.unheard_of"],
     )
     .await;
     expect_422(
-        server.send_json(Method::PUT, "/api/v1/outputs/p/parameters/path", &json!({"type": "string"})).await,
+        server
+            .send_json(
+                Method::PUT,
+                "/api/v1/outputs/p/parameters/path",
+                &json!({"type": "string"}),
+            )
+            .await,
         &["parameters.path"],
     )
     .await;
-    let response = server.send_json(Method::PUT, "/api/v1/outputs/nope/parameters/path", &json!({"type": "string", "value": "x"})).await;
+    let response = server
+        .send_json(
+            Method::PUT,
+            "/api/v1/outputs/nope/parameters/path",
+            &json!({"type": "string", "value": "x"}),
+        )
+        .await;
     assert_eq!(response.status(), 404);
     // Deleting a required parameter is refused; an unknown one is 404.
-    expect_422(server.client.delete(server.url("/api/v1/outputs/p/parameters/path")).send().await.unwrap(), &["parameters.path"]).await;
-    let response = server.client.delete(server.url("/api/v1/outputs/p/parameters/unheard_of")).send().await.unwrap();
+    expect_422(
+        server
+            .client
+            .delete(server.url("/api/v1/outputs/p/parameters/path"))
+            .send()
+            .await
+            .unwrap(),
+        &["parameters.path"],
+    )
+    .await;
+    let response = server
+        .client
+        .delete(server.url("/api/v1/outputs/p/parameters/unheard_of"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 404);
-    let response = server.client.delete(server.url("/api/v1/outputs/p/parameters/max_buffer_age")).send().await.unwrap();
+    let response = server
+        .client
+        .delete(server.url("/api/v1/outputs/p/parameters/max_buffer_age"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 204);
-    // The default comes back: every declared parameter with a default is present.
     let params = server.get_json("/api/v1/outputs/p/parameters").await;
-    assert!(params.as_array().unwrap().iter().any(|p| *p == json!({"name": "max_buffer_age", "type": "number", "value": "5"})), "{params}");
+    assert!(
+        !params
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "max_buffer_age"),
+        "a deleted parameter is gone; its default applies: {params}"
+    );
     server.stop().await;
 }
 
@@ -282,11 +513,30 @@ async fn parameters_sub_resource() {
 async fn status_and_flush_of_unknown_or_stopped_outputs() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path()).await;
-    assert_eq!(server.get("/api/v1/outputs/ghost/status").await.status(), 404);
-    let response = server.client.post(server.url("/api/v1/outputs/ghost/flush")).send().await.unwrap();
+    assert_eq!(
+        server.get("/api/v1/outputs/ghost/status").await.status(),
+        404
+    );
+    let response = server
+        .client
+        .post(server.url("/api/v1/outputs/ghost/flush"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 404);
-    server.create_file_output("off", &dir.path().join("off.log"), json!({"enabled": false})).await;
-    let response = server.client.post(server.url("/api/v1/outputs/off/flush")).send().await.unwrap();
+    server
+        .create_file_output(
+            "off",
+            &dir.path().join("off.log"),
+            json!({"enabled": false}),
+        )
+        .await;
+    let response = server
+        .client
+        .post(server.url("/api/v1/outputs/off/flush"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 409);
     assert_eq!(server.get("/api/v1/no/such/route").await.status(), 404);
     server.stop().await;
@@ -304,15 +554,39 @@ async fn invalid_ndjson_is_refused_whole_with_line_numbers() {
         json!({"_type": 65550, "host_id": "one"}),
         json!({"_type": 99}),
     );
-    let response = server.client.post(server.url("/api/v1/events")).body(body).send().await.unwrap();
+    let response = server
+        .client
+        .post(server.url("/api/v1/events"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 422);
     let answer: Value = response.json().await.unwrap();
     assert_eq!(answer["accepted"], 0);
     let lines = answer["lines"].as_array().unwrap();
-    assert_eq!(lines.iter().map(|l| l["line"].as_u64().unwrap()).collect::<Vec<_>>(), [2, 4, 5]);
-    assert!(lines[0]["message"].as_str().unwrap().contains("invalid JSON"));
-    assert!(lines[1]["message"].as_str().unwrap().contains("`host_id`: expected an integer"), "{answer}");
-    assert!(lines[2]["message"].as_str().unwrap().contains("unknown event type"));
+    assert_eq!(
+        lines
+            .iter()
+            .map(|l| l["line"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [2, 4, 5]
+    );
+    assert!(lines[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("invalid JSON"));
+    assert!(
+        lines[1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`host_id`: expected an integer"),
+        "{answer}"
+    );
+    assert!(lines[2]["message"]
+        .as_str()
+        .unwrap()
+        .contains("unknown event type"));
 
     // Nothing of the request went through: the next valid event is the first.
     let (code, answer) = server.post_events(&[host_status(2, 1, "DOWN")]).await;
@@ -335,15 +609,26 @@ async fn a_full_journal_answers_503_with_retry_after() {
     let server = Server::start_with(config).await;
     // An output that cannot write keeps every event in the journal.
     let blocked = dir.path().join("missing-dir").join("out.log");
-    server.create_file_output("stuck", &blocked, json!({})).await;
+    server
+        .create_file_output("stuck", &blocked, json!({}))
+        .await;
     let events: Vec<Value> = (1..=4).map(|i| host_status(i, 0, "OK")).collect();
     assert_eq!(server.post_events(&events).await.0, 200);
     let body: String = events.iter().map(|l| format!("{l}\n")).collect();
-    let response = server.client.post(server.url("/api/v1/events")).body(body).send().await.unwrap();
+    let response = server
+        .client
+        .post(server.url("/api/v1/events"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["retry-after"], "1");
     let answer: Value = response.json().await.unwrap();
-    assert!(answer["error"].as_str().unwrap().contains("full"), "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("full"),
+        "{answer}"
+    );
     server.stop().await;
 }
 
@@ -351,7 +636,9 @@ async fn a_full_journal_answers_503_with_retry_after() {
 async fn overview_page_lists_outputs() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path()).await;
-    server.create_file_output("page-test", &dir.path().join("x.log"), json!({})).await;
+    server
+        .create_file_output("page-test", &dir.path().join("x.log"), json!({}))
+        .await;
     let response = server.get("/").await;
     assert_eq!(response.status(), 200);
     let html = response.text().await.unwrap();

@@ -1,4 +1,4 @@
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use brokerstream::app::{self, App};
@@ -10,7 +10,6 @@ use serde_json::{json, Value};
 pub struct Server {
     pub app: Option<App>,
     pub base: String,
-    pub data_dir: PathBuf,
     pub client: Client,
 }
 
@@ -25,12 +24,10 @@ impl Server {
     }
 
     pub async fn start_with(config: Config) -> Server {
-        let data_dir = config.data_dir.clone();
         let app = app::start(config).await.expect("service starts");
         Server {
             base: format!("http://{}", app.http_addr),
             app: Some(app),
-            data_dir,
             client: Client::new(),
         }
     }
@@ -104,19 +101,28 @@ impl Server {
     }
 
     pub async fn status(&self, name: &str) -> Value {
-        self.get_json(&format!("/api/v1/outputs/{name}/status")).await
+        self.get_json(&format!("/api/v1/outputs/{name}/status"))
+            .await
     }
 
     /// Waits until the output's status satisfies `ready`, or fails with the
     /// last status seen.
-    pub async fn wait_status(&self, name: &str, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    pub async fn wait_status(
+        &self,
+        name: &str,
+        what: &str,
+        ready: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let status = self.status(name).await;
             if ready(&status) {
                 return status;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; last status: {status:#}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; last status: {status:#}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -11,7 +11,11 @@ use serde_json::{json, Value};
 use crate::common::*;
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Process {
@@ -23,7 +27,10 @@ struct Process {
 impl Process {
     fn spawn(args: &[&str], env: &[(&str, &str)], port: u16) -> Process {
         let mut command = Command::new(env!("CARGO_BIN_EXE_brokerstream"));
-        command.args(args).stdout(Stdio::null()).stderr(Stdio::inherit());
+        command
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
         for (k, v) in env {
             command.env(k, v);
         }
@@ -37,7 +44,12 @@ impl Process {
     async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if let Ok(r) = self.client.get(format!("{}/healthz", self.base)).send().await {
+            if let Ok(r) = self
+                .client
+                .get(format!("{}/healthz", self.base))
+                .send()
+                .await
+            {
                 if r.status() == 200 {
                     return;
                 }
@@ -63,7 +75,13 @@ impl Process {
 }
 
 async fn create_output(p: &Process, body: &Value) {
-    let response = p.client.post(format!("{}/api/v1/outputs", p.base)).json(body).send().await.unwrap();
+    let response = p
+        .client
+        .post(format!("{}/api/v1/outputs", p.base))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 201);
 }
 
@@ -95,12 +113,22 @@ async fn sigterm_flushes_buffered_events_and_exits_cleanly() {
     p.wait_ready().await;
     let path = dir.path().join("buffered.log");
     create_output(&p, &file_output("buffered", &path, &[])).await;
-    let body: String = (1..=3).map(|i| format!("{}\n", host_status(i, 0, "OK"))).collect();
-    let response = p.client.post(format!("{}/api/v1/events", p.base)).body(body).send().await.unwrap();
+    let body: String = (1..=3)
+        .map(|i| format!("{}\n", host_status(i, 0, "OK")))
+        .collect();
+    let response = p
+        .client
+        .post(format!("{}/api/v1/events", p.base))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     // Buffered, not written: a day-long age and a huge size.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(std::fs::read_to_string(&path).unwrap_or_default().is_empty());
+    assert!(std::fs::read_to_string(&path)
+        .unwrap_or_default()
+        .is_empty());
 
     let status = p.terminate().await;
     assert!(status.success(), "{status:?}");
@@ -121,18 +149,44 @@ async fn configuration_file_and_simulator() {
         ),
     )
     .unwrap();
-    let p = Process::spawn(&["serve", "--config", config.to_str().unwrap(), "--simulate", "2000"], &[], port);
+    let p = Process::spawn(
+        &[
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+            "--simulate",
+            "2000",
+        ],
+        &[],
+        port,
+    );
     p.wait_ready().await;
-    assert!(dir.path().join("from-config").join("brokerstream.db").exists());
+    assert!(dir
+        .path()
+        .join("from-config")
+        .join("brokerstream.db")
+        .exists());
     let path = dir.path().join("sim.log");
     let mut output = file_output("sim", &path, &["storage:metric", "neb:service_status"]);
     output["parameters"][2]["value"] = json!("0.1");
     create_output(&p, &output).await;
     let lines = wait_lines(&path, 50).await;
-    let events: Vec<Value> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert!(events.iter().all(|e| e["_type"] == 196609 || e["_type"] == 65560), "filtered");
-    assert!(events.iter().any(|e| e["_type"] == 196609 && e["value"].is_f64() && e["name"].is_string()));
-    assert!(events.iter().any(|e| e["_type"] == 65560 && e["perfdata"].as_str().is_some_and(|p| p.contains('='))));
+    let events: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        events
+            .iter()
+            .all(|e| e["_type"] == 196609 || e["_type"] == 65560),
+        "filtered"
+    );
+    assert!(events
+        .iter()
+        .any(|e| e["_type"] == 196609 && e["value"].is_f64() && e["name"].is_string()));
+    assert!(events
+        .iter()
+        .any(|e| e["_type"] == 65560 && e["perfdata"].as_str().is_some_and(|p| p.contains('='))));
     assert!(p.terminate().await.success());
 }
 
@@ -147,5 +201,8 @@ async fn a_bad_configuration_is_a_clear_error() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("invalid configuration file") && stderr.contains("http_adr"), "{stderr}");
+    assert!(
+        stderr.contains("invalid configuration file") && stderr.contains("http_adr"),
+        "{stderr}"
+    );
 }

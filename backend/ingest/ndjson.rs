@@ -69,13 +69,22 @@ mod tests {
 
     #[test]
     fn reports_every_bad_line_and_accepts_nothing() {
-        let body = b"{\"_type\":196609,\"metric_id\":1,\"value\":1.5}\n\nnot json\n{\"_type\":1}\r\n";
+        let body =
+            b"{\"_type\":196609,\"metric_id\":1,\"value\":1.5}\n\nnot json\n{\"_type\":1}\r\n";
         let errors = parse(body).unwrap_err();
         assert_eq!(errors.len(), 2);
         assert_eq!(errors[0].line, 3);
-        assert!(errors[0].message.starts_with("invalid JSON"), "{}", errors[0].message);
+        assert!(
+            errors[0].message.starts_with("invalid JSON"),
+            "{}",
+            errors[0].message
+        );
         assert_eq!(errors[1].line, 4);
-        assert!(errors[1].message.contains("unknown event type"), "{}", errors[1].message);
+        assert!(
+            errors[1].message.contains("unknown event type"),
+            "{}",
+            errors[1].message
+        );
     }
 
     #[test]
@@ -87,6 +96,10 @@ mod tests {
     #[test]
     fn refuses_protocol_messages() {
         let errors = parse(b"{\"_type\":131074,\"acknowledged_events\":3}").unwrap_err();
-        assert!(errors[0].message.contains("protocol"), "{}", errors[0].message);
+        assert!(
+            errors[0].message.contains("protocol"),
+            "{}",
+            errors[0].message
+        );
     }
 }

@@ -21,14 +21,41 @@ use crate::event::Event;
 pub const HOSTS: u32 = 300;
 const INSTANCE_ID: i64 = 1;
 
+/// A metric of a simulated service: name, unit, typical value, max (0 = none).
+type MetricShape = (&'static str, &'static str, f64, f64);
+
 /// The services every simulated host has: description, command, and the
-/// metrics its perfdata carries (name, unit, typical value, max).
-const SERVICES: &[(&str, &str, &[(&str, &str, f64, f64)])] = &[
-    ("Ping", "App-Monitoring-Centreon-Ping", &[("rta", "ms", 0.4, 0.0), ("pl", "%", 0.0, 100.0)]),
-    ("Cpu", "OS-Linux-SNMP-Cpu", &[("cpu.utilization.percentage", "%", 25.0, 100.0)]),
-    ("Memory", "OS-Linux-SNMP-Memory", &[("memory.usage.bytes", "B", 3.2e9, 8.0e9)]),
-    ("Disk-/", "OS-Linux-SNMP-Disk", &[("storage.space.usage.bytes", "B", 2.1e10, 5.0e10)]),
-    ("Load", "OS-Linux-SNMP-Load", &[("load1", "", 0.6, 0.0), ("load5", "", 0.5, 0.0), ("load15", "", 0.4, 0.0)]),
+/// metrics its perfdata carries.
+const SERVICES: &[(&str, &str, &[MetricShape])] = &[
+    (
+        "Ping",
+        "App-Monitoring-Centreon-Ping",
+        &[("rta", "ms", 0.4, 0.0), ("pl", "%", 0.0, 100.0)],
+    ),
+    (
+        "Cpu",
+        "OS-Linux-SNMP-Cpu",
+        &[("cpu.utilization.percentage", "%", 25.0, 100.0)],
+    ),
+    (
+        "Memory",
+        "OS-Linux-SNMP-Memory",
+        &[("memory.usage.bytes", "B", 3.2e9, 8.0e9)],
+    ),
+    (
+        "Disk-/",
+        "OS-Linux-SNMP-Disk",
+        &[("storage.space.usage.bytes", "B", 2.1e10, 5.0e10)],
+    ),
+    (
+        "Load",
+        "OS-Linux-SNMP-Load",
+        &[
+            ("load1", "", 0.6, 0.0),
+            ("load5", "", 0.5, 0.0),
+            ("load15", "", 0.4, 0.0),
+        ],
+    ),
 ];
 
 const HOST_GROUPS: &[&str] = &["Linux-Servers", "Web-Frontends", "Databases"];
@@ -74,7 +101,10 @@ pub fn startup_events() -> Vec<Event> {
                 .with("name", name.as_str())
                 .with("alias", format!("Server {host_id}"))
                 .with("display_name", name.as_str())
-                .with("address", format!("10.0.{}.{}", host_id / 250, host_id % 250 + 1))
+                .with(
+                    "address",
+                    format!("10.0.{}.{}", host_id / 250, host_id % 250 + 1),
+                )
                 .with("instance_id", INSTANCE_ID)
                 .with("enabled", true)
                 .with("active_checks", true)
@@ -204,14 +234,21 @@ impl Checks {
                             format!("OK - {} rta {rta:.3}ms, lost 0%", host_name(host_id))
                         },
                     )
-                    .with("perfdata", format!("rta={rta:.3}ms;3000.000;5000.000;0; pl=0%;80;100;0;100")),
+                    .with(
+                        "perfdata",
+                        format!("rta={rta:.3}ms;3000.000;5000.000;0; pl=0%;80;100;0;100"),
+                    ),
             );
         }
         let mut perfdata = Vec::new();
         let mut values = Vec::new();
         for (name, unit, typical, max) in metrics {
             let value = (typical * self.rng.gen_range(0.5..1.5) * 1000.0).round() / 1000.0;
-            let max = if *max > 0.0 { format!("{max}") } else { String::new() };
+            let max = if *max > 0.0 {
+                format!("{max}")
+            } else {
+                String::new()
+            };
             perfdata.push(format!("'{name}'={value}{unit};;;0;{max}"));
             values.push((*name, value));
         }
@@ -242,7 +279,16 @@ impl Checks {
                 .with("last_update", time)
                 .with("latency", self.rng.gen_range(0.0..0.5))
                 .with("execution_time", self.rng.gen_range(0.01..1.5))
-                .with("output", format!("{label}: {description} {}", values.first().map(|(_, v)| v.to_string()).unwrap_or_default()))
+                .with(
+                    "output",
+                    format!(
+                        "{label}: {description} {}",
+                        values
+                            .first()
+                            .map(|(_, v)| v.to_string())
+                            .unwrap_or_default()
+                    ),
+                )
                 .with("perfdata", perfdata.join(" ")),
         );
         for (metric_index, (name, value)) in values.into_iter().enumerate() {
@@ -250,7 +296,10 @@ impl Checks {
                 event("metric")
                     .with("ctime", time)
                     .with("interval", 300u32)
-                    .with("metric_id", service_id(host_id, index) * 10 + metric_index as i64)
+                    .with(
+                        "metric_id",
+                        service_id(host_id, index) * 10 + metric_index as i64,
+                    )
                     .with("name", name)
                     .with("rrd_len", 15_552_000i64)
                     .with("value", value)
@@ -328,7 +377,10 @@ mod tests {
         assert_eq!(count("service"), HOSTS as usize * SERVICES.len());
         assert_eq!(count("host_group"), HOST_GROUPS.len());
         assert_eq!(count("host_group_member"), HOSTS as usize);
-        assert_eq!(count("service_group_member"), HOSTS as usize * SERVICES.len());
+        assert_eq!(
+            count("service_group_member"),
+            HOSTS as usize * SERVICES.len()
+        );
         assert_eq!(events[0].def().name, "instance");
     }
 

@@ -115,17 +115,35 @@ impl Kind {
     }
 
     /// Checks parameters against the schema, then the kind's own rules.
-    /// Adds the defaults of absent parameters.
-    pub fn validate(&self, spec: &mut OutputSpec, errors: &mut FieldErrors) {
+    /// Defaults are not stored: what is stored is what the administrator
+    /// set, and [`OutputSpec::value`] falls back on the schema's default.
+    pub fn validate(&self, spec: &OutputSpec, errors: &mut FieldErrors) {
         if spec.path.is_some() {
-            errors.add("path", format!("only `lua` outputs have a script path, not `{}` ones", self.name));
+            errors.add(
+                "path",
+                format!(
+                    "only `lua` outputs have a script path, not `{}` ones",
+                    self.name
+                ),
+            );
         }
         for p in &spec.parameters {
             let field = format!("parameters.{}", p.name);
             match self.schema(&p.name) {
                 None => {
-                    let known = self.parameters.iter().map(|s| s.name).collect::<Vec<_>>().join(", ");
-                    errors.add(field, format!("`{}` outputs have no such parameter (known: {known})", self.name));
+                    let known = self
+                        .parameters
+                        .iter()
+                        .map(|s| s.name)
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    errors.add(
+                        field,
+                        format!(
+                            "`{}` outputs have no such parameter (known: {known})",
+                            self.name
+                        ),
+                    );
                 }
                 Some(schema) => {
                     if let Err(message) = check_value(schema, p) {
@@ -140,12 +158,6 @@ impl Kind {
             }
             if schema.required {
                 errors.add(format!("parameters.{}", schema.name), "is required");
-            } else if let Some(default) = schema.default {
-                spec.parameters.push(Parameter {
-                    name: schema.name.to_owned(),
-                    ty: schema.ty,
-                    value: default.to_owned(),
-                });
             }
         }
         if errors.is_empty() {
@@ -184,7 +196,9 @@ fn check_file(spec: &OutputSpec, errors: &mut FieldErrors) {
     let format = spec.parameter("format").map(|p| p.value.as_str());
     let template = spec.parameter("template");
     match (format, template) {
-        (Some("template"), None) => errors.add("parameters.template", "is required with format `template`"),
+        (Some("template"), None) => {
+            errors.add("parameters.template", "is required with format `template`")
+        }
         (Some("template"), Some(t)) => {
             if let Err(e) = Template::parse(&t.value) {
                 errors.add("parameters.template", e);
@@ -193,7 +207,10 @@ fn check_file(spec: &OutputSpec, errors: &mut FieldErrors) {
         (_, Some(_)) => errors.add("parameters.template", "is only used with format `template`"),
         _ => {}
     }
-    if spec.parameter("path").is_some_and(|p| p.value.trim().is_empty()) {
+    if spec
+        .parameter("path")
+        .is_some_and(|p| p.value.trim().is_empty())
+    {
         errors.add("parameters.path", "must not be empty");
     }
 }

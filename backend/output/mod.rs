@@ -80,6 +80,15 @@ impl OutputSpec {
     pub fn parameter(&self, name: &str) -> Option<&Parameter> {
         self.parameters.iter().find(|p| p.name == name)
     }
+
+    /// The value of a parameter, or its kind's default when it is not set.
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.parameter(name).map(|p| p.value.as_str()).or_else(|| {
+            kinds::find(&self.kind)
+                .and_then(|kind| kind.schema(name))
+                .and_then(|schema| schema.default)
+        })
+    }
 }
 
 /// Validation errors, one message per field, in the order found. Field
@@ -127,10 +136,20 @@ pub fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks a whole output against its kind's schema. On success every
-/// parameter the kind declares with a default is present.
-pub fn validate(spec: &mut OutputSpec) -> Result<(), FieldErrors> {
-    let mut errors = FieldErrors::default();
+/// Checks a whole output against its kind's schema, adding to `errors`
+/// only for fields that have none yet (so a field reported while reading
+/// the request is not reported twice).
+pub fn validate(spec: &OutputSpec, errors: &mut FieldErrors) {
+    let mut found = FieldErrors::default();
+    validate_into(spec, &mut found);
+    for (field, message) in found.0 {
+        if !errors.0.iter().any(|(f, _)| *f == field) {
+            errors.add(field, message);
+        }
+    }
+}
+
+fn validate_into(spec: &OutputSpec, errors: &mut FieldErrors) {
     if let Err(message) = check_name(&spec.name) {
         errors.add("name", message);
     }
@@ -142,17 +161,13 @@ pub fn validate(spec: &mut OutputSpec) -> Result<(), FieldErrors> {
     let mut seen = HashSet::new();
     for p in &spec.parameters {
         if !seen.insert(p.name.as_str()) {
-            errors.add(
-                format!("parameters.{}", p.name),
-                "is given more than once",
-            );
+            errors.add(format!("parameters.{}", p.name), "is given more than once");
         }
     }
     match kinds::find(&spec.kind) {
         None => errors.add("kind", kinds::unknown_kind_message(&spec.kind)),
-        Some(kind) => kind.validate(spec, &mut errors),
+        Some(kind) => kind.validate(spec, errors),
     }
-    errors.into_result()
 }
 
 /// The batching settings every output has, from its parameters.
@@ -165,22 +180,19 @@ pub struct BatchSettings {
 }
 
 impl BatchSettings {
-    pub const DEFAULT_MAX_SIZE: usize = 1000;
-    pub const DEFAULT_MAX_AGE_SECS: f64 = 5.0;
+    /// Used only if a kind declared no default, which the kinds' tests rule out.
+    const FALLBACK_MAX_SIZE: f64 = 1000.0;
+    const FALLBACK_MAX_AGE_SECS: f64 = 5.0;
 
     pub fn from_spec(spec: &OutputSpec) -> BatchSettings {
-        let number = |name| {
-            spec.parameter(name)
-                .and_then(|p| p.value.trim().parse::<f64>().ok())
-        };
+        let number = |name| spec.value(name).and_then(|v| v.trim().parse::<f64>().ok());
         BatchSettings {
             max_size: number("max_buffer_size")
-                .map(|n| n as usize)
-                .unwrap_or(Self::DEFAULT_MAX_SIZE)
-                .max(1),
+                .unwrap_or(Self::FALLBACK_MAX_SIZE)
+                .clamp(1.0, 10_000_000.0) as usize,
             max_age: std::time::Duration::from_secs_f64(
                 number("max_buffer_age")
-                    .unwrap_or(Self::DEFAULT_MAX_AGE_SECS)
+                    .unwrap_or(Self::FALLBACK_MAX_AGE_SECS)
                     .clamp(0.001, 86_400.0),
             ),
         }

@@ -146,7 +146,11 @@ impl Supervisor {
             .await
             .is_err()
         {
-            tracing::warn!(output = name, "worker did not stop within {:?}; aborting it", self.stop_timeout);
+            tracing::warn!(
+                output = name,
+                "worker did not stop within {:?}; aborting it",
+                self.stop_timeout
+            );
             task.abort();
         }
     }
@@ -159,26 +163,30 @@ impl Supervisor {
             let mut attempt = 0;
             loop {
                 let cursor = journal.cursor(&spec.name, StartAt::Head);
-                let worker = match Worker::new(&spec, cursor, Arc::clone(&cache), Arc::clone(&status)) {
-                    Ok(worker) => worker,
-                    Err(error) => {
-                        tracing::error!(output = %spec.name, "cannot start: {error}");
-                        {
-                            let mut status = lock(&status);
-                            status.state = OutputState::Failed;
-                            status.last_error = Some(error);
-                            status.last_error_at = Some(time::OffsetDateTime::now_utc());
-                        }
-                        // Nothing to run; still answer Stop.
-                        while let Some(command) = receiver.recv().await {
-                            if let Command::Stop = command {
-                                break;
+                let worker =
+                    match Worker::new(&spec, cursor, Arc::clone(&cache), Arc::clone(&status)) {
+                        Ok(worker) => worker,
+                        Err(error) => {
+                            tracing::error!(output = %spec.name, "cannot start: {error}");
+                            {
+                                let mut status = lock(&status);
+                                status.state = OutputState::Failed;
+                                status.last_error = Some(error);
+                                status.last_error_at = Some(time::OffsetDateTime::now_utc());
                             }
+                            // Nothing to run; still answer Stop.
+                            while let Some(command) = receiver.recv().await {
+                                if let Command::Stop = command {
+                                    break;
+                                }
+                            }
+                            return;
                         }
-                        return;
-                    }
-                };
-                match AssertUnwindSafe(worker.run(&mut receiver)).catch_unwind().await {
+                    };
+                match AssertUnwindSafe(worker.run(&mut receiver))
+                    .catch_unwind()
+                    .await
+                {
                     Ok(()) => return,
                     Err(panic) => {
                         attempt += 1;

@@ -88,7 +88,9 @@ fn placeholder(name: &str) -> Result<Part, String> {
             .split_once('.')
             .ok_or_else(|| format!("`{{{name}}}`: expected `cache.<object>.<field>`"))?;
         let object = Object::from_name(object).ok_or_else(|| {
-            format!("`{{{name}}}`: the cache holds `instance`, `host` and `service`, not `{object}`")
+            format!(
+                "`{{{name}}}`: the cache holds `instance`, `host` and `service`, not `{object}`"
+            )
         })?;
         return Ok(Part::Cached(object, key.to_owned()));
     }
@@ -142,11 +144,17 @@ mod tests {
 
     #[test]
     fn rejects_malformed_templates() {
-        assert!(Template::parse("{host_id").unwrap_err().contains("unclosed"));
+        assert!(Template::parse("{host_id")
+            .unwrap_err()
+            .contains("unclosed"));
         assert!(Template::parse("a}b").unwrap_err().contains("unmatched"));
         assert!(Template::parse("{}").unwrap_err().contains("empty"));
-        assert!(Template::parse("{cache.user.name}").unwrap_err().contains("not `user`"));
-        assert!(Template::parse("{cache.host}").unwrap_err().contains("expected"));
+        assert!(Template::parse("{cache.user.name}")
+            .unwrap_err()
+            .contains("not `user`"));
+        assert!(Template::parse("{cache.host}")
+            .unwrap_err()
+            .contains("expected"));
     }
 
     #[test]

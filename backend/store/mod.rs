@@ -90,7 +90,10 @@ impl Store {
         self.output_from_row(row).await
     }
 
-    async fn output_from_row(&self, row: sqlx::sqlite::SqliteRow) -> Result<StoredOutput, StoreError> {
+    async fn output_from_row(
+        &self,
+        row: sqlx::sqlite::SqliteRow,
+    ) -> Result<StoredOutput, StoreError> {
         let id: i64 = row.try_get("id")?;
         let name: String = row.try_get("name")?;
         let corrupt = |reason: String| StoreError::Corrupt {
@@ -117,7 +120,8 @@ impl Store {
             let ty: String = p.try_get("type")?;
             parameters.push(Parameter {
                 name: p.try_get("name")?,
-                ty: ParamType::parse(&ty).ok_or_else(|| corrupt(format!("parameter type `{ty}`")))?,
+                ty: ParamType::parse(&ty)
+                    .ok_or_else(|| corrupt(format!("parameter type `{ty}`")))?,
                 value: p.try_get("value")?,
             });
         }

@@ -24,8 +24,12 @@ const READ_ONLY_KEYS: &[&str] = &["created_at", "updated_at"];
 fn parse_body(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::BadRequest("the body must be a JSON object".into())),
-        Err(e) => Err(ApiError::BadRequest(format!("the body is not valid JSON: {e}"))),
+        Ok(_) => Err(ApiError::BadRequest(
+            "the body must be a JSON object".into(),
+        )),
+        Err(e) => Err(ApiError::BadRequest(format!(
+            "the body is not valid JSON: {e}"
+        ))),
     }
 }
 
@@ -96,7 +100,13 @@ fn merge_body(
                         .iter()
                         .enumerate()
                         .filter_map(|(i, item)| {
-                            read_parameter(item, None, previous, errors, &format!("parameters[{i}]"))
+                            read_parameter(
+                                item,
+                                None,
+                                previous,
+                                errors,
+                                &format!("parameters[{i}]"),
+                            )
                         })
                         .collect();
                 }
@@ -123,7 +133,11 @@ fn read_filters(value: &Value) -> Result<Vec<String>, String> {
                 Some(Value::String(s)) => Ok(vec![s.clone()]),
                 Some(Value::Array(items)) => items
                     .iter()
-                    .map(|i| i.as_str().map(str::to_owned).ok_or("category names must be strings".to_owned()))
+                    .map(|i| {
+                        i.as_str()
+                            .map(str::to_owned)
+                            .ok_or("category names must be strings".to_owned())
+                    })
                     .collect(),
                 Some(_) => Err(shape.into()),
             }
@@ -154,12 +168,18 @@ fn read_parameter(
         }
         (None, Some(Value::String(n))) if !n.trim().is_empty() => n.clone(),
         (None, _) => {
-            errors.add(format!("{at}.name"), "is required and must be a non-empty string");
+            errors.add(
+                format!("{at}.name"),
+                "is required and must be a non-empty string",
+            );
             return None;
         }
     };
     let at = format!("parameters.{name}");
-    if let Some(other) = object.keys().find(|k| !matches!(k.as_str(), "name" | "type" | "value")) {
+    if let Some(other) = object
+        .keys()
+        .find(|k| !matches!(k.as_str(), "name" | "type" | "value"))
+    {
         errors.add(&at, format!("unknown key `{other}`"));
         return None;
     }
@@ -169,7 +189,10 @@ fn read_parameter(
         Some(Value::String(t)) => match ParamType::parse(t) {
             Some(ty) => ty,
             None => {
-                errors.add(&at, format!("type `{t}` is not one of string, number, password"));
+                errors.add(
+                    &at,
+                    format!("type `{t}` is not one of string, number, password"),
+                );
                 return None;
             }
         },
@@ -182,7 +205,10 @@ fn read_parameter(
         Some(Value::String(s)) => s.clone(),
         Some(Value::Number(n)) if ty == ParamType::Number => n.to_string(),
         None | Some(Value::Null) if ty == ParamType::Password => {
-            match previous.and_then(|p| p.parameter(&name)).filter(|p| p.ty == ParamType::Password) {
+            match previous
+                .and_then(|p| p.parameter(&name))
+                .filter(|p| p.ty == ParamType::Password)
+            {
                 Some(stored) => stored.value.clone(),
                 None => {
                     errors.add(&at, "a value is required (no stored password to keep)");
@@ -195,7 +221,10 @@ fn read_parameter(
             return None;
         }
         Some(_) => {
-            errors.add(&at, "the value must be a string (or a number for type number)");
+            errors.add(
+                &at,
+                "the value must be a string (or a number for type number)",
+            );
             return None;
         }
     };
@@ -210,8 +239,10 @@ fn read_parameter(
 
 /// Validates, stores and applies a definition, in that order, under the
 /// write lock so that the store and the running workers agree.
-async fn save(ctx: &Context, mut spec: OutputSpec, creating: bool) -> Result<StoredOutput, ApiError> {
-    output::validate(&mut spec)?;
+async fn save(ctx: &Context, spec: OutputSpec, creating: bool) -> Result<StoredOutput, ApiError> {
+    let mut errors = FieldErrors::default();
+    output::validate(&spec, &mut errors);
+    errors.into_result()?;
     if creating {
         ctx.store.create_output(&spec).await?;
     } else {
@@ -239,6 +270,7 @@ pub async fn create(State(ctx): State<Context>, body: Bytes) -> Result<Response,
     let mut errors = FieldErrors::default();
     merge_body(&mut spec, &body, None, &mut errors);
     require(&body, &["name", "kind"], &mut errors);
+    output::validate(&spec, &mut errors);
     errors.into_result()?;
     let _write = ctx.writes.lock().await;
     let stored = save(&ctx, spec, true).await?;
@@ -259,7 +291,10 @@ fn require(body: &Map<String, Value>, keys: &[&str], errors: &mut FieldErrors) {
     }
 }
 
-pub async fn get(State(ctx): State<Context>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn get(
+    State(ctx): State<Context>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     Ok(Json(output_json(&ctx.store.get_output(&name).await?)))
 }
 
@@ -284,6 +319,7 @@ pub async fn replace(
     let mut errors = FieldErrors::default();
     merge_body(&mut spec, &body, Some(&previous), &mut errors);
     require(&body, &["kind"], &mut errors);
+    output::validate(&spec, &mut errors);
     errors.into_result()?;
     Ok(Json(output_json(&save(&ctx, spec, false).await?)))
 }
@@ -301,11 +337,15 @@ pub async fn patch(
     let mut spec = previous.clone();
     let mut errors = FieldErrors::default();
     merge_body(&mut spec, &body, Some(&previous), &mut errors);
+    output::validate(&spec, &mut errors);
     errors.into_result()?;
     Ok(Json(output_json(&save(&ctx, spec, false).await?)))
 }
 
-pub async fn delete(State(ctx): State<Context>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete(
+    State(ctx): State<Context>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let _write = ctx.writes.lock().await;
     ctx.store.delete_output(&name).await?;
     ctx.supervisor.remove(&name).await;
@@ -317,7 +357,9 @@ pub async fn list_parameters(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let stored = ctx.store.get_output(&name).await?;
-    Ok(Json(stored.spec.parameters.iter().map(parameter_json).collect()))
+    Ok(Json(
+        stored.spec.parameters.iter().map(parameter_json).collect(),
+    ))
 }
 
 pub async fn put_parameter(
@@ -329,10 +371,19 @@ pub async fn put_parameter(
     let _write = ctx.writes.lock().await;
     let previous = ctx.store.get_output(&name).await?.spec;
     let mut errors = FieldErrors::default();
-    let parameter = read_parameter(&body, Some(&param), Some(&previous), &mut errors, &format!("parameters.{param}"));
+    let parameter = read_parameter(
+        &body,
+        Some(&param),
+        Some(&previous),
+        &mut errors,
+        &format!("parameters.{param}"),
+    );
     errors.into_result()?;
     let Some(parameter) = parameter else {
-        return Err(ApiError::invalid(&format!("parameters.{param}"), "invalid parameter"));
+        return Err(ApiError::invalid(
+            &format!("parameters.{param}"),
+            "invalid parameter",
+        ));
     };
     let mut spec = previous;
     let created = match spec.parameters.iter_mut().find(|p| p.name == param) {
@@ -346,7 +397,11 @@ pub async fn put_parameter(
         }
     };
     save(&ctx, spec, false).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(parameter_json(&parameter))).into_response())
 }
 
@@ -359,13 +414,18 @@ pub async fn delete_parameter(
     let before = spec.parameters.len();
     spec.parameters.retain(|p| p.name != param);
     if spec.parameters.len() == before {
-        return Err(ApiError::NotFound(format!("output `{name}` has no parameter `{param}`")));
+        return Err(ApiError::NotFound(format!(
+            "output `{name}` has no parameter `{param}`"
+        )));
     }
     save(&ctx, spec, false).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn status(State(ctx): State<Context>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn status(
+    State(ctx): State<Context>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let status = ctx
         .supervisor
         .status(&name)
@@ -376,7 +436,10 @@ pub async fn status(State(ctx): State<Context>, Path(name): Path<String>) -> Res
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
-pub async fn flush(State(ctx): State<Context>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn flush(
+    State(ctx): State<Context>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     use crate::output::FlushError;
     let record = ctx.supervisor.flush(&name).await.map_err(|e| match e {
         FlushError::NotFound(_) => ApiError::NotFound(e.to_string()),
@@ -385,4 +448,64 @@ pub async fn flush(State(ctx): State<Context>, Path(name): Path<String>) -> Resu
     serde_json::to_value(record)
         .map(Json)
         .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec_with_password() -> OutputSpec {
+        OutputSpec {
+            name: "o".into(),
+            kind: "file".into(),
+            path: None,
+            enabled: true,
+            filters: Vec::new(),
+            parameters: vec![Parameter {
+                name: "secret".into(),
+                ty: ParamType::Password,
+                value: "hunter2".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn password_values_are_never_rendered() {
+        let stored = StoredOutput {
+            spec: spec_with_password(),
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
+            updated_at: time::OffsetDateTime::UNIX_EPOCH,
+        };
+        let json = output_json(&stored).to_string();
+        assert!(!json.contains("hunter2"), "{json}");
+        assert!(
+            json.contains(r#"{"name":"secret","type":"password"}"#),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn a_password_without_value_keeps_the_stored_one() {
+        let previous = spec_with_password();
+        let mut errors = FieldErrors::default();
+        let kept = read_parameter(
+            &json!({"name": "secret", "type": "password"}),
+            None,
+            Some(&previous),
+            &mut errors,
+            "parameters[0]",
+        );
+        assert!(errors.is_empty());
+        assert_eq!(kept.map(|p| p.value), Some("hunter2".to_owned()));
+        // Without a stored one it is an error, naming the parameter.
+        let missing = read_parameter(
+            &json!({"name": "other", "type": "password"}),
+            None,
+            Some(&previous),
+            &mut errors,
+            "parameters[0]",
+        );
+        assert!(missing.is_none());
+        assert_eq!(errors.0[0].0, "parameters.other");
+    }
 }
