@@ -82,6 +82,29 @@ fn event(name: &str) -> Event {
     Event::named(name).unwrap_or_else(|| panic!("simulator uses unknown event {name}"))
 }
 
+/// The scheduling settings every simulated host and service shares.
+fn with_check_settings(event: Event, command: &str) -> Event {
+    event
+        .with("enabled", true)
+        .with("active_checks", true)
+        .with("check_command", command)
+        .with("check_period", "24x7")
+        .with("check_interval", 5.0)
+        .with("retry_interval", 1.0)
+        .with("max_check_attempts", 3i64)
+}
+
+/// The fields a status event of a check that just ran carries.
+fn with_check_result(event: Event, command: &str, time: i64, latency: f64) -> Event {
+    with_check_settings(event, command)
+        .with("checked", true)
+        .with("check_attempt", 1i64)
+        .with("last_check", time)
+        .with("next_check", time + 300)
+        .with("last_update", time)
+        .with("latency", latency)
+}
+
 /// The events an engine sends when it starts.
 pub fn startup_events() -> Vec<Event> {
     let start = now();
@@ -96,7 +119,7 @@ pub fn startup_events() -> Vec<Event> {
     for host_id in 1..=HOSTS {
         let name = host_name(host_id);
         events.push(
-            event("host")
+            with_check_settings(event("host"), "base_host_alive")
                 .with("host_id", host_id)
                 .with("name", name.as_str())
                 .with("alias", format!("Server {host_id}"))
@@ -106,13 +129,6 @@ pub fn startup_events() -> Vec<Event> {
                     format!("10.0.{}.{}", host_id / 250, host_id % 250 + 1),
                 )
                 .with("instance_id", INSTANCE_ID)
-                .with("enabled", true)
-                .with("active_checks", true)
-                .with("check_command", "base_host_alive")
-                .with("check_interval", 5.0)
-                .with("retry_interval", 1.0)
-                .with("max_check_attempts", 3i64)
-                .with("check_period", "24x7")
                 .with("notify", true)
                 .with("state", 0i64)
                 .with("state_type", 1i64)
@@ -120,18 +136,11 @@ pub fn startup_events() -> Vec<Event> {
         );
         for (index, (description, command, _)) in SERVICES.iter().enumerate() {
             events.push(
-                event("service")
+                with_check_settings(event("service"), command)
                     .with("host_id", host_id)
                     .with("service_id", service_id(host_id, index))
                     .with("description", *description)
                     .with("display_name", *description)
-                    .with("check_command", *command)
-                    .with("check_interval", 5.0)
-                    .with("retry_interval", 1.0)
-                    .with("max_check_attempts", 3i64)
-                    .with("check_period", "24x7")
-                    .with("enabled", true)
-                    .with("active_checks", true)
                     .with("state", 0i64)
                     .with("state_type", 1i64),
             );
@@ -207,24 +216,12 @@ impl Checks {
         if index == 0 {
             let down = self.rng.gen_bool(0.005);
             let rta = self.rng.gen_range(0.1..2.0);
+            let latency = self.rng.gen_range(0.0..0.5);
             events.push(
-                event("host_status")
+                with_check_result(event("host_status"), "base_host_alive", time, latency)
                     .with("host_id", host_id)
                     .with("state", if down { 1i64 } else { 0 })
                     .with("state_type", 1i64)
-                    .with("checked", true)
-                    .with("enabled", true)
-                    .with("active_checks", true)
-                    .with("check_command", "base_host_alive")
-                    .with("check_period", "24x7")
-                    .with("check_interval", 5.0)
-                    .with("retry_interval", 1.0)
-                    .with("max_check_attempts", 3i64)
-                    .with("check_attempt", 1i64)
-                    .with("last_check", time)
-                    .with("next_check", time + 300)
-                    .with("last_update", time)
-                    .with("latency", self.rng.gen_range(0.0..0.5))
                     .with("execution_time", self.rng.gen_range(0.01..0.3))
                     .with(
                         "output",
@@ -259,25 +256,13 @@ impl Checks {
             _ => 3,
         };
         let label = ["OK", "WARNING", "CRITICAL", "UNKNOWN"][state as usize];
+        let latency = self.rng.gen_range(0.0..0.5);
         events.push(
-            event("service_status")
+            with_check_result(event("service_status"), command, time, latency)
                 .with("host_id", host_id)
                 .with("service_id", service_id(host_id, index))
                 .with("state", state)
                 .with("state_type", if state == 0 { 1i64 } else { 0 })
-                .with("checked", true)
-                .with("enabled", true)
-                .with("active_checks", true)
-                .with("check_command", command)
-                .with("check_period", "24x7")
-                .with("check_interval", 5.0)
-                .with("retry_interval", 1.0)
-                .with("max_check_attempts", 3i64)
-                .with("check_attempt", 1i64)
-                .with("last_check", time)
-                .with("next_check", time + 300)
-                .with("last_update", time)
-                .with("latency", self.rng.gen_range(0.0..0.5))
                 .with("execution_time", self.rng.gen_range(0.01..1.5))
                 .with(
                     "output",

@@ -77,6 +77,19 @@ pub struct OutputSpec {
 }
 
 impl OutputSpec {
+    /// What a definition is before a request fills it: enabled, accepting
+    /// every event, without kind or parameters.
+    pub fn blank(name: &str) -> Self {
+        OutputSpec {
+            name: name.to_owned(),
+            kind: String::new(),
+            path: None,
+            enabled: true,
+            filters: Vec::new(),
+            parameters: Vec::new(),
+        }
+    }
+
     pub fn parameter(&self, name: &str) -> Option<&Parameter> {
         self.parameters.iter().find(|p| p.name == name)
     }

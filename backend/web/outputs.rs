@@ -237,10 +237,15 @@ fn read_parameter(
     Some(Parameter { name, ty, value })
 }
 
-/// Validates, stores and applies a definition, in that order, under the
-/// write lock so that the store and the running workers agree.
-async fn save(ctx: &Context, spec: OutputSpec, creating: bool) -> Result<StoredOutput, ApiError> {
-    let mut errors = FieldErrors::default();
+/// Validates (adding to the errors found while reading the request), stores
+/// and applies a definition, in that order. Callers hold the write lock, so
+/// that the store and the running workers see changes in the same order.
+async fn save(
+    ctx: &Context,
+    spec: OutputSpec,
+    mut errors: FieldErrors,
+    creating: bool,
+) -> Result<StoredOutput, ApiError> {
     output::validate(&spec, &mut errors);
     errors.into_result()?;
     if creating {
@@ -259,21 +264,12 @@ pub async fn list(State(ctx): State<Context>) -> Result<Json<Value>, ApiError> {
 
 pub async fn create(State(ctx): State<Context>, body: Bytes) -> Result<Response, ApiError> {
     let body = parse_body(&body)?;
-    let mut spec = OutputSpec {
-        name: String::new(),
-        kind: String::new(),
-        path: None,
-        enabled: true,
-        filters: Vec::new(),
-        parameters: Vec::new(),
-    };
+    let mut spec = OutputSpec::blank("");
     let mut errors = FieldErrors::default();
     merge_body(&mut spec, &body, None, &mut errors);
     require(&body, &["name", "kind"], &mut errors);
-    output::validate(&spec, &mut errors);
-    errors.into_result()?;
     let _write = ctx.writes.lock().await;
-    let stored = save(&ctx, spec, true).await?;
+    let stored = save(&ctx, spec, errors, true).await?;
     let location = format!("/api/v1/outputs/{}", stored.spec.name);
     Ok((
         StatusCode::CREATED,
@@ -308,20 +304,11 @@ pub async fn replace(
     let body = parse_body(&body)?;
     let _write = ctx.writes.lock().await;
     let previous = ctx.store.get_output(&name).await?.spec;
-    let mut spec = OutputSpec {
-        name: name.clone(),
-        kind: String::new(),
-        path: None,
-        enabled: true,
-        filters: Vec::new(),
-        parameters: Vec::new(),
-    };
+    let mut spec = OutputSpec::blank(&name);
     let mut errors = FieldErrors::default();
     merge_body(&mut spec, &body, Some(&previous), &mut errors);
     require(&body, &["kind"], &mut errors);
-    output::validate(&spec, &mut errors);
-    errors.into_result()?;
-    Ok(Json(output_json(&save(&ctx, spec, false).await?)))
+    Ok(Json(output_json(&save(&ctx, spec, errors, false).await?)))
 }
 
 /// PATCH changes only the fields the body names; `parameters`, when given,
@@ -337,9 +324,7 @@ pub async fn patch(
     let mut spec = previous.clone();
     let mut errors = FieldErrors::default();
     merge_body(&mut spec, &body, Some(&previous), &mut errors);
-    output::validate(&spec, &mut errors);
-    errors.into_result()?;
-    Ok(Json(output_json(&save(&ctx, spec, false).await?)))
+    Ok(Json(output_json(&save(&ctx, spec, errors, false).await?)))
 }
 
 pub async fn delete(
@@ -396,7 +381,7 @@ pub async fn put_parameter(
             true
         }
     };
-    save(&ctx, spec, false).await?;
+    save(&ctx, spec, FieldErrors::default(), false).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -418,7 +403,7 @@ pub async fn delete_parameter(
             "output `{name}` has no parameter `{param}`"
         )));
     }
-    save(&ctx, spec, false).await?;
+    save(&ctx, spec, FieldErrors::default(), false).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
