@@ -31,7 +31,9 @@ impl Ingest {
     }
 
     /// Takes a batch whole, or refuses it whole when the journal is full.
-    pub fn ingest(&self, events: Vec<Event>) -> Result<Seq, AppendError> {
+    /// Resolves once the journal holds the batch as its durability policy
+    /// promises: only then may the producer be told the events are safe.
+    pub async fn ingest(&self, events: Vec<Event>) -> Result<Seq, AppendError> {
         let n = events.len() as u64;
         for event in &events {
             self.cache.update(event);

@@ -336,7 +336,7 @@ pub async fn run(ingest: Arc<Ingest>, rate: u32, stop: CancellationToken) {
 /// Ingests a batch, waiting while the journal is full. False when stopped.
 async fn send(ingest: &Ingest, events: Vec<Event>, stop: &CancellationToken) -> bool {
     loop {
-        match ingest.ingest(events.clone()) {
+        match ingest.ingest(events.clone()).await {
             Ok(_) => return true,
             Err(error) => {
                 tracing::debug!("simulator waiting: {error}");

@@ -17,6 +17,7 @@ pub async fn ingest(State(ctx): State<Context>, body: Bytes) -> Result<Json<Valu
     if accepted > 0 {
         ctx.ingest
             .ingest(events)
+            .await
             .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     }
     Ok(Json(json!({ "accepted": accepted })))
