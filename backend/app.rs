@@ -28,14 +28,14 @@ pub struct App {
 
 pub async fn start(config: Config) -> anyhow::Result<App> {
     let store = Store::open(&config.data_dir).await?;
-    let journal = Journal::new(config.journal_max_events);
+    let journal = Journal::open(config.journal_config()?)?;
     let cache = Cache::new();
     let supervisor = Supervisor::new(
         Arc::clone(&journal),
         Arc::clone(&cache),
         Duration::from_secs(config.shutdown_timeout_secs),
     );
-    let ingest = Ingest::new(journal, cache);
+    let ingest = Ingest::new(Arc::clone(&journal), cache);
     for output in store.list_outputs().await? {
         supervisor.apply(output.spec).await;
     }
@@ -43,7 +43,7 @@ pub async fn start(config: Config) -> anyhow::Result<App> {
         .await
         .with_context(|| format!("cannot listen on {}", config.http_addr))?;
     let http_addr = listener.local_addr()?;
-    let context = Context::new(store, supervisor, Arc::clone(&ingest));
+    let context = Context::new(store, supervisor, Arc::clone(&ingest), Arc::clone(&journal));
     let stop = CancellationToken::new();
     let router = web::router(context.clone());
     let server_stop = stop.clone();
@@ -81,6 +81,7 @@ impl App {
         }
         let _ = self.server.await;
         self.context.supervisor.shutdown().await;
+        self.context.journal.close();
         self.context.store.close().await;
         tracing::info!("stopped");
     }

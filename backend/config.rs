@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::journal::{FsyncPolicy, FullPolicy, JournalConfig};
+
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "./data";
-/// Events the in-memory journal holds before ingest answers 503.
-pub const DEFAULT_JOURNAL_MAX_EVENTS: usize = 200_000;
 
 /// The settings the service runs with, once every source is merged.
 #[derive(Clone, Debug)]
@@ -19,8 +19,70 @@ pub struct Config {
     pub http_addr: SocketAddr,
     /// Simulated events per second; 0 = no simulator.
     pub simulate: u32,
-    pub journal_max_events: usize,
+    pub journal: JournalSettings,
     pub shutdown_timeout_secs: u64,
+}
+
+/// The `[journal]` section. See the README for what each fsync policy
+/// guarantees.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalSettings {
+    /// `always` (default), `interval` or `never`.
+    pub fsync: String,
+    /// With `interval`: milliseconds between fsyncs.
+    pub fsync_interval_ms: u64,
+    /// `block` (default) or `drop_oldest`.
+    pub full_policy: String,
+    pub max_bytes: u64,
+    /// 0 = no age limit.
+    pub max_age_secs: u64,
+    pub segment_bytes: u64,
+    pub memory_bytes: usize,
+}
+
+impl Default for JournalSettings {
+    fn default() -> Self {
+        let defaults = JournalConfig::new("");
+        JournalSettings {
+            fsync: "always".into(),
+            fsync_interval_ms: 1000,
+            full_policy: "block".into(),
+            max_bytes: defaults.max_bytes,
+            max_age_secs: defaults.max_age.map_or(0, |d| d.as_secs()),
+            segment_bytes: defaults.segment_bytes,
+            memory_bytes: defaults.memory_bytes,
+        }
+    }
+}
+
+impl Config {
+    pub fn journal_dir(&self) -> PathBuf {
+        self.data_dir.join("journal")
+    }
+
+    pub fn journal_config(&self) -> anyhow::Result<JournalConfig> {
+        let settings = &self.journal;
+        let fsync = FsyncPolicy::parse(&settings.fsync, settings.fsync_interval_ms)
+            .map_err(|e| anyhow::anyhow!("journal.fsync: {e}"))?;
+        let full = match settings.full_policy.as_str() {
+            "block" => FullPolicy::Block,
+            "drop_oldest" => FullPolicy::DropOldest,
+            other => {
+                anyhow::bail!("journal.full_policy: `{other}` is not one of block, drop_oldest")
+            }
+        };
+        Ok(JournalConfig {
+            dir: self.journal_dir(),
+            fsync,
+            full,
+            max_bytes: settings.max_bytes,
+            max_age: (settings.max_age_secs > 0)
+                .then(|| std::time::Duration::from_secs(settings.max_age_secs)),
+            segment_bytes: settings.segment_bytes.max(4096),
+            memory_bytes: settings.memory_bytes,
+        })
+    }
 }
 
 impl Default for Config {
@@ -29,7 +91,7 @@ impl Default for Config {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             http_addr: DEFAULT_HTTP_ADDR.parse().expect("valid default address"),
             simulate: 0,
-            journal_max_events: DEFAULT_JOURNAL_MAX_EVENTS,
+            journal: JournalSettings::default(),
             shutdown_timeout_secs: 10,
         }
     }
@@ -43,7 +105,7 @@ impl Default for Config {
 /// simulate = 0
 ///
 /// [journal]
-/// max_events = 200000
+/// fsync = "always"
 /// ```
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,14 +114,7 @@ pub struct FileConfig {
     pub http_addr: Option<SocketAddr>,
     pub simulate: Option<u32>,
     pub shutdown_timeout_secs: Option<u64>,
-    #[serde(default)]
-    pub journal: JournalFileConfig,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JournalFileConfig {
-    pub max_events: Option<usize>,
+    pub journal: Option<JournalSettings>,
 }
 
 /// What the command line (flags and environment variables, which clap
@@ -70,6 +125,7 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub http_addr: Option<SocketAddr>,
     pub simulate: Option<u32>,
+    pub fsync: Option<String>,
 }
 
 impl Config {
@@ -89,6 +145,10 @@ impl Config {
         if let Some(rate) = overrides.simulate {
             config.simulate = rate;
         }
+        if let Some(fsync) = overrides.fsync {
+            config.journal.fsync = fsync;
+        }
+        config.journal_config()?;
         Ok(config)
     }
 
@@ -105,8 +165,8 @@ impl Config {
         if let Some(secs) = file.shutdown_timeout_secs {
             self.shutdown_timeout_secs = secs;
         }
-        if let Some(max) = file.journal.max_events {
-            self.journal_max_events = max;
+        if let Some(journal) = file.journal {
+            self.journal = journal;
         }
     }
 }

@@ -18,6 +18,29 @@ struct Cli {
 enum Command {
     /// Run the service: HTTP API and UI, ingest, output workers.
     Serve(ServeArgs),
+    /// Operate on the journal while the service is stopped.
+    #[command(subcommand)]
+    Journal(JournalCommand),
+}
+
+#[derive(Subcommand)]
+enum JournalCommand {
+    /// Read every segment and report problems, changing nothing. Exits 2
+    /// when problems were found.
+    Check(JournalArgs),
+    /// Do what a start does: cut torn records, quarantine corrupt ones, and
+    /// report what was lost.
+    Repair(JournalArgs),
+}
+
+#[derive(clap::Args)]
+struct JournalArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "BROKERSTREAM_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory holding the journal [default: ./data]
+    #[arg(long, env = "BROKERSTREAM_DATA_DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -34,6 +57,9 @@ struct ServeArgs {
     /// Run the built-in simulator at RATE events per second.
     #[arg(long, value_name = "RATE", env = "BROKERSTREAM_SIMULATE")]
     simulate: Option<u32>,
+    /// Journal fsync policy: always, interval or never [default: always]
+    #[arg(long, env = "BROKERSTREAM_FSYNC")]
+    fsync: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -45,10 +71,11 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(args).map(|()| ExitCode::SUCCESS),
+        Command::Journal(command) => journal(command),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("brokerstream: {error:#}");
             ExitCode::FAILURE
@@ -62,6 +89,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         http_addr: args.http_addr,
         simulate: args.simulate,
+        fsync: args.fsync,
     })?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
@@ -71,4 +99,34 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         app.shutdown().await;
         Ok(())
     })
+}
+
+fn journal(command: JournalCommand) -> anyhow::Result<ExitCode> {
+    let (args, repair) = match command {
+        JournalCommand::Check(args) => (args, false),
+        JournalCommand::Repair(args) => (args, true),
+    };
+    let config = Config::load(Overrides {
+        config_file: args.config,
+        data_dir: args.data_dir,
+        ..Overrides::default()
+    })?;
+    let journal_config = config.journal_config()?;
+    if repair {
+        let journal = brokerstream::journal::Journal::open(journal_config)?;
+        print!("{}", journal.recovery_report());
+        journal.close();
+        Ok(ExitCode::SUCCESS)
+    } else {
+        // Checking while the service runs would read segments being
+        // written: take the lock like the service does.
+        let _lock = brokerstream::journal::lock_dir(&journal_config.dir)?;
+        let report = brokerstream::journal::check(&journal_config.dir)?;
+        print!("{report}");
+        Ok(if report.is_clean() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(2)
+        })
+    }
 }

@@ -603,7 +603,11 @@ async fn a_full_journal_answers_503_with_retry_after() {
     let config = brokerstream::config::Config {
         data_dir: dir.path().to_owned(),
         http_addr: "127.0.0.1:0".parse().unwrap(),
-        journal_max_events: 5,
+        journal: brokerstream::config::JournalSettings {
+            // Room for a few events only.
+            max_bytes: 300,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let server = Server::start_with(config).await;

@@ -144,7 +144,7 @@ async fn configuration_file_and_simulator() {
     std::fs::write(
         &config,
         format!(
-            "data_dir = {:?}\nhttp_addr = \"127.0.0.1:{port}\"\n\n[journal]\nmax_events = 50000\n",
+            "data_dir = {:?}\nhttp_addr = \"127.0.0.1:{port}\"\n\n[journal]\nfsync = \"interval\"\nfsync_interval_ms = 50\n",
             dir.path().join("from-config").to_str().unwrap()
         ),
     )

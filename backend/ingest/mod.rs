@@ -38,7 +38,7 @@ impl Ingest {
         for event in &events {
             self.cache.update(event);
         }
-        match self.journal.append(events) {
+        match self.journal.append(events).await {
             Ok(seq) => {
                 self.accepted.fetch_add(n, Ordering::Relaxed);
                 Ok(seq)

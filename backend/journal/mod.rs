@@ -1,18 +1,42 @@
-//! The log every output reads from, through its own cursor.
+//! The journal: one append-only log of every ingested event, on disk, that
+//! every output reads through its own persisted cursor.
 //!
-//! This is the bounded in-memory implementation: events live in memory until
-//! every cursor has acknowledged them, and ingest is refused (`Full`) once
-//! the bound is reached rather than growing memory. The durable, segmented
-//! journal replaces this module behind the same [`Journal`] and [`Cursor`]
-//! surface, so workers do not change.
+//! - **Appends** go to a writer thread that writes them to the active
+//!   segment and, under the `always` policy, covers every record appended
+//!   while the previous fsync ran with a single fsync (group commit).
+//!   [`Journal::append`] resolves only once the records are as durable as
+//!   the policy promises.
+//! - **Readers** get recent events from a bounded in-memory tail, and older
+//!   ones from the segment files, so memory stays bounded whatever the
+//!   backlog.
+//! - **Cursors** are persisted (`cursors.json`): created and removed at once,
+//!   moved forward about once a second. After a crash a cursor may be up to
+//!   a second behind, so a few events are delivered again: at least once,
+//!   never lost.
+//! - **Retention**: a segment is deleted once every cursor is past it, or
+//!   when the byte or age limits force it, in which case what each output
+//!   had not acknowledged is counted as lost for it.
+//! - **Recovery** at open: a torn last record is cut, a corrupt record is
+//!   skipped (the segment's original goes to `quarantine/`), and what was
+//!   lost is counted and reported. Opening never fails on bad data.
+
+mod cursors;
+pub mod record;
+mod recovery;
+mod segment;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::watch;
+use serde::Serialize;
+use tokio::sync::{oneshot, watch};
 
 use crate::event::Event;
+pub use recovery::{check, RecoveryReport};
 
 /// Position of an event in the journal: strictly increasing from 1.
 pub type Seq = u64;
@@ -25,10 +49,83 @@ pub struct Entry {
     pub event: Event,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq)]
+/// When appended records reach the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncPolicy {
+    /// Acknowledged after fsync: survives a crash of the process and of the
+    /// machine. One fsync covers every record appended while the previous
+    /// one ran.
+    Always,
+    /// Acknowledged once written (in the OS cache: survives a crash of the
+    /// process), fsynced every so many milliseconds (a machine crash loses
+    /// at most that).
+    Interval(u64),
+    /// Acknowledged once written; the OS writes when it likes.
+    Never,
+}
+
+impl FsyncPolicy {
+    /// `always`, `never`, or `interval` with the interval in milliseconds.
+    pub fn parse(name: &str, interval_ms: u64) -> Result<FsyncPolicy, String> {
+        match name {
+            "always" => Ok(FsyncPolicy::Always),
+            "interval" => Ok(FsyncPolicy::Interval(interval_ms.max(1))),
+            "never" => Ok(FsyncPolicy::Never),
+            other => Err(format!(
+                "fsync policy `{other}` is not one of always, interval, never"
+            )),
+        }
+    }
+}
+
+/// What happens when the journal reaches `max_bytes`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FullPolicy {
+    /// Refuse new events (HTTP 503, no BBDO ack) until outputs catch up.
+    Block,
+    /// Delete the oldest segment, counting what each output loses.
+    DropOldest,
+}
+
+#[derive(Clone, Debug)]
+pub struct JournalConfig {
+    pub dir: PathBuf,
+    pub fsync: FsyncPolicy,
+    pub full: FullPolicy,
+    /// Bytes of segments kept at most.
+    pub max_bytes: u64,
+    /// Segments whose newest event is older are deleted.
+    pub max_age: Option<Duration>,
+    /// A segment is closed and a new one started past this size.
+    pub segment_bytes: u64,
+    /// Approximate memory used by the tail of recent events.
+    pub memory_bytes: usize,
+}
+
+impl JournalConfig {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        JournalConfig {
+            dir: dir.into(),
+            fsync: FsyncPolicy::Always,
+            full: FullPolicy::Block,
+            max_bytes: 1 << 30,
+            max_age: Some(Duration::from_secs(7 * 24 * 3600)),
+            segment_bytes: 64 << 20,
+            memory_bytes: 64 << 20,
+        }
+    }
+}
+
+#[derive(Clone, Debug, thiserror::Error, PartialEq)]
 pub enum AppendError {
-    #[error("the journal is full ({capacity} events waiting for slow outputs); retry later")]
-    Full { capacity: usize },
+    #[error("the journal is full ({max_bytes} bytes held for outputs that have not caught up); retry later")]
+    Full { max_bytes: u64 },
+    #[error("the journal cannot write: {0}")]
+    Io(String),
+    #[error("the journal is closed")]
+    Closed,
 }
 
 /// Where a new cursor starts.
@@ -40,156 +137,753 @@ pub enum StartAt {
     Oldest,
 }
 
+/// Where to move a cursor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reposition {
+    /// Replay from the oldest event still held.
+    Oldest,
+    /// Replay from the first event received at or after this time.
+    Since(SystemTime),
+    /// Skip everything not yet delivered.
+    Head,
+}
+
+struct WriteRequest {
+    events: Vec<Event>,
+    /// The encoded events, back to back; `ends[i]` is where event i ends.
+    payloads: Vec<u8>,
+    ends: Vec<usize>,
+    reply: oneshot::Sender<Result<Seq, AppendError>>,
+}
+
 pub struct Journal {
+    config: JournalConfig,
+    /// Held open and locked until [`Journal::close`]: two processes writing
+    /// one journal would corrupt it.
+    dir_lock: Mutex<Option<File>>,
     state: Mutex<State>,
-    /// The last appended sequence number, for cursors waiting on new events.
     head: watch::Sender<Seq>,
+    writer: Mutex<Option<mpsc::Sender<WriteRequest>>>,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    report: RecoveryReport,
+}
+
+struct SegmentMeta {
+    first_seq: Seq,
+    /// The last event it holds; `first_seq - 1` while empty.
+    last_seq: Seq,
+    path: PathBuf,
+    bytes: u64,
+    newest: Option<SystemTime>,
+    oldest: Option<SystemTime>,
 }
 
 struct State {
-    capacity: usize,
-    /// `entries[0].seq == first_seq` when non-empty.
-    entries: VecDeque<Arc<Entry>>,
-    first_seq: Seq,
-    next_seq: Seq,
-    cursors: HashMap<String, CursorState>,
+    /// Oldest first; the last one is the active segment.
+    segments: VecDeque<SegmentMeta>,
+    tail: VecDeque<Arc<Entry>>,
+    tail_bytes: usize,
+    /// The last event appended and published to readers.
+    head: Seq,
+    total_bytes: u64,
+    total_events: u64,
+    cursors: HashMap<String, cursors::CursorState>,
+    cursors_dirty: bool,
 }
 
-#[derive(Clone, Copy, Debug)]
-struct CursorState {
-    /// Every event up to and including this one is acknowledged.
-    acked: Seq,
-    /// The next event handed out.
-    next_read: Seq,
+/// Numbers about the journal as a whole.
+#[derive(Clone, Debug, Serialize)]
+pub struct JournalInfo {
+    pub dir: PathBuf,
+    pub fsync: FsyncPolicy,
+    pub full_policy: FullPolicy,
+    pub max_bytes: u64,
+    pub max_age_secs: Option<u64>,
+    pub segments: usize,
+    pub bytes: u64,
+    pub events: u64,
+    pub head_seq: Seq,
+    pub oldest_seq: Option<Seq>,
+    pub memory_tail_events: usize,
+    pub recovery: RecoveryReport,
+}
+
+/// What a cursor knows of its backlog.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Backlog {
+    /// The last event acknowledged.
+    pub position: Seq,
+    /// Events appended and not yet acknowledged by this cursor.
+    pub unacked: u64,
+    /// Their size on disk (estimated from the average record size).
+    pub unacked_bytes: u64,
+    /// When the oldest of them was received.
+    #[serde(skip)]
+    pub oldest: Option<SystemTime>,
+    /// Events deleted before this cursor acknowledged them (retention limits,
+    /// corruption).
+    pub lost: u64,
+}
+
+fn io_error(context: &str, path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{context} {}: {e}", path.display()))
 }
 
 impl Journal {
-    pub fn new(capacity: usize) -> Arc<Self> {
-        let (head, _) = watch::channel(0);
-        Arc::new(Journal {
+    /// Opens (creating, recovering or repairing as needed) the journal in
+    /// `config.dir`. Bad data is repaired and reported, never fatal; only an
+    /// unusable directory is an error.
+    pub fn open(config: JournalConfig) -> io::Result<Arc<Journal>> {
+        let dir_lock = lock_dir(&config.dir)?;
+        let recovered = recovery::recover(&config)?;
+        let report = recovered.report.clone();
+        let mut segments: VecDeque<SegmentMeta> = recovered.segments.into();
+        if segments.is_empty() {
+            let first = recovered.next_seq;
+            let path = config.dir.join(segment::file_name(first));
+            File::create(&path).map_err(|e| io_error("cannot create segment", &path, e))?;
+            segment::sync_dir(&config.dir)?;
+            segments.push_back(SegmentMeta {
+                first_seq: first,
+                last_seq: first - 1,
+                path,
+                bytes: 0,
+                newest: None,
+                oldest: None,
+            });
+        }
+        let active = segments.back().map(|s| s.path.clone()).unwrap_or_default();
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&active)
+            .map_err(|e| io_error("cannot open segment", &active, e))?;
+        let head = recovered.next_seq - 1;
+        let (head_tx, _) = watch::channel(head);
+        let total_bytes = segments.iter().map(|s| s.bytes).sum();
+        let total_events = segments.iter().map(|s| s.last_seq + 1 - s.first_seq).sum();
+        let journal = Arc::new(Journal {
             state: Mutex::new(State {
-                capacity: capacity.max(1),
-                entries: VecDeque::new(),
-                first_seq: 1,
-                next_seq: 1,
-                cursors: HashMap::new(),
+                segments,
+                tail: VecDeque::new(),
+                tail_bytes: 0,
+                head,
+                total_bytes,
+                total_events,
+                cursors: recovered.cursors,
+                cursors_dirty: true,
             }),
-            head,
-        })
+            head: head_tx,
+            writer: Mutex::new(None),
+            writer_thread: Mutex::new(None),
+            report,
+            config,
+            dir_lock: Mutex::new(Some(dir_lock)),
+        });
+        journal.save_cursors()?;
+        let (tx, rx) = mpsc::channel();
+        let writer_journal = Arc::clone(&journal);
+        let thread = std::thread::Builder::new()
+            .name("journal-writer".into())
+            .spawn(move || writer_journal.writer_loop(rx, file, active))?;
+        *lock(&journal.writer) = Some(tx);
+        *lock(&journal.writer_thread) = Some(thread);
+        Ok(journal)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding this lock leaves consistent data (every
-        // mutation is a single assignment or push), so poisoning is ignored.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 
-    /// Appends a batch: all of it or, when it does not fit, none of it.
-    /// Returns the sequence number of the last event.
-    pub fn append(&self, events: Vec<Event>) -> Result<Seq, AppendError> {
-        let received_at = SystemTime::now();
-        let last = {
-            let mut state = self.lock();
-            state.trim();
-            if state.entries.len() + events.len() > state.capacity {
-                return Err(AppendError::Full {
-                    capacity: state.capacity,
-                });
-            }
-            for event in events {
-                let seq = state.next_seq;
-                state.next_seq += 1;
-                state.entries.push_back(Arc::new(Entry {
-                    seq,
-                    received_at,
-                    event,
-                }));
-            }
-            if state.cursors.is_empty() {
-                // Nobody to deliver to: nothing to keep.
-                state.trim();
-            }
-            state.next_seq - 1
+    pub fn config(&self) -> &JournalConfig {
+        &self.config
+    }
+
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// Appends a batch: all of it or, when it cannot be held, none of it.
+    /// Resolves with the sequence number of the last event once the batch
+    /// is as durable as the fsync policy promises.
+    pub async fn append(&self, events: Vec<Event>) -> Result<Seq, AppendError> {
+        if events.is_empty() {
+            return Ok(self.lock().head);
+        }
+        // Encoding happens here, on the caller's task, so that the writer
+        // thread only writes.
+        let mut payloads = Vec::with_capacity(events.len() * 256);
+        let mut ends = Vec::with_capacity(events.len());
+        for event in &events {
+            record::encode_event(event, &mut payloads);
+            ends.push(payloads.len());
+        }
+        let (reply, answer) = oneshot::channel();
+        let request = WriteRequest {
+            events,
+            payloads,
+            ends,
+            reply,
         };
-        self.head.send_replace(last);
-        Ok(last)
+        {
+            let writer = lock(&self.writer);
+            let sender = writer.as_ref().ok_or(AppendError::Closed)?;
+            sender.send(request).map_err(|_| AppendError::Closed)?;
+        }
+        answer.await.map_err(|_| AppendError::Closed)?
+    }
+
+    /// Stops the writer after it has written and synced what it holds, and
+    /// saves the cursors. Appends fail afterwards.
+    pub fn close(&self) {
+        drop(lock(&self.writer).take());
+        if let Some(thread) = lock(&self.writer_thread).take() {
+            let _ = thread.join();
+        }
+        if let Err(e) = self.save_cursors() {
+            tracing::error!("cannot save journal cursors: {e}");
+        }
+        drop(lock(&self.dir_lock).take());
     }
 
     /// The cursor of this name, created at `start` if it does not exist.
     pub fn cursor(self: &Arc<Self>, name: &str, start: StartAt) -> Cursor {
-        let mut state = self.lock();
-        if !state.cursors.contains_key(name) {
-            let acked = match start {
-                StartAt::Head => state.next_seq - 1,
-                StartAt::Oldest => state.first_seq - 1,
-            };
-            state.cursors.insert(
-                name.to_owned(),
-                CursorState {
-                    acked,
-                    next_read: acked + 1,
-                },
-            );
+        let created = {
+            let mut state = self.lock();
+            if state.cursors.contains_key(name) {
+                false
+            } else {
+                let acked = match start {
+                    StartAt::Head => state.head,
+                    StartAt::Oldest => state.oldest_seq().map_or(state.head, |s| s - 1),
+                };
+                state
+                    .cursors
+                    .insert(name.to_owned(), cursors::CursorState::at(acked));
+                state.cursors_dirty = true;
+                true
+            }
+        };
+        if created {
+            // A cursor must exist on disk before any event is acknowledged
+            // to a producer on its behalf: otherwise a crash would restart
+            // it at the head, past events it never saw.
+            if let Err(e) = self.save_cursors() {
+                tracing::error!("cannot save journal cursors: {e}");
+            }
         }
         Cursor {
             journal: Arc::clone(self),
             name: name.to_owned(),
             head: self.head.subscribe(),
+            reader: None,
         }
     }
 
-    /// Forgets a cursor (its output was deleted); its unacknowledged events
-    /// are released.
+    /// Forgets a cursor (its output was deleted); its events are released.
     pub fn remove_cursor(&self, name: &str) {
-        let mut state = self.lock();
-        state.cursors.remove(name);
-        state.trim();
+        let removed = {
+            let mut state = self.lock();
+            let removed = state.cursors.remove(name).is_some();
+            state.cursors_dirty |= removed;
+            self.trim(&mut state);
+            removed
+        };
+        if removed {
+            if let Err(e) = self.save_cursors() {
+                tracing::error!("cannot save journal cursors: {e}");
+            }
+        }
     }
 
-    /// The backlog of the cursor of this name (empty if there is none).
+    /// Moves a cursor. The caller stops the cursor's reader first (the
+    /// supervisor restarts the output's worker around this).
+    pub fn reposition(&self, name: &str, to: Reposition) -> Option<Seq> {
+        let position = {
+            let state = self.lock();
+            state.cursors.get(name)?;
+            match to {
+                Reposition::Head => state.head,
+                Reposition::Oldest => state.oldest_seq().map_or(state.head, |s| s - 1),
+                Reposition::Since(time) => self
+                    .first_seq_since(&state, time)
+                    .map_or(state.head, |s| s - 1),
+            }
+        };
+        let mut state = self.lock();
+        let cursor = state.cursors.get_mut(name)?;
+        cursor.acked = position;
+        cursor.next_read = position + 1;
+        state.cursors_dirty = true;
+        self.trim(&mut state);
+        drop(state);
+        let _ = self.save_cursors();
+        Some(position)
+    }
+
+    /// The first event received at or after `time`, from the segments
+    /// (every published event is on disk).
+    fn first_seq_since(&self, state: &State, time: SystemTime) -> Option<Seq> {
+        for segment in state
+            .segments
+            .iter()
+            .filter(|s| s.newest.is_some_and(|n| n >= time))
+        {
+            let scan = match segment::scan(&segment.path) {
+                Ok(scan) => scan,
+                Err(e) => {
+                    tracing::error!("cannot read {}: {e}", segment.path.display());
+                    continue;
+                }
+            };
+            let found = scan
+                .records
+                .iter()
+                .find(|(seq, _, _, at)| *at >= time && *seq <= state.head);
+            if let Some((seq, ..)) = found {
+                return Some(*seq);
+            }
+        }
+        None
+    }
+
     pub fn backlog(&self, name: &str) -> Backlog {
         let state = self.lock();
         let Some(cursor) = state.cursors.get(name) else {
             return Backlog::default();
         };
+        let unacked = state.head.saturating_sub(cursor.acked);
+        let average = state.total_bytes.checked_div(state.total_events).unwrap_or(0);
+        let oldest = if unacked == 0 {
+            None
+        } else {
+            let next = cursor.acked + 1;
+            match state.tail.front() {
+                Some(first) if first.seq <= next => state
+                    .tail
+                    .get((next - first.seq) as usize)
+                    .map(|e| e.received_at),
+                _ => state
+                    .segments
+                    .iter()
+                    .find(|s| s.last_seq >= next && s.last_seq >= s.first_seq)
+                    .and_then(|s| s.oldest),
+            }
+        };
         Backlog {
-            unacked: (state.next_seq - 1).saturating_sub(cursor.acked),
-            oldest: state.entry(cursor.acked + 1).map(|e| e.received_at),
+            position: cursor.acked,
+            unacked,
+            unacked_bytes: unacked * average,
+            oldest,
+            lost: cursor.lost,
         }
     }
 
-    /// Events held, for status and metrics.
-    pub fn len(&self) -> usize {
-        self.lock().entries.len()
+    pub fn info(&self) -> JournalInfo {
+        let state = self.lock();
+        JournalInfo {
+            dir: self.config.dir.clone(),
+            fsync: self.config.fsync,
+            full_policy: self.config.full,
+            max_bytes: self.config.max_bytes,
+            max_age_secs: self.config.max_age.map(|d| d.as_secs()),
+            segments: state.segments.len(),
+            bytes: state.total_bytes,
+            events: state.total_events,
+            head_seq: state.head,
+            oldest_seq: state.oldest_seq(),
+            memory_tail_events: state.tail.len(),
+            recovery: self.report.clone(),
+        }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    fn save_cursors(&self) -> io::Result<()> {
+        let snapshot = {
+            let mut state = self.lock();
+            if !state.cursors_dirty {
+                return Ok(());
+            }
+            state.cursors_dirty = false;
+            cursors::Snapshot {
+                head: state.head,
+                cursors: state.cursors.clone(),
+            }
+        };
+        cursors::save(&self.config.dir, &snapshot)
     }
-}
 
-impl State {
-    /// Drops the events every cursor has acknowledged.
-    fn trim(&mut self) {
-        let keep_after = self
+    /// Deletes the segments every cursor has acknowledged (never the active
+    /// one). With no cursor at all, nothing is waiting for any event.
+    fn trim(&self, state: &mut State) {
+        let min_acked = state
             .cursors
             .values()
             .map(|c| c.acked)
             .min()
-            .unwrap_or(self.next_seq - 1);
-        while self.first_seq <= keep_after && !self.entries.is_empty() {
-            self.entries.pop_front();
-            self.first_seq += 1;
-        }
-        if self.entries.is_empty() {
-            self.first_seq = self.next_seq;
+            .unwrap_or(state.head);
+        while state.segments.len() > 1 && state.segments[0].last_seq <= min_acked {
+            self.delete_oldest(state, "acknowledged by every output");
         }
     }
 
-    fn entry(&self, seq: Seq) -> Option<&Arc<Entry>> {
-        let offset = seq.checked_sub(self.first_seq)?;
-        self.entries.get(usize::try_from(offset).ok()?)
+    /// Deletes the oldest segment, counting what cursors had not
+    /// acknowledged in it as lost for them.
+    fn delete_oldest(&self, state: &mut State, why: &str) {
+        let Some(segment) = state.segments.pop_front() else {
+            return;
+        };
+        let mut lost_total = 0;
+        for (name, cursor) in state.cursors.iter_mut() {
+            if cursor.acked < segment.last_seq {
+                let lost = segment.last_seq - cursor.acked.max(segment.first_seq - 1);
+                cursor.lost += lost;
+                lost_total += lost;
+                tracing::warn!(output = %name, lost, "journal segment deleted before this output acknowledged it: {why}");
+                cursor.acked = segment.last_seq;
+                cursor.next_read = cursor.next_read.max(segment.last_seq + 1);
+            }
+        }
+        if lost_total > 0 {
+            state.cursors_dirty = true;
+        }
+        state.total_bytes -= segment.bytes;
+        state.total_events -= segment.last_seq + 1 - segment.first_seq;
+        while state
+            .tail
+            .front()
+            .is_some_and(|e| e.seq <= segment.last_seq)
+        {
+            if let Some(e) = state.tail.pop_front() {
+                state.tail_bytes -= entry_cost(&e);
+            }
+        }
+        if let Err(e) = std::fs::remove_file(&segment.path) {
+            tracing::error!(
+                "cannot delete journal segment {}: {e}",
+                segment.path.display()
+            );
+        }
     }
+
+    fn writer_loop(
+        self: Arc<Self>,
+        requests: mpsc::Receiver<WriteRequest>,
+        mut file: File,
+        mut path: PathBuf,
+    ) {
+        let mut last_sync = Instant::now();
+        let mut unsynced = false;
+        let mut last_save = Instant::now();
+        loop {
+            let wait = match self.config.fsync {
+                FsyncPolicy::Interval(ms) if unsynced => {
+                    Duration::from_millis(ms).saturating_sub(last_sync.elapsed())
+                }
+                _ => Duration::from_secs(1),
+            };
+            let first = match requests.recv_timeout(wait) {
+                Ok(request) => Some(request),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            if let Some(first) = first {
+                let mut group = vec![first];
+                while group.len() < 1024 {
+                    match requests.try_recv() {
+                        Ok(request) => group.push(request),
+                        Err(_) => break,
+                    }
+                }
+                self.write_group(group, &mut file, &mut path);
+                unsynced = self.config.fsync != FsyncPolicy::Always;
+            }
+            if let FsyncPolicy::Interval(ms) = self.config.fsync {
+                if unsynced && last_sync.elapsed() >= Duration::from_millis(ms) {
+                    if let Err(e) = file.sync_data() {
+                        tracing::error!("journal fsync failed: {e}");
+                    }
+                    last_sync = Instant::now();
+                    unsynced = false;
+                }
+            }
+            if last_save.elapsed() >= Duration::from_secs(1) {
+                self.expire();
+                if let Err(e) = self.save_cursors() {
+                    tracing::error!("cannot save journal cursors: {e}");
+                }
+                last_save = Instant::now();
+            }
+        }
+        if let Err(e) = file.sync_data() {
+            tracing::error!("journal fsync failed: {e}");
+        }
+    }
+
+    /// Deletes segments past the age limit.
+    fn expire(&self) {
+        let Some(max_age) = self.config.max_age else {
+            return;
+        };
+        let Some(limit) = SystemTime::now().checked_sub(max_age) else {
+            return;
+        };
+        let mut state = self.lock();
+        while state.segments.len() > 1 && state.segments[0].newest.is_some_and(|n| n < limit) {
+            self.delete_oldest(&mut state, "older than the age limit");
+        }
+        self.trim(&mut state);
+    }
+
+    /// Writes a group of requests, syncs once if the policy says so, then
+    /// publishes the events to readers and answers the producers.
+    fn write_group(&self, group: Vec<WriteRequest>, file: &mut File, path: &mut PathBuf) {
+        let now = SystemTime::now();
+        let (mut next_seq, mut active_bytes) = {
+            let state = self.lock();
+            (state.head + 1, state.segments.back().map_or(0, |s| s.bytes))
+        };
+        let mut buffer = Vec::new();
+        // Where `buffer` starts in the active segment, to cut a failed write.
+        let mut buffer_start = active_bytes;
+        let mut pending: Vec<(WriteRequest, Seq, u64)> = Vec::with_capacity(group.len());
+        let mut pending_bytes = 0u64;
+        let mut broken: Option<AppendError> = None;
+        for request in group {
+            if let Some(error) = &broken {
+                let _ = request.reply.send(Err(error.clone()));
+                continue;
+            }
+            let needed = (request.payloads.len() + request.ends.len() * record::HEADER_LEN) as u64;
+            if let Err(e) = self.make_room(needed + pending_bytes) {
+                let _ = request.reply.send(Err(e));
+                continue;
+            }
+            if active_bytes > 0 && active_bytes + needed > self.config.segment_bytes {
+                // Close the full segment: what it holds is written, synced and
+                // published before the next one starts.
+                let closed = write_out(file, &mut buffer, buffer_start).and_then(|()| {
+                    file.sync_data()
+                        .map_err(|e| AppendError::Io(format!("fsync failed: {e}")))
+                });
+                if let Err(error) = closed {
+                    fail_all(std::mem::take(&mut pending), &error);
+                    let _ = request.reply.send(Err(error.clone()));
+                    broken = Some(error);
+                    continue;
+                }
+                self.publish(std::mem::take(&mut pending), now);
+                pending_bytes = 0;
+                match self.rotate(next_seq) {
+                    Ok((new_file, new_path)) => {
+                        *file = new_file;
+                        *path = new_path;
+                        active_bytes = 0;
+                        buffer_start = 0;
+                    }
+                    Err(e) => {
+                        tracing::error!("cannot start a new journal segment: {e}");
+                        let error = AppendError::Io(e.to_string());
+                        let _ = request.reply.send(Err(error.clone()));
+                        broken = Some(error);
+                        continue;
+                    }
+                }
+            }
+            let first = next_seq;
+            let mut start = 0;
+            for end in &request.ends {
+                record::encode_record(next_seq, now, &request.payloads[start..*end], &mut buffer);
+                start = *end;
+                next_seq += 1;
+            }
+            active_bytes += needed;
+            pending_bytes += needed;
+            pending.push((request, first, needed));
+        }
+        if pending.is_empty() {
+            return;
+        }
+        if let Err(error) = write_out(file, &mut buffer, buffer_start) {
+            fail_all(pending, &error);
+            return;
+        }
+        if self.config.fsync == FsyncPolicy::Always {
+            if let Err(e) = file.sync_data() {
+                // After a failed fsync the kernel may have dropped the pages:
+                // nothing of the group can be promised.
+                let _ = file.set_len(buffer_start);
+                tracing::error!("journal fsync failed: {e}");
+                fail_all(pending, &AppendError::Io(format!("fsync failed: {e}")));
+                return;
+            }
+        }
+        self.publish(pending, now);
+    }
+
+    /// Makes room for `needed` more bytes under `max_bytes`.
+    fn make_room(&self, needed: u64) -> Result<(), AppendError> {
+        let mut state = self.lock();
+        self.trim(&mut state);
+        while state.total_bytes + needed > self.config.max_bytes {
+            match self.config.full {
+                FullPolicy::Block => {
+                    return Err(AppendError::Full {
+                        max_bytes: self.config.max_bytes,
+                    })
+                }
+                FullPolicy::DropOldest if state.segments.len() > 1 => {
+                    self.delete_oldest(
+                        &mut state,
+                        "the journal reached its size limit (drop_oldest)",
+                    );
+                }
+                FullPolicy::DropOldest => {
+                    return Err(AppendError::Full {
+                        max_bytes: self.config.max_bytes,
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn rotate(&self, first_seq: Seq) -> io::Result<(File, PathBuf)> {
+        let path = self.config.dir.join(segment::file_name(first_seq));
+        let new = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        segment::sync_dir(&self.config.dir)?;
+        self.lock().segments.push_back(SegmentMeta {
+            first_seq,
+            last_seq: first_seq - 1,
+            path: path.clone(),
+            bytes: 0,
+            newest: None,
+            oldest: None,
+        });
+        Ok((new, path))
+    }
+
+    fn publish(&self, written: Vec<(WriteRequest, Seq, u64)>, now: SystemTime) {
+        if written.is_empty() {
+            return;
+        }
+        let mut replies = Vec::with_capacity(written.len());
+        let head = {
+            let mut state = self.lock();
+            for (request, first, bytes) in written {
+                let count = request.events.len() as u64;
+                let last = first + count - 1;
+                if let Some(active) = state.segments.back_mut() {
+                    active.last_seq = last;
+                    active.bytes += bytes;
+                    active.newest = Some(now);
+                    active.oldest.get_or_insert(now);
+                }
+                state.total_bytes += bytes;
+                state.total_events += count;
+                for (i, event) in request.events.into_iter().enumerate() {
+                    let entry = Arc::new(Entry {
+                        seq: first + i as u64,
+                        received_at: now,
+                        event,
+                    });
+                    state.tail_bytes += entry_cost(&entry);
+                    state.tail.push_back(entry);
+                }
+                state.head = last;
+                replies.push((request.reply, last));
+            }
+            while state.tail_bytes > self.config.memory_bytes {
+                match state.tail.pop_front() {
+                    Some(e) => state.tail_bytes -= entry_cost(&e),
+                    None => break,
+                }
+            }
+            self.trim(&mut state);
+            state.head
+        };
+        self.head.send_replace(head);
+        for (reply, last) in replies {
+            let _ = reply.send(Ok(last));
+        }
+    }
+}
+
+/// Writes `buffer` at the end of the active segment; a failed or partial
+/// write is cut off again, so the segment stays a clean run of records.
+fn write_out(file: &mut File, buffer: &mut Vec<u8>, start_len: u64) -> Result<(), AppendError> {
+    if buffer.is_empty() {
+        return Ok(());
+    }
+    let result = file.write_all(buffer).and_then(|()| file.flush());
+    buffer.clear();
+    if let Err(e) = result {
+        let _ = file.set_len(start_len);
+        let _ = file.seek(SeekFrom::End(0));
+        tracing::error!("journal write failed: {e}");
+        return Err(AppendError::Io(e.to_string()));
+    }
+    Ok(())
+}
+
+/// Takes the journal directory's lock file, or says who holds it.
+pub fn lock_dir(dir: &Path) -> io::Result<File> {
+    std::fs::create_dir_all(dir).map_err(|e| io_error("cannot create", dir, e))?;
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io_error("cannot open", &path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            format!(
+                "the journal in {} is in use by another brokerstream process",
+                dir.display()
+            ),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(io_error("cannot lock", &path, e)),
+    }
+}
+
+fn fail_all(written: Vec<(WriteRequest, Seq, u64)>, error: &AppendError) {
+    for (request, ..) in written {
+        let _ = request.reply.send(Err(error.clone()));
+    }
+}
+
+/// What an in-memory entry costs, roughly: the struct plus its strings.
+fn entry_cost(entry: &Entry) -> usize {
+    let strings: usize = entry
+        .event
+        .values()
+        .iter()
+        .flatten()
+        .map(|v| match v {
+            crate::event::Value::Str(s) => s.len(),
+            _ => 0,
+        })
+        .sum();
+    std::mem::size_of::<Entry>() + entry.event.values().len() * 32 + strings
+}
+
+impl State {
+    fn oldest_seq(&self) -> Option<Seq> {
+        self.segments
+            .iter()
+            .find(|s| s.last_seq >= s.first_seq)
+            .map(|s| s.first_seq)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every mutation under these locks leaves consistent data, so a panic
+    // elsewhere while holding one is no reason to stop.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// An output's reading position. Reading hands events out in order;
@@ -199,15 +893,14 @@ pub struct Cursor {
     journal: Arc<Journal>,
     name: String,
     head: watch::Receiver<Seq>,
+    /// Open on the segment being read, for events no longer in memory.
+    reader: Option<DiskReader>,
 }
 
-/// What a cursor knows of its backlog.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Backlog {
-    /// Events appended and not yet acknowledged by this cursor.
-    pub unacked: u64,
-    /// When the oldest of them was received.
-    pub oldest: Option<SystemTime>,
+struct DiskReader {
+    file: BufReader<File>,
+    /// The sequence number after the last record read (0 before any).
+    next_seq: Seq,
 }
 
 impl Cursor {
@@ -215,27 +908,128 @@ impl Cursor {
         &self.name
     }
 
-    /// Up to `max` events after the last one read, without waiting.
+    /// Up to `max` events after the last one read, without waiting. Events
+    /// still in memory come from there; older ones are read from disk.
     pub fn read(&mut self, max: usize) -> Vec<Arc<Entry>> {
-        let mut state = self.journal.lock();
-        let Some(mut cursor) = state.cursors.get(&self.name).copied() else {
-            return Vec::new();
-        };
-        // Events dropped under us (cannot happen while the cursor is held in
-        // this implementation) would be skipped rather than waited for.
-        cursor.next_read = cursor.next_read.max(state.first_seq);
         let mut out = Vec::new();
-        while out.len() < max {
-            match state.entry(cursor.next_read) {
-                Some(entry) => {
-                    out.push(Arc::clone(entry));
-                    cursor.next_read += 1;
+        let (mut next, head) = {
+            let mut state = self.journal.lock();
+            let oldest = state.oldest_seq();
+            let head = state.head;
+            let Some(cursor) = state.cursors.get_mut(&self.name) else {
+                return out;
+            };
+            if let Some(oldest) = oldest {
+                // What was deleted under this cursor is counted as lost.
+                cursor.next_read = cursor.next_read.max(oldest);
+            }
+            let next = cursor.next_read;
+            if let Some(first) = state.tail.front().map(|e| e.seq) {
+                if next >= first {
+                    let skip = (next - first) as usize;
+                    out.extend(state.tail.iter().skip(skip).take(max).cloned());
+                    if let (Some(last), Some(cursor)) =
+                        (out.last(), state.cursors.get_mut(&self.name))
+                    {
+                        cursor.next_read = last.seq + 1;
+                    }
+                    return out;
                 }
-                None => break,
+            }
+            (next, head)
+        };
+        // Behind the memory tail: read the segments.
+        while out.len() < max && next <= head {
+            match self.read_disk(next, head) {
+                Ok(Some(entry)) => {
+                    next = entry.seq + 1;
+                    out.push(Arc::new(entry));
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::error!(output = %self.name, "cannot read journal event {next}: {e}; skipping it");
+                    self.reader = None;
+                    next += 1;
+                }
             }
         }
-        state.cursors.insert(self.name.clone(), cursor);
+        let mut state = self.journal.lock();
+        if let Some(cursor) = state.cursors.get_mut(&self.name) {
+            cursor.next_read = next;
+        }
         out
+    }
+
+    /// The event `seq` from disk (or the next one held, if `seq` is gone).
+    fn read_disk(&mut self, seq: Seq, head: Seq) -> io::Result<Option<Entry>> {
+        let mut reopened = false;
+        loop {
+            if self.reader.as_ref().is_none_or(|r| r.next_seq > seq) {
+                if reopened {
+                    return Ok(None);
+                }
+                self.reader = self.open_reader(seq)?;
+                reopened = true;
+            }
+            let Some(reader) = self.reader.as_mut() else {
+                return Ok(None);
+            };
+            if reader.next_seq > head {
+                return Ok(None);
+            }
+            let mut header = [0u8; record::HEADER_LEN];
+            if let Err(e) = reader.file.read_exact(&mut header) {
+                self.reader = None;
+                if e.kind() == io::ErrorKind::UnexpectedEof {
+                    // The end of this segment: the next one holds `seq`.
+                    continue;
+                }
+                return Err(e);
+            }
+            let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+            if len > record::MAX_PAYLOAD_LEN {
+                self.reader = None;
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "corrupt record length",
+                ));
+            }
+            let mut bytes = header.to_vec();
+            bytes.resize(record::HEADER_LEN + len, 0);
+            reader.file.read_exact(&mut bytes[record::HEADER_LEN..])?;
+            let raw = record::decode_record(&bytes)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            reader.next_seq = raw.seq + 1;
+            if raw.seq < seq {
+                continue;
+            }
+            let event = record::decode_event(raw.payload)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            return Ok(Some(Entry {
+                seq: raw.seq,
+                received_at: raw.received_at,
+                event,
+            }));
+        }
+    }
+
+    /// Opens the segment that holds `seq` (or the first after it).
+    fn open_reader(&self, seq: Seq) -> io::Result<Option<DiskReader>> {
+        let path = {
+            let state = self.journal.lock();
+            match state
+                .segments
+                .iter()
+                .find(|s| s.last_seq >= seq && s.last_seq >= s.first_seq)
+            {
+                Some(s) => s.path.clone(),
+                None => return Ok(None),
+            }
+        };
+        Ok(Some(DiskReader {
+            file: BufReader::with_capacity(256 * 1024, File::open(&path)?),
+            next_seq: 0,
+        }))
     }
 
     /// Waits until an event is available past the last one read.
@@ -261,17 +1055,24 @@ impl Cursor {
     pub fn ack(&self, seq: Seq) {
         let mut state = self.journal.lock();
         if let Some(cursor) = state.cursors.get_mut(&self.name) {
-            cursor.acked = cursor.acked.max(seq.min(cursor.next_read - 1));
+            let acked = cursor
+                .acked
+                .max(seq.min(cursor.next_read.saturating_sub(1)));
+            if acked != cursor.acked {
+                cursor.acked = acked;
+                state.cursors_dirty = true;
+            }
         }
-        state.trim();
+        self.journal.trim(&mut state);
     }
 
     /// Hands the unacknowledged events out again from the oldest.
-    pub fn rewind(&self) {
+    pub fn rewind(&mut self) {
         let mut state = self.journal.lock();
         if let Some(cursor) = state.cursors.get_mut(&self.name) {
             cursor.next_read = cursor.acked + 1;
         }
+        self.reader = None;
     }
 
     pub fn backlog(&self) -> Backlog {
@@ -280,85 +1081,4 @@ impl Cursor {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::event::catalogue::EVENTS;
-
-    fn events(n: usize) -> Vec<Event> {
-        (0..n).map(|_| Event::new(&EVENTS[0])).collect()
-    }
-
-    #[test]
-    fn events_stay_until_every_cursor_acks() {
-        let journal = Journal::new(100);
-        let mut a = journal.cursor("a", StartAt::Head);
-        let mut b = journal.cursor("b", StartAt::Head);
-        journal.append(events(3)).unwrap();
-        let read = a.read(10);
-        assert_eq!(read.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
-        a.ack(3);
-        assert_eq!(journal.len(), 3, "b has not acknowledged");
-        assert_eq!(b.read(2).len(), 2);
-        b.ack(2);
-        assert_eq!(journal.len(), 1);
-        assert_eq!(b.backlog().unacked, 1);
-    }
-
-    #[test]
-    fn rewind_redelivers_unacked_events() {
-        let journal = Journal::new(100);
-        let mut a = journal.cursor("a", StartAt::Head);
-        journal.append(events(4)).unwrap();
-        assert_eq!(a.read(10).len(), 4);
-        a.ack(1);
-        a.rewind();
-        assert_eq!(a.read(10).first().map(|e| e.seq), Some(2));
-    }
-
-    #[test]
-    fn ack_never_passes_what_was_read() {
-        let journal = Journal::new(100);
-        let mut a = journal.cursor("a", StartAt::Head);
-        journal.append(events(4)).unwrap();
-        a.read(1);
-        a.ack(4);
-        assert_eq!(a.backlog().unacked, 3);
-    }
-
-    #[test]
-    fn a_full_journal_refuses_the_whole_batch() {
-        let journal = Journal::new(5);
-        let _a = journal.cursor("a", StartAt::Head);
-        journal.append(events(4)).unwrap();
-        assert_eq!(
-            journal.append(events(2)),
-            Err(AppendError::Full { capacity: 5 })
-        );
-        assert_eq!(journal.len(), 4);
-    }
-
-    #[test]
-    fn start_at_oldest_sees_held_events() {
-        let journal = Journal::new(100);
-        let _a = journal.cursor("a", StartAt::Head);
-        journal.append(events(2)).unwrap();
-        let mut late = journal.cursor("late", StartAt::Oldest);
-        let mut head = journal.cursor("head", StartAt::Head);
-        assert_eq!(late.read(10).len(), 2);
-        assert!(head.read(10).is_empty());
-    }
-
-    #[tokio::test]
-    async fn wait_wakes_on_append() {
-        let journal = Journal::new(100);
-        let mut a = journal.cursor("a", StartAt::Head);
-        let j = Arc::clone(&journal);
-        let waiter = tokio::spawn(async move {
-            a.wait().await;
-            a.read(10).len()
-        });
-        tokio::task::yield_now().await;
-        j.append(events(1)).unwrap();
-        assert_eq!(waiter.await.unwrap(), 1);
-    }
-}
+mod tests;

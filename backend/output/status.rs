@@ -85,8 +85,15 @@ pub struct OutputStatus {
     #[serde(with = "time::serde::rfc3339::option")]
     pub next_retry_at: Option<OffsetDateTime>,
     pub counters: Counters,
+    /// The journal position of the last event acknowledged.
+    pub position: u64,
     /// Events not yet acknowledged by this output.
     pub queue_depth: u64,
+    /// Their size in the journal (estimated from the average record).
+    pub queue_bytes: u64,
+    /// Events the journal deleted before this output acknowledged them
+    /// (retention limits, corruption): never silent.
+    pub lost: u64,
     /// Age of the oldest of them.
     pub oldest_pending_age_secs: Option<f64>,
     /// Events buffered in the current batch.
@@ -106,7 +113,10 @@ impl OutputStatus {
             attempts: 0,
             next_retry_at: None,
             counters: Counters::default(),
+            position: 0,
             queue_depth: 0,
+            queue_bytes: 0,
+            lost: 0,
             oldest_pending_age_secs: None,
             buffered: 0,
             last_flush: None,

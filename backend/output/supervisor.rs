@@ -15,7 +15,7 @@ use super::status::{age_secs, backoff, FlushRecord, OutputState, OutputStatus};
 use super::worker::{Command, Worker, RETRY_BASE, RETRY_MAX};
 use super::OutputSpec;
 use crate::cache::Cache;
-use crate::journal::{Journal, StartAt};
+use crate::journal::{Journal, Reposition, Seq, StartAt};
 
 pub struct Supervisor {
     journal: Arc<Journal>,
@@ -25,6 +25,7 @@ pub struct Supervisor {
 }
 
 struct Supervised {
+    spec: OutputSpec,
     status: Arc<Mutex<OutputStatus>>,
     /// None when the output is disabled.
     running: Option<Running>,
@@ -68,17 +69,47 @@ impl Supervisor {
                 OutputState::Starting,
             ))),
         };
-        let running = if spec.enabled {
-            lock(&status).state = OutputState::Starting;
-            Some(self.spawn(spec.clone(), Arc::clone(&status)))
+        let running = self.start(&spec, &status);
+        outputs.insert(
+            spec.name.clone(),
+            Supervised {
+                spec,
+                status,
+                running,
+            },
+        );
+    }
+
+    /// Starts the worker of an enabled output. A disabled output keeps its
+    /// cursor: its events wait in the journal (within the retention limits).
+    fn start(&self, spec: &OutputSpec, status: &Arc<Mutex<OutputStatus>>) -> Option<Running> {
+        if spec.enabled {
+            lock(status).state = OutputState::Starting;
+            Some(self.spawn(spec.clone(), Arc::clone(status)))
         } else {
-            // The in-memory journal cannot hold events for a disabled output
-            // without bound, so its cursor goes; the durable journal keeps it.
-            self.journal.remove_cursor(&spec.name);
-            lock(&status).state = OutputState::Stopped;
+            lock(status).state = OutputState::Stopped;
             None
-        };
-        outputs.insert(spec.name, Supervised { status, running });
+        }
+    }
+
+    /// Creates the cursor of a new output where asked (before its first
+    /// start, which otherwise starts it at the head).
+    pub fn create_cursor(&self, name: &str, start: StartAt) {
+        self.journal.cursor(name, start);
+    }
+
+    /// Moves an output's cursor (replay, skip): its worker flushes and stops,
+    /// the cursor moves, a new worker starts from there. Returns the new
+    /// position, `None` for an unknown output.
+    pub async fn reposition(&self, name: &str, to: Reposition) -> Option<Seq> {
+        let mut outputs = self.outputs.lock().await;
+        let output = outputs.get_mut(name)?;
+        if let Some(running) = output.running.take() {
+            self.stop(name, running).await;
+        }
+        let position = self.journal.reposition(name, to);
+        output.running = self.start(&output.spec, &output.status);
+        position
     }
 
     /// Stops the worker of a deleted output and forgets it.
@@ -123,7 +154,10 @@ impl Supervisor {
         };
         let mut status = lock(&status).clone();
         let backlog = self.journal.backlog(name);
+        status.position = backlog.position;
         status.queue_depth = backlog.unacked;
+        status.queue_bytes = backlog.unacked_bytes;
+        status.lost = backlog.lost;
         status.oldest_pending_age_secs = backlog.oldest.map(age_secs);
         Some(status)
     }

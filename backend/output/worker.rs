@@ -96,7 +96,7 @@ impl Worker {
     /// validation should have refused (an output stored by an older version).
     pub fn new(
         spec: &OutputSpec,
-        cursor: Cursor,
+        mut cursor: Cursor,
         cache: Arc<Cache>,
         status: Arc<Mutex<OutputStatus>>,
     ) -> Result<Worker, String> {

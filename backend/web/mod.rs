@@ -15,6 +15,7 @@ use axum::Router;
 use tower_http::services::ServeDir;
 
 use crate::ingest::Ingest;
+use crate::journal::Journal;
 use crate::output::Supervisor;
 use crate::store::Store;
 
@@ -30,6 +31,7 @@ pub struct Shared {
     pub store: Store,
     pub supervisor: Arc<Supervisor>,
     pub ingest: Arc<Ingest>,
+    pub journal: Arc<Journal>,
     /// Serializes definition changes, so the store and the running workers
     /// see them in the same order.
     pub writes: tokio::sync::Mutex<()>,
@@ -43,11 +45,17 @@ impl std::ops::Deref for Context {
 }
 
 impl Context {
-    pub fn new(store: Store, supervisor: Arc<Supervisor>, ingest: Arc<Ingest>) -> Self {
+    pub fn new(
+        store: Store,
+        supervisor: Arc<Supervisor>,
+        ingest: Arc<Ingest>,
+        journal: Arc<Journal>,
+    ) -> Self {
         Context(Arc::new(Shared {
             store,
             supervisor,
             ingest,
+            journal,
             writes: tokio::sync::Mutex::new(()),
         }))
     }
@@ -72,6 +80,9 @@ pub fn router(ctx: Context) -> Router {
         )
         .route("/outputs/{name}/status", get(outputs::status))
         .route("/outputs/{name}/flush", post(outputs::flush))
+        .route("/outputs/{name}/replay", post(outputs::replay))
+        .route("/outputs/{name}/skip", post(outputs::skip))
+        .route("/journal", get(journal_info))
         .fallback(|| async { ApiError::NotFound("no such API route".into()) });
     Router::new()
         .nest("/api/v1", api)
@@ -80,6 +91,12 @@ pub fn router(ctx: Context) -> Router {
         .nest_service("/static", ServeDir::new(static_dir()))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(ctx)
+}
+
+async fn journal_info(
+    axum::extract::State(ctx): axum::extract::State<Context>,
+) -> axum::Json<crate::journal::JournalInfo> {
+    axum::Json(ctx.journal.info())
 }
 
 /// `static/` beside the binary's sources in development, or

@@ -15,6 +15,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::error::ApiError;
 use super::Context;
+use crate::journal::{Reposition, StartAt};
 use crate::output::{self, FieldErrors, OutputSpec, ParamType, Parameter};
 use crate::store::StoredOutput;
 
@@ -244,12 +245,13 @@ async fn save(
     ctx: &Context,
     spec: OutputSpec,
     mut errors: FieldErrors,
-    creating: bool,
+    creating: Option<StartAt>,
 ) -> Result<StoredOutput, ApiError> {
     output::validate(&spec, &mut errors);
     errors.into_result()?;
-    if creating {
+    if let Some(start) = creating {
         ctx.store.create_output(&spec).await?;
+        ctx.supervisor.create_cursor(&spec.name, start);
     } else {
         ctx.store.update_output(&spec).await?;
     }
@@ -263,13 +265,23 @@ pub async fn list(State(ctx): State<Context>) -> Result<Json<Value>, ApiError> {
 }
 
 pub async fn create(State(ctx): State<Context>, body: Bytes) -> Result<Response, ApiError> {
-    let body = parse_body(&body)?;
+    let mut body = parse_body(&body)?;
     let mut spec = OutputSpec::blank("");
     let mut errors = FieldErrors::default();
+    // Where a new output starts reading: not part of its definition.
+    let start = match body.remove("start_at") {
+        None => StartAt::Head,
+        Some(Value::String(s)) if s == "head" => StartAt::Head,
+        Some(Value::String(s)) if s == "oldest" => StartAt::Oldest,
+        Some(_) => {
+            errors.add("start_at", "must be \"head\" (default) or \"oldest\"");
+            StartAt::Head
+        }
+    };
     merge_body(&mut spec, &body, None, &mut errors);
     require(&body, &["name", "kind"], &mut errors);
     let _write = ctx.writes.lock().await;
-    let stored = save(&ctx, spec, errors, true).await?;
+    let stored = save(&ctx, spec, errors, Some(start)).await?;
     let location = format!("/api/v1/outputs/{}", stored.spec.name);
     Ok((
         StatusCode::CREATED,
@@ -308,7 +320,7 @@ pub async fn replace(
     let mut errors = FieldErrors::default();
     merge_body(&mut spec, &body, Some(&previous), &mut errors);
     require(&body, &["kind"], &mut errors);
-    Ok(Json(output_json(&save(&ctx, spec, errors, false).await?)))
+    Ok(Json(output_json(&save(&ctx, spec, errors, None).await?)))
 }
 
 /// PATCH changes only the fields the body names; `parameters`, when given,
@@ -324,7 +336,7 @@ pub async fn patch(
     let mut spec = previous.clone();
     let mut errors = FieldErrors::default();
     merge_body(&mut spec, &body, Some(&previous), &mut errors);
-    Ok(Json(output_json(&save(&ctx, spec, errors, false).await?)))
+    Ok(Json(output_json(&save(&ctx, spec, errors, None).await?)))
 }
 
 pub async fn delete(
@@ -381,7 +393,7 @@ pub async fn put_parameter(
             true
         }
     };
-    save(&ctx, spec, FieldErrors::default(), false).await?;
+    save(&ctx, spec, FieldErrors::default(), None).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -403,7 +415,7 @@ pub async fn delete_parameter(
             "output `{name}` has no parameter `{param}`"
         )));
     }
-    save(&ctx, spec, FieldErrors::default(), false).await?;
+    save(&ctx, spec, FieldErrors::default(), None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -419,6 +431,52 @@ pub async fn status(
     serde_json::to_value(status)
         .map(Json)
         .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// `POST /outputs/{name}/replay` with `{"from": "oldest"}` or
+/// `{"since": "<RFC 3339 time>"}`: delivers again what the journal still
+/// holds from there.
+pub async fn replay(
+    State(ctx): State<Context>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let body = parse_body(&body)?;
+    let to = match (body.get("from"), body.get("since")) {
+        (Some(Value::String(from)), None) if from == "oldest" => Reposition::Oldest,
+        (None, Some(Value::String(since))) => {
+            let time = time::OffsetDateTime::parse(since, &Rfc3339)
+                .map_err(|e| ApiError::invalid("since", format!("not an RFC 3339 time: {e}")))?;
+            Reposition::Since(time.into())
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "from",
+                "give {\"from\": \"oldest\"} or {\"since\": \"<RFC 3339 time>\"}",
+            ))
+        }
+    };
+    reposition(&ctx, &name, to).await
+}
+
+/// `POST /outputs/{name}/skip`: drops this output's backlog, resuming at
+/// the newest event.
+pub async fn skip(
+    State(ctx): State<Context>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    reposition(&ctx, &name, Reposition::Head).await
+}
+
+async fn reposition(ctx: &Context, name: &str, to: Reposition) -> Result<Json<Value>, ApiError> {
+    let _write = ctx.writes.lock().await;
+    let position = ctx
+        .supervisor
+        .reposition(name, to)
+        .await
+        .ok_or_else(|| ApiError::NotFound(format!("no output named `{name}`")))?;
+    tracing::info!(output = name, position, "cursor moved: {to:?}");
+    Ok(Json(json!({ "position": position })))
 }
 
 pub async fn flush(

@@ -1,0 +1,393 @@
+use std::time::Duration;
+
+use super::*;
+use crate::event::Event;
+
+fn config(dir: &Path) -> JournalConfig {
+    JournalConfig {
+        segment_bytes: 4096,
+        ..JournalConfig::new(dir)
+    }
+}
+
+fn metric(id: i64) -> Event {
+    Event::named("metric")
+        .unwrap()
+        .with("metric_id", id)
+        .with("name", "cpu")
+        .with("value", 1.5)
+}
+
+fn ids(entries: &[Arc<Entry>]) -> Vec<i64> {
+    entries
+        .iter()
+        .map(|e| e.event.get("metric_id").and_then(|v| v.as_i64()).unwrap())
+        .collect()
+}
+
+async fn append_range(journal: &Journal, range: std::ops::RangeInclusive<i64>) -> Seq {
+    journal.append(range.map(metric).collect()).await.unwrap()
+}
+
+#[tokio::test]
+async fn events_survive_a_reopen_and_unacked_ones_come_again() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let journal = Journal::open(config(dir.path())).unwrap();
+        let mut cursor = journal.cursor("out", StartAt::Head);
+        append_range(&journal, 1..=10).await;
+        let read = cursor.read(100);
+        assert_eq!(ids(&read), (1..=10).collect::<Vec<_>>());
+        cursor.ack(read[3].seq);
+        journal.close();
+    }
+    let journal = Journal::open(config(dir.path())).unwrap();
+    assert!(
+        journal.recovery_report().is_clean(),
+        "{:?}",
+        journal.recovery_report()
+    );
+    let mut cursor = journal.cursor("out", StartAt::Head);
+    assert_eq!(ids(&cursor.read(100)), (5..=10).collect::<Vec<_>>());
+    let seq = append_range(&journal, 11..=11).await;
+    assert_eq!(seq, 11, "numbering goes on");
+    journal.close();
+}
+
+#[tokio::test]
+async fn old_events_are_read_from_disk_with_a_tiny_memory_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(JournalConfig {
+        memory_bytes: 1,
+        ..config(dir.path())
+    })
+    .unwrap();
+    let mut cursor = journal.cursor("slow", StartAt::Head);
+    for chunk in 0..20 {
+        append_range(&journal, chunk * 50 + 1..=chunk * 50 + 50).await;
+    }
+    assert!(journal.info().segments > 5, "{:?}", journal.info());
+    assert!(journal.info().memory_tail_events <= 1);
+    let mut seen = Vec::new();
+    loop {
+        let batch = cursor.read(64);
+        if batch.is_empty() {
+            break;
+        }
+        seen.extend(ids(&batch));
+    }
+    assert_eq!(seen, (1..=1000).collect::<Vec<_>>());
+    journal.close();
+}
+
+#[tokio::test]
+async fn acknowledged_segments_are_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(config(dir.path())).unwrap();
+    let mut cursor = journal.cursor("out", StartAt::Head);
+    for chunk in 0..10 {
+        append_range(&journal, chunk * 50 + 1..=chunk * 50 + 50).await;
+    }
+    let before = journal.info().segments;
+    assert!(before > 3);
+    let all = cursor.read(10_000);
+    cursor.ack(all.last().unwrap().seq);
+    assert_eq!(journal.info().segments, 1, "only the active segment stays");
+    assert_eq!(segment::list(dir.path()).unwrap().len(), 1);
+    assert_eq!(journal.backlog("out").unacked, 0);
+    journal.close();
+}
+
+#[tokio::test]
+async fn block_policy_refuses_and_drop_oldest_counts_losses() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(JournalConfig {
+        max_bytes: 16 * 1024,
+        ..config(dir.path())
+    })
+    .unwrap();
+    let _stuck = journal.cursor("stuck", StartAt::Head);
+    let mut refused = false;
+    for chunk in 0..100 {
+        match journal
+            .append((chunk * 10..chunk * 10 + 10).map(metric).collect())
+            .await
+        {
+            Ok(_) => {}
+            Err(AppendError::Full { .. }) => {
+                refused = true;
+                break;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(refused, "block refuses once full");
+    assert!(journal.info().bytes <= 16 * 1024);
+    journal.close();
+
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(JournalConfig {
+        max_bytes: 16 * 1024,
+        full: FullPolicy::DropOldest,
+        ..config(dir.path())
+    })
+    .unwrap();
+    let mut stuck = journal.cursor("stuck", StartAt::Head);
+    for chunk in 0..100 {
+        append_range(&journal, chunk * 10 + 1..=chunk * 10 + 10).await;
+    }
+    assert!(journal.info().bytes <= 16 * 1024);
+    let backlog = journal.backlog("stuck");
+    assert!(backlog.lost > 0);
+    let held = stuck.read(100_000);
+    assert_eq!(
+        backlog.lost + held.len() as u64,
+        1000,
+        "every event is either still held or counted lost"
+    );
+    assert_eq!(*ids(&held).last().unwrap(), 1000);
+    journal.close();
+}
+
+#[tokio::test]
+async fn concurrent_appends_share_fsyncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(config(dir.path())).unwrap();
+    let mut cursor = journal.cursor("out", StartAt::Head);
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let journal = Arc::clone(&journal);
+            tokio::spawn(async move { journal.append(vec![metric(i)]).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let mut seen = ids(&cursor.read(100));
+    seen.sort();
+    assert_eq!(seen, (0..50).collect::<Vec<_>>());
+    journal.close();
+}
+
+#[tokio::test]
+async fn a_torn_last_record_is_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let journal = Journal::open(config(dir.path())).unwrap();
+        journal.cursor("out", StartAt::Head);
+        append_range(&journal, 1..=5).await;
+        journal.close();
+    }
+    let (_, last) = segment::list(dir.path()).unwrap().pop().unwrap();
+    let len = std::fs::metadata(&last).unwrap().len();
+    let file = std::fs::OpenOptions::new().write(true).open(&last).unwrap();
+    file.set_len(len - 7).unwrap();
+    let journal = Journal::open(config(dir.path())).unwrap();
+    let report = journal.recovery_report().clone();
+    assert!(report.torn_bytes_cut > 0, "{report:?}");
+    assert_eq!(report.events, 4);
+    let mut cursor = journal.cursor("out", StartAt::Head);
+    assert_eq!(ids(&cursor.read(10)), [1, 2, 3, 4]);
+    // Ingest goes on, numbering after the cut.
+    assert_eq!(append_range(&journal, 6..=6).await, 5);
+    assert_eq!(ids(&cursor.read(10)), [6]);
+    journal.close();
+}
+
+#[tokio::test]
+async fn a_flipped_bit_quarantines_the_segment_and_counts_the_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let journal = Journal::open(config(dir.path())).unwrap();
+        journal.cursor("out", StartAt::Head);
+        append_range(&journal, 1..=10).await;
+        journal.close();
+    }
+    let (_, last) = segment::list(dir.path()).unwrap().pop().unwrap();
+    let mut bytes = std::fs::read(&last).unwrap();
+    let record_len = bytes.len() / 10;
+    bytes[record_len * 3 + 30] ^= 0x10; // inside the 4th record
+    std::fs::write(&last, &bytes).unwrap();
+
+    let report = check(dir.path()).unwrap();
+    assert_eq!(report.events_lost, 1, "{report:?}");
+    assert!(report.quarantined.is_empty(), "check changes nothing");
+
+    let journal = Journal::open(config(dir.path())).unwrap();
+    let report = journal.recovery_report().clone();
+    assert_eq!(report.events_lost, 1, "{report:?}");
+    assert_eq!(report.quarantined.len(), 1);
+    assert!(report.quarantined[0]
+        .parent()
+        .unwrap()
+        .ends_with("quarantine"));
+    assert_eq!(journal.backlog("out").lost, 1);
+    let mut cursor = journal.cursor("out", StartAt::Head);
+    assert_eq!(ids(&cursor.read(20)), [1, 2, 3, 5, 6, 7, 8, 9, 10]);
+    assert_eq!(append_range(&journal, 11..=11).await, 11);
+    journal.close();
+    // Repaired: the next start is clean.
+    let journal = Journal::open(config(dir.path())).unwrap();
+    assert!(
+        journal.recovery_report().is_clean(),
+        "{:?}",
+        journal.recovery_report()
+    );
+    journal.close();
+}
+
+#[tokio::test]
+async fn empty_and_missing_segments_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let journal = Journal::open(config(dir.path())).unwrap();
+        journal.cursor("out", StartAt::Head);
+        for chunk in 0..6 {
+            append_range(&journal, chunk * 50 + 1..=chunk * 50 + 50).await;
+        }
+        journal.close();
+    }
+    let segments = segment::list(dir.path()).unwrap();
+    assert!(segments.len() >= 4);
+    // A missing segment in the middle, an empty one, both reported.
+    let (missing_first, missing) = &segments[1];
+    let missing_last = segments[2].0 - 1;
+    std::fs::remove_file(missing).unwrap();
+    std::fs::write(dir.path().join(segment::file_name(missing_first + 1)), b"").unwrap();
+
+    let journal = Journal::open(config(dir.path())).unwrap();
+    let report = journal.recovery_report().clone();
+    assert_eq!(
+        report.events_lost,
+        missing_last - missing_first + 1,
+        "{report:?}"
+    );
+    assert!(
+        report.problems.iter().any(|p| p.contains("missing")),
+        "{report:?}"
+    );
+    assert!(
+        report.problems.iter().any(|p| p.contains("empty")),
+        "{report:?}"
+    );
+    assert_eq!(
+        journal.backlog("out").lost,
+        missing_last - missing_first + 1
+    );
+    let mut cursor = journal.cursor("out", StartAt::Head);
+    let mut seen = 0;
+    loop {
+        let batch = cursor.read(1000);
+        if batch.is_empty() {
+            break;
+        }
+        seen += batch.len() as u64;
+    }
+    assert_eq!(seen + (missing_last - missing_first + 1), 300);
+    journal.close();
+}
+
+#[tokio::test]
+async fn a_corrupt_cursor_file_replays_from_the_oldest_event() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let journal = Journal::open(config(dir.path())).unwrap();
+        let mut cursor = journal.cursor("out", StartAt::Head);
+        append_range(&journal, 1..=5).await;
+        let read = cursor.read(2);
+        cursor.ack(read[1].seq);
+        journal.close();
+    }
+    std::fs::write(dir.path().join(cursors::FILE), b"{not json").unwrap();
+    let journal = Journal::open(config(dir.path())).unwrap();
+    assert!(!journal.recovery_report().is_clean());
+    // The output's name is gone with the file: it starts again as new, and
+    // the supervisor creates it at the head. Events are still held.
+    assert_eq!(journal.info().events, 5);
+    journal.close();
+}
+
+#[tokio::test]
+async fn reposition_replays_and_skips() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(config(dir.path())).unwrap();
+    let mut cursor = journal.cursor("out", StartAt::Head);
+    let _keep = journal.cursor("keeper", StartAt::Head);
+    append_range(&journal, 1..=3).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let middle = SystemTime::now();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    append_range(&journal, 4..=6).await;
+    let all = cursor.read(10);
+    cursor.ack(all.last().unwrap().seq);
+
+    journal.reposition("out", Reposition::Oldest).unwrap();
+    cursor.rewind();
+    assert_eq!(ids(&cursor.read(10)), [1, 2, 3, 4, 5, 6]);
+    journal
+        .reposition("out", Reposition::Since(middle))
+        .unwrap();
+    cursor.rewind();
+    assert_eq!(ids(&cursor.read(10)), [4, 5, 6]);
+    journal.reposition("out", Reposition::Head).unwrap();
+    cursor.rewind();
+    assert!(cursor.read(10).is_empty());
+    assert!(journal.reposition("nobody", Reposition::Head).is_none());
+    journal.close();
+}
+
+#[tokio::test]
+async fn numbering_goes_on_after_every_segment_was_released() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let journal = Journal::open(config(dir.path())).unwrap();
+        let mut cursor = journal.cursor("out", StartAt::Head);
+        for chunk in 0..5 {
+            append_range(&journal, chunk * 50 + 1..=chunk * 50 + 50).await;
+        }
+        let all = cursor.read(1000);
+        cursor.ack(all.last().unwrap().seq);
+        journal.close();
+    }
+    let journal = Journal::open(config(dir.path())).unwrap();
+    let mut cursor = journal.cursor("out", StartAt::Head);
+    assert_eq!(append_range(&journal, 251..=251).await, 251);
+    assert_eq!(ids(&cursor.read(10)), [251]);
+    journal.close();
+}
+
+#[tokio::test]
+async fn wait_wakes_on_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(config(dir.path())).unwrap();
+    let mut cursor = journal.cursor("a", StartAt::Head);
+    let j = Arc::clone(&journal);
+    let waiter = tokio::spawn(async move {
+        cursor.wait().await;
+        cursor.read(10).len()
+    });
+    tokio::task::yield_now().await;
+    j.append(vec![metric(1)]).await.unwrap();
+    assert_eq!(waiter.await.unwrap(), 1);
+    journal.close();
+}
+
+#[tokio::test]
+async fn fsync_policies_all_deliver() {
+    for fsync in [
+        FsyncPolicy::Always,
+        FsyncPolicy::Interval(5),
+        FsyncPolicy::Never,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(JournalConfig {
+            fsync,
+            ..config(dir.path())
+        })
+        .unwrap();
+        let mut cursor = journal.cursor("out", StartAt::Head);
+        append_range(&journal, 1..=100).await;
+        assert_eq!(cursor.read(1000).len(), 100, "{fsync:?}");
+        journal.close();
+    }
+}
