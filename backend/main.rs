@@ -63,6 +63,13 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
+    // A write past the file-size limit (RLIMIT_FSIZE) must fail with EFBIG
+    // like a full disk does, so the journal refuses the batch and goes on,
+    // instead of the default action of SIGXFSZ: killing the process.
+    // SAFETY: setting a signal to SIG_IGN before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BROKERSTREAM_LOG")

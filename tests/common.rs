@@ -1,4 +1,6 @@
+use std::net::TcpListener;
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use brokerstream::app::{self, App};
@@ -165,4 +167,130 @@ pub fn service_status(host_id: i64, service_id: i64, state: i64) -> Value {
 
 pub fn metric(host_id: i64, service_id: i64, name: &str, value: f64) -> Value {
     json!({"_type": 196609, "host_id": host_id, "service_id": service_id, "metric_id": 7, "name": name, "value": value, "ctime": 1732000000})
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Process {
+    pub child: Child,
+    pub base: String,
+    pub client: reqwest::Client,
+}
+
+/// A test that fails must not leave its service running (it would hold the
+/// test runner's output open).
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Process {
+    pub fn spawn(args: &[&str], env: &[(&str, &str)], port: u16) -> Process {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_brokerstream"));
+        command
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        Process {
+            child: command.spawn().expect("binary starts"),
+            base: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(r) = self
+                .client
+                .get(format!("{}/healthz", self.base))
+                .send()
+                .await
+            {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("brokerstream did not answer on {}", self.base);
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The status code of a GET to a full URL.
+    pub async fn get(&self, url: &str) -> u16 {
+        self.client
+            .get(url)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.unwrap()
+    }
+
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(killed.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "no exit after SIGTERM");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+pub async fn create_output(p: &Process, body: &Value) {
+    let response = p
+        .client
+        .post(format!("{}/api/v1/outputs", p.base))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+}
+
+pub fn file_output(name: &str, path: &Path, filters: &[&str]) -> Value {
+    json!({
+        "name": name,
+        "kind": "file",
+        "filters": {"category": filters},
+        "parameters": [
+            {"name": "path", "type": "string", "value": path.to_str().unwrap()},
+            {"name": "max_buffer_size", "type": "number", "value": "100000"},
+            {"name": "max_buffer_age", "type": "number", "value": "3600"},
+        ],
+    })
 }

@@ -1,102 +1,12 @@
 //! The real binary: flags, environment, configuration file, simulator, and
 //! a clean stop on SIGTERM that flushes what the workers hold.
 
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use crate::common::*;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Process {
-    child: Child,
-    base: String,
-    client: reqwest::Client,
-}
-
-impl Process {
-    fn spawn(args: &[&str], env: &[(&str, &str)], port: u16) -> Process {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_brokerstream"));
-        command
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        Process {
-            child: command.spawn().expect("binary starts"),
-            base: format!("http://127.0.0.1:{port}"),
-            client: reqwest::Client::new(),
-        }
-    }
-
-    async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(r) = self
-                .client
-                .get(format!("{}/healthz", self.base))
-                .send()
-                .await
-            {
-                if r.status() == 200 {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("brokerstream did not answer on {}", self.base);
-    }
-
-    async fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(killed.success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "no exit after SIGTERM");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-async fn create_output(p: &Process, body: &Value) {
-    let response = p
-        .client
-        .post(format!("{}/api/v1/outputs", p.base))
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-}
-
-fn file_output(name: &str, path: &Path, filters: &[&str]) -> Value {
-    json!({
-        "name": name,
-        "kind": "file",
-        "filters": {"category": filters},
-        "parameters": [
-            {"name": "path", "type": "string", "value": path.to_str().unwrap()},
-            {"name": "max_buffer_size", "type": "number", "value": "100000"},
-            {"name": "max_buffer_age", "type": "number", "value": "3600"},
-        ],
-    })
-}
 
 #[tokio::test]
 async fn sigterm_flushes_buffered_events_and_exits_cleanly() {

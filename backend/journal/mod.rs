@@ -452,7 +452,10 @@ impl Journal {
             return Backlog::default();
         };
         let unacked = state.head.saturating_sub(cursor.acked);
-        let average = state.total_bytes.checked_div(state.total_events).unwrap_or(0);
+        let average = state
+            .total_bytes
+            .checked_div(state.total_events)
+            .unwrap_or(0);
         let oldest = if unacked == 0 {
             None
         } else {
