@@ -11,6 +11,7 @@
 //! Every call here blocks, as it does in Centreon Broker: the Lua state runs
 //! on a dedicated thread, never inside a tokio runtime.
 
+mod curl;
 mod http;
 mod ltn12;
 mod mime;
@@ -36,6 +37,8 @@ pub fn register(lua: &Lua) -> mlua::Result<()> {
     preload.set("socket.url", socket::url_loader(lua)?)?;
     preload.set("socket.http", socket::http_loader(lua)?)?;
     preload.set("ssl.https", socket::https_loader(lua)?)?;
+    preload.set("cURL", curl::loader(lua)?)?;
+    preload.set("lcurl", curl::loader(lua)?)?;
     Ok(())
 }
 
