@@ -957,7 +957,7 @@ struct Registered;
 
 #[cfg(test)]
 mod tests {
-    use super::super::testsupport::{closed_port, lua, Reply, Server};
+    use super::super::testsupport::{closed_port, lua, Pki, Proxy, Reply, Server};
     use std::time::Duration;
 
     fn echo() -> Server {
@@ -1134,5 +1134,169 @@ mod tests {
         )
         .exec()
         .expect("lua");
+    }
+
+    /// Runs `perform` with `opts` (a Lua table constructor) against `url`
+    /// and returns the response code, or the error number.
+    const TRY: &str = r#"
+        curl = require "cURL"
+        function try(url, opts)
+          local c = curl.easy(opts or {}):setopt_url(url):setopt_writefunction(function() end)
+          local ok, err = pcall(c.perform, c)
+          if ok then return c:getinfo(curl.INFO_RESPONSE_CODE) end
+          return "E" .. err:no() .. " " .. tostring(err)
+        end
+    "#;
+
+    fn try_all(lua: &mlua::Lua, cases: &[(&str, &str, &str)]) {
+        lua.load(TRY).exec().expect("helper");
+        for (url, opts, expected) in cases {
+            let got: String = lua
+                .load(format!("return tostring(try({url}, {opts}))"))
+                .eval()
+                .expect("lua");
+            assert!(
+                got.starts_with(expected),
+                "{url} with {opts}: expected {expected}, got {got}"
+            );
+        }
+    }
+
+    #[test]
+    fn tls_peer_and_host_checks_are_separate() {
+        let pki = Pki::new();
+        let leaf = pki.leaf("server", &["localhost"], false);
+        let server = Server::start_tls(pki.server_config(&leaf, false), |_| Reply::new(200, "ok"));
+        let own = pki.leaf("self", &["localhost"], true);
+        let self_signed =
+            Server::start_tls(pki.server_config(&own, false), |_| Reply::new(200, "ok"));
+        let lua = lua();
+        let g = lua.globals();
+        g.set(
+            "by_name",
+            format!("https://localhost:{}/", server.addr.port()),
+        )
+        .expect("set");
+        g.set(
+            "by_ip",
+            format!("https://127.0.0.1:{}/", server.addr.port()),
+        )
+        .expect("set");
+        g.set(
+            "self_signed",
+            format!("https://localhost:{}/", self_signed.addr.port()),
+        )
+        .expect("set");
+        g.set("ca", pki.ca_path()).expect("set");
+        try_all(
+            &lua,
+            &[
+                // the system roots do not know the test CA
+                ("by_name", "{}", "E60 [CURL-EASY][PEER_FAILED_VERIFICATION]"),
+                ("by_name", "{cainfo = ca}", "200"),
+                (
+                    "by_name",
+                    "{[curl.OPT_CAINFO] = ca, ssl_verifyhost = 2}",
+                    "200",
+                ),
+                // a trusted certificate for another name
+                ("by_ip", "{cainfo = ca}", "E60"),
+                ("by_ip", "{cainfo = ca, ssl_verifyhost = 0}", "200"),
+                // an untrusted certificate whose name fits
+                ("by_name", "{ssl_verifypeer = 0}", "200"),
+                ("self_signed", "{ssl_verifypeer = false}", "200"),
+                ("self_signed", "{cainfo = ca}", "E60"),
+                // libcurl checks the name even when the chain is not checked
+                ("by_ip", "{ssl_verifypeer = 0}", "E60"),
+                ("by_ip", "{ssl_verifypeer = 0, ssl_verifyhost = 0}", "200"),
+                ("by_name", "{cainfo = '/nonexistent/ca.pem'}", "E77"),
+            ],
+        );
+    }
+
+    #[test]
+    fn tls_client_certificate() {
+        let pki = Pki::new();
+        let leaf = pki.leaf("server", &["localhost"], false);
+        let server = Server::start_tls(pki.server_config(&leaf, true), |_| Reply::new(200, "ok"));
+        let client = pki.leaf("client", &["client"], false);
+        let both = pki.dir.path().join("both.pem");
+        let mut pem = std::fs::read(&client.cert_path).expect("cert");
+        pem.extend(std::fs::read(&client.key_path).expect("key"));
+        std::fs::write(&both, pem).expect("write");
+        let lua = lua();
+        let g = lua.globals();
+        g.set("url", format!("https://localhost:{}/", server.addr.port()))
+            .expect("set");
+        g.set("ca", pki.ca_path()).expect("set");
+        g.set("cert", client.cert_path.clone()).expect("set");
+        g.set("key", client.key_path.clone()).expect("set");
+        g.set("both", both.to_string_lossy().to_string())
+            .expect("set");
+        try_all(
+            &lua,
+            &[
+                ("url", "{cainfo = ca, sslcert = cert, sslkey = key}", "200"),
+                ("url", "{cainfo = ca, sslcert = both}", "200"),
+                ("url", "{cainfo = ca, sslcert = '/nonexistent.pem'}", "E58"),
+                // refused by the server: the handshake or the first read fails
+                ("url", "{cainfo = ca}", "E"),
+            ],
+        );
+    }
+
+    #[test]
+    fn proxy_with_authentication() {
+        let origin = echo();
+        let pki = Pki::new();
+        let leaf = pki.leaf("server", &["localhost"], false);
+        let tls_origin =
+            Server::start_tls(pki.server_config(&leaf, false), |_| Reply::new(200, "ok"));
+        let proxy = Proxy::start("alice", "p@ss:word");
+        let lua = lua();
+        let g = lua.globals();
+        g.set("url", origin.url("/via")).expect("set");
+        g.set(
+            "tls_url",
+            format!("https://localhost:{}/", tls_origin.addr.port()),
+        )
+        .expect("set");
+        g.set("ca", pki.ca_path()).expect("set");
+        g.set("proxy", format!("http://{}", proxy.addr))
+            .expect("set");
+        g.set("proxy_host", proxy.addr.ip().to_string())
+            .expect("set");
+        g.set("proxy_port", proxy.addr.port()).expect("set");
+        try_all(
+            &lua,
+            &[
+                (
+                    "url",
+                    "{proxy = proxy, proxyuserpwd = 'alice:p@ss:word'}",
+                    "200",
+                ),
+                (
+                    "url",
+                    "{[curl.OPT_PROXY] = proxy_host, [curl.OPT_PROXYPORT] = proxy_port, \
+                      [curl.OPT_PROXYUSERPWD] = 'alice:p@ss:word'}",
+                    "200",
+                ),
+                // a plain HTTP proxy's refusal is an answer
+                ("url", "{proxy = proxy, proxyuserpwd = 'alice:nope'}", "407"),
+                (
+                    "tls_url",
+                    "{proxy = proxy, proxyuserpwd = 'alice:p@ss:word', cainfo = ca}",
+                    "200",
+                ),
+                // a refused CONNECT is not
+                ("tls_url", "{proxy = proxy, cainfo = ca}", "E56"),
+            ],
+        );
+        let hits = proxy.hits();
+        assert!(hits[0].authorized, "{hits:?}");
+        assert!(hits[0].request_line.starts_with("GET http://127.0.0.1:"));
+        assert!(hits
+            .iter()
+            .any(|h| h.authorized && h.request_line.starts_with("CONNECT localhost:")));
     }
 }

@@ -198,9 +198,7 @@ pub struct Pki {
 pub struct Leaf {
     pub cert_der: rustls::pki_types::CertificateDer<'static>,
     pub key_der: Vec<u8>,
-    #[allow(dead_code)]
     pub cert_path: String,
-    #[allow(dead_code)]
     pub key_path: String,
 }
 
