@@ -16,6 +16,7 @@ mod http;
 mod ltn12;
 mod mime;
 mod socket;
+mod tcp_socket;
 mod tls;
 
 #[cfg(test)]
@@ -39,6 +40,8 @@ pub fn register(lua: &Lua) -> mlua::Result<()> {
     preload.set("ssl.https", socket::https_loader(lua)?)?;
     preload.set("cURL", curl::loader(lua)?)?;
     preload.set("lcurl", curl::loader(lua)?)?;
+    lua.globals()
+        .set("broker_tcp_socket", tcp_socket::create(lua)?)?;
     Ok(())
 }
 
