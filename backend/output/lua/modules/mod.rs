@@ -16,6 +16,7 @@ mod http;
 mod ltn12;
 mod mime;
 mod socket;
+mod socket_tcp;
 mod tcp_socket;
 mod tls;
 

@@ -1,4 +1,5 @@
-//! LuaSocket's `socket` (time functions only), `socket.url` (escaping),
+//! LuaSocket's `socket` (time functions, and the TCP client of
+//! `socket_tcp.rs`), `socket.url` (escaping),
 //! `socket.http`, and LuaSec's `ssl.https`, which has the same interface
 //! over TLS.
 //!
@@ -25,6 +26,8 @@ pub(super) fn socket_loader(lua: &Lua) -> mlua::Result<Function> {
     lua.create_function(|lua, _: MultiValue| {
         let m = lua.create_table()?;
         m.set("_VERSION", "LuaSocket 3.0.0")?;
+        m.set("tcp", lua.create_function(super::socket_tcp::tcp)?)?;
+        m.set("connect", lua.create_function(super::socket_tcp::connect)?)?;
         m.set(
             "gettime",
             lua.create_function(|_, ()| {
