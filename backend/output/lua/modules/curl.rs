@@ -1267,6 +1267,7 @@ mod tests {
         g.set("proxy_host", proxy.addr.ip().to_string())
             .expect("set");
         g.set("proxy_port", proxy.addr.port()).expect("set");
+        g.set("closed", closed_port()).expect("set");
         try_all(
             &lua,
             &[
@@ -1290,6 +1291,7 @@ mod tests {
                 ),
                 // a refused CONNECT is not
                 ("tls_url", "{proxy = proxy, cainfo = ca}", "E56"),
+                ("url", "{proxy = 'http://127.0.0.1:' .. closed}", "E7 "),
             ],
         );
         let hits = proxy.hits();

@@ -278,9 +278,12 @@ pub(crate) fn classify(error: &reqwest::Error, proxied: bool) -> HttpError {
         } else {
             Failure::Resolve
         }
-    } else if lower.contains("tunnel") || lower.contains("proxy") {
+    } else if lower.contains("connection refused") {
+        Failure::Connect
+    } else if lower.contains("tunnel") {
+        // The proxy answered CONNECT with something else than 2xx.
         Failure::Recv
-    } else if error.is_connect() || lower.contains("connection refused") {
+    } else if error.is_connect() {
         Failure::Connect
     } else if error.is_builder() {
         Failure::BadUrl
