@@ -1210,6 +1210,11 @@ mod tests {
                 ("by_ip", "{ssl_verifypeer = 0}", "E60"),
                 ("by_ip", "{ssl_verifypeer = 0, ssl_verifyhost = 0}", "200"),
                 ("by_name", "{cainfo = '/nonexistent/ca.pem'}", "E77"),
+                (
+                    "by_name",
+                    "{cainfo = '/nonexistent/ca.pem', ssl_verifypeer = 0}",
+                    "200",
+                ),
             ],
         );
     }

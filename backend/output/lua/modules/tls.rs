@@ -103,14 +103,16 @@ fn client_identity(
 
 pub(crate) fn client_config(settings: &TlsSettings) -> Result<rustls::ClientConfig, TlsSetupError> {
     let provider = provider();
-    let roots = match &settings.ca_file {
-        Some(path) => roots_from(path)?,
-        None => system_roots(),
-    };
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsSetupError::CaFile(e.to_string()))?;
     let verifier: Arc<dyn ServerCertVerifier> = if settings.verify_peer {
+        // Roots are read only when used: libcurl ignores CAINFO when the
+        // peer is not verified.
+        let roots = match &settings.ca_file {
+            Some(path) => roots_from(path)?,
+            None => system_roots(),
+        };
         let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
             .build()
             .map_err(|e| TlsSetupError::CaFile(e.to_string()))?;
