@@ -122,7 +122,8 @@ local function generic(reqt)
     headers[#headers + 1] = { "user-agent", m.USERAGENT }
   end
   local method = string.upper(reqt.method or "GET")
-  local code, rheaders, status, rbody = core{
+  local sink, sink_err = reqt.sink or ltn12.sink.null(), nil
+  local code, rheaders, status = core{
     url = reqt.url,
     method = method,
     headers = headers,
@@ -134,9 +135,16 @@ local function generic(reqt)
     cafile = reqt.cafile,
     certificate = reqt.certificate,
     key = reqt.key,
+    -- the body goes to the sink as it arrives; false stops the transfer
+    deliver = function(chunk)
+      local ok, err = sink(chunk)
+      if not ok then sink_err = err or "sink failed" end
+      return ok and true or false
+    end,
   }
   if code == nil then return nil, rheaders end
-  local ok, err = ltn12.pump.all(ltn12.source.string(rbody), reqt.sink or ltn12.sink.null(), reqt.step)
+  if sink_err then return nil, sink_err end
+  local ok, err = sink(nil)
   if not ok then return nil, err end
   return 1, code, rheaders, status
 end
@@ -193,8 +201,9 @@ fn opt_string(spec: &Table, key: &str) -> mlua::Result<Option<String>> {
 }
 
 /// `core{url=, method=, headers={{name, value}…}, body=, proxy=, redirect=,
-/// timeout=, verify=, cafile=, certificate=, key=}` → `code, headers,
-/// status, body`, or `nil, message`.
+/// timeout=, verify=, cafile=, certificate=, key=, deliver=}` → `code,
+/// headers, status`, or `nil, message`. The body is handed to `deliver`
+/// chunk by chunk, so a large answer is never held whole.
 fn request(lua: &Lua, spec: Table) -> mlua::Result<MultiValue> {
     let fail = |message: String| -> mlua::Result<MultiValue> {
         Ok(MultiValue::from_vec(vec![
@@ -265,15 +274,22 @@ fn request(lua: &Lua, spec: Table) -> mlua::Result<MultiValue> {
         };
         rheaders.set(name.as_str(), joined)?;
     }
-    let mut body = Vec::new();
-    if let Err(e) = response.read_to_end(&mut body) {
-        return fail(luasocket_message(&http::io_failure(&e)));
+    let deliver: Function = spec.get("deliver")?;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match response.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => return fail(luasocket_message(&http::io_failure(&e))),
+        };
+        if !deliver.call::<bool>(lua.create_string(&buf[..n])?)? {
+            break;
+        }
     }
     Ok(MultiValue::from_vec(vec![
         Value::Integer(i64::from(code)),
         Value::Table(rheaders),
         Value::String(lua.create_string(status)?),
-        Value::String(lua.create_string(body)?),
     ]))
 }
 
@@ -353,6 +369,9 @@ mod tests {
             assert(code == 500, "an HTTP error is an answer")
             assert(table.concat(result) == "PUT t0k cpu,host=a value=1", table.concat(result))
             assert(headers["content-length"])
+            -- a failing sink stops the transfer and is reported
+            r, code = http.request{ url = url, sink = ltn12.sink.error("full") }
+            assert(r == nil and code == "full", tostring(code))
             "#,
         )
         .exec()
@@ -484,6 +503,27 @@ mod tests {
             local url = require "socket.url"
             assert(url.escape("a b/é_1") == "a%20b%2f%c3%a9_1", url.escape("a b/é_1"))
             assert(url.unescape("a%20b%2F") == "a b/")
+            "#,
+        )
+        .exec()
+        .expect("lua");
+    }
+
+    #[test]
+    fn large_bodies_reach_the_sink_in_chunks() {
+        let big = "0123456789".repeat(20_000);
+        let server = Server::start(move |_| Reply::new(200, &big));
+        let lua = lua();
+        lua.globals().set("url", server.url("/big")).expect("set");
+        lua.load(
+            r#"
+            local http = require "socket.http"
+            local ltn12 = require "ltn12"
+            local t = {}
+            local r, code = http.request{ url = url, sink = ltn12.sink.table(t) }
+            assert(r == 1 and code == 200)
+            assert(#t > 1, "streamed, not held whole")
+            assert(#table.concat(t) == 200000)
             "#,
         )
         .exec()
