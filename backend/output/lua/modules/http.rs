@@ -52,7 +52,9 @@ impl ProxySettings {
         // Setting these cannot fail on an http(s) URL with a host.
         let _ = url.set_username("");
         let _ = url.set_password(None);
-        if url.port().is_none() {
+        // `Url` forgets a port equal to the scheme's default, so the text
+        // tells whether one was given.
+        if !has_explicit_port(&with_scheme) {
             let _ = url.set_port(Some(default_port.unwrap_or(1080)));
         }
         let mut text = url.to_string();
@@ -63,6 +65,17 @@ impl ProxySettings {
             url: text,
             credentials,
         })
+    }
+}
+
+fn has_explicit_port(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    match host_port.rfind(']') {
+        // [v6]:port
+        Some(end) => host_port[end..].contains(':'),
+        None => host_port.contains(':'),
     }
 }
 
@@ -346,4 +359,29 @@ fn tls_failure(error: &(dyn std::error::Error + 'static)) -> Option<Failure> {
         };
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProxySettings;
+
+    #[test]
+    fn proxy_strings_as_libcurl_reads_them() {
+        let p =
+            |spec: &str, port: Option<u16>| ProxySettings::parse(spec, port).expect("valid proxy");
+        assert_eq!(p("proxy.local", None).url, "http://proxy.local:1080");
+        assert_eq!(p("proxy.local", Some(3128)).url, "http://proxy.local:3128");
+        assert_eq!(
+            p("proxy.local:8080", Some(3128)).url,
+            "http://proxy.local:8080"
+        );
+        assert_eq!(p("http://proxy.local:80", None).url, "http://proxy.local");
+        assert_eq!(p("[::1]:3128", None).url, "http://[::1]:3128");
+        let with_user = p("http://us%40er:p%3Ass@proxy.local:3128", None);
+        assert_eq!(with_user.url, "http://proxy.local:3128");
+        assert_eq!(
+            with_user.credentials,
+            Some(("us@er".to_string(), "p:ss".to_string()))
+        );
+    }
 }

@@ -227,7 +227,8 @@ fn request(lua: &Lua, spec: Table) -> mlua::Result<MultiValue> {
         .filter(|t| t.is_finite() && *t > 0.0)
         .map(|t| Duration::from_secs_f64(t.min(86_400.0)));
     let proxy = match opt_string(&spec, "proxy")? {
-        Some(p) if !p.is_empty() => match ProxySettings::parse(&p, None) {
+        // LuaSocket's default proxy port is 3128.
+        Some(p) if !p.is_empty() => match ProxySettings::parse(&p, Some(3128)) {
             Ok(p) => Some(p),
             Err(e) => return fail(e.detail),
         },
