@@ -6,4 +6,5 @@ mod api;
 mod common;
 mod file_output;
 mod journal;
+mod lua_modules;
 mod serve;
