@@ -4,6 +4,7 @@
 
 mod file;
 pub mod kinds;
+pub mod lua;
 pub mod status;
 mod supervisor;
 mod template;

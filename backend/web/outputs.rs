@@ -246,7 +246,7 @@ async fn save(
     mut errors: FieldErrors,
     creating: bool,
 ) -> Result<StoredOutput, ApiError> {
-    output::validate(&spec, &mut errors);
+    ctx.supervisor.validate(&spec, &mut errors);
     errors.into_result()?;
     if creating {
         ctx.store.create_output(&spec).await?;

@@ -1,0 +1,1 @@
+//! `brokerstream import`: Centreon Broker's Lua outputs as brokerstream outputs.

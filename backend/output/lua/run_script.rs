@@ -1,0 +1,1 @@
+//! `brokerstream run-script`: one script against events from a file or the simulator.
