@@ -104,9 +104,8 @@ async fn save_cache_periodically(
             _ = tokio::time::sleep(CACHE_SAVE_INTERVAL) => {}
         }
         let (cache, dir) = (Arc::clone(&cache), data_dir.clone());
-        match tokio::task::spawn_blocking(move || cache.save(&dir)).await {
-            Ok(Err(e)) => tracing::warn!("cannot save the cache snapshot: {e}"),
-            Ok(Ok(_)) | Err(_) => {}
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || cache.save(&dir)).await {
+            tracing::warn!("cannot save the cache snapshot: {e}");
         }
     }
 }

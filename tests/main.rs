@@ -5,4 +5,5 @@
 mod api;
 mod common;
 mod file_output;
+mod lua;
 mod serve;

@@ -185,11 +185,14 @@ impl Supervisor {
         let journal = Arc::clone(&self.journal);
         let cache = Arc::clone(&self.cache);
         let lua = Arc::clone(&self.lua);
+        // Created before answering the request that made the output, so that
+        // the events posted right after are its own.
+        let lua_cursor = (spec.kind == "lua").then(|| journal.cursor(&spec.name, StartAt::Head));
         let task = tokio::spawn(async move {
-            if spec.kind == "lua" {
+            if let Some(cursor) = lua_cursor {
                 // A script runs on a thread of its own, which keeps its own
                 // retry loop (Centreon's failover loop).
-                super::lua::worker::run(spec, journal, cache, status, receiver, lua).await;
+                super::lua::worker::run(spec, cursor, cache, status, receiver, lua).await;
                 return;
             }
             let mut attempt = 0;

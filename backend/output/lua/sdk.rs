@@ -116,7 +116,7 @@ impl BrokerLog {
     }
 
     fn log(&self, severity: Severity, args: &MultiValue) -> mlua::Result<()> {
-        let level = args.get(0).map(to_integer).unwrap_or(0);
+        let level = args.front().map(to_integer).unwrap_or(0);
         if level > self.level {
             return Ok(());
         }
@@ -186,7 +186,7 @@ pub fn c_locale_time(t: libc::time_t) -> String {
 impl UserData for BrokerLog {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_method_mut("set_parameters", |_, this, args: MultiValue| {
-            let level = args.get(0).map(to_integer).unwrap_or(0);
+            let level = args.front().map(to_integer).unwrap_or(0);
             if !(0..=3).contains(&level) {
                 return Err(mlua::Error::runtime(
                     "set_parameters expects the first argument to be 0, 1, 2 or 3.",
@@ -574,7 +574,7 @@ pub fn broker_table(lua: &Lua, bbdo_version: &str, style: EventJsonStyle) -> mlu
     broker.set(
         "parse_perfdata",
         lua.create_function(|lua, args: MultiValue| {
-            let text = args.get(0).and_then(to_text).unwrap_or_default();
+            let text = args.front().and_then(to_text).unwrap_or_default();
             let full = args
                 .get(1)
                 .is_some_and(|v| v.as_boolean() != Some(false) && !v.is_nil());

@@ -22,7 +22,7 @@ use super::sdk::{LogSink, Severity};
 use super::LuaSettings;
 use crate::cache::Cache;
 use crate::event::Filter;
-use crate::journal::{Cursor, Journal, Seq, StartAt};
+use crate::journal::{Cursor, Seq};
 use crate::output::status::{backoff, FlushReason, FlushRecord, OutputState, OutputStatus};
 use crate::output::worker::Command;
 use crate::output::OutputSpec;
@@ -50,7 +50,7 @@ pub fn tracing_sink(output: &str) -> LogSink {
 /// flushed and closed the script.
 pub async fn run(
     spec: OutputSpec,
-    journal: Arc<Journal>,
+    cursor: Cursor,
     cache: Arc<Cache>,
     status: Arc<Mutex<OutputStatus>>,
     commands: mpsc::Receiver<Command>,
@@ -67,7 +67,6 @@ pub async fn run(
                 .build();
             match runtime {
                 Ok(runtime) => {
-                    let cursor = journal.cursor(&spec.name, StartAt::Head);
                     let env = ScriptEnv {
                         cache,
                         settings,
