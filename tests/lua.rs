@@ -62,6 +62,7 @@ impl Lab {
                     .unwrap()
                     .push(format!("{}{text}", severity.header()))
             }),
+            trace: None,
         }
     }
 
@@ -1251,4 +1252,121 @@ async fn a_blocking_script_does_not_stall_other_outputs() {
     let status = tokio::time::timeout(Duration::from_secs(1), server.status("slow")).await;
     assert!(status.is_ok(), "the API answers while the script blocks");
     server.stop().await;
+}
+
+// ---- the command line
+
+fn brokerstream(args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_brokerstream"))
+        .args(args)
+        .env("BROKERSTREAM_LOG", "off")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text)
+}
+
+#[test]
+fn run_script_prints_logs_calls_and_acknowledgements() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("s.lua");
+    std::fs::write(
+        &script,
+        "function init(c) broker_log:info(0, 'n is ' .. math.type(c.n)) end\n\
+         function write(d) return d.element == 14 end\n\
+         function flush() return false end\n",
+    )
+    .unwrap();
+    let events = dir.path().join("events.ndjson");
+    std::fs::write(
+        &events,
+        format!(
+            "{}\n{}\n{}\n",
+            host(1, "a"),
+            host_status(1, 0, "x"),
+            host(2, "b")
+        ),
+    )
+    .unwrap();
+    let (ok, out) = brokerstream(&[
+        "run-script",
+        script.to_str().unwrap(),
+        "--param",
+        "n=number:5",
+        "--events",
+        events.to_str().unwrap(),
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("log INFO: n is integer"), "{out}");
+    assert!(
+        out.contains("event 1 (1:12 host): write() returned false"),
+        "{out}"
+    );
+    assert!(
+        out.contains("event 2 (1:14 host_status): write() returned true (acknowledges 2)"),
+        "{out}"
+    );
+    assert!(out.contains("flush() returned false"), "{out}");
+    assert!(out.contains("summary: 3 events, 3 handed to write(), 0 filtered out, 2 acknowledged, 1 not acknowledged"), "{out}");
+
+    std::fs::write(
+        &script,
+        "function init(c) end\nfunction write(d)\n  return = 1\nend\n",
+    )
+    .unwrap();
+    let (ok, out) = brokerstream(&["run-script", script.to_str().unwrap(), "--simulate", "3"]);
+    assert!(!ok);
+    assert!(out.contains("s.lua:3:"), "{out}");
+}
+
+#[test]
+fn import_turns_centreon_lua_outputs_into_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let scripts = data_dir.join("scripts");
+    std::fs::create_dir_all(&scripts).unwrap();
+    std::fs::write(scripts.join("influx.lua"), MINIMAL).unwrap();
+    let config = dir.path().join("central-broker.json");
+    std::fs::write(
+        &config,
+        json!({"centreonBroker": {"broker_name": "central-broker-master", "output": [
+            {"name": "central-broker-master-sql", "type": "sql"},
+            {"name": "influx", "type": "lua", "path": scripts.join("influx.lua"),
+             "filters": {"category": ["neb", "storage"]},
+             "lua_parameter": [
+                {"name": "url", "type": "string", "value": "http://127.0.0.1:8086"},
+                {"name": "max_buffer_size", "type": "number", "value": "10"},
+                {"name": "flag", "type": "boolean", "value": "true"}]},
+            {"name": "elsewhere", "type": "lua", "path": "/etc/passwd"},
+        ]}})
+        .to_string(),
+    )
+    .unwrap();
+    let (ok, out) = brokerstream(&[
+        "import",
+        config.to_str().unwrap(),
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("created: influx"), "{out}");
+    assert!(
+        out.contains("skipped: central-broker-master-sql: type `sql` is not a Lua output"),
+        "{out}"
+    );
+    assert!(out.contains("skipped: influx: parameter flag"), "{out}");
+    assert!(out.contains("skipped: elsewhere: path:"), "{out}");
+    let (ok, out) = brokerstream(&[
+        "import",
+        config.to_str().unwrap(),
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ]);
+    assert!(
+        ok && out.contains("skipped: influx: an output of this name already exists"),
+        "{out}"
+    );
 }

@@ -21,7 +21,11 @@ pub struct ScriptEnv {
     pub settings: Arc<LuaSettings>,
     /// `broker_log` without a file, and the runtime's own error lines.
     pub log: LogSink,
+    /// Told what every `write()`/`flush()` call returned (`run-script`).
+    pub trace: Option<TraceSink>,
 }
+
+pub type TraceSink = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// What happened to one event.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -57,6 +61,9 @@ pub struct Script {
     /// `total`).
     total: u64,
     log: LogSink,
+    trace: Option<TraceSink>,
+    /// Events handed so far, for traces.
+    handed: u64,
 }
 
 /// The useful part of an mlua error: the Lua message with its position,
@@ -268,6 +275,8 @@ impl Script {
             api,
             total: 0,
             log: Arc::clone(&env.log),
+            trace: env.trace.clone(),
+            handed: 0,
         })
     }
 
@@ -291,6 +300,33 @@ impl Script {
 
     /// Hands one event to the script (§1.5).
     pub fn write(&mut self, shared: &Shared) -> WriteOutcome {
+        self.handed += 1;
+        let outcome = self.write_inner(shared);
+        if let Some(trace) = &self.trace {
+            let ty = shared.event().event_type();
+            let what = if outcome.filtered {
+                "filter() returned false".to_owned()
+            } else if let Some(error) = &outcome.error {
+                error.clone()
+            } else {
+                format!(
+                    "write() returned {}",
+                    outcome.returned.as_deref().unwrap_or("nothing")
+                )
+            };
+            trace(&format!(
+                "event {} ({}:{} {}): {what}{}",
+                self.handed,
+                ty.category(),
+                ty.element(),
+                shared.event().def().name,
+                acked_note(outcome.acked)
+            ));
+        }
+        outcome
+    }
+
+    fn write_inner(&mut self, shared: &Shared) -> WriteOutcome {
         let event = shared.event();
         let mut outcome = WriteOutcome::default();
         self.total += 1;
@@ -362,6 +398,21 @@ impl Script {
 
     /// Calls `flush()` if the script has one (§1.6).
     pub fn flush(&mut self) -> FlushOutcome {
+        let outcome = self.flush_inner();
+        if let (Some(trace), true) = (&self.trace, outcome.called) {
+            let what = match (&outcome.error, &outcome.returned) {
+                (Some(error), _) => error.clone(),
+                (None, returned) => format!(
+                    "flush() returned {}",
+                    returned.as_deref().unwrap_or("nothing")
+                ),
+            };
+            trace(&format!("{what}{}", acked_note(outcome.acked)));
+        }
+        outcome
+    }
+
+    fn flush_inner(&mut self) -> FlushOutcome {
         let mut outcome = FlushOutcome::default();
         let Some(flush) = &self.flush else {
             return outcome;
@@ -394,6 +445,14 @@ impl Script {
     /// Direct access for tests and `run-script`.
     pub fn lua(&self) -> &Lua {
         &self.lua
+    }
+}
+
+fn acked_note(acked: u64) -> String {
+    if acked > 0 {
+        format!(" (acknowledges {acked})")
+    } else {
+        String::new()
     }
 }
 

@@ -56,6 +56,22 @@ pub async fn run(
     commands: mpsc::Receiver<Command>,
     settings: Arc<LuaSettings>,
 ) {
+    run_traced(spec, cursor, cache, status, commands, settings, None, None).await
+}
+
+/// [`run`] with the script's log and its calls sent elsewhere than the
+/// service log (`run-script` prints them).
+#[allow(clippy::too_many_arguments)]
+pub async fn run_traced(
+    spec: OutputSpec,
+    cursor: Cursor,
+    cache: Arc<Cache>,
+    status: Arc<Mutex<OutputStatus>>,
+    commands: mpsc::Receiver<Command>,
+    settings: Arc<LuaSettings>,
+    log: Option<LogSink>,
+    trace: Option<super::runtime::TraceSink>,
+) {
     let (done, finished) = oneshot::channel::<()>();
     let name = spec.name.clone();
     let thread_status = Arc::clone(&status);
@@ -70,7 +86,8 @@ pub async fn run(
                     let env = ScriptEnv {
                         cache,
                         settings,
-                        log: tracing_sink(&spec.name),
+                        log: log.unwrap_or_else(|| tracing_sink(&spec.name)),
+                        trace: trace.clone(),
                     };
                     let mut thread = Thread {
                         spec,
