@@ -1370,3 +1370,115 @@ fn import_turns_centreon_lua_outputs_into_outputs() {
         "{out}"
     );
 }
+
+#[test]
+fn every_broker_cache_lookup() {
+    let lab = Lab::new();
+    for e in [
+        json!({"_type": 65548, "host_id": 1, "name": "srv-01", "enabled": true, "notes_url": "h-notes", "check_command": "ping"}),
+        json!({"_type": 65559, "host_id": 1, "service_id": 2, "description": "cpu", "enabled": true, "notes": "s-notes", "check_command": "check_cpu"}),
+        json!({"_type": 65557, "servicegroup_id": 3, "name": "web-services"}),
+        json!({"_type": 65558, "servicegroup_id": 3, "host_id": 1, "service_id": 2}),
+        json!({"_type": 65585, "hostgroup_id": 8, "name": "pb-group", "alias": "PB group", "poller_id": 1, "enabled": true}),
+        json!({"_type": 65586, "hostgroup_id": 8, "name": "member-name", "host_id": 1, "poller_id": 1, "enabled": true}),
+        json!({"_type": 65539, "host_id": 1, "name": "CRITICALITY_LEVEL", "value": "2"}),
+        json!({"_type": 196613, "index_id": 10, "host_id": 1, "service_id": 2}),
+        json!({"_type": 196614, "index_id": 10, "metric_id": 100}),
+        json!({"_type": 393223, "ba_id": 4, "ba_name": "web", "ba_description": "Web BA", "sla_month_percent_crit": 99.5}),
+        json!({"_type": 393226, "bv_id": 5, "bv_name": "prod", "bv_description": "Production"}),
+        json!({"_type": 393225, "ba_id": 4, "bv_id": 5}),
+    ] {
+        lab.cache.update(&Event::from_json(&e).unwrap());
+    }
+    for api in [1, 2] {
+        let script = lab.load(&format!("broker_api_version = {api}\n{MINIMAL}"), &[]);
+        let s = |e: &str| eval::<String>(&script, &format!("tostring({e})"));
+        assert_eq!(s("broker_cache:get_service_description(1, 2)"), "cpu");
+        assert_eq!(s("broker_cache:get_service(1, 2).description"), "cpu");
+        assert_eq!(s("broker_cache:get_servicegroup_name(3)"), "web-services");
+        assert_eq!(
+            s("broker_cache:get_servicegroups(1, 2)[1].group_name"),
+            "web-services"
+        );
+        assert_eq!(s("broker_cache:get_servicegroups(1, 2)[1].group_id"), "3");
+        assert_eq!(s("broker_cache:get_hostgroup_name(8)"), "pb-group");
+        assert_eq!(s("broker_cache:get_hostgroup_alias(8)"), "PB group");
+        assert_eq!(
+            s("broker_cache:get_hostgroups(1)[1].group_name"),
+            "member-name"
+        );
+        assert_eq!(s("broker_cache:get_severity(1)"), "2");
+        assert_eq!(s("math.type(broker_cache:get_severity(1))"), "integer");
+        assert_eq!(s("broker_cache:get_severity(1, 2)"), "nil");
+        assert_eq!(s("broker_cache:get_notes_url(1)"), "h-notes");
+        assert_eq!(s("broker_cache:get_notes(1, 2)"), "s-notes");
+        assert_eq!(s("broker_cache:get_check_command(1, 2)"), "check_cpu");
+        assert_eq!(s("broker_cache:get_check_command(1)"), "ping");
+        assert_eq!(s("broker_cache:get_action_url(1, 99)"), "nil");
+        assert_eq!(s("broker_cache:get_index_mapping(10).service_id"), "2");
+        assert_eq!(s("type(broker_cache:get_index_mapping(10))"), "table");
+        assert_eq!(s("broker_cache:get_metric_mapping(100).index_id"), "10");
+        assert_eq!(s("broker_cache:get_ba(4).ba_name"), "web");
+        assert_eq!(s("broker_cache:get_bv(5).bv_description"), "Production");
+        assert_eq!(s("broker.json_encode(broker_cache:get_bvs(4))"), "[5]");
+        assert_eq!(s("broker_cache:get_ba(99)"), "nil");
+        if api == 1 {
+            assert_eq!(s("type(broker_cache:get_metric_mapping(100))"), "table");
+            assert_eq!(
+                s("broker_cache:get_ba(4).sla_month_percent_crit"),
+                "nil",
+                "v1: 3 keys"
+            );
+        } else {
+            assert_eq!(s("type(broker_cache:get_metric_mapping(100))"), "userdata");
+            assert_eq!(s("broker_cache:get_metric_mapping(100)._type"), "196620");
+            assert_eq!(s("broker_cache:get_ba(4).sla_month_percent_crit"), "99.5");
+            assert_eq!(s("broker_cache:get_ba(4)._type"), "393241");
+            assert_eq!(s("broker_cache:get_bv(5)._type"), "393238");
+        }
+    }
+}
+
+#[test]
+fn protobuf_events_have_proto3_defaults_in_lua() {
+    let lab = Lab::new();
+    let mut script = lab.load(
+        "function init(conf) end\nfunction write(d) last = d return true end",
+        &[],
+    );
+    script.write(&ev(json!({"_type": 65565, "host_id": 7, "service_id": 8})));
+    assert_eq!(eval::<i64>(&script, "last.host_id"), 7);
+    assert_eq!(
+        eval::<i64>(&script, "last.state"),
+        0,
+        "unset proto3 scalars are 0"
+    );
+    assert_eq!(eval::<String>(&script, "last.output"), "");
+    assert!(!eval::<bool>(&script, "last.checked"));
+}
+
+#[tokio::test]
+async fn the_cache_answers_in_init_after_a_service_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), None).await;
+    assert_eq!(server.post_events(&[host(1, "srv-01")]).await.0, 200);
+    server.stop().await;
+
+    let server = start(dir.path(), None).await;
+    let scripts = dir.path().join("scripts");
+    let out = dir.path().join("init.txt");
+    std::fs::write(
+        scripts.join("init_name.lua"),
+        "function init(conf)\n  local f = io.open(conf.file, 'w')\n  f:write(tostring(broker_cache:get_hostname(1)), '\\n')\n  f:close()\nend\nfunction write(d) return true end\n",
+    )
+    .unwrap();
+    create_lua(
+        &server,
+        "init-name",
+        "init_name.lua",
+        json!([{"name": "file", "type": "string", "value": out.to_str().unwrap()}]),
+    )
+    .await;
+    assert_eq!(wait_lines(&out, 1).await, ["srv-01"]);
+    server.stop().await;
+}
