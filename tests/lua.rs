@@ -587,6 +587,8 @@ fn broker_log_defaults_to_level_0_and_the_service_log() {
         e.contains("set_parameters expects the first argument to be 0, 1, 2 or 3."),
         "{e}"
     );
+    let e = eval_err(&script, "broker_log:set_parameters(1)");
+    assert!(e.contains("second argument to be a file path"), "{e}");
     let e = eval_err(&script, "broker_log:info(0, nil)");
     assert!(e.contains("must be a string or a number"), "{e}");
 }

@@ -22,7 +22,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use crate::event::{Event, Value};
+use crate::event::{Event, LuaType, Value};
 
 /// The file name of the snapshot in the data directory.
 pub const SNAPSHOT_FILE: &str = "cache.json";
@@ -174,15 +174,51 @@ const ADAPTIVE_STATUS_FIELDS: &[&str] = &[
     "notification_number",
 ];
 
+/// What an adaptive host or service event may change (only the fields it
+/// carries): (its field, the cached object's field).
+const ADAPTIVE_FIELDS: &[(&str, &str)] = &[
+    ("notify", "notify"),
+    ("active_checks", "active_checks"),
+    ("should_be_scheduled", "should_be_scheduled"),
+    ("passive_checks", "passive_checks"),
+    ("event_handler_enabled", "event_handler_enabled"),
+    ("flap_detection", "flap_detection"),
+    ("flap_detection_enabled", "flap_detection"),
+    ("obsess_over_host", "obsess_over_host"),
+    ("obsess_over_service", "obsess_over_service"),
+    ("event_handler", "event_handler"),
+    ("check_command", "check_command"),
+    ("check_interval", "check_interval"),
+    ("retry_interval", "retry_interval"),
+    ("max_check_attempts", "max_check_attempts"),
+    ("check_freshness", "check_freshness"),
+    ("check_period", "check_period"),
+    ("notification_period", "notification_period"),
+];
+
 /// Copies the fields named that `from` has into `into`, where `into`'s
-/// type has them too.
-fn copy_fields(into: &mut Arc<Event>, from: &Event, fields: &[&str]) {
+/// type has them too, as the Lua type of `into`'s field (a BBDO 3 status
+/// may update a BBDO 2 host, whose intervals are doubles).
+fn copy_fields<'a>(
+    into: &mut Arc<Event>,
+    from: &Event,
+    fields: impl IntoIterator<Item = (&'a str, &'a str)>,
+) {
     let target = Arc::make_mut(into);
-    for key in fields {
-        if let Some(value) = from.get(key) {
-            target.set(key, value.clone());
-        }
+    for (from_key, into_key) in fields {
+        let (Some(value), Some(field)) = (from.get(from_key), target.def().field(into_key)) else {
+            continue;
+        };
+        let value = match (field.ty.lua_type(), value) {
+            (LuaType::Number, Value::Int(i)) => Value::Float(*i as f64),
+            _ => value.clone(),
+        };
+        target.set(into_key, value);
     }
+}
+
+fn same(fields: &'static [&'static str]) -> impl Iterator<Item = (&'static str, &'static str)> {
+    fields.iter().map(|f| (*f, *f))
 }
 
 impl Cache {
@@ -250,7 +286,7 @@ impl Cache {
                 };
                 let mut state = self.write();
                 match state.hosts.get_mut(&h) {
-                    Some(host) => copy_fields(host, event, fields),
+                    Some(host) => copy_fields(host, event, same(fields)),
                     None => return false,
                 }
             }
@@ -265,7 +301,25 @@ impl Cache {
                 };
                 let mut state = self.write();
                 match state.services.get_mut(&(h, s)) {
-                    Some(service) => copy_fields(service, event, fields),
+                    Some(service) => copy_fields(service, event, same(fields)),
+                    None => return false,
+                }
+            }
+            "AdaptiveHost" => {
+                let Some(h) = id(event, "host_id") else {
+                    return false;
+                };
+                match self.write().hosts.get_mut(&h) {
+                    Some(host) => copy_fields(host, event, ADAPTIVE_FIELDS.iter().copied()),
+                    None => return false,
+                }
+            }
+            "AdaptiveService" => {
+                let (Some(h), Some(s)) = (id(event, "host_id"), id(event, "service_id")) else {
+                    return false;
+                };
+                match self.write().services.get_mut(&(h, s)) {
+                    Some(service) => copy_fields(service, event, ADAPTIVE_FIELDS.iter().copied()),
                     None => return false,
                 }
             }
@@ -719,6 +773,15 @@ mod tests {
         assert_eq!(cache.bvs_of(4), [5]);
         let service = cache.service(1, 2).unwrap();
         assert_eq!(service.get("state"), Some(&Value::Int(2)), "status copied");
+        feed(
+            &cache,
+            &[
+                json!({"_type": 65564, "host_id": 1, "service_id": 2, "check_interval": 7, "flap_detection_enabled": true}),
+            ],
+        );
+        let service = cache.service(1, 2).unwrap();
+        assert_eq!(service.get("check_interval"), Some(&Value::Float(7.0)));
+        assert_eq!(service.get("flap_detection"), Some(&Value::Bool(true)));
         feed(
             &cache,
             &[json!({"_type": 65548, "host_id": 1, "name": "srv-01", "enabled": false})],

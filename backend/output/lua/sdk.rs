@@ -192,12 +192,15 @@ impl UserData for BrokerLog {
                     "set_parameters expects the first argument to be 0, 1, 2 or 3.",
                 ));
             }
+            // Centreon builds a std::string from a NULL path (undefined);
+            // a Lua error says what is wrong instead.
+            let file = args.get(1).and_then(to_text).ok_or_else(|| {
+                mlua::Error::runtime(
+                    "set_parameters expects the second argument to be a file path (\"\" for the broker log)",
+                )
+            })?;
             this.level = level;
-            this.file = args
-                .get(1)
-                .and_then(to_text)
-                .map(|t| String::from_utf8_lossy(&t).into_owned())
-                .unwrap_or_default();
+            this.file = String::from_utf8_lossy(&file).into_owned();
             Ok(())
         });
         methods.add_method("info", |_, this, args: MultiValue| {
