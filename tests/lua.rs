@@ -1311,7 +1311,15 @@ fn run_script_prints_logs_calls_and_acknowledgements() {
         out.contains("event 2 (1:14 host_status): write() returned true (acknowledges 2)"),
         "{out}"
     );
-    assert!(out.contains("flush() returned false"), "{out}");
+    // flush() comes once the burst is over, not between writes, and again
+    // at stop.
+    let lines: Vec<&str> = out.lines().collect();
+    let last_write = lines.iter().rposition(|l| l.starts_with("event ")).unwrap();
+    let flushes: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i] == "flush() returned false")
+        .collect();
+    assert!(flushes.len() >= 2, "{out}");
+    assert!(flushes[0] > last_write, "{out}");
     assert!(out.contains("summary: 3 events, 3 handed to write(), 0 filtered out, 2 acknowledged, 1 not acknowledged"), "{out}");
 
     std::fs::write(
@@ -1482,5 +1490,122 @@ async fn the_cache_answers_in_init_after_a_service_restart() {
     )
     .await;
     assert_eq!(wait_lines(&out, 1).await, ["srv-01"]);
+    server.stop().await;
+}
+
+#[test]
+fn the_lua_settings_come_from_the_configuration_file() {
+    use brokerstream::config::Overrides;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("brokerstream.toml");
+    std::fs::write(
+        &file,
+        "data_dir = \"/var/lib/bs\"\n[lua]\nscript_dirs = [\"/opt/scripts\"]\npackage_path = \"/opt/lua/?.lua\"\nbbdo_version = \"3.0.1\"\nevent_queue_max_size = 50\nevent_json = \"21.10\"\n",
+    )
+    .unwrap();
+    let config = Config::load(Overrides {
+        config_file: Some(file.clone()),
+        ..Overrides::default()
+    })
+    .unwrap();
+    let settings = config.lua_settings().unwrap();
+    assert_eq!(settings.script_dirs, [PathBuf::from("/opt/scripts")]);
+    assert_eq!(settings.package_path, "/opt/lua/?.lua");
+    assert_eq!(settings.bbdo_version, "3.0.1");
+    assert_eq!(settings.event_queue_max_size, 50);
+    assert_eq!(settings.event_json, EventJsonStyle::Legacy2110);
+    let defaults = Config::default().lua_settings().unwrap();
+    assert_eq!(defaults.script_dirs[0], PathBuf::from("./data/scripts"));
+    assert!(defaults
+        .package_path
+        .contains("/usr/share/lua/5.4/?.lua;/usr/share/lua/5.4/?/init.lua"));
+    assert!(defaults.package_path.contains("/usr/share/lua/5.3/?.lua"));
+    assert_eq!(defaults.event_queue_max_size, 10_000);
+    std::fs::write(&file, "[lua]\nevent_json = \"20.04\"\n").unwrap();
+    let config = Config::load(Overrides {
+        config_file: Some(file.clone()),
+        ..Overrides::default()
+    })
+    .unwrap();
+    assert!(config
+        .lua_settings()
+        .unwrap_err()
+        .to_string()
+        .contains("lua.event_json"));
+    std::fs::write(&file, "[lua]\nscript_dir = \"/x\"\n").unwrap();
+    assert!(Config::load(Overrides {
+        config_file: Some(file),
+        ..Overrides::default()
+    })
+    .is_err());
+}
+
+#[test]
+fn more_json_encode_and_perfdata_edge_cases() {
+    let lab = Lab::new();
+    let script = lab.load(MINIMAL, &[]);
+    assert!(
+        eval_err(&script, "broker.json_encode({x = 1, [5] = 2})").contains("invalid key to 'next'")
+    );
+    assert_eq!(
+        eval::<String>(&script, "broker.json_encode({1, {2, {}}, 'é'})"),
+        "[1,[2,[]],\"é\"]"
+    );
+    let p = "broker.parse_perfdata('a=1;@10:20;~:5;;', true).a";
+    assert!(eval::<bool>(&script, &format!("{p}.warning_mode")));
+    assert!(!eval::<bool>(&script, &format!("{p}.critical_mode")));
+    assert_eq!(
+        eval::<String>(&script, &format!("tostring({p}.critical_low)")),
+        "-inf"
+    );
+    assert_eq!(
+        eval::<String>(&script, &format!("tostring({p}.warning_high)")),
+        "20.0"
+    );
+    assert_eq!(
+        eval::<String>(
+            &script,
+            "broker.json_encode(broker.parse_perfdata('x=1,5;2 y=3'))"
+        )
+        .len(),
+        r#"{"x":1.5,"y":3.0}"#.len()
+    );
+}
+
+#[tokio::test]
+async fn lua_outputs_refuse_the_local_category_and_bad_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), None).await;
+    let script = install(dir.path(), "queue.lua");
+    let response = server
+        .post_json(
+            "/api/v1/outputs",
+            &json!({"name": "x", "kind": "lua", "path": script, "filters": {"category": ["local"]}}),
+        )
+        .await;
+    assert_eq!(response.status(), 422);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["fields"]["filters"]
+            .as_str()
+            .unwrap()
+            .contains("local"),
+        "{body}"
+    );
+    let response = server
+        .post_json(
+            "/api/v1/outputs",
+            &json!({"name": "x", "kind": "lua", "path": script, "parameters": [{"name": "token", "type": "password", "value": "encrypt::abc"}]}),
+        )
+        .await;
+    assert_eq!(response.status(), 422);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["fields"]["parameters.token"]
+            .as_str()
+            .unwrap()
+            .contains("unable to decrypt"),
+        "{body}"
+    );
     server.stop().await;
 }

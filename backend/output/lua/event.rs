@@ -73,6 +73,27 @@ pub fn to_table(lua: &Lua, event: &Event) -> mlua::Result<Table> {
         if field.is_hidden() {
             continue;
         }
+        // Scalars are pushed straight onto the table, without a reference
+        // to a Lua value in between: this is the per-event hot path.
+        match slot {
+            Some(Value::Str(s)) => {
+                table.raw_set(field.key, s.as_str())?;
+                continue;
+            }
+            Some(Value::Int(i)) => {
+                table.raw_set(field.key, *i)?;
+                continue;
+            }
+            Some(Value::Float(x)) => {
+                table.raw_set(field.key, *x)?;
+                continue;
+            }
+            Some(Value::Bool(b)) => {
+                table.raw_set(field.key, *b)?;
+                continue;
+            }
+            _ => {}
+        }
         let value = field_to_lua(lua, def.protocol, field, slot.as_ref())?;
         if !value.is_nil() {
             table.raw_set(field.key, value)?;
