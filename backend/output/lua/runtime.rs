@@ -170,6 +170,17 @@ impl Script {
             Some(at) => shown[..at].to_owned(),
             None => ".".to_owned(),
         };
+        // One script must not stop the service and every other output with
+        // it (under Centreon, os.exit stops cbd): it is a Lua error here.
+        let os: mlua::Table = lua.globals().get("os").map_err(fail)?;
+        let exit = lua
+            .create_function(|_, _: MultiValue| -> mlua::Result<()> {
+                Err(mlua::Error::runtime(
+                    "os.exit is not available to stream connectors: it would stop every output",
+                ))
+            })
+            .map_err(fail)?;
+        os.set("exit", exit).map_err(fail)?;
         let package: mlua::Table = lua.globals().get("package").map_err(fail)?;
         package
             .set("path", format!("{};{dir}/?.lua", env.settings.package_path))
