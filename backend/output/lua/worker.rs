@@ -158,11 +158,14 @@ impl Thread {
                     // A panic is a bug, not a script error: start a new session.
                     match futures::FutureExt::catch_unwind(ended).await {
                         Ok(()) => return,
-                        Err(panic) => panic
-                            .downcast_ref::<String>()
-                            .cloned()
-                            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                            .unwrap_or_else(|| "unknown panic".to_owned()),
+                        Err(panic) => format!(
+                            "lua worker crashed: {}",
+                            panic
+                                .downcast_ref::<String>()
+                                .cloned()
+                                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                                .unwrap_or_else(|| "unknown panic".to_owned())
+                        ),
                     }
                 }
                 Err(message) => message,
