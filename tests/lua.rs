@@ -1650,3 +1650,34 @@ async fn queued_events_survive_a_service_restart() {
     assert_eq!(wait_lines(&out, 2).await.len(), 2);
     server.stop().await;
 }
+
+#[test]
+fn protobuf_nested_and_repeated_fields() {
+    let lab = Lab::new();
+    let mut script = lab.load(
+        "function init(conf) end\nfunction write(d) last = d return true end",
+        &[],
+    );
+    script.write(&ev(json!({"_type": 65571, "header": {"conf_version": 5}, "type": 2, "entry_type": 3, "source": 1, "expires": false, "host_id": 1})));
+    assert_eq!(eval::<i64>(&script, "last.type"), 2);
+    assert_eq!(eval::<i64>(&script, "last.entry_type"), 3);
+    assert_eq!(eval::<i64>(&script, "last.source"), 1);
+    assert!(!eval::<bool>(&script, "last.expires"));
+    assert_eq!(eval::<i64>(&script, "last['header']['conf_version']"), 5);
+    script.write(&ev(json!({"_type": 196616, "index_ids": [2, 3, 5]})));
+    assert_eq!(
+        eval::<String>(&script, "(function() local t = {} for k, v in pairs(last.index_ids) do t[#t+1] = k .. '=>' .. v end return table.concat(t, ', ') end)()"),
+        "1=>2, 2=>3, 3=>5"
+    );
+    let lab = Lab::new();
+    let mut script = lab.load(
+        "broker_api_version = 2\nfunction init(conf) end\nfunction write(d) text = broker.json_encode(d) ids = d.index_ids return true end",
+        &[],
+    );
+    script.write(&ev(json!({"_type": 196616, "index_ids": [2, 3, 5]})));
+    assert_eq!(
+        eval::<String>(&script, "text"),
+        r#"{"_type":196616, "category":3, "element":8, "index_ids":[2,3,5], "metric_ids":[]}"#
+    );
+    assert_eq!(eval::<i64>(&script, "ids[3]"), 5);
+}
