@@ -24,18 +24,32 @@ pub struct App {
     stop: CancellationToken,
     server: JoinHandle<()>,
     simulator: Option<JoinHandle<()>>,
+    cache_saver: JoinHandle<()>,
+    cache: Arc<Cache>,
+    data_dir: std::path::PathBuf,
 }
+
+/// How often the cache snapshot is written when it changed.
+const CACHE_SAVE_INTERVAL: Duration = Duration::from_secs(10);
 
 pub async fn start(config: Config) -> anyhow::Result<App> {
     let store = Store::open(&config.data_dir).await?;
     let journal = Journal::open(config.journal_config()?)?;
-    let cache = Cache::new();
-    let supervisor = Supervisor::new(
+    let cache = Cache::load(&config.data_dir);
+    let lua = config.lua_settings()?;
+    if let Some(dir) = lua.script_dirs.first() {
+        // The default script directory is created so that it can be filled.
+        if !dir.exists() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+    }
+    let supervisor = Supervisor::with_lua(
         Arc::clone(&journal),
         Arc::clone(&cache),
         Duration::from_secs(config.shutdown_timeout_secs),
+        lua,
     );
-    let ingest = Ingest::new(Arc::clone(&journal), cache);
+    let ingest = Ingest::new(Arc::clone(&journal), Arc::clone(&cache));
     for output in store.list_outputs().await? {
         supervisor.apply(output.spec).await;
     }
@@ -60,6 +74,11 @@ pub async fn start(config: Config) -> anyhow::Result<App> {
         "brokerstream listening on http://{http_addr}, data in {}",
         config.data_dir.display()
     );
+    let cache_saver = tokio::spawn(save_cache_periodically(
+        Arc::clone(&cache),
+        config.data_dir.clone(),
+        stop.clone(),
+    ));
     let simulator = (config.simulate > 0)
         .then(|| tokio::spawn(simulator::run(ingest, config.simulate, stop.clone())));
     Ok(App {
@@ -68,7 +87,27 @@ pub async fn start(config: Config) -> anyhow::Result<App> {
         stop,
         server,
         simulator,
+        cache_saver,
+        cache,
+        data_dir: config.data_dir,
     })
+}
+
+async fn save_cache_periodically(
+    cache: Arc<Cache>,
+    data_dir: std::path::PathBuf,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(CACHE_SAVE_INTERVAL) => {}
+        }
+        let (cache, dir) = (Arc::clone(&cache), data_dir.clone());
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || cache.save(&dir)).await {
+            tracing::warn!("cannot save the cache snapshot: {e}");
+        }
+    }
 }
 
 impl App {
@@ -82,6 +121,10 @@ impl App {
         let _ = self.server.await;
         self.context.supervisor.shutdown().await;
         self.context.journal.close();
+        let _ = self.cache_saver.await;
+        if let Err(e) = self.cache.save(&self.data_dir) {
+            tracing::warn!("cannot save the cache snapshot: {e}");
+        }
         self.context.store.close().await;
         tracing::info!("stopped");
     }

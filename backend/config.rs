@@ -8,6 +8,7 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use crate::journal::{FsyncPolicy, FullPolicy, JournalConfig};
+use crate::output::lua::{EventJsonStyle, LuaSettings};
 
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "./data";
@@ -21,6 +22,9 @@ pub struct Config {
     pub simulate: u32,
     pub journal: JournalSettings,
     pub shutdown_timeout_secs: u64,
+    /// The `[lua]` table; unset keys take their defaults, some of which
+    /// depend on `data_dir` (see [`Config::lua_settings`]).
+    pub lua: LuaFileConfig,
 }
 
 /// The `[journal]` section. See the README for what each fsync policy
@@ -93,6 +97,7 @@ impl Default for Config {
             simulate: 0,
             journal: JournalSettings::default(),
             shutdown_timeout_secs: 10,
+            lua: LuaFileConfig::default(),
         }
     }
 }
@@ -115,6 +120,29 @@ pub struct FileConfig {
     pub simulate: Option<u32>,
     pub shutdown_timeout_secs: Option<u64>,
     pub journal: Option<JournalSettings>,
+    #[serde(default)]
+    pub lua: LuaFileConfig,
+}
+
+/// `[lua]`: the settings every `lua` output shares.
+///
+/// ```toml
+/// [lua]
+/// script_dirs = ["/var/lib/brokerstream/scripts", "/usr/share/centreon-broker/lua"]
+/// package_path = "/usr/share/lua/5.4/?.lua;/usr/share/lua/5.3/?.lua"
+/// bbdo_version = "3.0.1"
+/// event_queue_max_size = 10000
+/// event_json = "22.04"   # or "21.10": the header of json_encode(broker_event)
+/// ```
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LuaFileConfig {
+    pub script_dirs: Option<Vec<PathBuf>>,
+    pub package_path: Option<String>,
+    pub package_cpath: Option<String>,
+    pub bbdo_version: Option<String>,
+    pub event_queue_max_size: Option<usize>,
+    pub event_json: Option<String>,
 }
 
 /// What the command line (flags and environment variables, which clap
@@ -168,6 +196,35 @@ impl Config {
         if let Some(journal) = file.journal {
             self.journal = journal;
         }
+        self.lua = file.lua;
+    }
+
+    /// The Lua runtime's settings: the `[lua]` table over the defaults for
+    /// this data directory.
+    pub fn lua_settings(&self) -> anyhow::Result<LuaSettings> {
+        let mut settings = LuaSettings::for_data_dir(&self.data_dir);
+        let lua = &self.lua;
+        if let Some(dirs) = &lua.script_dirs {
+            settings.script_dirs = dirs.clone();
+        }
+        if let Some(path) = &lua.package_path {
+            settings.package_path = path.clone();
+        }
+        if let Some(cpath) = &lua.package_cpath {
+            settings.package_cpath = cpath.clone();
+        }
+        if let Some(version) = &lua.bbdo_version {
+            settings.bbdo_version = version.clone();
+        }
+        if let Some(max) = lua.event_queue_max_size {
+            settings.event_queue_max_size = max;
+        }
+        if let Some(style) = &lua.event_json {
+            settings.event_json = EventJsonStyle::parse(style).with_context(|| {
+                format!("lua.event_json must be \"22.04\" or \"21.10\", not {style:?}")
+            })?;
+        }
+        Ok(settings)
     }
 }
 

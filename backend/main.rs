@@ -18,6 +18,13 @@ struct Cli {
 enum Command {
     /// Run the service: HTTP API and UI, ingest, output workers.
     Serve(ServeArgs),
+    /// Run a Centreon Lua stream connector against events from a file or
+    /// the simulator; print what it logged, what each write()/flush()
+    /// returned, and how many events it acknowledged.
+    RunScript(RunScriptArgs),
+    /// Create brokerstream outputs from the Lua outputs of a Centreon
+    /// Broker configuration file (centreonBroker.output[]).
+    Import(ImportArgs),
     /// Operate on the journal while the service is stopped.
     #[command(subcommand)]
     Journal(JournalCommand),
@@ -39,6 +46,40 @@ struct JournalArgs {
     #[arg(long, env = "BROKERSTREAM_CONFIG")]
     config: Option<PathBuf>,
     /// Directory holding the journal [default: ./data]
+    #[arg(long, env = "BROKERSTREAM_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct RunScriptArgs {
+    /// The script.
+    script: PathBuf,
+    /// A parameter of init(conf): NAME=TYPE:VALUE, TYPE one of string,
+    /// number, password (NAME=VALUE is a string). Repeatable.
+    #[arg(long = "param", value_name = "NAME=TYPE:VALUE")]
+    params: Vec<String>,
+    /// Events to hand to the script, one JSON event per line.
+    #[arg(long, value_name = "FILE.ndjson", conflicts_with = "simulate")]
+    events: Option<PathBuf>,
+    /// Hand N events of the built-in simulator instead.
+    #[arg(long, value_name = "N")]
+    simulate: Option<usize>,
+    /// TOML configuration file (its [lua] settings apply).
+    #[arg(long, env = "BROKERSTREAM_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory whose cache snapshot the script starts from.
+    #[arg(long, env = "BROKERSTREAM_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct ImportArgs {
+    /// Centreon Broker's JSON configuration (e.g. central-broker.json).
+    file: PathBuf,
+    /// TOML configuration file (its data_dir and [lua] settings apply).
+    #[arg(long, env = "BROKERSTREAM_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory holding the SQLite database [default: ./data]
     #[arg(long, env = "BROKERSTREAM_DATA_DIR")]
     data_dir: Option<PathBuf>,
 }
@@ -79,6 +120,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args).map(|()| ExitCode::SUCCESS),
+        Command::RunScript(args) => run_script(args).map(|()| ExitCode::SUCCESS),
+        Command::Import(args) => import(args).map(|()| ExitCode::SUCCESS),
         Command::Journal(command) => journal(command),
     };
     match result {
@@ -104,6 +147,63 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         brokerstream::app::shutdown_signal().await;
         tracing::info!("shutting down: flushing outputs");
         app.shutdown().await;
+        Ok(())
+    })
+}
+
+fn run_script(args: RunScriptArgs) -> anyhow::Result<()> {
+    use brokerstream::output::lua::run_script::{self, Source};
+    let data_dir_given = args.data_dir.is_some();
+    let config = Config::load(Overrides {
+        config_file: args.config,
+        data_dir: args.data_dir,
+        ..Overrides::default()
+    })?;
+    let params = args
+        .params
+        .iter()
+        .map(|p| run_script::parse_param(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let source = match (args.events, args.simulate) {
+        (Some(file), _) => Source::File(file),
+        (None, Some(n)) => Source::Simulate(n),
+        (None, None) => anyhow::bail!("give the events: --events FILE.ndjson or --simulate N"),
+    };
+    let data_dir =
+        (data_dir_given || config.data_dir.exists()).then_some(config.data_dir.as_path());
+    run_script::run(
+        &args.script,
+        params,
+        source,
+        config.lua_settings()?,
+        data_dir,
+    )
+}
+
+fn import(args: ImportArgs) -> anyhow::Result<()> {
+    let config = Config::load(Overrides {
+        config_file: args.config,
+        data_dir: args.data_dir,
+        ..Overrides::default()
+    })?;
+    let settings = config.lua_settings()?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let store = brokerstream::store::Store::open(&config.data_dir).await?;
+        let report = brokerstream::output::lua::import::import(&args.file, &store, &settings).await;
+        store.close().await;
+        let report = report?;
+        for name in &report.created {
+            println!("created: {name}");
+        }
+        for (what, why) in &report.skipped {
+            println!("skipped: {what}: {why}");
+        }
+        println!(
+            "{} output(s) created, {} item(s) skipped; a running service applies them at its next start",
+            report.created.len(),
+            report.skipped.len()
+        );
         Ok(())
     })
 }

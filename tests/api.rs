@@ -186,15 +186,15 @@ async fn invalid_outputs_name_every_bad_field() {
         "{body}"
     );
     let body = expect_422(
-        post(json!({"name": "x", "kind": "lua", "path": "/tmp/x.lua"})).await,
-        &["kind"],
+        post(json!({"name": "x", "kind": "lua", "path": "/etc/passwd"})).await,
+        &["path"],
     )
     .await;
     assert!(
-        body["fields"]["kind"]
+        body["fields"]["path"]
             .as_str()
             .unwrap()
-            .contains("not available"),
+            .contains("outside the script directories"),
         "{body}"
     );
     expect_422(

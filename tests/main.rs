@@ -6,5 +6,6 @@ mod api;
 mod common;
 mod file_output;
 mod journal;
+mod lua;
 mod lua_modules;
 mod serve;

@@ -29,6 +29,9 @@ pub struct Kind {
     pub name: &'static str,
     pub description: &'static str,
     pub parameters: &'static [ParamSchema],
+    /// Runs a script (`path`) that takes parameters of any name, as
+    /// Centreon's `lua_parameter`, instead of a fixed schema.
+    pub script: bool,
     #[serde(skip)]
     check: fn(&OutputSpec, &mut FieldErrors),
 }
@@ -56,7 +59,8 @@ const BUFFER_AGE: ParamSchema = ParamSchema {
     min: Some(0.001),
 };
 
-pub static KINDS: &[Kind] = &[Kind {
+pub static KINDS: &[Kind] = &[
+Kind {
     name: "file",
     description: "Appends events to a file: one JSON object per line, or a line built from a template.",
     parameters: &[
@@ -93,8 +97,17 @@ pub static KINDS: &[Kind] = &[Kind {
         BUFFER_SIZE,
         BUFFER_AGE,
     ],
+    script: false,
     check: check_file,
-}];
+},
+Kind {
+    name: "lua",
+    description: "Runs a Centreon Broker Lua stream connector unchanged: `path` names the script (inside a script directory), parameters of any name are given to its init(conf).",
+    parameters: &[],
+    script: true,
+    check: check_lua,
+}
+];
 
 pub fn find(name: &str) -> Option<&'static Kind> {
     KINDS.iter().find(|k| k.name == name)
@@ -102,11 +115,7 @@ pub fn find(name: &str) -> Option<&'static Kind> {
 
 pub fn unknown_kind_message(name: &str) -> String {
     let known = KINDS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ");
-    if name == "lua" {
-        format!("kind `lua` (Centreon Lua scripts) is not available in this version yet; available kinds: {known}")
-    } else {
-        format!("unknown kind `{name}`; available kinds: {known}")
-    }
+    format!("unknown kind `{name}`; available kinds: {known}")
 }
 
 impl Kind {
@@ -118,6 +127,10 @@ impl Kind {
     /// Defaults are not stored: what is stored is what the administrator
     /// set, and [`OutputSpec::value`] falls back on the schema's default.
     pub fn validate(&self, spec: &OutputSpec, errors: &mut FieldErrors) {
+        if self.script {
+            (self.check)(spec, errors);
+            return;
+        }
         if spec.path.is_some() {
             errors.add(
                 "path",
@@ -189,6 +202,37 @@ pub fn parse_number(value: &str) -> Result<f64, String> {
     match value.trim().parse::<f64>() {
         Ok(n) if n.is_finite() => Ok(n),
         _ => Err(format!("`{value}` is not a number")),
+    }
+}
+
+/// A script output: a `path`, and parameters of any name whose values
+/// Centreon could read (§1.2). Where the script is is checked against the
+/// service's script directories by the supervisor.
+fn check_lua(spec: &OutputSpec, errors: &mut FieldErrors) {
+    match &spec.path {
+        None => errors.add("path", "is required: the script to run"),
+        Some(path) if path.trim().is_empty() => errors.add("path", "must not be empty"),
+        Some(_) => {}
+    }
+    for p in &spec.parameters {
+        if let Err(message) = super::lua::runtime::conf_value(p) {
+            let field = if p.name.is_empty() {
+                "parameters".to_owned()
+            } else {
+                format!("parameters.{}", p.name)
+            };
+            errors.add(field, message);
+        }
+    }
+    if spec
+        .filters
+        .iter()
+        .any(|f| f == "local" || f.starts_with("local:"))
+    {
+        errors.add(
+            "filters",
+            "category `local` is forbidden for `lua` outputs, as in Centreon",
+        );
     }
 }
 

@@ -38,6 +38,9 @@ pub enum FlushReason {
     Shutdown,
     /// A failed flush tried again.
     Retry,
+    /// A Lua output's queue ran dry after a burst, or a second passed while
+    /// idle: when Centreon calls a script's `flush()`.
+    Idle,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

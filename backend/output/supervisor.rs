@@ -11,9 +11,10 @@ use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::lua::LuaSettings;
 use super::status::{age_secs, backoff, FlushRecord, OutputState, OutputStatus};
 use super::worker::{Command, Worker, RETRY_BASE, RETRY_MAX};
-use super::OutputSpec;
+use super::{FieldErrors, OutputSpec};
 use crate::cache::Cache;
 use crate::journal::{Journal, Reposition, Seq, StartAt};
 
@@ -21,6 +22,7 @@ pub struct Supervisor {
     journal: Arc<Journal>,
     cache: Arc<Cache>,
     stop_timeout: Duration,
+    lua: Arc<LuaSettings>,
     outputs: tokio::sync::Mutex<HashMap<String, Supervised>>,
 }
 
@@ -46,12 +48,35 @@ pub enum FlushError {
 
 impl Supervisor {
     pub fn new(journal: Arc<Journal>, cache: Arc<Cache>, stop_timeout: Duration) -> Arc<Self> {
+        let lua = LuaSettings::for_data_dir(std::path::Path::new(crate::config::DEFAULT_DATA_DIR));
+        Supervisor::with_lua(journal, cache, stop_timeout, lua)
+    }
+
+    /// A supervisor whose `lua` outputs run with these settings.
+    pub fn with_lua(
+        journal: Arc<Journal>,
+        cache: Arc<Cache>,
+        stop_timeout: Duration,
+        lua: LuaSettings,
+    ) -> Arc<Self> {
         Arc::new(Supervisor {
             journal,
             cache,
             stop_timeout,
+            lua: Arc::new(lua),
             outputs: tokio::sync::Mutex::new(HashMap::new()),
         })
+    }
+
+    pub fn lua_settings(&self) -> &LuaSettings {
+        &self.lua
+    }
+
+    /// Validates a definition, including what depends on this service's
+    /// settings (a `lua` script must be inside a script directory).
+    pub fn validate(&self, spec: &OutputSpec, errors: &mut FieldErrors) {
+        super::validate(spec, errors);
+        super::lua::check_spec(&self.lua, spec, errors);
     }
 
     /// Starts, restarts or stops the worker of `spec` to match it.
@@ -193,7 +218,17 @@ impl Supervisor {
         let (commands, mut receiver) = mpsc::channel(16);
         let journal = Arc::clone(&self.journal);
         let cache = Arc::clone(&self.cache);
+        let lua = Arc::clone(&self.lua);
+        // Created before answering the request that made the output, so that
+        // the events posted right after are its own.
+        let lua_cursor = (spec.kind == "lua").then(|| journal.cursor(&spec.name, StartAt::Head));
         let task = tokio::spawn(async move {
+            if let Some(cursor) = lua_cursor {
+                // A script runs on a thread of its own, which keeps its own
+                // retry loop (Centreon's failover loop).
+                super::lua::worker::run(spec, cursor, cache, status, receiver, lua).await;
+                return;
+            }
             let mut attempt = 0;
             loop {
                 let cursor = journal.cursor(&spec.name, StartAt::Head);

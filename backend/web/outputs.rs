@@ -247,7 +247,7 @@ async fn save(
     mut errors: FieldErrors,
     creating: Option<StartAt>,
 ) -> Result<StoredOutput, ApiError> {
-    output::validate(&spec, &mut errors);
+    ctx.supervisor.validate(&spec, &mut errors);
     errors.into_result()?;
     if let Some(start) = creating {
         ctx.store.create_output(&spec).await?;

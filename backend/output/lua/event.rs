@@ -1,0 +1,419 @@
+//! How an event is given to a script (§5): a plain, mutable table in API v1,
+//! a read-only `broker_event` userdata in API v2, and the JSON text
+//! `broker.json_encode` makes of that userdata (§5.4).
+
+use std::sync::Arc;
+
+use mlua::{Lua, MetaMethod, Table, UserData, UserDataMethods, Value as LuaValue};
+
+use super::json::{escape_into, format_g, shortest};
+use super::EventJsonStyle;
+use crate::event::{Event, FieldDef, FieldType, Label, LuaType, Protocol, Value};
+use crate::journal::Entry;
+
+/// A Rust value as the Lua value Centreon pushes for it.
+pub fn value_to_lua(lua: &Lua, value: &Value) -> mlua::Result<LuaValue> {
+    Ok(match value {
+        Value::Bool(b) => LuaValue::Boolean(*b),
+        Value::Int(i) => LuaValue::Integer(*i),
+        Value::Float(x) => LuaValue::Number(*x),
+        Value::Str(s) => LuaValue::String(lua.create_string(s)?),
+        Value::List(items) => {
+            let table = lua.create_table_with_capacity(items.len(), 0)?;
+            for (i, item) in items.iter().enumerate() {
+                table.raw_set(i as i64 + 1, value_to_lua(lua, item)?)?;
+            }
+            LuaValue::Table(table)
+        }
+        Value::Table(entries) => {
+            let table = lua.create_table_with_capacity(0, entries.len())?;
+            for (k, v) in entries {
+                table.raw_set(k.as_str(), value_to_lua(lua, v)?)?;
+            }
+            LuaValue::Table(table)
+        }
+    })
+}
+
+/// The Lua value of one field: the stored value; for a protobuf scalar left
+/// unset, its proto3 default (Centreon's reflection always yields one); nil
+/// for a mapped field under its nil rule and for an unset optional.
+fn field_to_lua(
+    lua: &Lua,
+    protocol: Protocol,
+    field: &FieldDef,
+    slot: Option<&Value>,
+) -> mlua::Result<LuaValue> {
+    match slot {
+        Some(v) => value_to_lua(lua, v),
+        None => Ok(match (protocol, field.label) {
+            (Protocol::Mapped, _) | (_, Label::Optional) => LuaValue::Nil,
+            (Protocol::Protobuf, Label::Repeated) => LuaValue::Table(lua.create_table()?),
+            (Protocol::Protobuf, Label::Single) => match field.ty.lua_type() {
+                LuaType::Boolean => LuaValue::Boolean(false),
+                LuaType::Integer => LuaValue::Integer(0),
+                LuaType::Number => LuaValue::Number(0.0),
+                LuaType::String => LuaValue::String(lua.create_string("")?),
+                LuaType::Table => LuaValue::Table(lua.create_table()?),
+            },
+        }),
+    }
+}
+
+/// API v1: a new table with `_type`, `category`, `element` and every
+/// visible field that is not nil.
+pub fn to_table(lua: &Lua, event: &Event) -> mlua::Result<Table> {
+    let def = event.def();
+    let ty = event.event_type();
+    let table = lua.create_table_with_capacity(0, def.fields.len() + 3)?;
+    table.raw_set("_type", i64::from(ty.0))?;
+    table.raw_set("category", i64::from(ty.category()))?;
+    table.raw_set("element", i64::from(ty.element()))?;
+    for (field, slot) in def.fields.iter().zip(event.values()) {
+        if field.is_hidden() {
+            continue;
+        }
+        // Scalars are pushed straight onto the table, without a reference
+        // to a Lua value in between: this is the per-event hot path.
+        match slot {
+            Some(Value::Str(s)) => {
+                table.raw_set(field.key, s.as_str())?;
+                continue;
+            }
+            Some(Value::Int(i)) => {
+                table.raw_set(field.key, *i)?;
+                continue;
+            }
+            Some(Value::Float(x)) => {
+                table.raw_set(field.key, *x)?;
+                continue;
+            }
+            Some(Value::Bool(b)) => {
+                table.raw_set(field.key, *b)?;
+                continue;
+            }
+            _ => {}
+        }
+        let value = field_to_lua(lua, def.protocol, field, slot.as_ref())?;
+        if !value.is_nil() {
+            table.raw_set(field.key, value)?;
+        }
+    }
+    Ok(table)
+}
+
+/// An event shared with Lua without copying it: from the journal or from
+/// the cache.
+#[derive(Clone)]
+pub enum Shared {
+    Event(Arc<Event>),
+    Entry(Arc<Entry>),
+}
+
+impl Shared {
+    pub fn event(&self) -> &Event {
+        match self {
+            Shared::Event(e) => e,
+            Shared::Entry(entry) => &entry.event,
+        }
+    }
+}
+
+/// API v2: the `broker_event` userdata.
+#[derive(Clone)]
+pub struct LuaEvent(pub Shared);
+
+/// `pairs` order: the three header keys, then the visible fields.
+const HEADER: [&str; 3] = ["_type", "category", "element"];
+
+impl LuaEvent {
+    fn header(&self, i: usize) -> i64 {
+        let ty = self.0.event().event_type();
+        match i {
+            0 => i64::from(ty.0),
+            1 => i64::from(ty.category()),
+            _ => i64::from(ty.element()),
+        }
+    }
+
+    fn get(&self, lua: &Lua, key: &str) -> mlua::Result<LuaValue> {
+        if let Some(i) = HEADER.iter().position(|h| *h == key) {
+            return Ok(LuaValue::Integer(self.header(i)));
+        }
+        let event = self.0.event();
+        let def = event.def();
+        match def.field_index(key) {
+            Some(i) => field_to_lua(
+                lua,
+                def.protocol,
+                &def.fields[i],
+                event.values()[i].as_ref(),
+            ),
+            None => Ok(LuaValue::Nil),
+        }
+    }
+
+    /// `__next`: the key after `key` and its value; nothing at the end, and
+    /// for a protobuf event at the first unset optional field, as Centreon.
+    fn next(&self, lua: &Lua, key: &LuaValue) -> mlua::Result<Option<(String, LuaValue)>> {
+        let event = self.0.event();
+        let def = event.def();
+        let visible: Vec<usize> = (0..def.fields.len())
+            .filter(|&i| !def.fields[i].is_hidden())
+            .collect();
+        // Position in the sequence header ++ visible fields of the next key.
+        let position = match key {
+            LuaValue::Nil => 0,
+            LuaValue::String(s) => {
+                let s = s.to_str()?;
+                match HEADER.iter().position(|h| *h == &*s) {
+                    Some(i) => i + 1,
+                    None => match def.field_index(&s) {
+                        Some(field) => {
+                            3 + visible.iter().position(|&v| v == field).unwrap_or(0) + 1
+                        }
+                        None => return Err(mlua::Error::runtime("invalid key to 'next'")),
+                    },
+                }
+            }
+            _ => return Err(mlua::Error::runtime("invalid key to 'next'")),
+        };
+        if position < 3 {
+            return Ok(Some((
+                HEADER[position].to_owned(),
+                LuaValue::Integer(self.header(position)),
+            )));
+        }
+        let Some(&field_index) = visible.get(position - 3) else {
+            return Ok(None);
+        };
+        let field = &def.fields[field_index];
+        let slot = event.values()[field_index].as_ref();
+        if def.protocol == Protocol::Protobuf && field.label == Label::Optional && slot.is_none() {
+            return Ok(None);
+        }
+        Ok(Some((
+            field.key.to_owned(),
+            field_to_lua(lua, def.protocol, field, slot)?,
+        )))
+    }
+
+    /// The JSON text of §5.4: mapping or declaration order, `", "` between
+    /// fields.
+    pub fn to_json(&self, style: EventJsonStyle) -> String {
+        event_json(self.0.event(), style)
+    }
+}
+
+impl UserData for LuaEvent {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_meta_method(MetaMethod::Index, |lua, this, key: LuaValue| {
+            let key = match &key {
+                LuaValue::String(s) => s.to_str()?.to_owned(),
+                LuaValue::Integer(i) => i.to_string(),
+                LuaValue::Number(x) => super::json::lua_number(*x),
+                other => {
+                    return Err(mlua::Error::runtime(format!(
+                        "bad argument #2 to '__index' (string expected, got {})",
+                        other.type_name()
+                    )))
+                }
+            };
+            this.get(lua, &key)
+        });
+        methods.add_meta_function(MetaMethod::Pairs, |lua, ud: mlua::AnyUserData| {
+            let next = lua.create_function(|lua, (ud, key): (mlua::AnyUserData, LuaValue)| {
+                let this = ud.borrow::<LuaEvent>()?;
+                match this.next(lua, &key)? {
+                    Some((k, v)) => Ok(mlua::MultiValue::from_vec(vec![
+                        LuaValue::String(lua.create_string(k)?),
+                        v,
+                    ])),
+                    None => Ok(mlua::MultiValue::new()),
+                }
+            })?;
+            Ok((next, ud, LuaValue::Nil))
+        });
+        methods.add_meta_method(MetaMethod::ToString, |_, this, ()| {
+            Ok(format!("broker_event: {}", this.0.event().def().name))
+        });
+    }
+}
+
+/// `broker.json_encode(broker_event)`.
+pub fn event_json(event: &Event, style: EventJsonStyle) -> String {
+    let ty = event.event_type();
+    let mut out = Vec::with_capacity(512);
+    match style {
+        EventJsonStyle::Current => out.extend_from_slice(
+            format!(
+                "{{\"_type\":{}, \"category\":{}, \"element\":{}",
+                ty.0,
+                ty.category(),
+                ty.element()
+            )
+            .as_bytes(),
+        ),
+        EventJsonStyle::Legacy2110 => out.extend_from_slice(
+            format!(
+                "{{ \"_type\": {}, \"category\": {}, \"element\": {}",
+                ty.0,
+                ty.category(),
+                ty.element()
+            )
+            .as_bytes(),
+        ),
+    }
+    let def = event.def();
+    match def.protocol {
+        Protocol::Mapped => {
+            for (field, slot) in def.fields.iter().zip(event.values()) {
+                let Some(value) = slot else { continue };
+                if field.is_hidden() {
+                    continue;
+                }
+                out.extend_from_slice(b", \"");
+                out.extend_from_slice(field.key.as_bytes());
+                out.extend_from_slice(b"\":");
+                mapped_value_json(field.ty, value, &mut out);
+            }
+        }
+        Protocol::Protobuf => {
+            out.extend_from_slice(b", ");
+            for (index, (field, slot)) in def.fields.iter().zip(event.values()).enumerate() {
+                let value = match (slot, field.label) {
+                    (Some(v), _) => std::borrow::Cow::Borrowed(v),
+                    (None, Label::Optional) => continue,
+                    (None, Label::Repeated) => std::borrow::Cow::Owned(Value::List(Vec::new())),
+                    (None, Label::Single) => std::borrow::Cow::Owned(pb_default(field.ty)),
+                };
+                if index > 0 {
+                    out.extend_from_slice(b", ");
+                }
+                out.push(b'"');
+                out.extend_from_slice(field.key.as_bytes());
+                out.extend_from_slice(b"\":");
+                pb_value_json(field.ty, field.label == Label::Repeated, &value, &mut out);
+            }
+        }
+    }
+    out.push(b'}');
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn pb_default(ty: FieldType) -> Value {
+    match ty.lua_type() {
+        LuaType::Boolean => Value::Bool(false),
+        LuaType::Integer => Value::Int(0),
+        LuaType::Number => Value::Float(0.0),
+        LuaType::String => Value::Str(String::new()),
+        LuaType::Table => Value::Table(Vec::new()),
+    }
+}
+
+fn mapped_value_json(ty: FieldType, value: &Value, out: &mut Vec<u8>) {
+    match (ty, value) {
+        // TIME is written as a quoted number (a std::string of the time_t).
+        (FieldType::Time, Value::Int(i)) => out.extend_from_slice(format!("\"{i}\"").as_bytes()),
+        (_, Value::Bool(b)) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        (_, Value::Int(i)) => out.extend_from_slice(i.to_string().as_bytes()),
+        (_, Value::Float(x)) => out.extend_from_slice(shortest(*x).as_bytes()),
+        (_, Value::Str(s)) => {
+            out.push(b'"');
+            escape_into(s.as_bytes(), out);
+            out.push(b'"');
+        }
+        (_, other) => out.extend_from_slice(other.to_json().to_string().as_bytes()),
+    }
+}
+
+/// Protobuf values: strings are not escaped (Centreon writes them raw).
+fn pb_value_json(ty: FieldType, repeated: bool, value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::List(items) if repeated => {
+            let message = matches!(ty, FieldType::PbMessage(_));
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.extend_from_slice(if message { b", " } else { b"," });
+                }
+                match item {
+                    Value::Bool(b) => out.push(if *b { b'1' } else { b'0' }),
+                    Value::Float(x) => out.extend_from_slice(format_g(*x, 6).as_bytes()),
+                    other => pb_value_json(ty, false, other, out),
+                }
+            }
+            out.push(b']');
+        }
+        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Value::Int(i) => out.extend_from_slice(i.to_string().as_bytes()),
+        Value::Float(x) => out.extend_from_slice(shortest(*x).as_bytes()),
+        Value::Str(s) => {
+            out.push(b'"');
+            out.extend_from_slice(s.as_bytes());
+            out.push(b'"');
+        }
+        Value::Table(entries) => {
+            out.push(b'{');
+            for (i, (k, v)) in entries.iter().enumerate() {
+                if i > 0 {
+                    out.extend_from_slice(b", ");
+                }
+                out.push(b'"');
+                out.extend_from_slice(k.as_bytes());
+                out.extend_from_slice(b"\":");
+                pb_value_json(ty, false, v, out);
+            }
+            out.push(b'}');
+        }
+        Value::List(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                pb_value_json(ty, false, item, out);
+            }
+            out.push(b']');
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(json: serde_json::Value) -> Event {
+        Event::from_json(&json).unwrap()
+    }
+
+    #[test]
+    fn adaptive_host_status_skips_unset_optionals() {
+        let e = event(json!({"_type": 65592, "host_id": 1, "notification_number": 9}));
+        assert_eq!(
+            event_json(&e, EventJsonStyle::Current),
+            r#"{"_type":65592, "category":1, "element":56, "host_id":1, "notification_number":9}"#
+        );
+        let e = event(
+            json!({"_type": 65591, "host_id": 1, "service_id": 2, "acknowledgement_type": 2}),
+        );
+        assert_eq!(
+            event_json(&e, EventJsonStyle::Current),
+            r#"{"_type":65591, "category":1, "element":55, "host_id":1, "service_id":2, "type":0, "internal_id":0, "acknowledgement_type":2}"#
+        );
+    }
+
+    #[test]
+    fn mapped_times_are_quoted_and_doubles_short() {
+        let e = event(
+            json!({"_type": 65550, "host_id": 1, "last_check": 123456, "latency": 0.25, "check_interval": 5.0, "output": "a\"b\nc"}),
+        );
+        let text = event_json(&e, EventJsonStyle::Legacy2110);
+        assert!(text.starts_with(r#"{ "_type": 65550, "category": 1, "element": 14, "#));
+        assert!(text.contains(r#""last_check":"123456""#));
+        assert!(text.contains(r#""latency":0.25"#));
+        assert!(text.contains(r#""check_interval":5, "#));
+        assert!(text.contains(r#""output":"a\"b\nc""#));
+    }
+}

@@ -1,0 +1,389 @@
+//! The worker of a `lua` output. The script runs on an OS thread of its
+//! own, so a script that blocks (a slow HTTP call, a busy loop) stalls only
+//! its output: the thread drives the journal cursor with a single-threaded
+//! tokio runtime, and talks to the supervisor through the command channel.
+//!
+//! Timing follows Centreon's failover loop (§1.6): events are handed to
+//! `write()` as they come; `flush()` is called as soon as the queue runs
+//! dry after a burst, then about once a second while idle, and at stop. A
+//! script that does not acknowledge gets at most `event_queue_max_size`
+//! events; past that only `flush()` is called (§1.7).
+
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+
+use super::event::Shared;
+use super::runtime::{Script, ScriptEnv};
+use super::sdk::{LogSink, Severity};
+use super::LuaSettings;
+use crate::cache::Cache;
+use crate::event::Filter;
+use crate::journal::{Cursor, Seq};
+use crate::output::status::{backoff, FlushReason, FlushRecord, OutputState, OutputStatus};
+use crate::output::worker::Command;
+use crate::output::OutputSpec;
+
+/// Events read from the journal at a time.
+const READ_BATCH: usize = 1000;
+/// Centreon calls `flush()` about once a second while idle.
+pub const IDLE_FLUSH: Duration = Duration::from_secs(1);
+/// A script that fails to load is tried again after 1 s, doubling up to
+/// Centreon's `retry_interval` default of 15 s.
+pub const LOAD_RETRY_BASE: Duration = Duration::from_secs(1);
+pub const LOAD_RETRY_MAX: Duration = Duration::from_secs(15);
+
+/// A log sink that writes to the service log, tagged with the output.
+pub fn tracing_sink(output: &str) -> LogSink {
+    let output = output.to_owned();
+    Arc::new(move |severity, text| match severity {
+        Severity::Info => tracing::info!(output = %output, "{text}"),
+        Severity::Warning => tracing::warn!(output = %output, "{text}"),
+        Severity::Error => tracing::error!(output = %output, "{text}"),
+    })
+}
+
+/// Runs the output until it is told to stop; resolves once its thread has
+/// flushed and closed the script.
+pub async fn run(
+    spec: OutputSpec,
+    cursor: Cursor,
+    cache: Arc<Cache>,
+    status: Arc<Mutex<OutputStatus>>,
+    commands: mpsc::Receiver<Command>,
+    settings: Arc<LuaSettings>,
+) {
+    run_traced(spec, cursor, cache, status, commands, settings, None, None).await
+}
+
+/// [`run`] with the script's log and its calls sent elsewhere than the
+/// service log (`run-script` prints them).
+#[allow(clippy::too_many_arguments)]
+pub async fn run_traced(
+    spec: OutputSpec,
+    cursor: Cursor,
+    cache: Arc<Cache>,
+    status: Arc<Mutex<OutputStatus>>,
+    commands: mpsc::Receiver<Command>,
+    settings: Arc<LuaSettings>,
+    log: Option<LogSink>,
+    trace: Option<super::runtime::TraceSink>,
+) {
+    let (done, finished) = oneshot::channel::<()>();
+    let name = spec.name.clone();
+    let thread_status = Arc::clone(&status);
+    let spawned = std::thread::Builder::new()
+        .name(format!("lua:{name}"))
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build();
+            match runtime {
+                Ok(runtime) => {
+                    let env = ScriptEnv {
+                        cache,
+                        settings,
+                        log: log.unwrap_or_else(|| tracing_sink(&spec.name)),
+                        trace: trace.clone(),
+                    };
+                    let mut thread = Thread {
+                        spec,
+                        env,
+                        cursor,
+                        status: thread_status,
+                        commands,
+                    };
+                    runtime.block_on(thread.run());
+                }
+                Err(e) => fail_for_good(&thread_status, format!("cannot start: {e}")),
+            }
+            let _ = done.send(());
+        });
+    if let Err(e) = spawned {
+        fail_for_good(&status, format!("cannot start a thread: {e}"));
+        return;
+    }
+    let _ = finished.await;
+}
+
+fn lock(status: &Mutex<OutputStatus>) -> MutexGuard<'_, OutputStatus> {
+    status.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn fail_for_good(status: &Mutex<OutputStatus>, error: String) {
+    tracing::error!("{error}");
+    let mut status = lock(status);
+    status.state = OutputState::Failed;
+    status.last_error = Some(error);
+    status.last_error_at = Some(OffsetDateTime::now_utc());
+}
+
+struct Thread {
+    spec: OutputSpec,
+    env: ScriptEnv,
+    cursor: Cursor,
+    status: Arc<Mutex<OutputStatus>>,
+    commands: mpsc::Receiver<Command>,
+}
+
+impl Thread {
+    async fn run(&mut self) {
+        let mut attempt = 0;
+        loop {
+            let loaded = self
+                .env
+                .settings
+                .resolve_script(self.spec.path.as_deref().unwrap_or(""))
+                .map_err(|e| format!("lua: no script to run: {e}"))
+                .and_then(|path| Script::load(&path, &self.spec.parameters, &self.env));
+            let error = match loaded {
+                Ok(script) => {
+                    attempt = 0;
+                    lock(&self.status).record_success();
+                    let filter = Filter::parse(&self.spec.filters).unwrap_or_default();
+                    let mut session = Session {
+                        script,
+                        filter,
+                        max_queue: self.env.settings.event_queue_max_size,
+                        cursor: &mut self.cursor,
+                        status: &self.status,
+                        last_seq: None,
+                        unacked: 0,
+                    };
+                    let commands = &mut self.commands;
+                    let ended = AssertUnwindSafe(session.run(commands));
+                    // A panic is a bug, not a script error: start a new session.
+                    match futures::FutureExt::catch_unwind(ended).await {
+                        Ok(()) => return,
+                        Err(panic) => format!(
+                            "lua worker crashed: {}",
+                            panic
+                                .downcast_ref::<String>()
+                                .cloned()
+                                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                                .unwrap_or_else(|| "unknown panic".to_owned())
+                        ),
+                    }
+                }
+                Err(message) => message,
+            };
+            attempt += 1;
+            let delay = backoff(attempt, LOAD_RETRY_BASE, LOAD_RETRY_MAX);
+            (self.env.log)(Severity::Error, &error);
+            lock(&self.status).record_error(error.clone(), delay);
+            if !self.wait_retry(delay, &error).await {
+                lock(&self.status).state = OutputState::Stopped;
+                return;
+            }
+        }
+    }
+
+    /// Sleeps until the next attempt, answering commands. False when told
+    /// to stop.
+    async fn wait_retry(&mut self, delay: Duration, error: &str) -> bool {
+        let deadline = tokio::time::Instant::now() + delay;
+        loop {
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    Some(Command::Flush(reply)) => {
+                        let _ = reply.send(FlushRecord {
+                            at: OffsetDateTime::now_utc(),
+                            reason: FlushReason::Manual,
+                            events: 0,
+                            bytes: 0,
+                            duration_ms: 0.0,
+                            result: format!("the script is not running: {error}"),
+                        });
+                    }
+                    Some(Command::Stop) | None => return false,
+                },
+                _ = tokio::time::sleep_until(deadline) => return true,
+            }
+        }
+    }
+}
+
+struct Session<'a> {
+    script: Script,
+    filter: Filter,
+    max_queue: usize,
+    cursor: &'a mut Cursor,
+    status: &'a Mutex<OutputStatus>,
+    /// The last event read and not acknowledged.
+    last_seq: Option<Seq>,
+    /// Events read (handed to the script or not) and not acknowledged.
+    unacked: u64,
+}
+
+impl Session<'_> {
+    async fn run(&mut self, commands: &mut mpsc::Receiver<Command>) {
+        // Whatever an earlier session read without acknowledging comes again
+        // (Centreon's nack_events when a stream is opened).
+        self.cursor.rewind();
+        let mut read_since_flush = false;
+        let mut next_idle_flush = Instant::now() + IDLE_FLUSH;
+        loop {
+            match commands.try_recv() {
+                Ok(command) => {
+                    if self.command(command) {
+                        return;
+                    }
+                    continue;
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    self.stop();
+                    return;
+                }
+                Err(mpsc::error::TryRecvError::Empty) => {}
+            }
+            let room = self.room();
+            if room > 0 {
+                let entries = self.cursor.read(room);
+                if !entries.is_empty() {
+                    self.hand(entries);
+                    read_since_flush = true;
+                    continue;
+                }
+            }
+            let now = Instant::now();
+            if read_since_flush || now >= next_idle_flush {
+                self.flush(FlushReason::Idle);
+                read_since_flush = false;
+                next_idle_flush = Instant::now() + IDLE_FLUSH;
+            }
+            let can_read = self.room() > 0;
+            tokio::select! {
+                biased;
+                command = commands.recv() => match command {
+                    Some(command) => {
+                        if self.command(command) {
+                            return;
+                        }
+                    }
+                    None => {
+                        self.stop();
+                        return;
+                    }
+                },
+                _ = self.cursor.wait(), if can_read => {}
+                _ = tokio::time::sleep_until(next_idle_flush.into()) => {}
+            }
+        }
+    }
+
+    /// How many more events the script may be handed (§1.7).
+    fn room(&self) -> usize {
+        if self.max_queue == 0 {
+            return READ_BATCH;
+        }
+        let pending = usize::try_from(self.script.pending()).unwrap_or(usize::MAX);
+        self.max_queue.saturating_sub(pending).min(READ_BATCH)
+    }
+
+    /// True when the session must end.
+    fn command(&mut self, command: Command) -> bool {
+        match command {
+            Command::Flush(reply) => {
+                let record = self.flush(FlushReason::Manual);
+                let _ = reply.send(record);
+                false
+            }
+            Command::Stop => {
+                self.stop();
+                true
+            }
+        }
+    }
+
+    fn stop(&mut self) {
+        self.flush(FlushReason::Shutdown);
+        lock(self.status).state = OutputState::Stopped;
+    }
+
+    fn ack_all(&mut self) -> u64 {
+        if let Some(seq) = self.last_seq {
+            self.cursor.ack(seq);
+        }
+        std::mem::take(&mut self.unacked)
+    }
+
+    fn hand(&mut self, entries: Vec<Arc<crate::journal::Entry>>) {
+        let (mut received, mut filtered, mut written, mut acked, mut failed) = (0, 0, 0, 0, 0);
+        let mut last_error = None;
+        for entry in entries {
+            received += 1;
+            self.unacked += 1;
+            self.last_seq = Some(entry.seq);
+            if !self.filter.accepts(entry.event.event_type()) {
+                // Centreon never shows these to the script; they are released
+                // with the next acknowledgement, or now if nothing waits.
+                filtered += 1;
+                if self.script.pending() == 0 {
+                    acked += self.ack_all();
+                }
+                continue;
+            }
+            let outcome = self.script.write(&Shared::Entry(entry));
+            if outcome.filtered {
+                filtered += 1;
+            }
+            if outcome.written {
+                written += 1;
+            }
+            if let Some(error) = outcome.error {
+                failed += 1;
+                last_error = Some(error);
+            }
+            if outcome.acked > 0 {
+                acked += self.ack_all();
+            }
+        }
+        let mut status = lock(self.status);
+        status.counters.received += received;
+        status.counters.filtered_out += filtered;
+        status.counters.written += written;
+        status.counters.acknowledged += acked;
+        status.counters.failed += failed;
+        status.buffered = usize::try_from(self.script.pending()).unwrap_or(usize::MAX);
+        if let Some(error) = last_error {
+            status.last_error = Some(error);
+            status.last_error_at = Some(OffsetDateTime::now_utc());
+        }
+    }
+
+    fn flush(&mut self, reason: FlushReason) -> FlushRecord {
+        let at = OffsetDateTime::now_utc();
+        let started = Instant::now();
+        let outcome = self.script.flush();
+        let events = if outcome.acked > 0 { self.ack_all() } else { 0 };
+        let result = match (&outcome.error, outcome.called, &outcome.returned) {
+            (Some(error), _, _) => error.clone(),
+            (None, false, _) => "the script has no flush() function".to_owned(),
+            (None, true, Some(r)) if r == "true" => "ok".to_owned(),
+            (None, true, r) => format!("flush() returned {}", r.as_deref().unwrap_or("nothing")),
+        };
+        let record = FlushRecord {
+            at,
+            reason,
+            events: usize::try_from(events).unwrap_or(usize::MAX),
+            bytes: 0,
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            result,
+        };
+        let mut status = lock(self.status);
+        status.counters.acknowledged += events;
+        status.buffered = usize::try_from(self.script.pending()).unwrap_or(usize::MAX);
+        if let Some(error) = outcome.error {
+            status.counters.failed += 1;
+            status.last_error = Some(error);
+            status.last_error_at = Some(at);
+        }
+        if events > 0 || reason == FlushReason::Manual {
+            status.record_flush(record.clone());
+        }
+        record
+    }
+}
