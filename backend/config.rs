@@ -3,12 +3,18 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::bbdo::connector::ConnectorConfig;
+use crate::bbdo::{SessionConfig, Version};
+
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "./data";
+/// Centreon's conventional BBDO port, on loopback.
+pub const DEFAULT_BBDO_ADDR: &str = "127.0.0.1:5669";
 /// Events the in-memory journal holds before ingest answers 503.
 pub const DEFAULT_JOURNAL_MAX_EVENTS: usize = 200_000;
 
@@ -21,6 +27,53 @@ pub struct Config {
     pub simulate: u32,
     pub journal_max_events: usize,
     pub shutdown_timeout_secs: u64,
+    pub bbdo: BbdoConfig,
+}
+
+/// BBDO inputs: where Centreon Brokers connect, which ones brokerstream
+/// dials, and how sessions behave.
+#[derive(Clone, Debug)]
+pub struct BbdoConfig {
+    /// Addresses to listen on; empty = no listener.
+    pub listen: Vec<SocketAddr>,
+    pub connectors: Vec<ConnectorConfig>,
+    pub session: SessionConfig,
+}
+
+impl Default for BbdoConfig {
+    fn default() -> Self {
+        BbdoConfig {
+            listen: vec![DEFAULT_BBDO_ADDR.parse().expect("valid default address")],
+            connectors: Vec::new(),
+            session: SessionConfig::default(),
+        }
+    }
+}
+
+impl BbdoConfig {
+    /// No listener and no connector, as tests that do not need BBDO want.
+    pub fn disabled() -> Self {
+        BbdoConfig {
+            listen: Vec::new(),
+            ..BbdoConfig::default()
+        }
+    }
+}
+
+/// `--bbdo-addr`: a comma-separated list of addresses, or `none` (or
+/// nothing) for no listener.
+pub fn parse_listen_list(text: &str) -> Result<Vec<SocketAddr>, String> {
+    let text = text.trim();
+    if text.is_empty() || text.eq_ignore_ascii_case("none") {
+        return Ok(Vec::new());
+    }
+    text.split(',')
+        .map(|a| {
+            a.trim()
+                .parse()
+                .map_err(|_| format!("`{}` is not an address such as 127.0.0.1:5669", a.trim()))
+        })
+        .collect()
 }
 
 impl Default for Config {
@@ -31,6 +84,7 @@ impl Default for Config {
             simulate: 0,
             journal_max_events: DEFAULT_JOURNAL_MAX_EVENTS,
             shutdown_timeout_secs: 10,
+            bbdo: BbdoConfig::default(),
         }
     }
 }
@@ -54,6 +108,38 @@ pub struct FileConfig {
     pub shutdown_timeout_secs: Option<u64>,
     #[serde(default)]
     pub journal: JournalFileConfig,
+    #[serde(default)]
+    pub bbdo: BbdoFileConfig,
+}
+
+/// ```toml
+/// [bbdo]
+/// listen = ["127.0.0.1:5669"]   # [] for none
+/// ack_limit = 1000
+/// compression = true
+///
+/// [[bbdo.connectors]]
+/// address = "central:5669"
+/// version = "3.0.1"
+/// ```
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BbdoFileConfig {
+    pub listen: Option<Vec<SocketAddr>>,
+    pub ack_limit: Option<u32>,
+    pub compression: Option<bool>,
+    pub handshake_timeout_secs: Option<u64>,
+    pub stall_timeout_secs: Option<u64>,
+    #[serde(default)]
+    pub connectors: Vec<ConnectorFileConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorFileConfig {
+    pub address: String,
+    /// BBDO version announced; 3.0.1 when absent.
+    pub version: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -70,6 +156,7 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub http_addr: Option<SocketAddr>,
     pub simulate: Option<u32>,
+    pub bbdo_listen: Option<Vec<SocketAddr>>,
 }
 
 impl Config {
@@ -79,7 +166,7 @@ impl Config {
             None => FileConfig::default(),
         };
         let mut config = Config::default();
-        config.apply_file(file);
+        config.apply_file(file)?;
         if let Some(dir) = overrides.data_dir {
             config.data_dir = dir;
         }
@@ -89,10 +176,13 @@ impl Config {
         if let Some(rate) = overrides.simulate {
             config.simulate = rate;
         }
+        if let Some(listen) = overrides.bbdo_listen {
+            config.bbdo.listen = listen;
+        }
         Ok(config)
     }
 
-    fn apply_file(&mut self, file: FileConfig) {
+    fn apply_file(&mut self, file: FileConfig) -> anyhow::Result<()> {
         if let Some(dir) = file.data_dir {
             self.data_dir = dir;
         }
@@ -108,6 +198,41 @@ impl Config {
         if let Some(max) = file.journal.max_events {
             self.journal_max_events = max;
         }
+        let bbdo = file.bbdo;
+        if let Some(listen) = bbdo.listen {
+            self.bbdo.listen = listen;
+        }
+        if let Some(limit) = bbdo.ack_limit {
+            anyhow::ensure!(limit > 0, "bbdo.ack_limit must be at least 1");
+            self.bbdo.session.ack_limit = limit;
+        }
+        if let Some(on) = bbdo.compression {
+            self.bbdo.session.compression = on;
+        }
+        if let Some(secs) = bbdo.handshake_timeout_secs {
+            self.bbdo.session.handshake_timeout = Duration::from_secs(secs.max(1));
+        }
+        if let Some(secs) = bbdo.stall_timeout_secs {
+            self.bbdo.session.stall_timeout = Duration::from_secs(secs.max(1));
+        }
+        for c in bbdo.connectors {
+            let version = match c.version {
+                Some(v) => v
+                    .parse::<Version>()
+                    .map_err(|e| anyhow::anyhow!("bbdo.connectors `{}`: {e}", c.address))?,
+                None => Version::V3,
+            };
+            anyhow::ensure!(
+                matches!(version.major, 2 | 3),
+                "bbdo.connectors `{}`: version {version}: brokerstream speaks BBDO 2 and 3",
+                c.address
+            );
+            self.bbdo.connectors.push(ConnectorConfig {
+                address: c.address,
+                version,
+            });
+        }
+        Ok(())
     }
 }
 

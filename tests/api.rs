@@ -604,6 +604,7 @@ async fn a_full_journal_answers_503_with_retry_after() {
         data_dir: dir.path().to_owned(),
         http_addr: "127.0.0.1:0".parse().unwrap(),
         journal_max_events: 5,
+        bbdo: brokerstream::config::BbdoConfig::disabled(),
         ..Default::default()
     };
     let server = Server::start_with(config).await;

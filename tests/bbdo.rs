@@ -46,3 +46,393 @@ fn golden_capture_decodes_to_the_lua_api_v1_events_and_back() {
         );
     }
 }
+
+// ---- over TCP
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use brokerstream::bbdo::compression;
+use brokerstream::bbdo::handshake::{self, Hello, Version};
+use brokerstream::config::{BbdoConfig, Config};
+use brokerstream::event::Event;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::common::*;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn bbdo_config(dir: &Path, ack_limit: u32) -> Config {
+    let mut bbdo = BbdoConfig::disabled();
+    bbdo.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    bbdo.session.ack_limit = ack_limit;
+    Config {
+        data_dir: dir.to_owned(),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        bbdo,
+        ..Config::default()
+    }
+}
+
+async fn start(dir: &Path, ack_limit: u32) -> (Server, SocketAddr) {
+    let server = Server::start_with(bbdo_config(dir, ack_limit)).await;
+    let addr = server.app.as_ref().unwrap().bbdo_addrs[0];
+    (server, addr)
+}
+
+/// A file output flushing often, taking every event.
+async fn file_output(server: &Server, name: &str, path: &Path) {
+    server
+        .create_file_output(
+            name,
+            path,
+            json!({"parameters": [
+                {"name": "path", "type": "string", "value": path.to_str().unwrap()},
+                {"name": "max_buffer_size", "type": "number", "value": "1000"},
+                {"name": "max_buffer_age", "type": "number", "value": "0.05"},
+            ]}),
+        )
+        .await;
+}
+
+fn event(json: Value) -> Event {
+    Event::from_json(&json).unwrap()
+}
+
+fn encode_all(events: &[Event]) -> BytesMut {
+    let mut out = BytesMut::new();
+    for e in events {
+        bbdo::encode(e, &mut out);
+    }
+    out
+}
+
+fn stop_packet(protobuf: bool) -> BytesMut {
+    let mut out = BytesMut::new();
+    if protobuf {
+        bbdo::encode(
+            &Event::named("pb_stop").unwrap().with("poller_id", 1),
+            &mut out,
+        );
+    } else {
+        bbdo::frame::encode(handshake::STOP, &[], &mut out);
+    }
+    out
+}
+
+/// A Centreon Broker as seen from brokerstream: the test side of a BBDO
+/// connection.
+struct Peer {
+    stream: TcpStream,
+    raw: BytesMut,
+    plain: BytesMut,
+    /// brokerstream's data is compressed.
+    compressed: bool,
+    deframer: Deframer,
+}
+
+impl Peer {
+    async fn connect(addr: SocketAddr) -> Peer {
+        Peer::from(TcpStream::connect(addr).await.unwrap())
+    }
+
+    fn from(stream: TcpStream) -> Peer {
+        Peer {
+            stream,
+            raw: BytesMut::new(),
+            plain: BytesMut::new(),
+            compressed: false,
+            deframer: Deframer::new(),
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    async fn send_hello(&mut self, version: Version, extensions: &[&str]) {
+        let mut out = BytesMut::new();
+        handshake::encode(version, extensions, "test-broker", &mut out);
+        self.send(&out).await;
+    }
+
+    /// The next packet from brokerstream; `None` once it closed.
+    async fn next_packet(&mut self) -> Option<bbdo::Packet> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if self.compressed {
+                compression::decompress(&mut self.raw, &mut self.plain).unwrap();
+                if let Some(p) = self.deframer.next(&mut self.plain) {
+                    return Some(p);
+                }
+            } else if let Some(p) = self.deframer.next(&mut self.raw) {
+                return Some(p);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let read = tokio::time::timeout(left, self.stream.read_buf(&mut self.raw))
+                .await
+                .expect("brokerstream answers in time");
+            match read {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    async fn read_hello(&mut self) -> Hello {
+        let packet = self.next_packet().await.expect("a welcome");
+        handshake::parse(&packet).unwrap()
+    }
+
+    /// Reads acknowledgements until they add up to `total`; returns each.
+    async fn acks_until(&mut self, total: u64) -> Vec<u64> {
+        let mut acks = Vec::new();
+        while acks.iter().sum::<u64>() < total {
+            acks.push(self.next_ack().await);
+        }
+        assert_eq!(acks.iter().sum::<u64>(), total, "acks {acks:?}");
+        acks
+    }
+
+    async fn next_ack(&mut self) -> u64 {
+        let packet = self.next_packet().await.expect("an ack, not a close");
+        assert!(
+            packet.event_type == handshake::ACK || packet.event_type == handshake::PB_ACK,
+            "expected an ack, got {}",
+            packet.event_type
+        );
+        let ack = bbdo::decode(packet.event_type, &packet.payload).unwrap();
+        ack.get("acknowledged_events").unwrap().as_i64().unwrap() as u64
+    }
+
+    /// True once brokerstream closed the connection.
+    async fn closed(&mut self) -> bool {
+        self.next_packet().await.is_none()
+    }
+}
+
+async fn inputs(server: &Server) -> Value {
+    server.get_json("/api/v1/inputs").await
+}
+
+/// Waits until the first listener's last connection satisfies `ready`.
+async fn wait_connection(server: &Server, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let all = inputs(server).await;
+        let last = all["listeners"][0]["connections"]
+            .as_array()
+            .and_then(|c| c.last().cloned())
+            .unwrap_or(Value::Null);
+        if ready(&last) {
+            return last;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {all:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn json_lines(lines: &[String]) -> Vec<Value> {
+    lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_capture_replayed_over_tcp_reaches_a_file_output_and_is_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, addr) = start(dir.path(), 100).await;
+    let path = dir.path().join("all.log");
+    file_output(&server, "all", &path).await;
+
+    let mut peer = Peer::connect(addr).await;
+    peer.send(CAPTURE).await;
+    let hello = peer.read_hello().await;
+    assert_eq!(hello.version, Version::V2);
+    assert!(!hello.protobuf);
+    let acks = peer.acks_until(953).await;
+    assert!(
+        acks.len() >= 2,
+        "ack_limit 100 gives several acks: {acks:?}"
+    );
+    assert!(acks[..acks.len() - 1].iter().all(|&n| n >= 100), "{acks:?}");
+    // A second stop is still answered, with nothing left to acknowledge.
+    peer.send(&stop_packet(false)).await;
+    assert_eq!(peer.next_ack().await, 0);
+
+    let lines = json_lines(&wait_lines(&path, 953).await);
+    for (i, (got, line)) in lines.iter().zip(API_V1.lines()).enumerate() {
+        let mut got = got.clone();
+        let expected: Value = serde_json::from_str(line).unwrap();
+        if got["_type"] == 65538 && expected.get("service_id").is_none() {
+            got.as_object_mut().unwrap().remove("service_id");
+        }
+        assert_eq!(got, expected, "line {}", i + 1);
+    }
+    let conn = wait_connection(&server, "all acknowledged", |c| {
+        c["events_acknowledged"] == 953
+    })
+    .await;
+    assert_eq!(conn["version"], "2.0.0");
+    assert_eq!(conn["events_received"], 953);
+    assert_eq!(conn["events_ingested"], 953);
+    assert_eq!(conn["errors"]["crc"], 0);
+    assert!(conn["last_event_at"].is_string());
+    drop(peer);
+    wait_connection(&server, "closed", |c| c["state"] == "closed").await;
+    server.stop().await;
+}
+
+fn service_status_pb(host_id: i64, service_id: i64, state: i64) -> Event {
+    event(
+        json!({"_type": 65565, "host_id": host_id, "service_id": service_id,
+        "state": state, "output": format!("state {state}"), "last_check": 1732000000,
+        "latency": 0.25, "checked": true}),
+    )
+}
+
+fn metric_pb(host_id: i64, service_id: i64, value: f64) -> Event {
+    event(
+        json!({"_type": 196617, "host_id": host_id, "service_id": service_id,
+        "metric_id": 12, "name": "cpu", "value": value, "time": 1732000000, "value_type": 0}),
+    )
+}
+
+#[tokio::test]
+async fn a_bbdo3_session_delivers_protobuf_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, addr) = start(dir.path(), 1000).await;
+    let path = dir.path().join("pb.log");
+    file_output(&server, "pb", &path).await;
+
+    let mut peer = Peer::connect(addr).await;
+    peer.send_hello(Version::V3, &[]).await;
+    let hello = peer.read_hello().await;
+    assert!(hello.protobuf, "answered with Welcome");
+    assert_eq!(hello.version, Version::V3);
+    let mut events = Vec::new();
+    for i in 1..=10 {
+        events.push(service_status_pb(i, 100 + i, i % 4));
+        events.push(metric_pb(i, 100 + i, i as f64 + 0.5));
+    }
+    // A legacy event on the same connection.
+    events.push(event(
+        json!({"_type": 65548, "host_id": 3, "name": "legacy"}),
+    ));
+    peer.send(&encode_all(&events)).await;
+    peer.send(&stop_packet(true)).await;
+    assert_eq!(peer.acks_until(21).await, [21], "one final ack");
+
+    let lines = json_lines(&wait_lines(&path, 21).await);
+    for (line, event) in lines.iter().zip(&events) {
+        // What travelled: proto3 fields absent from the wire take their
+        // defaults.
+        let sent = bbdo::decode(event.event_type(), &bbdo::encode_payload(event)).unwrap();
+        assert_eq!(line, &sent.to_json());
+    }
+    assert_eq!(lines[0]["long_output"], "");
+    assert_eq!(lines[0]["output"], "state 1");
+    assert_eq!(lines[1]["value"], json!(1.5));
+    let conn = wait_connection(&server, "acked", |c| c["events_acknowledged"] == 21).await;
+    assert_eq!(conn["version"], "3.0.1");
+    assert_eq!(conn["broker_name"], "test-broker");
+    server.stop().await;
+}
+
+/// A Centreon Broker output in listen mode, for brokerstream to dial.
+async fn broker_listener() -> (tokio::net::TcpListener, SocketAddr) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    (listener, addr)
+}
+
+async fn accept(listener: &tokio::net::TcpListener) -> Peer {
+    let (stream, _) = tokio::time::timeout(WAIT, listener.accept())
+        .await
+        .expect("brokerstream dials in time")
+        .unwrap();
+    Peer::from(stream)
+}
+
+#[tokio::test]
+async fn brokerstream_dials_a_listening_broker_and_dials_again_after_a_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, broker_addr) = broker_listener().await;
+    let mut config = bbdo_config(dir.path(), 1000);
+    config.bbdo.listen.clear();
+    config.bbdo.connectors = vec![brokerstream::bbdo::connector::ConnectorConfig {
+        address: broker_addr.to_string(),
+        version: Version::V3,
+    }];
+    let server = Server::start_with(config).await;
+    let path = dir.path().join("dialled.log");
+    file_output(&server, "dialled", &path).await;
+
+    for round in 0..2i64 {
+        let mut peer = accept(&broker).await;
+        // The connecting side speaks first.
+        let hello = peer.read_hello().await;
+        assert_eq!(hello.version, Version::V3);
+        assert!(hello.protobuf);
+        assert!(hello.offers("COMPRESSION"));
+        peer.send_hello(Version::V3, &[]).await;
+        let events: Vec<Event> = (1..=5).map(|i| metric_pb(round, i, i as f64)).collect();
+        peer.send(&encode_all(&events)).await;
+        peer.send(&stop_packet(true)).await;
+        assert_eq!(peer.acks_until(5).await, [5]);
+        // The broker goes away; brokerstream must come back.
+        drop(peer);
+    }
+    let lines = json_lines(&wait_lines(&path, 10).await);
+    assert_eq!(lines[9]["service_id"], 5);
+    assert_eq!(lines[9]["host_id"], 1);
+
+    let all = inputs(&server).await;
+    let connector = &all["connectors"][0];
+    assert_eq!(connector["address"], broker_addr.to_string());
+    assert!(connector["attempts"].as_u64().unwrap() >= 2, "{all:#}");
+    let connections = connector["connections"].as_array().unwrap();
+    assert!(connections.len() >= 2, "{all:#}");
+    assert_eq!(connections[0]["events_acknowledged"], 5);
+    assert_eq!(connections[0]["state"], "closed");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_connecting_side_refuses_a_peer_of_another_major_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, broker_addr) = broker_listener().await;
+    let mut config = bbdo_config(dir.path(), 1000);
+    config.bbdo.listen.clear();
+    config.bbdo.connectors = vec![brokerstream::bbdo::connector::ConnectorConfig {
+        address: broker_addr.to_string(),
+        version: Version::V3,
+    }];
+    let server = Server::start_with(config).await;
+    let mut peer = accept(&broker).await;
+    peer.read_hello().await;
+    peer.send_hello(Version::V2, &[]).await;
+    assert!(peer.closed().await, "brokerstream closes the connection");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let all = inputs(&server).await;
+        let error = all["connectors"][0]["connections"][0]["last_error"]["message"].clone();
+        if let Some(message) = error.as_str() {
+            assert!(
+                message.contains("peer is using protocol version 2.0.0 whereas we're using protocol version 3.0.1"),
+                "{message}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{all:#}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.stop().await;
+}

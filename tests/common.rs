@@ -2,7 +2,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use brokerstream::app::{self, App};
-use brokerstream::config::Config;
+use brokerstream::config::{BbdoConfig, Config};
 use reqwest::{Client, Response};
 use serde_json::{json, Value};
 
@@ -18,6 +18,8 @@ impl Server {
         let config = Config {
             data_dir: data_dir.to_owned(),
             http_addr: "127.0.0.1:0".parse().unwrap(),
+            // Tests run in parallel: no listener on the shared default port.
+            bbdo: BbdoConfig::disabled(),
             ..Config::default()
         };
         Server::start_with(config).await

@@ -3,6 +3,7 @@
 
 mod error;
 mod events;
+mod inputs;
 mod kinds;
 mod outputs;
 mod pages;
@@ -14,6 +15,7 @@ use axum::routing::{get, post, put};
 use axum::Router;
 use tower_http::services::ServeDir;
 
+use crate::bbdo::Inputs;
 use crate::ingest::Ingest;
 use crate::output::Supervisor;
 use crate::store::Store;
@@ -30,6 +32,8 @@ pub struct Shared {
     pub store: Store,
     pub supervisor: Arc<Supervisor>,
     pub ingest: Arc<Ingest>,
+    /// BBDO listeners, connectors and their connections.
+    pub inputs: Arc<Inputs>,
     /// Serializes definition changes, so the store and the running workers
     /// see them in the same order.
     pub writes: tokio::sync::Mutex<()>,
@@ -43,11 +47,17 @@ impl std::ops::Deref for Context {
 }
 
 impl Context {
-    pub fn new(store: Store, supervisor: Arc<Supervisor>, ingest: Arc<Ingest>) -> Self {
+    pub fn new(
+        store: Store,
+        supervisor: Arc<Supervisor>,
+        ingest: Arc<Ingest>,
+        inputs: Arc<Inputs>,
+    ) -> Self {
         Context(Arc::new(Shared {
             store,
             supervisor,
             ingest,
+            inputs,
             writes: tokio::sync::Mutex::new(()),
         }))
     }
@@ -56,6 +66,7 @@ impl Context {
 pub fn router(ctx: Context) -> Router {
     let api = Router::new()
         .route("/events", post(events::ingest))
+        .route("/inputs", get(inputs::list))
         .route("/kinds", get(kinds::list))
         .route("/outputs", get(outputs::list).post(outputs::create))
         .route(
