@@ -436,3 +436,291 @@ async fn the_connecting_side_refuses_a_peer_of_another_major_version() {
     }
     server.stop().await;
 }
+
+// ---- bad input
+
+fn host_status_v2(host_id: i64, output: &str) -> Event {
+    event(
+        json!({"_type": 65550, "host_id": host_id, "state": 0, "output": output,
+        "last_check": 1732000000, "check_interval": 5.0}),
+    )
+}
+
+/// A BBDO 2 session opened: hello sent and answered.
+async fn open_v2(addr: SocketAddr, extensions: &[&str]) -> (Peer, Hello) {
+    let mut peer = Peer::connect(addr).await;
+    peer.send_hello(Version::V2, extensions).await;
+    let hello = peer.read_hello().await;
+    (peer, hello)
+}
+
+fn host_ids(lines: &[Value]) -> Vec<i64> {
+    lines
+        .iter()
+        .map(|l| l["host_id"].as_i64().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_bad_crc_in_the_middle_is_skipped_counted_and_later_events_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, addr) = start(dir.path(), 1000).await;
+    let path = dir.path().join("crc.log");
+    file_output(&server, "crc", &path).await;
+    let (mut peer, _) = open_v2(addr, &[]).await;
+    let mut bytes = encode_all(&[host_status_v2(1, "one")]);
+    let corrupt_at = bytes.len();
+    bytes.extend_from_slice(&encode_all(&[host_status_v2(2, "two")]));
+    bytes[corrupt_at + 5] ^= 0x40; // the type of the second event
+    bytes.extend_from_slice(&encode_all(&[host_status_v2(3, "three")]));
+    peer.send(&bytes).await;
+    peer.send(&stop_packet(false)).await;
+    // The corrupted event is lost to resynchronisation: 2 acknowledged.
+    assert_eq!(peer.acks_until(2).await, [2]);
+    let lines = json_lines(&wait_lines(&path, 2).await);
+    assert_eq!(host_ids(&lines), [1, 3]);
+    let conn = inputs(&server).await["listeners"][0]["connections"][0].clone();
+    assert!(conn["errors"]["crc"].as_u64().unwrap() > 0, "{conn:#}");
+    assert!(
+        conn["errors"]["bytes_skipped"].as_u64().unwrap() >= 16,
+        "{conn:#}"
+    );
+    assert!(conn["last_error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("invalid CRC"));
+    assert_eq!(conn["state"], "running");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_closed_mid_event_keeps_the_whole_events_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, addr) = start(dir.path(), 1000).await;
+    let path = dir.path().join("cut.log");
+    file_output(&server, "cut", &path).await;
+    let (mut peer, _) = open_v2(addr, &[]).await;
+    let mut bytes = encode_all(&[host_status_v2(1, "whole")]);
+    let second = encode_all(&[host_status_v2(2, "cut short")]);
+    bytes.extend_from_slice(&second[..second.len() - 10]);
+    peer.send(&bytes).await;
+    drop(peer);
+    assert_eq!(host_ids(&json_lines(&wait_lines(&path, 1).await)), [1]);
+    let conn = wait_connection(&server, "closed", |c| c["state"] == "closed").await;
+    assert!(
+        conn["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("closed the connection in the middle of an event"),
+        "{conn:#}"
+    );
+    assert_eq!(conn["events_received"], 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_events_and_unparsable_fields_are_dropped_counted_and_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, addr) = start(dir.path(), 1000).await;
+    let path = dir.path().join("odd.log");
+    file_output(&server, "odd", &path).await;
+    let (mut peer, _) = open_v2(addr, &[]).await;
+    let mut bytes = encode_all(&[host_status_v2(1, "before")]);
+    // An event type no Centreon version has.
+    bbdo::frame::encode(
+        brokerstream::event::EventType::new(1, 999),
+        b"whatever",
+        &mut bytes,
+    );
+    // A double that is not a number (same length, so the header holds).
+    let mut payload = bbdo::encode_payload(&host_status_v2(2, "bad double"));
+    let at = payload.windows(9).position(|w| w == b"5.000000\0").unwrap();
+    payload[at..at + 8].copy_from_slice(b"5.0x0000");
+    bbdo::frame::encode(
+        brokerstream::event::EventType::new(1, 14),
+        &payload,
+        &mut bytes,
+    );
+    // A payload cut short: the fields run out.
+    bbdo::frame::encode(
+        brokerstream::event::EventType::new(1, 14),
+        &payload[..10],
+        &mut bytes,
+    );
+    bytes.extend_from_slice(&encode_all(&[host_status_v2(3, "after")]));
+    peer.send(&bytes).await;
+    peer.send(&stop_packet(false)).await;
+    // Every event read is acknowledged, the dropped ones included.
+    assert_eq!(peer.acks_until(5).await, [5]);
+    let lines = json_lines(&wait_lines(&path, 2).await);
+    assert_eq!(host_ids(&lines), [1, 3]);
+    let conn = inputs(&server).await["listeners"][0]["connections"][0].clone();
+    assert_eq!(conn["errors"]["unknown_events"], 1, "{conn:#}");
+    assert_eq!(conn["errors"]["decode"], 2, "{conn:#}");
+    assert_eq!(conn["events_received"], 5);
+    assert_eq!(conn["events_ingested"], 2);
+    assert_eq!(conn["events_acknowledged"], 5);
+    assert_eq!(conn["state"], "running");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_peer_of_another_major_version_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, addr) = start(dir.path(), 1000).await;
+    let mut peer = Peer::connect(addr).await;
+    peer.send_hello(Version::new(4, 0, 0), &[]).await;
+    assert!(peer.closed().await, "closed without an answer");
+    let conn = wait_connection(&server, "closed", |c| c["state"] == "closed").await;
+    let message = conn["last_error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("protocol version 4.0.0") && message.contains("closing the connection"),
+        "{message}"
+    );
+    // The listener still takes the next peer.
+    let (_peer, hello) = open_v2(addr, &[]).await;
+    assert_eq!(hello.version, Version::V2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn compression_really_applied_and_agreed_but_not_applied_as_cbd_21_10_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, addr) = start(dir.path(), 1000).await;
+    let path = dir.path().join("zlib.log");
+    file_output(&server, "zlib", &path).await;
+
+    // A peer that compresses what it sends, in two chunks.
+    let (mut peer, hello) = open_v2(addr, &["COMPRESSION"]).await;
+    assert!(hello.offers("COMPRESSION"));
+    let mut chunks = BytesMut::new();
+    compression::compress(&encode_all(&[host_status_v2(1, "zipped")]), &mut chunks);
+    let mut tail = encode_all(&[host_status_v2(2, "zipped too")]);
+    tail.extend_from_slice(&stop_packet(false));
+    compression::compress(&tail, &mut chunks);
+    peer.send(&chunks).await;
+    // Acks come back compressed to a peer that compresses.
+    peer.compressed = true;
+    assert_eq!(peer.acks_until(2).await, [2]);
+    let conn = wait_connection(&server, "acked", |c| c["events_acknowledged"] == 2).await;
+    assert_eq!(conn["compressed"], true);
+    assert_eq!(conn["extensions"], json!(["COMPRESSION"]));
+
+    // A 21.10 broker: agrees on COMPRESSION, then sends plain BBDO.
+    let (mut peer, _) = open_v2(addr, &["COMPRESSION"]).await;
+    let mut plain = encode_all(&[host_status_v2(3, "plain")]);
+    plain.extend_from_slice(&stop_packet(false));
+    peer.send(&plain).await;
+    assert_eq!(peer.acks_until(1).await, [1], "plain acks");
+    let lines = json_lines(&wait_lines(&path, 3).await);
+    assert_eq!(host_ids(&lines), [1, 2, 3]);
+    assert_eq!(lines[1]["output"], "zipped too");
+    let conn = wait_connection(&server, "acked", |c| c["events_acknowledged"] == 1).await;
+    assert_eq!(conn["compressed"], false);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn events_larger_than_a_packet_are_split_and_joined() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, addr) = start(dir.path(), 1000).await;
+    let path = dir.path().join("big.log");
+    file_output(&server, "big", &path).await;
+    let (mut peer, _) = open_v2(addr, &[]).await;
+    let big = "x".repeat(200_000);
+    let events = [
+        host_status_v2(1, &big),
+        host_status_v2(2, "small"),
+        event(json!({"_type": 65565, "host_id": 3, "output": big})),
+    ];
+    let bytes = encode_all(&events);
+    assert!(bytes.len() > 2 * 200_000);
+    peer.send(&bytes).await;
+    peer.send(&stop_packet(false)).await;
+    assert_eq!(peer.acks_until(3).await, [3]);
+    let lines = json_lines(&wait_lines(&path, 3).await);
+    assert_eq!(host_ids(&lines), [1, 2, 3]);
+    assert_eq!(lines[0]["output"].as_str().unwrap().len(), 200_000);
+    assert_eq!(lines[2]["output"].as_str().unwrap().len(), 200_000);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn silent_peers_and_peers_requiring_tls_are_closed_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = bbdo_config(dir.path(), 1000);
+    config.bbdo.session.handshake_timeout = Duration::from_millis(200);
+    let server = Server::start_with(config).await;
+    let addr = server.app.as_ref().unwrap().bbdo_addrs[0];
+
+    let mut silent = Peer::connect(addr).await;
+    assert!(silent.closed().await);
+    let conn = wait_connection(&server, "closed", |c| c["state"] == "closed").await;
+    assert!(conn["last_error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("no welcome from the peer"));
+
+    // Offers TLS, and (requiring it) closes once it sees we do not.
+    let (peer, hello) = open_v2(addr, &["TLS", "COMPRESSION"]).await;
+    assert!(!hello.offers("TLS"));
+    drop(peer);
+    let conn = wait_connection(&server, "closed", |c| {
+        c["state"] == "closed" && c["last_error"].is_object()
+    })
+    .await;
+    assert!(conn["last_error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("TLS, which brokerstream does not support"));
+
+    // Starts a TLS handshake anyway.
+    let (mut peer, _) = open_v2(addr, &["TLS"]).await;
+    peer.send(&[0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00]).await;
+    assert!(peer.closed().await);
+    let conn = wait_connection(&server, "closed", |c| {
+        c["state"] == "closed" && c["last_error"].is_object()
+    })
+    .await;
+    assert!(conn["last_error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("started a TLS handshake"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_journal_pauses_reading_and_acks_wait_for_room() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every event held is acknowledged at once.
+    let mut config = bbdo_config(dir.path(), 1);
+    config.journal_max_events = 30;
+    let server = Server::start_with(config).await;
+    let addr = server.app.as_ref().unwrap().bbdo_addrs[0];
+    // An output that cannot write keeps every event in the journal.
+    let blocked = dir.path().join("missing-dir").join("out.log");
+    file_output(&server, "stuck", &blocked).await;
+    let (mut peer, _) = open_v2(addr, &[]).await;
+    let events: Vec<Event> = (1..=100).map(|i| host_status_v2(i, "OK")).collect();
+    peer.send(&encode_all(&events)).await;
+    // Only what the journal holds is acknowledged.
+    assert_eq!(peer.acks_until(30).await.iter().sum::<u64>(), 30);
+    let conn = wait_connection(&server, "paused", |c| c["state"] == "paused").await;
+    assert!(conn["errors"]["ingest_refusals"].as_u64().unwrap() > 0);
+    assert_eq!(conn["events_acknowledged"], 30);
+
+    // The output goes away: the journal has room, the rest comes in.
+    let response = server
+        .client
+        .delete(server.url("/api/v1/outputs/stuck"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    peer.acks_until(70).await;
+    peer.send(&stop_packet(false)).await;
+    assert_eq!(peer.next_ack().await, 0);
+    let conn = wait_connection(&server, "running", |c| c["state"] == "running").await;
+    assert_eq!(conn["events_ingested"], 100);
+    server.stop().await;
+}

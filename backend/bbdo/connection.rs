@@ -16,6 +16,7 @@
 //! stops reading and retries the same batch after a pause, so a peer that
 //! floods is slowed down by TCP rather than buffered without bound.
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -146,9 +147,11 @@ pub struct Session {
     /// Decoded events waiting for ingest, and their packets, to decode them
     /// again if ingest refuses the batch (it takes the events by value).
     batch: Vec<Event>,
-    batch_packets: Vec<Packet>,
-    /// Events read since the last ingest, decodable or not.
-    batch_count: u64,
+    /// Every event read and not yet counted for acknowledgement, in order:
+    /// the packet of a decoded event (one per `batch` entry), `None` for
+    /// one that could not be decoded and is only waiting for the events
+    /// before it to be held.
+    pending: VecDeque<Option<Packet>>,
     /// Events held by the journal (or consumed) and not yet acknowledged.
     unacked: u64,
     last_ack: Instant,
@@ -180,8 +183,7 @@ impl Session {
             peer_offers_tls: false,
             write_compressed: false,
             batch: Vec::new(),
-            batch_packets: Vec::new(),
-            batch_count: 0,
+            pending: VecDeque::new(),
             unacked: 0,
             last_ack: Instant::now(),
             stopped_by_peer: false,
@@ -400,7 +402,7 @@ impl Session {
     async fn drain(&mut self) -> Result<(), SessionError> {
         while let Some(packet) = self.next_packet() {
             self.on_packet(packet).await?;
-            if self.batch_packets.len() >= BATCH_MAX {
+            if self.pending.len() >= BATCH_MAX {
                 self.flush().await?;
                 self.maybe_ack().await?;
             }
@@ -468,19 +470,20 @@ impl Session {
         }
         self.events_after_handshake += 1;
         self.stats.event_seen(1);
-        self.batch_count += 1;
         match super::decode(ty, &packet.payload) {
             Ok(event) => {
                 self.batch.push(event);
-                self.batch_packets.push(packet);
+                self.pending.push_back(Some(packet));
             }
             Err(e @ DecodeError::UnknownType(_)) => {
+                self.pending.push_back(None);
                 self.stats.unknown_events.fetch_add(1, Ordering::Relaxed);
                 let m = format!("cannot unserialize event: {e}; event ignored");
                 tracing::warn!("BBDO: peer {}: {m}", self.peer);
                 self.stats.error(m);
             }
             Err(e) => {
+                self.pending.push_back(None);
                 self.stats.decode_errors.fetch_add(1, Ordering::Relaxed);
                 let m = format!("cannot decode event: {e}; event dropped");
                 tracing::warn!("BBDO: peer {}: {m}", self.peer);
@@ -492,35 +495,56 @@ impl Session {
 
     /// Hands the batch to ingest, waiting while the journal is full.
     async fn flush(&mut self) -> Result<(), SessionError> {
-        if self.batch_count == 0 {
-            return Ok(());
-        }
         let mut pause = FULL_PAUSE_MIN;
         let mut warned = false;
-        while !self.batch_packets.is_empty() {
-            let events = std::mem::take(&mut self.batch);
-            let n = events.len() as u64;
+        // A refused batch is retried in halves down to one event, so that
+        // a journal smaller than a batch still takes it piece by piece, and
+        // what it took is acknowledged while the rest waits.
+        let mut chunk = self.batch.len().max(1);
+        loop {
+            self.count_held(0);
+            if self.batch.is_empty() {
+                break;
+            }
+            let take = chunk.min(self.batch.len());
+            let rest = self.batch.split_off(take);
+            let events = std::mem::replace(&mut self.batch, rest);
             match self.ingest.ingest(events).await {
                 Ok(_) => {
-                    self.stats.ingested.fetch_add(n, Ordering::Relaxed);
-                    self.batch_packets.clear();
+                    self.stats
+                        .ingested
+                        .fetch_add(take as u64, Ordering::Relaxed);
+                    self.count_held(take);
+                    chunk = chunk.saturating_mul(2);
                     if warned {
+                        warned = false;
                         tracing::info!(
                             "BBDO peer {}: journal has room again, reading on",
                             self.peer
                         );
                         self.stats.set_state(ConnectionState::Running);
                     }
+                    if !self.batch.is_empty() {
+                        self.maybe_ack().await?;
+                    }
                 }
                 Err(AppendError::Full { capacity }) => {
                     // Ingest took the events: decode them again from the
                     // same bytes, which decoded once already.
-                    self.batch = self
-                        .batch_packets
+                    let mut again: Vec<Event> = self
+                        .pending
                         .iter()
+                        .flatten()
+                        .take(take)
                         .filter_map(|p| super::decode(p.event_type, &p.payload).ok())
                         .collect();
+                    again.append(&mut self.batch);
+                    self.batch = again;
                     self.stats.ingest_refusals.fetch_add(1, Ordering::Relaxed);
+                    if chunk > 1 {
+                        chunk = chunk.div_ceil(2);
+                        continue;
+                    }
                     if !warned {
                         warned = true;
                         let m = format!(
@@ -538,9 +562,22 @@ impl Session {
                 }
             }
         }
-        self.unacked += self.batch_count;
-        self.batch_count = 0;
         Ok(())
+    }
+
+    /// Counts for acknowledgement the first `held` decoded events of
+    /// `pending`, which the journal now holds, and the undecodable ones
+    /// before and right after them.
+    fn count_held(&mut self, mut held: usize) {
+        while let Some(front) = self.pending.front() {
+            match front {
+                Some(_) if held == 0 => break,
+                Some(_) => held -= 1,
+                None => {}
+            }
+            self.pending.pop_front();
+            self.unacked += 1;
+        }
     }
 
     async fn maybe_ack(&mut self) -> Result<(), SessionError> {
