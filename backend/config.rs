@@ -241,3 +241,50 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
         .with_context(|| format!("cannot read configuration file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("invalid configuration file {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bbdo_listen_lists() {
+        assert_eq!(parse_listen_list("none"), Ok(vec![]));
+        assert_eq!(parse_listen_list(""), Ok(vec![]));
+        assert_eq!(
+            parse_listen_list("127.0.0.1:5669, [::1]:5670"),
+            Ok(vec![
+                "127.0.0.1:5669".parse().unwrap(),
+                "[::1]:5670".parse().unwrap()
+            ])
+        );
+        assert!(parse_listen_list("localhost").is_err());
+        assert_eq!(
+            Config::default().bbdo.listen,
+            vec![DEFAULT_BBDO_ADDR.parse().unwrap()]
+        );
+    }
+
+    #[test]
+    fn bbdo_section_of_the_file() {
+        let file: FileConfig = toml::from_str(
+            "[bbdo]\nlisten = []\nack_limit = 10\ncompression = false\n\n\
+             [[bbdo.connectors]]\naddress = \"127.0.0.1:5670\"\nversion = \"2.0.0\"\n\n\
+             [[bbdo.connectors]]\naddress = \"127.0.0.1:5671\"\n",
+        )
+        .unwrap();
+        let mut config = Config::default();
+        config.apply_file(file).unwrap();
+        assert!(config.bbdo.listen.is_empty());
+        assert_eq!(config.bbdo.session.ack_limit, 10);
+        assert!(!config.bbdo.session.compression);
+        assert_eq!(config.bbdo.connectors.len(), 2);
+        assert_eq!(config.bbdo.connectors[0].version, Version::V2);
+        assert_eq!(config.bbdo.connectors[1].version, Version::V3);
+
+        let bad: FileConfig =
+            toml::from_str("[[bbdo.connectors]]\naddress = \"x:1\"\nversion = \"4.0.0\"\n")
+                .unwrap();
+        assert!(Config::default().apply_file(bad).is_err());
+        assert!(toml::from_str::<FileConfig>("[bbdo]\nlisten_typo = []\n").is_err());
+    }
+}

@@ -724,3 +724,23 @@ async fn a_full_journal_pauses_reading_and_acks_wait_for_room() {
     assert_eq!(conn["events_ingested"], 100);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn pending_events_are_acknowledged_on_a_timer_below_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = bbdo_config(dir.path(), 1000);
+    config.bbdo.session.ack_interval = Duration::from_millis(50);
+    let server = Server::start_with(config).await;
+    let addr = server.app.as_ref().unwrap().bbdo_addrs[0];
+    let (mut peer, _) = open_v2(addr, &[]).await;
+    peer.send(&encode_all(&[
+        host_status_v2(1, "a"),
+        host_status_v2(2, "b"),
+    ]))
+    .await;
+    // No stop: the timer alone sends the ack.
+    assert_eq!(peer.acks_until(2).await, [2]);
+    peer.send(&encode_all(&[host_status_v2(3, "c")])).await;
+    assert_eq!(peer.acks_until(1).await, [1]);
+    server.stop().await;
+}

@@ -16,7 +16,7 @@
 //! stops reading and retries the same batch after a pause, so a peer that
 //! floods is slowed down by TCP rather than buffered without bound.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,12 +32,14 @@ use super::frame::{Deframer, Notice, Packet};
 use super::handshake::{self, Hello, Version};
 use super::inputs::{ConnectionState, ConnectionStats};
 use super::DecodeError;
-use crate::event::Event;
+use crate::event::{Event, EventType};
 use crate::ingest::Ingest;
 use crate::journal::AppendError;
 
 /// Events handed to ingest at once, at most.
 const BATCH_MAX: usize = 1000;
+/// Decode errors logged per connection; later ones are only counted.
+const DECODE_ERRORS_LOGGED: u64 = 20;
 /// Bytes read from the socket at once.
 const READ_CHUNK: usize = 64 * 1024;
 /// Pauses between attempts while the journal is full.
@@ -157,6 +159,7 @@ pub struct Session {
     last_ack: Instant,
     stopped_by_peer: bool,
     events_after_handshake: u64,
+    unknown_logged: HashSet<EventType>,
 }
 
 impl Session {
@@ -188,6 +191,7 @@ impl Session {
             last_ack: Instant::now(),
             stopped_by_peer: false,
             events_after_handshake: 0,
+            unknown_logged: HashSet::new(),
         }
     }
 
@@ -479,14 +483,25 @@ impl Session {
                 self.pending.push_back(None);
                 self.stats.unknown_events.fetch_add(1, Ordering::Relaxed);
                 let m = format!("cannot unserialize event: {e}; event ignored");
-                tracing::warn!("BBDO: peer {}: {m}", self.peer);
+                // A newer broker may send a type we lack all the time: one
+                // line per type is enough, the counter tells the rest.
+                if self.unknown_logged.insert(ty) {
+                    tracing::warn!("BBDO: peer {}: {m} (logged once per type)", self.peer);
+                }
                 self.stats.error(m);
             }
             Err(e) => {
                 self.pending.push_back(None);
-                self.stats.decode_errors.fetch_add(1, Ordering::Relaxed);
+                let n = self.stats.decode_errors.fetch_add(1, Ordering::Relaxed);
                 let m = format!("cannot decode event: {e}; event dropped");
-                tracing::warn!("BBDO: peer {}: {m}", self.peer);
+                if n < DECODE_ERRORS_LOGGED {
+                    tracing::warn!("BBDO: peer {}: {m}", self.peer);
+                } else if n == DECODE_ERRORS_LOGGED {
+                    tracing::warn!(
+                        "BBDO: peer {}: more events do not decode; see the decode counter of GET /api/v1/inputs",
+                        self.peer
+                    );
+                }
                 self.stats.error(m);
             }
         }
