@@ -221,6 +221,7 @@ impl Session {
         loop {
             self.drain().await?;
             if self.stop.is_cancelled() {
+                let _ = self.send_ack().await;
                 return Ok(());
             }
             self.maybe_ack().await?;

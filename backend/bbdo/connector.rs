@@ -17,6 +17,7 @@ use crate::ingest::Ingest;
 
 pub const BACKOFF_MIN: Duration = Duration::from_millis(250);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+const SESSION_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One peer to dial.
 #[derive(Clone, Debug, PartialEq)]
@@ -69,7 +70,20 @@ pub async fn run(
                     Arc::clone(&conn),
                     stop.child_token(),
                 );
-                let result = session.run(Role::Connect(peer.version)).await;
+                let run = session.run(Role::Connect(peer.version));
+                tokio::pin!(run);
+                // As for listeners: a session blocked writing to a peer that
+                // stopped reading must not hold the shutdown for ever.
+                let result = tokio::select! {
+                    r = &mut run => r,
+                    _ = async {
+                        stop.cancelled().await;
+                        tokio::time::sleep(SESSION_STOP_TIMEOUT).await;
+                    } => {
+                        conn.closed();
+                        break;
+                    }
+                };
                 if conn.received.load(std::sync::atomic::Ordering::Relaxed) > 0 {
                     // It worked for a while: start the backoff afresh.
                     failures = 0;

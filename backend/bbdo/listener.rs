@@ -13,6 +13,9 @@ use super::connection::{Role, Session, SessionConfig};
 use super::inputs::Inputs;
 use crate::ingest::Ingest;
 
+/// How long sessions get to acknowledge and close once asked to stop.
+const SESSIONS_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A bound listener, not yet accepting.
 pub struct Listener {
     listener: TcpListener,
@@ -73,7 +76,20 @@ impl Listener {
                 }
             });
         }
-        while sessions.join_next().await.is_some() {}
+        // A session blocked writing to a peer that stopped reading must not
+        // hold the shutdown for ever.
+        let drained = tokio::time::timeout(SESSIONS_STOP_TIMEOUT, async {
+            while sessions.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                "BBDO listener {}: sessions still busy after {:?}; closing them",
+                self.address,
+                SESSIONS_STOP_TIMEOUT
+            );
+            sessions.shutdown().await;
+        }
         tracing::info!("BBDO listener {} stopped", self.address);
     }
 }
