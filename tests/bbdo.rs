@@ -208,9 +208,15 @@ impl Peer {
         ack.get("acknowledged_events").unwrap().as_i64().unwrap() as u64
     }
 
-    /// True once brokerstream closed the connection.
+    /// True once brokerstream closed the connection, after acks if any;
+    /// false if it sent something else.
     async fn closed(&mut self) -> bool {
-        self.next_packet().await.is_none()
+        while let Some(packet) = self.next_packet().await {
+            if packet.event_type != handshake::ACK && packet.event_type != handshake::PB_ACK {
+                return false;
+            }
+        }
+        true
     }
 }
 
@@ -742,5 +748,28 @@ async fn pending_events_are_acknowledged_on_a_timer_below_the_limit() {
     assert_eq!(peer.acks_until(2).await, [2]);
     peer.send(&encode_all(&[host_status_v2(3, "c")])).await;
     assert_eq!(peer.acks_until(1).await, [1]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_peer_that_stalls_in_the_middle_of_an_event_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = bbdo_config(dir.path(), 1000);
+    config.bbdo.session.stall_timeout = Duration::from_millis(100);
+    let server = Server::start_with(config).await;
+    let addr = server.app.as_ref().unwrap().bbdo_addrs[0];
+    let (mut peer, _) = open_v2(addr, &[]).await;
+    let whole = encode_all(&[host_status_v2(1, "whole")]);
+    let half = encode_all(&[host_status_v2(2, "half")]);
+    peer.send(&whole).await;
+    peer.send(&half[..20]).await;
+    // Silence between events is fine; in the middle of one it is not. What
+    // the journal holds is acknowledged before the close.
+    assert_eq!(peer.next_ack().await, 1);
+    assert!(peer.closed().await);
+    let conn = wait_connection(&server, "closed", |c| c["state"] == "closed").await;
+    let message = conn["last_error"]["message"].as_str().unwrap();
+    assert!(message.contains("in the middle of an event"), "{message}");
+    assert_eq!(conn["events_received"], 1);
     server.stop().await;
 }

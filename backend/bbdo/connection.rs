@@ -38,6 +38,8 @@ use crate::journal::AppendError;
 
 /// Events handed to ingest at once, at most.
 const BATCH_MAX: usize = 1000;
+/// How long a last ack may take when a session ends on an error.
+const FINAL_ACK_TIMEOUT: Duration = Duration::from_secs(1);
 /// Decode errors logged per connection; later ones are only counted.
 const DECODE_ERRORS_LOGGED: u64 = 20;
 /// Bytes read from the socket at once.
@@ -201,6 +203,9 @@ impl Session {
         let result = self.run_inner(role).await;
         if let Err(e) = &result {
             self.stats.error(e.to_string());
+            // Whatever the journal holds need not be sent again: say so
+            // before closing, if the peer still listens.
+            let _ = tokio::time::timeout(FINAL_ACK_TIMEOUT, self.send_ack()).await;
         }
         self.stats.closed();
         result
