@@ -655,7 +655,7 @@ async fn events_larger_than_a_packet_are_split_and_joined() {
 async fn silent_peers_and_peers_requiring_tls_are_closed_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = bbdo_config(dir.path(), 1000);
-    config.bbdo.session.handshake_timeout = Duration::from_millis(200);
+    config.bbdo.session.handshake_timeout = Duration::from_millis(500);
     let server = Server::start_with(config).await;
     let addr = server.app.as_ref().unwrap().bbdo_addrs[0];
 
@@ -772,4 +772,61 @@ async fn a_peer_that_stalls_in_the_middle_of_an_event_is_closed() {
     assert!(message.contains("in the middle of an event"), "{message}");
     assert_eq!(conn["events_received"], 1);
     server.stop().await;
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The real binary: `--bbdo-addr` picks the listener address.
+#[tokio::test]
+async fn the_binary_listens_for_bbdo_where_the_flag_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let (http, bbdo_port) = (free_port(), free_port());
+    let bbdo_addr: SocketAddr = format!("127.0.0.1:{bbdo_port}").parse().unwrap();
+    let _child = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_brokerstream"))
+            .args(["serve", "--bbdo-addr", &bbdo_addr.to_string()])
+            .env("BROKERSTREAM_HTTP_ADDR", format!("127.0.0.1:{http}"))
+            .env("BROKERSTREAM_DATA_DIR", dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + WAIT;
+    let stream = loop {
+        match TcpStream::connect(bbdo_addr).await {
+            Ok(s) => break s,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("no BBDO listener on {bbdo_addr}: {e}"),
+        }
+    };
+    let mut peer = Peer::from(stream);
+    peer.send(CAPTURE).await;
+    assert_eq!(peer.read_hello().await.version, Version::V2);
+    assert_eq!(peer.acks_until(953).await, [953]);
+    let all: Value = reqwest::get(format!("http://127.0.0.1:{http}/api/v1/inputs"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all["listeners"][0]["address"], bbdo_addr.to_string());
+}
+
+/// Stops the process even when an assertion fails first.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
