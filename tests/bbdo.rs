@@ -830,3 +830,43 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+#[tokio::test]
+async fn a_connector_retries_until_the_broker_listens() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let broker_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut config = bbdo_config(dir.path(), 1000);
+    config.bbdo.listen.clear();
+    config.bbdo.connectors = vec![brokerstream::bbdo::connector::ConnectorConfig {
+        address: broker_addr.to_string(),
+        version: Version::V2,
+    }];
+    let server = Server::start_with(config).await;
+    // Nothing listens yet: the connector says so and waits.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let all = inputs(&server).await;
+        let c = &all["connectors"][0];
+        if c["state"] == "retrying" {
+            assert!(c["last_error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("cannot connect"));
+            assert!(c["next_retry_at"].is_string());
+            break;
+        }
+        assert!(Instant::now() < deadline, "{all:#}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let broker = tokio::net::TcpListener::bind(broker_addr).await.unwrap();
+    let mut peer = accept(&broker).await;
+    let hello = peer.read_hello().await;
+    assert_eq!(hello.version, Version::V2);
+    assert!(!hello.protobuf, "2.0.0 speaks version_response");
+    peer.send_hello(Version::V2, &[]).await;
+    peer.send(&encode_all(&[host_status_v2(1, "late")])).await;
+    peer.send(&stop_packet(false)).await;
+    assert_eq!(peer.acks_until(1).await, [1], "legacy ack");
+    server.stop().await;
+}
