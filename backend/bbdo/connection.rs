@@ -410,6 +410,7 @@ impl Session {
 
     /// Handles every whole packet buffered, then ingests the batch.
     async fn drain(&mut self) -> Result<(), SessionError> {
+        let before = self.events_after_handshake;
         while let Some(packet) = self.next_packet() {
             self.on_packet(packet).await?;
             if self.pending.len() >= BATCH_MAX {
@@ -418,6 +419,10 @@ impl Session {
             }
         }
         self.notices();
+        if self.events_after_handshake > before {
+            // Once per read rather than per event: it takes a lock.
+            self.stats.event_seen();
+        }
         self.flush().await?;
         Ok(())
     }
@@ -479,7 +484,7 @@ impl Session {
             return Ok(());
         }
         self.events_after_handshake += 1;
-        self.stats.event_seen(1);
+        self.stats.received.fetch_add(1, Ordering::Relaxed);
         match super::decode(ty, &packet.payload) {
             Ok(event) => {
                 self.batch.push(event);

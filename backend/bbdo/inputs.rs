@@ -143,8 +143,8 @@ impl ConnectionStats {
         lock(&self.negotiated).state
     }
 
-    pub fn event_seen(&self, n: u64) {
-        self.received.fetch_add(n, Ordering::Relaxed);
+    /// Events arrived just now (counted in `received` as they come).
+    pub fn event_seen(&self) {
         lock(&self.negotiated).last_event_at = Some(OffsetDateTime::now_utc());
     }
 
