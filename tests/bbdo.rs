@@ -870,3 +870,38 @@ async fn a_connector_retries_until_the_broker_listens() {
     assert_eq!(peer.acks_until(1).await, [1], "legacy ack");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_flood_of_garbage_is_skipped_and_the_connection_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, addr) = start(dir.path(), 1000).await;
+    let path = dir.path().join("flood.log");
+    file_output(&server, "flood", &path).await;
+    let (mut peer, _) = open_v2(addr, &[]).await;
+    const GARBAGE: usize = 256 * 1024;
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut stream: Vec<u8> = (0..GARBAGE)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        })
+        .collect();
+    stream.extend_from_slice(&encode_all(&[host_status_v2(7, "after the flood")]));
+    // Random bytes may hold a header whose CRC happens to match, which
+    // would swallow what follows (in Centreon too): make sure none does.
+    for i in 0..GARBAGE {
+        while bbdo::frame::header_is_valid(&stream[i..]) == Some(true) {
+            stream[i] ^= 0x01;
+        }
+    }
+    peer.send(&stream).await;
+    peer.send(&stop_packet(false)).await;
+    assert_eq!(peer.acks_until(1).await, [1]);
+    assert_eq!(host_ids(&json_lines(&wait_lines(&path, 1).await)), [7]);
+    let conn = inputs(&server).await["listeners"][0]["connections"][0].clone();
+    assert_eq!(conn["errors"]["bytes_skipped"], GARBAGE);
+    assert_eq!(conn["state"], "running");
+    server.stop().await;
+}
