@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::bbdo::{self, Inputs};
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::ingest::{simulator, Ingest};
@@ -20,8 +21,13 @@ use crate::web::{self, Context};
 pub struct App {
     /// The address the HTTP server listens on (useful with port 0).
     pub http_addr: SocketAddr,
+    /// The addresses the BBDO listeners are bound to (useful with port 0).
+    pub bbdo_addrs: Vec<SocketAddr>,
     pub context: Context,
     stop: CancellationToken,
+    /// Stops BBDO inputs, before everything else.
+    bbdo_stop: CancellationToken,
+    bbdo_tasks: Vec<JoinHandle<()>>,
     server: JoinHandle<()>,
     simulator: Option<JoinHandle<()>>,
     cache_saver: JoinHandle<()>,
@@ -57,8 +63,41 @@ pub async fn start(config: Config) -> anyhow::Result<App> {
         .await
         .with_context(|| format!("cannot listen on {}", config.http_addr))?;
     let http_addr = listener.local_addr()?;
-    let context = Context::new(store, supervisor, Arc::clone(&ingest), Arc::clone(&journal));
+    let inputs = Inputs::new();
+    let context = Context::new(
+        store,
+        supervisor,
+        Arc::clone(&ingest),
+        Arc::clone(&journal),
+        Arc::clone(&inputs),
+    );
     let stop = CancellationToken::new();
+    // Listeners are bound before anything is spawned, so that a busy port
+    // fails the start instead of a background task.
+    let mut bbdo_listeners = Vec::new();
+    for address in &config.bbdo.listen {
+        bbdo_listeners.push(bbdo::listener::Listener::bind(*address).await?);
+    }
+    let bbdo_addrs = bbdo_listeners.iter().map(|l| l.address).collect();
+    let bbdo_stop = CancellationToken::new();
+    let mut bbdo_tasks = Vec::new();
+    for listener in bbdo_listeners {
+        bbdo_tasks.push(tokio::spawn(listener.run(
+            config.bbdo.session.clone(),
+            Arc::clone(&ingest),
+            Arc::clone(&inputs),
+            bbdo_stop.clone(),
+        )));
+    }
+    for peer in &config.bbdo.connectors {
+        bbdo_tasks.push(tokio::spawn(bbdo::connector::run(
+            peer.clone(),
+            config.bbdo.session.clone(),
+            Arc::clone(&ingest),
+            Arc::clone(&inputs),
+            bbdo_stop.clone(),
+        )));
+    }
     let router = web::router(context.clone());
     let server_stop = stop.clone();
     let server = tokio::spawn(async move {
@@ -83,8 +122,11 @@ pub async fn start(config: Config) -> anyhow::Result<App> {
         .then(|| tokio::spawn(simulator::run(ingest, config.simulate, stop.clone())));
     Ok(App {
         http_addr,
+        bbdo_addrs,
         context,
         stop,
+        bbdo_stop,
+        bbdo_tasks,
         server,
         simulator,
         cache_saver,
@@ -114,6 +156,12 @@ impl App {
     /// Stops taking events and requests, then stops every worker, each
     /// flushing what it holds.
     pub async fn shutdown(self) {
+        // BBDO first: each session acknowledges what the journal holds and
+        // closes, so peers keep the rest in their retention.
+        self.bbdo_stop.cancel();
+        for task in self.bbdo_tasks {
+            let _ = task.await;
+        }
         self.stop.cancel();
         if let Some(simulator) = self.simulator {
             let _ = simulator.await;

@@ -7,11 +7,17 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 
+use std::time::Duration;
+
+use crate::bbdo::connector::ConnectorConfig;
+use crate::bbdo::{SessionConfig, Version};
 use crate::journal::{FsyncPolicy, FullPolicy, JournalConfig};
 use crate::output::lua::{EventJsonStyle, LuaSettings};
 
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "./data";
+/// Centreon's conventional BBDO port, on loopback.
+pub const DEFAULT_BBDO_ADDR: &str = "127.0.0.1:5669";
 
 /// The settings the service runs with, once every source is merged.
 #[derive(Clone, Debug)]
@@ -25,6 +31,53 @@ pub struct Config {
     /// The `[lua]` table; unset keys take their defaults, some of which
     /// depend on `data_dir` (see [`Config::lua_settings`]).
     pub lua: LuaFileConfig,
+    pub bbdo: BbdoConfig,
+}
+
+/// BBDO inputs: where Centreon Brokers connect, which ones brokerstream
+/// dials, and how sessions behave.
+#[derive(Clone, Debug)]
+pub struct BbdoConfig {
+    /// Addresses to listen on; empty = no listener.
+    pub listen: Vec<SocketAddr>,
+    pub connectors: Vec<ConnectorConfig>,
+    pub session: SessionConfig,
+}
+
+impl Default for BbdoConfig {
+    fn default() -> Self {
+        BbdoConfig {
+            listen: vec![DEFAULT_BBDO_ADDR.parse().expect("valid default address")],
+            connectors: Vec::new(),
+            session: SessionConfig::default(),
+        }
+    }
+}
+
+impl BbdoConfig {
+    /// No listener and no connector, as tests that do not need BBDO want.
+    pub fn disabled() -> Self {
+        BbdoConfig {
+            listen: Vec::new(),
+            ..BbdoConfig::default()
+        }
+    }
+}
+
+/// `--bbdo-addr`: a comma-separated list of addresses, or `none` (or
+/// nothing) for no listener.
+pub fn parse_listen_list(text: &str) -> Result<Vec<SocketAddr>, String> {
+    let text = text.trim();
+    if text.is_empty() || text.eq_ignore_ascii_case("none") {
+        return Ok(Vec::new());
+    }
+    text.split(',')
+        .map(|a| {
+            a.trim()
+                .parse()
+                .map_err(|_| format!("`{}` is not an address such as 127.0.0.1:5669", a.trim()))
+        })
+        .collect()
 }
 
 /// The `[journal]` section. See the README for what each fsync policy
@@ -98,6 +151,7 @@ impl Default for Config {
             journal: JournalSettings::default(),
             shutdown_timeout_secs: 10,
             lua: LuaFileConfig::default(),
+            bbdo: BbdoConfig::default(),
         }
     }
 }
@@ -122,6 +176,38 @@ pub struct FileConfig {
     pub journal: Option<JournalSettings>,
     #[serde(default)]
     pub lua: LuaFileConfig,
+    #[serde(default)]
+    pub bbdo: BbdoFileConfig,
+}
+
+/// ```toml
+/// [bbdo]
+/// listen = ["127.0.0.1:5669"]   # [] for none
+/// ack_limit = 1000
+/// compression = true
+///
+/// [[bbdo.connectors]]
+/// address = "central:5669"
+/// version = "3.0.1"
+/// ```
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BbdoFileConfig {
+    pub listen: Option<Vec<SocketAddr>>,
+    pub ack_limit: Option<u32>,
+    pub compression: Option<bool>,
+    pub handshake_timeout_secs: Option<u64>,
+    pub stall_timeout_secs: Option<u64>,
+    #[serde(default)]
+    pub connectors: Vec<ConnectorFileConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorFileConfig {
+    pub address: String,
+    /// BBDO version announced; 3.0.1 when absent.
+    pub version: Option<String>,
 }
 
 /// `[lua]`: the settings every `lua` output shares.
@@ -154,6 +240,7 @@ pub struct Overrides {
     pub http_addr: Option<SocketAddr>,
     pub simulate: Option<u32>,
     pub fsync: Option<String>,
+    pub bbdo_listen: Option<Vec<SocketAddr>>,
 }
 
 impl Config {
@@ -163,7 +250,7 @@ impl Config {
             None => FileConfig::default(),
         };
         let mut config = Config::default();
-        config.apply_file(file);
+        config.apply_file(file)?;
         if let Some(dir) = overrides.data_dir {
             config.data_dir = dir;
         }
@@ -176,11 +263,14 @@ impl Config {
         if let Some(fsync) = overrides.fsync {
             config.journal.fsync = fsync;
         }
+        if let Some(listen) = overrides.bbdo_listen {
+            config.bbdo.listen = listen;
+        }
         config.journal_config()?;
         Ok(config)
     }
 
-    fn apply_file(&mut self, file: FileConfig) {
+    fn apply_file(&mut self, file: FileConfig) -> anyhow::Result<()> {
         if let Some(dir) = file.data_dir {
             self.data_dir = dir;
         }
@@ -197,6 +287,41 @@ impl Config {
             self.journal = journal;
         }
         self.lua = file.lua;
+        let bbdo = file.bbdo;
+        if let Some(listen) = bbdo.listen {
+            self.bbdo.listen = listen;
+        }
+        if let Some(limit) = bbdo.ack_limit {
+            anyhow::ensure!(limit > 0, "bbdo.ack_limit must be at least 1");
+            self.bbdo.session.ack_limit = limit;
+        }
+        if let Some(on) = bbdo.compression {
+            self.bbdo.session.compression = on;
+        }
+        if let Some(secs) = bbdo.handshake_timeout_secs {
+            self.bbdo.session.handshake_timeout = Duration::from_secs(secs.max(1));
+        }
+        if let Some(secs) = bbdo.stall_timeout_secs {
+            self.bbdo.session.stall_timeout = Duration::from_secs(secs.max(1));
+        }
+        for c in bbdo.connectors {
+            let version = match c.version {
+                Some(v) => v
+                    .parse::<Version>()
+                    .map_err(|e| anyhow::anyhow!("bbdo.connectors `{}`: {e}", c.address))?,
+                None => Version::V3,
+            };
+            anyhow::ensure!(
+                matches!(version.major, 2 | 3),
+                "bbdo.connectors `{}`: version {version}: brokerstream speaks BBDO 2 and 3",
+                c.address
+            );
+            self.bbdo.connectors.push(ConnectorConfig {
+                address: c.address,
+                version,
+            });
+        }
+        Ok(())
     }
 
     /// The Lua runtime's settings: the `[lua]` table over the defaults for
@@ -232,4 +357,51 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read configuration file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("invalid configuration file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bbdo_listen_lists() {
+        assert_eq!(parse_listen_list("none"), Ok(vec![]));
+        assert_eq!(parse_listen_list(""), Ok(vec![]));
+        assert_eq!(
+            parse_listen_list("127.0.0.1:5669, [::1]:5670"),
+            Ok(vec![
+                "127.0.0.1:5669".parse().unwrap(),
+                "[::1]:5670".parse().unwrap()
+            ])
+        );
+        assert!(parse_listen_list("localhost").is_err());
+        assert_eq!(
+            Config::default().bbdo.listen,
+            vec![DEFAULT_BBDO_ADDR.parse().unwrap()]
+        );
+    }
+
+    #[test]
+    fn bbdo_section_of_the_file() {
+        let file: FileConfig = toml::from_str(
+            "[bbdo]\nlisten = []\nack_limit = 10\ncompression = false\n\n\
+             [[bbdo.connectors]]\naddress = \"127.0.0.1:5670\"\nversion = \"2.0.0\"\n\n\
+             [[bbdo.connectors]]\naddress = \"127.0.0.1:5671\"\n",
+        )
+        .unwrap();
+        let mut config = Config::default();
+        config.apply_file(file).unwrap();
+        assert!(config.bbdo.listen.is_empty());
+        assert_eq!(config.bbdo.session.ack_limit, 10);
+        assert!(!config.bbdo.session.compression);
+        assert_eq!(config.bbdo.connectors.len(), 2);
+        assert_eq!(config.bbdo.connectors[0].version, Version::V2);
+        assert_eq!(config.bbdo.connectors[1].version, Version::V3);
+
+        let bad: FileConfig =
+            toml::from_str("[[bbdo.connectors]]\naddress = \"x:1\"\nversion = \"4.0.0\"\n")
+                .unwrap();
+        assert!(Config::default().apply_file(bad).is_err());
+        assert!(toml::from_str::<FileConfig>("[bbdo]\nlisten_typo = []\n").is_err());
+    }
 }

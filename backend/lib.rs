@@ -4,6 +4,7 @@
 //! them to outputs.
 
 pub mod app;
+pub mod bbdo;
 pub mod cache;
 pub mod config;
 pub mod event;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use brokerstream::config::{Config, Overrides};
+use brokerstream::config::{parse_listen_list, Config, Overrides};
 
 /// brokerstream: stream connectors for Centreon monitoring data.
 #[derive(Parser)]
@@ -101,6 +101,18 @@ struct ServeArgs {
     /// Journal fsync policy: always, interval or never [default: always]
     #[arg(long, env = "BROKERSTREAM_FSYNC")]
     fsync: Option<String>,
+    /// BBDO listen addresses, comma-separated, or `none` [default: 127.0.0.1:5669]
+    #[arg(long, value_name = "ADDRS", env = "BROKERSTREAM_BBDO_ADDR", value_parser = parse_addrs)]
+    bbdo_addr: Option<ListenAddrs>,
+}
+
+/// A whole list in one value, so that clap does not take it for a
+/// repeated flag.
+#[derive(Clone)]
+struct ListenAddrs(Vec<SocketAddr>);
+
+fn parse_addrs(text: &str) -> Result<ListenAddrs, String> {
+    parse_listen_list(text).map(ListenAddrs)
 }
 
 fn main() -> ExitCode {
@@ -140,6 +152,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         http_addr: args.http_addr,
         simulate: args.simulate,
         fsync: args.fsync,
+        bbdo_listen: args.bbdo_addr.map(|a| a.0),
     })?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {

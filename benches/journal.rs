@@ -51,7 +51,11 @@ fn ingest(c: &mut Criterion) {
                 let now = SystemTime::now();
                 for event in batch {
                     seq += 1;
-                    tail.push_back(Arc::new(Entry { seq, received_at: now, event }));
+                    tail.push_back(Arc::new(Entry {
+                        seq,
+                        received_at: now,
+                        event,
+                    }));
                     if tail.len() > 100_000 {
                         tail.pop_front();
                     }

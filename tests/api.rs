@@ -608,6 +608,7 @@ async fn a_full_journal_answers_503_with_retry_after() {
             max_bytes: 300,
             ..Default::default()
         },
+        bbdo: brokerstream::config::BbdoConfig::disabled(),
         ..Default::default()
     };
     let server = Server::start_with(config).await;

@@ -4,7 +4,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use brokerstream::app::{self, App};
-use brokerstream::config::Config;
+use brokerstream::config::{BbdoConfig, Config};
 use reqwest::{Client, Response};
 use serde_json::{json, Value};
 
@@ -20,6 +20,8 @@ impl Server {
         let config = Config {
             data_dir: data_dir.to_owned(),
             http_addr: "127.0.0.1:0".parse().unwrap(),
+            // Tests run in parallel: no listener on the shared default port.
+            bbdo: BbdoConfig::disabled(),
             ..Config::default()
         };
         Server::start_with(config).await
@@ -197,6 +199,9 @@ impl Drop for Process {
 impl Process {
     pub fn spawn(args: &[&str], env: &[(&str, &str)], port: u16) -> Process {
         let mut command = Command::new(env!("CARGO_BIN_EXE_brokerstream"));
+        // Tests run in parallel: no one may take the default BBDO port. A
+        // test that wants a listener says so with --bbdo-addr.
+        command.env("BROKERSTREAM_BBDO_ADDR", "none");
         command
             .args(args)
             .stdout(Stdio::null())

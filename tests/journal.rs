@@ -168,6 +168,7 @@ async fn an_outage_backlog_survives_a_restart_and_drains_in_order() {
             segment_bytes: 8192,
             ..Default::default()
         },
+        bbdo: brokerstream::config::BbdoConfig::disabled(),
         ..Default::default()
     };
     let server = Server::start_with(config()).await;
@@ -545,6 +546,7 @@ async fn a_full_disk_refuses_events_and_loses_none() {
         ])
         .args(["--data-dir", data.to_str().unwrap()])
         .env("BROKERSTREAM_LOG", "error")
+        .env("BROKERSTREAM_BBDO_ADDR", "none")
         .stdout(std::process::Stdio::null());
     let p = Process {
         child: command.spawn().expect("prlimit runs"),

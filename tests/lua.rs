@@ -1001,6 +1001,7 @@ async fn start(dir: &Path, max_queue: Option<usize>) -> Server {
     let mut config = Config {
         data_dir: dir.to_owned(),
         http_addr: "127.0.0.1:0".parse().unwrap(),
+        bbdo: brokerstream::config::BbdoConfig::disabled(),
         ..Config::default()
     };
     config.lua.event_queue_max_size = max_queue;

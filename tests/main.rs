@@ -3,6 +3,7 @@
 //! data directory) and stops it.
 
 mod api;
+mod bbdo;
 mod common;
 mod file_output;
 mod journal;

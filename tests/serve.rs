@@ -16,7 +16,7 @@ async fn sigterm_flushes_buffered_events_and_exits_cleanly() {
     let data = dir.path().join("data");
     // Flags for the address, the environment for the data directory.
     let p = Process::spawn(
-        &["serve", "--http-addr", &addr],
+        &["serve", "--http-addr", &addr, "--bbdo-addr", "none"],
         &[("BROKERSTREAM_DATA_DIR", data.to_str().unwrap())],
         port,
     );
@@ -54,7 +54,7 @@ async fn configuration_file_and_simulator() {
     std::fs::write(
         &config,
         format!(
-            "data_dir = {:?}\nhttp_addr = \"127.0.0.1:{port}\"\n\n[journal]\nfsync = \"interval\"\nfsync_interval_ms = 50\n",
+            "data_dir = {:?}\nhttp_addr = \"127.0.0.1:{port}\"\n\n[journal]\nfsync = \"interval\"\nfsync_interval_ms = 50\n\n[bbdo]\nlisten = []\n",
             dir.path().join("from-config").to_str().unwrap()
         ),
     )

@@ -640,6 +640,7 @@ impl Journal {
     /// publishes the events to readers and answers the producers.
     fn write_group(&self, group: Vec<WriteRequest>, file: &mut File, path: &mut PathBuf) {
         let now = SystemTime::now();
+        self.release_active_if_needed(&group, file, path);
         let (mut next_seq, mut active_bytes) = {
             let state = self.lock();
             (state.head + 1, state.segments.back().map_or(0, |s| s.bytes))
@@ -720,6 +721,47 @@ impl Journal {
             }
         }
         self.publish(pending, now);
+    }
+
+    /// When the group would not fit and every output has acknowledged the
+    /// whole active segment, starts a new one so that the old one can go:
+    /// the active segment is otherwise never deleted. Only then, so that
+    /// outputs that keep up do not cause a new file per write.
+    fn release_active_if_needed(
+        &self,
+        group: &[WriteRequest],
+        file: &mut File,
+        path: &mut PathBuf,
+    ) {
+        let needed: u64 = group
+            .iter()
+            .map(|r| (r.payloads.len() + r.ends.len() * record::HEADER_LEN) as u64)
+            .sum();
+        let next_seq = {
+            let state = self.lock();
+            let Some(active) = state.segments.back() else {
+                return;
+            };
+            let released = active.last_seq >= active.first_seq
+                && state.cursors.values().all(|c| c.acked >= active.last_seq);
+            if !released || state.total_bytes + needed <= self.config.max_bytes {
+                return;
+            }
+            state.head + 1
+        };
+        if let Err(e) = file.sync_data() {
+            tracing::error!("journal fsync failed: {e}");
+            return;
+        }
+        match self.rotate(next_seq) {
+            Ok((new_file, new_path)) => {
+                *file = new_file;
+                *path = new_path;
+                let mut state = self.lock();
+                self.trim(&mut state);
+            }
+            Err(e) => tracing::error!("cannot start a new journal segment: {e}"),
+        }
     }
 
     /// Makes room for `needed` more bytes under `max_bytes`.

@@ -391,3 +391,29 @@ async fn fsync_policies_all_deliver() {
         journal.close();
     }
 }
+
+#[tokio::test]
+async fn a_full_journal_takes_events_again_once_outputs_caught_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(JournalConfig {
+        max_bytes: 2000,
+        ..config(dir.path())
+    })
+    .unwrap();
+    let mut cursor = journal.cursor("out", StartAt::Head);
+    let mut next = 1;
+    loop {
+        match journal.append(vec![metric(next)]).await {
+            Ok(_) => next += 1,
+            Err(AppendError::Full { .. }) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(next > 10);
+    // Everything, the active segment included, is acknowledged: room again.
+    let all = cursor.read(1000);
+    cursor.ack(all.last().unwrap().seq);
+    journal.append(vec![metric(next)]).await.unwrap();
+    assert_eq!(ids(&cursor.read(10)), [next]);
+    journal.close();
+}

@@ -3,6 +3,7 @@
 
 mod error;
 mod events;
+mod inputs;
 mod kinds;
 mod outputs;
 mod pages;
@@ -14,6 +15,7 @@ use axum::routing::{get, post, put};
 use axum::Router;
 use tower_http::services::ServeDir;
 
+use crate::bbdo::Inputs;
 use crate::ingest::Ingest;
 use crate::journal::Journal;
 use crate::output::Supervisor;
@@ -32,6 +34,8 @@ pub struct Shared {
     pub supervisor: Arc<Supervisor>,
     pub ingest: Arc<Ingest>,
     pub journal: Arc<Journal>,
+    /// BBDO listeners, connectors and their connections.
+    pub inputs: Arc<Inputs>,
     /// Serializes definition changes, so the store and the running workers
     /// see them in the same order.
     pub writes: tokio::sync::Mutex<()>,
@@ -50,12 +54,14 @@ impl Context {
         supervisor: Arc<Supervisor>,
         ingest: Arc<Ingest>,
         journal: Arc<Journal>,
+        inputs: Arc<Inputs>,
     ) -> Self {
         Context(Arc::new(Shared {
             store,
             supervisor,
             ingest,
             journal,
+            inputs,
             writes: tokio::sync::Mutex::new(()),
         }))
     }
@@ -64,6 +70,7 @@ impl Context {
 pub fn router(ctx: Context) -> Router {
     let api = Router::new()
         .route("/events", post(events::ingest))
+        .route("/inputs", get(inputs::list))
         .route("/kinds", get(kinds::list))
         .route("/outputs", get(outputs::list).post(outputs::create))
         .route(

@@ -1,0 +1,659 @@
+//! One BBDO session with a peer, whichever side opened the TCP connection:
+//! handshake, then read events, hand them to ingest, and acknowledge them
+//! once the journal holds them (spec bbdo.md §7.6).
+//!
+//! Acknowledgement rules, as Centreon's input side: an `ack` (or protobuf
+//! `Ack`) goes out once `ack_limit` events are unacknowledged, or when at
+//! least one is and the last ack is more than 5 s old, and a final one
+//! answers a `stop`. Only events the journal holds are counted, so a peer
+//! keeps in its retention whatever brokerstream has not secured. Events
+//! that cannot be decoded (unknown type, broken payload) are counted too
+//! once every event before them is held: they were consumed, and sending
+//! them again would not make them readable. Category 2 (protocol) messages
+//! are handled here and counted nowhere, as Centreon does.
+//!
+//! Backpressure: when ingest refuses a batch (journal full), the session
+//! stops reading and retries the same batch after a pause, so a peer that
+//! floods is slowed down by TCP rather than buffered without bound.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::compression::{self, Sniffed};
+use super::frame::{Deframer, Notice, Packet};
+use super::handshake::{self, Hello, Version};
+use super::inputs::{ConnectionState, ConnectionStats};
+use super::DecodeError;
+use crate::event::{Event, EventType};
+use crate::ingest::Ingest;
+use crate::journal::AppendError;
+
+/// Events handed to ingest at once, at most.
+const BATCH_MAX: usize = 1000;
+/// How long a last ack may take when a session ends on an error.
+const FINAL_ACK_TIMEOUT: Duration = Duration::from_secs(1);
+/// Decode errors logged per connection; later ones are only counted.
+const DECODE_ERRORS_LOGGED: u64 = 20;
+/// Bytes read from the socket at once.
+const READ_CHUNK: usize = 64 * 1024;
+/// Pauses between attempts while the journal is full.
+const FULL_PAUSE_MIN: Duration = Duration::from_millis(50);
+const FULL_PAUSE_MAX: Duration = Duration::from_secs(2);
+
+/// How sessions behave; shared by every listener and connector.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// Acknowledge after this many events (Centreon's `ack_limit`).
+    pub ack_limit: u32,
+    /// Acknowledge pending events at least this often.
+    pub ack_interval: Duration,
+    /// Offer the `COMPRESSION` extension.
+    pub compression: bool,
+    /// Longest wait for the peer's welcome.
+    pub handshake_timeout: Duration,
+    /// Longest silence in the middle of an event before giving up on the
+    /// peer. A peer between events may stay silent for ever.
+    pub stall_timeout: Duration,
+    /// Our name in protobuf `Welcome`.
+    pub broker_name: String,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            ack_limit: 1000,
+            ack_interval: Duration::from_secs(5),
+            compression: true,
+            handshake_timeout: Duration::from_secs(5),
+            stall_timeout: Duration::from_secs(60),
+            broker_name: "brokerstream".into(),
+        }
+    }
+}
+
+/// Which side we are.
+#[derive(Clone, Copy, Debug)]
+pub enum Role {
+    /// We accepted the connection: the peer speaks first.
+    Accept,
+    /// We dialled: we speak first, in this version.
+    Connect(Version),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("{0}")]
+    Handshake(#[from] handshake::HandshakeError),
+    #[error("no welcome from the peer within {0:?}; closing the connection")]
+    HandshakeTimeout(Duration),
+    #[error("the peer closed the connection during the handshake")]
+    ClosedDuringHandshake,
+    #[error("the peer closed the connection right after the handshake; it offered TLS, which brokerstream does not support: if the peer requires TLS (tls: yes), set it to auto or no")]
+    TlsRequired,
+    #[error("the peer started a TLS handshake; brokerstream does not support TLS, closing the connection (set the peer's tls to auto or no)")]
+    TlsStarted,
+    #[error(
+        "the peer closed the connection in the middle of an event ({0} bytes of it discarded)"
+    )]
+    ClosedMidEvent(usize),
+    #[error("the peer sent nothing for {0:?} in the middle of an event; closing the connection")]
+    Stalled(Duration),
+    #[error("{0}; closing the connection")]
+    Compression(#[from] compression::CompressionError),
+    #[error("network error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The service is stopping: not an error to report.
+    #[error("stopping")]
+    Stopping,
+}
+
+enum Wake {
+    Read(std::io::Result<usize>),
+    AckTimer,
+    Stalled,
+    Stop,
+}
+
+/// How the bytes after the handshake are read.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mode {
+    Plain,
+    /// Compression was agreed: look at the first bytes to know.
+    Sniffing,
+    Compressed,
+}
+
+pub struct Session {
+    stream: TcpStream,
+    peer: String,
+    config: SessionConfig,
+    ingest: Arc<Ingest>,
+    stats: Arc<ConnectionStats>,
+    stop: CancellationToken,
+    /// Bytes as read from the socket.
+    raw: BytesMut,
+    /// Decompressed bytes, in compressed mode.
+    plain: BytesMut,
+    mode: Mode,
+    deframer: Deframer,
+    /// Ack format.
+    version: Version,
+    peer_offers_tls: bool,
+    write_compressed: bool,
+    /// Decoded events waiting for ingest, and their packets, to decode them
+    /// again if ingest refuses the batch (it takes the events by value).
+    batch: Vec<Event>,
+    /// Every event read and not yet counted for acknowledgement, in order:
+    /// the packet of a decoded event (one per `batch` entry), `None` for
+    /// one that could not be decoded and is only waiting for the events
+    /// before it to be held.
+    pending: VecDeque<Option<Packet>>,
+    /// Events held by the journal (or consumed) and not yet acknowledged.
+    unacked: u64,
+    last_ack: Instant,
+    stopped_by_peer: bool,
+    events_after_handshake: u64,
+    unknown_logged: HashSet<EventType>,
+}
+
+impl Session {
+    pub fn new(
+        stream: TcpStream,
+        config: SessionConfig,
+        ingest: Arc<Ingest>,
+        stats: Arc<ConnectionStats>,
+        stop: CancellationToken,
+    ) -> Self {
+        let peer = stats.peer.clone();
+        Session {
+            stream,
+            peer,
+            config,
+            ingest,
+            stats,
+            stop,
+            raw: BytesMut::with_capacity(READ_CHUNK),
+            plain: BytesMut::new(),
+            mode: Mode::Plain,
+            deframer: Deframer::new(),
+            version: Version::V2,
+            peer_offers_tls: false,
+            write_compressed: false,
+            batch: Vec::new(),
+            pending: VecDeque::new(),
+            unacked: 0,
+            last_ack: Instant::now(),
+            stopped_by_peer: false,
+            events_after_handshake: 0,
+            unknown_logged: HashSet::new(),
+        }
+    }
+
+    /// Runs the session to its end: `Ok` when the peer closed cleanly or we
+    /// are stopping, an error (to log) otherwise.
+    pub async fn run(mut self, role: Role) -> Result<(), SessionError> {
+        let result = self.run_inner(role).await;
+        if let Err(e) = &result {
+            self.stats.error(e.to_string());
+            // Whatever the journal holds need not be sent again: say so
+            // before closing, if the peer still listens.
+            let _ = tokio::time::timeout(FINAL_ACK_TIMEOUT, self.send_ack()).await;
+        }
+        self.stats.closed();
+        result
+    }
+
+    async fn run_inner(&mut self, role: Role) -> Result<(), SessionError> {
+        match self.run_until_stopped(role).await {
+            Err(SessionError::Stopping) => Ok(()),
+            other => other,
+        }
+    }
+
+    async fn run_until_stopped(&mut self, role: Role) -> Result<(), SessionError> {
+        let Some(()) = self.handshake(role).await? else {
+            return Ok(());
+        };
+        self.last_ack = Instant::now();
+        loop {
+            self.drain().await?;
+            if self.stop.is_cancelled() {
+                let _ = self.send_ack().await;
+                return Ok(());
+            }
+            self.maybe_ack().await?;
+            let mid_event = self.mid_event();
+            let ack_due = self.last_ack + self.config.ack_interval;
+            let pending = self.unacked > 0;
+            let stall = self.config.stall_timeout;
+            let wake = {
+                let stream = &mut self.stream;
+                let raw = &mut self.raw;
+                raw.reserve(READ_CHUNK);
+                tokio::select! {
+                    r = stream.read_buf(raw) => Wake::Read(r),
+                    _ = tokio::time::sleep_until(ack_due), if pending => Wake::AckTimer,
+                    _ = tokio::time::sleep(stall), if mid_event => Wake::Stalled,
+                    _ = self.stop.cancelled() => Wake::Stop,
+                }
+            };
+            match wake {
+                Wake::AckTimer => continue,
+                Wake::Stalled => return Err(SessionError::Stalled(stall)),
+                Wake::Stop => {
+                    // Acknowledge what is held before going.
+                    let _ = self.send_ack().await;
+                    return Ok(());
+                }
+                Wake::Read(Ok(0)) => return self.closed_by_peer().await,
+                Wake::Read(Ok(_)) => self.after_read()?,
+                Wake::Read(Err(e)) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn mid_event(&self) -> bool {
+        let buf = if self.mode == Mode::Compressed {
+            &self.plain
+        } else {
+            &self.raw
+        };
+        !self.raw.is_empty() || self.deframer.mid_event(buf)
+    }
+
+    async fn closed_by_peer(&mut self) -> Result<(), SessionError> {
+        let _ = self.send_ack().await;
+        if self.stopped_by_peer {
+            return Ok(());
+        }
+        if self.events_after_handshake == 0 && self.peer_offers_tls && self.raw.is_empty() {
+            return Err(SessionError::TlsRequired);
+        }
+        let left = self.raw.len() + self.plain.len();
+        if self.mid_event() {
+            return Err(SessionError::ClosedMidEvent(left));
+        }
+        Ok(())
+    }
+
+    /// Reads until one packet is whole, for the handshake.
+    async fn read_packet(&mut self) -> Result<Packet, SessionError> {
+        loop {
+            let packet = self.deframer.next(&mut self.raw);
+            self.notices();
+            if let Some(p) = packet {
+                return Ok(p);
+            }
+            self.raw.reserve(READ_CHUNK);
+            if self.stream.read_buf(&mut self.raw).await? == 0 {
+                return Err(SessionError::ClosedDuringHandshake);
+            }
+        }
+    }
+
+    /// `None` when asked to stop before the handshake finished.
+    async fn handshake(&mut self, role: Role) -> Result<Option<()>, SessionError> {
+        let ours: Vec<&str> = if self.config.compression {
+            vec![handshake::COMPRESSION]
+        } else {
+            Vec::new()
+        };
+        let name = self.config.broker_name.clone();
+        if let Role::Connect(version) = role {
+            let mut out = BytesMut::new();
+            handshake::encode(version, &ours, &name, &mut out);
+            self.stream.write_all(&out).await?;
+        }
+        let timeout = self.config.handshake_timeout;
+        let stop = self.stop.clone();
+        let packet = tokio::select! {
+            r = tokio::time::timeout(timeout, self.read_packet()) => match r {
+                Ok(p) => p?,
+                Err(_) => return Err(SessionError::HandshakeTimeout(timeout)),
+            },
+            _ = stop.cancelled() => return Ok(None),
+        };
+        let hello = handshake::parse(&packet)?;
+        let version = match role {
+            Role::Accept => {
+                let answer = handshake::answer_version(hello.version)?;
+                let mut out = BytesMut::new();
+                handshake::encode(answer, &ours, &name, &mut out);
+                self.stream.write_all(&out).await?;
+                answer
+            }
+            Role::Connect(version) => {
+                handshake::check_version(version, hello.version)?;
+                version
+            }
+        };
+        self.version = version;
+        self.peer_offers_tls = hello.offers(handshake::TLS);
+        let agreed: Vec<String> = ours
+            .iter()
+            .filter(|e| hello.offers(e))
+            .map(|e| e.to_string())
+            .collect();
+        if self.peer_offers_tls {
+            tracing::info!(
+                "BBDO peer {} offers TLS, which brokerstream does not support: continuing without it",
+                self.peer
+            );
+        }
+        if !agreed.is_empty() {
+            self.mode = Mode::Sniffing;
+        }
+        tracing::info!(
+            "BBDO peer {} connected: version {} (peer {}), extensions [{}]{}",
+            self.peer,
+            version,
+            hello.version,
+            agreed.join(" "),
+            describe(&hello)
+        );
+        self.stats.negotiated(version.to_string(), agreed, &hello);
+        // Bytes already read after the welcome belong to the stream.
+        self.after_read()?;
+        Ok(Some(()))
+    }
+
+    /// Moves freshly read bytes to where packets are parsed from.
+    fn after_read(&mut self) -> Result<(), SessionError> {
+        if self.mode == Mode::Sniffing {
+            if self.peer_offers_tls
+                && self.raw.len() >= 3
+                && self.raw[0] == 0x16
+                && self.raw[1] == 3
+            {
+                return Err(SessionError::TlsStarted);
+            }
+            match compression::sniff(&self.raw) {
+                Sniffed::NeedMore => return Ok(()),
+                Sniffed::Plain => self.mode = Mode::Plain,
+                Sniffed::Compressed => {
+                    tracing::info!("BBDO peer {} sends compressed data", self.peer);
+                    self.mode = Mode::Compressed;
+                    self.write_compressed = true;
+                    self.stats.set_compressed();
+                }
+            }
+        } else if self.mode == Mode::Plain
+            && self.peer_offers_tls
+            && self.events_after_handshake == 0
+            && self.raw.len() >= 3
+            && self.raw[0] == 0x16
+            && self.raw[1] == 3
+        {
+            return Err(SessionError::TlsStarted);
+        }
+        if self.mode == Mode::Compressed {
+            compression::decompress(&mut self.raw, &mut self.plain)?;
+        }
+        Ok(())
+    }
+
+    fn next_packet(&mut self) -> Option<Packet> {
+        match self.mode {
+            Mode::Plain => self.deframer.next(&mut self.raw),
+            Mode::Compressed => self.deframer.next(&mut self.plain),
+            Mode::Sniffing => None,
+        }
+    }
+
+    /// Handles every whole packet buffered, then ingests the batch.
+    async fn drain(&mut self) -> Result<(), SessionError> {
+        let before = self.events_after_handshake;
+        while let Some(packet) = self.next_packet() {
+            self.on_packet(packet).await?;
+            if self.pending.len() >= BATCH_MAX {
+                self.flush().await?;
+                self.maybe_ack().await?;
+            }
+        }
+        self.notices();
+        if self.events_after_handshake > before {
+            // Once per read rather than per event: it takes a lock.
+            self.stats.event_seen();
+        }
+        self.flush().await?;
+        Ok(())
+    }
+
+    fn notices(&mut self) {
+        let stats = &self.stats;
+        stats
+            .crc_errors
+            .store(self.deframer.crc_errors, Ordering::Relaxed);
+        stats
+            .bytes_skipped
+            .store(self.deframer.bytes_skipped, Ordering::Relaxed);
+        for notice in self.deframer.take_notices() {
+            match notice {
+                Notice::BadCrc => {
+                    let m = format!(
+                        "peer {} is sending corrupted data: invalid CRC; dropping bytes to resynchronise",
+                        self.peer
+                    );
+                    tracing::warn!("BBDO: {m}");
+                    stats.error(m);
+                }
+                Notice::Resynchronised { skipped } => tracing::warn!(
+                    "BBDO: peer {}: resynchronised after dropping {skipped} bytes",
+                    self.peer
+                ),
+                Notice::Oversized { event_type } => {
+                    stats.oversized_events.fetch_add(1, Ordering::Relaxed);
+                    let m = format!(
+                        "event {event_type} is larger than {} bytes: dropped",
+                        super::frame::MAX_EVENT_SIZE
+                    );
+                    tracing::warn!("BBDO: peer {}: {m}", self.peer);
+                    stats.error(m);
+                }
+                Notice::Interrupted { event_type } => tracing::warn!(
+                    "BBDO: peer {}: split event {event_type} ended without its last packet",
+                    self.peer
+                ),
+            }
+        }
+    }
+
+    async fn on_packet(&mut self, packet: Packet) -> Result<(), SessionError> {
+        let ty = packet.event_type;
+        if ty.category() == 2 {
+            match ty {
+                handshake::STOP | handshake::PB_STOP => {
+                    tracing::info!("BBDO peer {} is stopping", self.peer);
+                    self.flush().await?;
+                    self.stopped_by_peer = true;
+                    // Answered even when nothing is pending: the peer waits
+                    // for it.
+                    self.send_ack_always().await?;
+                }
+                handshake::ACK | handshake::PB_ACK => {}
+                _ => tracing::debug!("BBDO peer {}: protocol message {ty} ignored", self.peer),
+            }
+            return Ok(());
+        }
+        self.events_after_handshake += 1;
+        self.stats.received.fetch_add(1, Ordering::Relaxed);
+        match super::decode(ty, &packet.payload) {
+            Ok(event) => {
+                self.batch.push(event);
+                self.pending.push_back(Some(packet));
+            }
+            Err(e @ DecodeError::UnknownType(_)) => {
+                self.pending.push_back(None);
+                self.stats.unknown_events.fetch_add(1, Ordering::Relaxed);
+                let m = format!("cannot unserialize event: {e}; event ignored");
+                // A newer broker may send a type we lack all the time: one
+                // line per type is enough, the counter tells the rest.
+                if self.unknown_logged.insert(ty) {
+                    tracing::warn!("BBDO: peer {}: {m} (logged once per type)", self.peer);
+                }
+                self.stats.error(m);
+            }
+            Err(e) => {
+                self.pending.push_back(None);
+                let n = self.stats.decode_errors.fetch_add(1, Ordering::Relaxed);
+                let m = format!("cannot decode event: {e}; event dropped");
+                if n < DECODE_ERRORS_LOGGED {
+                    tracing::warn!("BBDO: peer {}: {m}", self.peer);
+                } else if n == DECODE_ERRORS_LOGGED {
+                    tracing::warn!(
+                        "BBDO: peer {}: more events do not decode; see the decode counter of GET /api/v1/inputs",
+                        self.peer
+                    );
+                }
+                self.stats.error(m);
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands the batch to ingest, waiting while the journal is full.
+    async fn flush(&mut self) -> Result<(), SessionError> {
+        let mut pause = FULL_PAUSE_MIN;
+        let mut warned = false;
+        // A refused batch is retried in halves down to one event, so that
+        // a journal smaller than a batch still takes it piece by piece, and
+        // what it took is acknowledged while the rest waits.
+        let mut chunk = self.batch.len().max(1);
+        loop {
+            self.count_held(0);
+            if self.batch.is_empty() {
+                break;
+            }
+            let take = chunk.min(self.batch.len());
+            let rest = self.batch.split_off(take);
+            let events = std::mem::replace(&mut self.batch, rest);
+            match self.ingest.ingest(events).await {
+                Ok(_) => {
+                    self.stats
+                        .ingested
+                        .fetch_add(take as u64, Ordering::Relaxed);
+                    self.count_held(take);
+                    chunk = chunk.saturating_mul(2);
+                    if warned {
+                        warned = false;
+                        tracing::info!(
+                            "BBDO peer {}: journal has room again, reading on",
+                            self.peer
+                        );
+                        self.stats.set_state(ConnectionState::Running);
+                    }
+                    if !self.batch.is_empty() {
+                        self.maybe_ack().await?;
+                    }
+                }
+                Err(AppendError::Closed) => return Err(SessionError::Stopping),
+                Err(error) => {
+                    // Ingest took the events: decode them again from the
+                    // same bytes, which decoded once already.
+                    let mut again: Vec<Event> = self
+                        .pending
+                        .iter()
+                        .flatten()
+                        .take(take)
+                        .filter_map(|p| super::decode(p.event_type, &p.payload).ok())
+                        .collect();
+                    again.append(&mut self.batch);
+                    self.batch = again;
+                    self.stats.ingest_refusals.fetch_add(1, Ordering::Relaxed);
+                    if chunk > 1 {
+                        chunk = chunk.div_ceil(2);
+                        continue;
+                    }
+                    if !warned {
+                        warned = true;
+                        let m =
+                            format!("{error}; pausing reads until the journal takes events again");
+                        tracing::warn!("BBDO peer {}: {m}", self.peer);
+                        self.stats.error(m);
+                        self.stats.set_state(ConnectionState::Paused);
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = self.stop.cancelled() => return Err(SessionError::Stopping),
+                    }
+                    pause = (pause * 2).min(FULL_PAUSE_MAX);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts for acknowledgement the first `held` decoded events of
+    /// `pending`, which the journal now holds, and the undecodable ones
+    /// before and right after them.
+    fn count_held(&mut self, mut held: usize) {
+        while let Some(front) = self.pending.front() {
+            match front {
+                Some(_) if held == 0 => break,
+                Some(_) => held -= 1,
+                None => {}
+            }
+            self.pending.pop_front();
+            self.unacked += 1;
+        }
+    }
+
+    async fn maybe_ack(&mut self) -> Result<(), SessionError> {
+        let due = self.unacked >= u64::from(self.config.ack_limit.max(1))
+            || (self.unacked > 0 && self.last_ack.elapsed() >= self.config.ack_interval);
+        if due {
+            self.send_ack().await?;
+        }
+        Ok(())
+    }
+
+    async fn send_ack(&mut self) -> Result<(), SessionError> {
+        if self.unacked > 0 {
+            self.send_ack_always().await?;
+        }
+        Ok(())
+    }
+
+    async fn send_ack_always(&mut self) -> Result<(), SessionError> {
+        let count = self.unacked.min(u64::from(u32::MAX)) as u32;
+        let mut packets = BytesMut::new();
+        handshake::encode_ack(self.version, count, &mut packets);
+        let out = if self.write_compressed {
+            let mut chunk = BytesMut::new();
+            compression::compress(&packets, &mut chunk);
+            chunk
+        } else {
+            packets
+        };
+        self.stream.write_all(&out).await?;
+        self.unacked -= u64::from(count);
+        self.last_ack = Instant::now();
+        self.stats
+            .acknowledged
+            .fetch_add(u64::from(count), Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+fn describe(hello: &Hello) -> String {
+    let mut s = String::new();
+    if let Some(name) = &hello.broker_name {
+        if !name.is_empty() {
+            s.push_str(&format!(", broker {name}"));
+        }
+    }
+    if let Some(name) = &hello.poller_name {
+        if !name.is_empty() {
+            s.push_str(&format!(", poller {name}"));
+        }
+    }
+    s
+}

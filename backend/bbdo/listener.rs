@@ -1,0 +1,95 @@
+//! BBDO listeners: a Centreon Broker output in client mode (`bbdo_client`,
+//! or "TCP - IPv4" with a host) connects here.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::connection::{Role, Session, SessionConfig};
+use super::inputs::Inputs;
+use crate::ingest::Ingest;
+
+/// How long sessions get to acknowledge and close once asked to stop.
+const SESSIONS_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A bound listener, not yet accepting.
+pub struct Listener {
+    listener: TcpListener,
+    pub address: SocketAddr,
+}
+
+impl Listener {
+    pub async fn bind(address: SocketAddr) -> anyhow::Result<Listener> {
+        let listener = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen for BBDO on {address}"))?;
+        let address = listener.local_addr()?;
+        Ok(Listener { listener, address })
+    }
+
+    /// Accepts peers until `stop`, then waits for their sessions to end
+    /// (each acknowledges what the journal holds before closing).
+    pub async fn run(
+        self,
+        config: SessionConfig,
+        ingest: Arc<Ingest>,
+        inputs: Arc<Inputs>,
+        stop: CancellationToken,
+    ) {
+        let stats = inputs.listener(self.address);
+        tracing::info!("BBDO listening on {}", self.address);
+        let mut sessions = JoinSet::new();
+        loop {
+            let accepted = tokio::select! {
+                a = self.listener.accept() => a,
+                _ = stop.cancelled() => break,
+                // Reap finished sessions so the set does not grow.
+                Some(_) = sessions.join_next(), if !sessions.is_empty() => continue,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause rather
+                    // than spin.
+                    tracing::warn!("BBDO listener {}: cannot accept: {e}", self.address);
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let conn = stats.connection(peer.to_string());
+            let session = Session::new(
+                stream,
+                config.clone(),
+                Arc::clone(&ingest),
+                conn,
+                stop.child_token(),
+            );
+            sessions.spawn(async move {
+                match session.run(Role::Accept).await {
+                    Ok(()) => tracing::info!("BBDO peer {peer} disconnected"),
+                    Err(e) => tracing::warn!("BBDO peer {peer}: {e}"),
+                }
+            });
+        }
+        // A session blocked writing to a peer that stopped reading must not
+        // hold the shutdown for ever.
+        let drained = tokio::time::timeout(SESSIONS_STOP_TIMEOUT, async {
+            while sessions.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                "BBDO listener {}: sessions still busy after {:?}; closing them",
+                self.address,
+                SESSIONS_STOP_TIMEOUT
+            );
+            sessions.shutdown().await;
+        }
+        tracing::info!("BBDO listener {} stopped", self.address);
+    }
+}
