@@ -18,24 +18,31 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 
 /// A batch as a BBDO peer or an NDJSON request brings it: statuses and
 /// metrics of a hundred-odd checks.
-fn batch() -> Vec<Event> {
+fn batch(size: usize) -> Vec<Event> {
     let mut checks = Checks::default();
     let mut events = Vec::new();
-    while events.len() < 100 {
+    while events.len() < size {
         events.extend(checks.next_check());
     }
-    events.truncate(100);
+    events.truncate(size);
     events
 }
 
 fn ingest(c: &mut Criterion) {
-    let events = batch();
+    // 100: an HTTP request; 1000: what a BBDO peer sends between acks.
+    for size in [100, 1000] {
+        ingest_batches(c, size);
+    }
+}
+
+fn ingest_batches(c: &mut Criterion, size: usize) {
+    let events = batch(size);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .expect("runtime");
-    let mut group = c.benchmark_group("journal_append_100");
+    let mut group = c.benchmark_group(format!("journal_append_{size}"));
     group.throughput(Throughput::Elements(events.len() as u64));
 
     group.bench_function("memory_only", |b| {
@@ -86,7 +93,7 @@ fn ingest(c: &mut Criterion) {
                 || events.clone(),
                 |batch| {
                     let seq = runtime.block_on(journal.append(batch)).expect("append");
-                    let read = cursor.read(1000);
+                    let read = cursor.read(size);
                     cursor.ack(seq);
                     read.len()
                 },

@@ -633,3 +633,79 @@ async fn a_full_disk_refuses_events_and_loses_none() {
     assert_eq!(response.status(), 200);
     assert!(p.terminate().await.success());
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc")
+}
+
+#[tokio::test]
+async fn memory_stays_flat_while_an_outage_backlog_grows_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("brokerstream.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\nhttp_addr = \"127.0.0.1:{port}\"\n\n[journal]\nmemory_bytes = 1048576\nsegment_bytes = 4194304\n\n[bbdo]\nlisten = []\n",
+            dir.path().join("data").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let p = Process::spawn(
+        &["serve", "--config", config.to_str().unwrap()],
+        &quiet_env(),
+        port,
+    );
+    p.wait_ready().await;
+    let down = dir.path().join("down").join("out.log");
+    create_output(&p, &file_output("down", &down, &[])).await;
+    let output = "x".repeat(1000);
+    let mut id = 0;
+    let mut post_round = || {
+        let body: String = (0..2000)
+            .map(|_| {
+                id += 1;
+                format!("{}\n", host_status(id, 0, &output))
+            })
+            .collect();
+        p.client
+            .post(format!("{}/api/v1/events", p.base))
+            .body(body)
+            .send()
+    };
+    for _ in 0..4 {
+        assert_eq!(post_round().await.unwrap().status(), 200);
+    }
+    let warm = rss_kib(p.child.id());
+    for _ in 0..16 {
+        assert_eq!(post_round().await.unwrap().status(), 200);
+    }
+    let after = rss_kib(p.child.id());
+    let status = p.get_json("/api/v1/outputs/down/status").await;
+    assert_eq!(status["queue_depth"], 40_000);
+    let journal = p.get_json("/api/v1/journal").await;
+    let on_disk = journal["bytes"].as_u64().unwrap();
+    eprintln!(
+        "outage backlog: {} events, {} MiB on disk; RSS {} MiB after 8000 events, {} MiB after 40000",
+        status["queue_depth"],
+        on_disk >> 20,
+        warm >> 10,
+        after >> 10
+    );
+    assert!(
+        on_disk > 32 << 20,
+        "the backlog is on disk: {on_disk} bytes"
+    );
+    // 32000 more events of over 1 KiB each: held in memory they would add
+    // far more than this.
+    assert!(
+        after.saturating_sub(warm) < 24 << 10,
+        "memory grew from {warm} KiB to {after} KiB with the backlog"
+    );
+    assert!(p.terminate().await.success());
+}

@@ -49,7 +49,8 @@ pub fn sniff(buf: &[u8]) -> Sniffed {
         None => Sniffed::NeedMore,
         Some(true) => Sniffed::Plain,
         Some(false) => {
-            let zlib = buf[8] & 0x0f == 8 && u16::from_be_bytes([buf[8], buf[9]]).is_multiple_of(31);
+            let zlib =
+                buf[8] & 0x0f == 8 && u16::from_be_bytes([buf[8], buf[9]]).is_multiple_of(31);
             if zlib {
                 Sniffed::Compressed
             } else {

@@ -182,6 +182,8 @@ struct State {
     /// Oldest first; the last one is the active segment.
     segments: VecDeque<SegmentMeta>,
     tail: VecDeque<Arc<Entry>>,
+    /// What each entry of `tail` was counted for in `tail_bytes`.
+    tail_costs: VecDeque<usize>,
     tail_bytes: usize,
     /// The last event appended and published to readers.
     head: Seq,
@@ -265,6 +267,7 @@ impl Journal {
             state: Mutex::new(State {
                 segments,
                 tail: VecDeque::new(),
+                tail_costs: VecDeque::new(),
                 tail_bytes: 0,
                 head,
                 total_bytes,
@@ -555,9 +558,7 @@ impl Journal {
             .front()
             .is_some_and(|e| e.seq <= segment.last_seq)
         {
-            if let Some(e) = state.tail.pop_front() {
-                state.tail_bytes -= entry_cost(&e);
-            }
+            state.pop_tail();
         }
         if let Err(e) = std::fs::remove_file(&segment.path) {
             tracing::error!(
@@ -827,22 +828,25 @@ impl Journal {
                 }
                 state.total_bytes += bytes;
                 state.total_events += count;
-                for (i, event) in request.events.into_iter().enumerate() {
+                let mut start = 0;
+                for ((i, event), end) in request.events.into_iter().enumerate().zip(&request.ends) {
                     let entry = Arc::new(Entry {
                         seq: first + i as u64,
                         received_at: now,
                         event,
                     });
-                    state.tail_bytes += entry_cost(&entry);
+                    let cost = entry_cost(&entry, end - start);
+                    start = *end;
+                    state.tail_bytes += cost;
+                    state.tail_costs.push_back(cost);
                     state.tail.push_back(entry);
                 }
                 state.head = last;
                 replies.push((request.reply, last));
             }
             while state.tail_bytes > self.config.memory_bytes {
-                match state.tail.pop_front() {
-                    Some(e) => state.tail_bytes -= entry_cost(&e),
-                    None => break,
+                if state.pop_tail().is_none() {
+                    break;
                 }
             }
             self.trim(&mut state);
@@ -901,22 +905,20 @@ fn fail_all(written: Vec<(WriteRequest, Seq, u64)>, error: &AppendError) {
     }
 }
 
-/// What an in-memory entry costs, roughly: the struct plus its strings.
-fn entry_cost(entry: &Entry) -> usize {
-    let strings: usize = entry
-        .event
-        .values()
-        .iter()
-        .flatten()
-        .map(|v| match v {
-            crate::event::Value::Str(s) => s.len(),
-            _ => 0,
-        })
-        .sum();
-    std::mem::size_of::<Entry>() + entry.event.values().len() * 32 + strings
+/// What an in-memory entry costs, roughly: the struct, a slot per field
+/// and its strings, estimated from the size of its record (which the
+/// strings dominate) rather than by walking the event again.
+fn entry_cost(entry: &Entry, payload_len: usize) -> usize {
+    std::mem::size_of::<Entry>() + entry.event.values().len() * 32 + payload_len
 }
 
 impl State {
+    fn pop_tail(&mut self) -> Option<Arc<Entry>> {
+        let entry = self.tail.pop_front()?;
+        self.tail_bytes -= self.tail_costs.pop_front().unwrap_or(0);
+        Some(entry)
+    }
+
     fn oldest_seq(&self) -> Option<Seq> {
         self.segments
             .iter()
