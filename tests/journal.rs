@@ -47,6 +47,74 @@ async fn post_until_gone(
     }
 }
 
+/// The same over a BBDO 2 connection, as a Centreon Broker sends: events
+/// go out in batches and brokerstream's cumulative acks say how many of the
+/// first ones it holds. Returns the acknowledged ids.
+async fn bbdo_until_gone(addr: std::net::SocketAddr, mut next: i64, seed: u64) -> (Vec<i64>, i64) {
+    use brokerstream::bbdo::{self, frame::Deframer, handshake, Version};
+    use bytes::BytesMut;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let Ok(stream) = tokio::net::TcpStream::connect(addr).await else {
+        return (Vec::new(), next);
+    };
+    let (mut reader, mut writer) = stream.into_split();
+    let mut hello = BytesMut::new();
+    handshake::encode(Version::V2, &[], "kill-loop", &mut hello);
+    if writer.write_all(&hello).await.is_err() {
+        return (Vec::new(), next);
+    }
+    let acked = Arc::new(AtomicU64::new(0));
+    let gone = Arc::new(AtomicBool::new(false));
+    let acks = {
+        let (acked, gone) = (Arc::clone(&acked), Arc::clone(&gone));
+        tokio::spawn(async move {
+            let mut buf = BytesMut::new();
+            let mut deframer = Deframer::new();
+            loop {
+                while let Some(packet) = deframer.next(&mut buf) {
+                    if packet.event_type == handshake::ACK {
+                        let ack = bbdo::decode(packet.event_type, &packet.payload).unwrap();
+                        let n = ack.get("acknowledged_events").unwrap().as_i64().unwrap();
+                        acked.fetch_add(n as u64, Ordering::SeqCst);
+                    }
+                }
+                match reader.read_buf(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+            gone.store(true, Ordering::SeqCst);
+        })
+    };
+    let mut sent = Vec::new();
+    while !gone.load(Ordering::SeqCst) {
+        let n = rng.gen_range(1..=40);
+        let mut out = BytesMut::new();
+        for id in next..next + n {
+            let event = brokerstream::event::Event::from_json(&json!({
+                "_type": 196609, "metric_id": id, "host_id": 1, "service_id": 1,
+                "name": "m", "value": 1.0, "ctime": 1732000000
+            }))
+            .unwrap();
+            bbdo::encode(&event, &mut out);
+        }
+        if writer.write_all(&out).await.is_err() {
+            break;
+        }
+        sent.extend(next..next + n);
+        next += n;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let _ = acks.await;
+    let count = (acked.load(Ordering::SeqCst) as usize).min(sent.len());
+    sent.truncate(count);
+    (sent, next)
+}
+
 fn count_ids(path: &Path) -> (BTreeMap<i64, u32>, usize) {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let mut counts = BTreeMap::new();
