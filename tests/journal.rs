@@ -153,16 +153,29 @@ async fn kill9_loop_loses_no_acknowledged_event() {
     let data = dir.path().join("data");
     let out = dir.path().join("out.log");
     let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
+    let bbdo_port = free_port();
+    let bbdo_addr: std::net::SocketAddr = format!("127.0.0.1:{bbdo_port}").parse().unwrap();
+    let config = dir.path().join("brokerstream.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\nhttp_addr = \"127.0.0.1:{port}\"\n\n[bbdo]\nack_limit = 10\n",
+            data.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let bbdo_flag = bbdo_addr.to_string();
     let args = [
         "serve",
-        "--http-addr",
-        &addr,
-        "--data-dir",
-        data.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--bbdo-addr",
+        &bbdo_flag,
     ];
     let mut acked: Vec<i64> = Vec::new();
     let mut next = 1;
+    // BBDO events are numbered apart from the HTTP ones.
+    let mut next_bbdo = 1_000_000_000;
     for iteration in 0..iterations {
         let p = Process::spawn(&args, &quiet_env(), port);
         p.wait_ready().await;
@@ -178,11 +191,15 @@ async fn kill9_loop_loses_no_acknowledged_event() {
             next,
             rng.gen(),
         ));
+        let broker = tokio::spawn(bbdo_until_gone(bbdo_addr, next_bbdo, rng.gen()));
         tokio::time::sleep(Duration::from_millis(rng.gen_range(10..200))).await;
         p.kill9();
         let (ids, after) = poster.await.unwrap();
         acked.extend(ids);
         next = after;
+        let (ids, after) = broker.await.unwrap();
+        acked.extend(ids);
+        next_bbdo = after;
     }
     // A last start delivers the backlog; then a clean stop.
     let p = Process::spawn(&args, &quiet_env(), port);
@@ -219,6 +236,10 @@ async fn kill9_loop_loses_no_acknowledged_event() {
     assert!(
         acked.len() > iterations,
         "the loop acknowledged too little to prove anything"
+    );
+    assert!(
+        acked.iter().any(|id| *id >= 1_000_000_000),
+        "no BBDO event was acknowledged"
     );
     assert!(missing.is_empty(), "acknowledged events lost: {missing:?}");
     assert_eq!(torn, 0, "torn lines in the output");
