@@ -297,6 +297,13 @@ impl Journal {
         lock(&self.state)
     }
 
+    /// True while the writer thread runs (appends can succeed).
+    pub fn is_writable(&self) -> bool {
+        lock(&self.writer_thread)
+            .as_ref()
+            .is_some_and(|thread| !thread.is_finished())
+    }
+
     pub fn config(&self) -> &JournalConfig {
         &self.config
     }

@@ -104,6 +104,35 @@ pub struct OutputStatus {
     pub last_flush: Option<FlushRecord>,
     /// Most recent first.
     pub flushes: VecDeque<FlushRecord>,
+    /// Every recorded flush's duration, for `/metrics`.
+    #[serde(skip)]
+    pub flush_durations: Histogram,
+}
+
+/// Upper bounds, in seconds, of the flush duration histogram's buckets.
+pub const FLUSH_BUCKETS: [f64; 12] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A Prometheus-style histogram: cumulative counts per bucket bound.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Histogram {
+    /// `counts[i]`: observations at most `FLUSH_BUCKETS[i]`.
+    pub counts: [u64; FLUSH_BUCKETS.len()],
+    pub count: u64,
+    pub sum: f64,
+}
+
+impl Histogram {
+    pub fn observe(&mut self, value: f64) {
+        for (bound, count) in FLUSH_BUCKETS.iter().zip(self.counts.iter_mut()) {
+            if value <= *bound {
+                *count += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += value;
+    }
 }
 
 impl OutputStatus {
@@ -124,10 +153,12 @@ impl OutputStatus {
             buffered: 0,
             last_flush: None,
             flushes: VecDeque::new(),
+            flush_durations: Histogram::default(),
         }
     }
 
     pub fn record_flush(&mut self, record: FlushRecord) {
+        self.flush_durations.observe(record.duration_ms / 1000.0);
         if self.flushes.len() == FLUSH_HISTORY {
             self.flushes.pop_back();
         }

@@ -172,6 +172,23 @@ impl Supervisor {
             .map_err(|_| FlushError::NotRunning(name.to_owned()))
     }
 
+    pub fn cache(&self) -> &Arc<Cache> {
+        &self.cache
+    }
+
+    /// The status of every output, sorted by name.
+    pub async fn statuses(&self) -> Vec<OutputStatus> {
+        let names: Vec<String> = self.outputs.lock().await.keys().cloned().collect();
+        let mut all = Vec::with_capacity(names.len());
+        for name in names {
+            if let Some(status) = self.status(&name).await {
+                all.push(status);
+            }
+        }
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
     pub async fn status(&self, name: &str) -> Option<OutputStatus> {
         let status = {
             let outputs = self.outputs.lock().await;

@@ -3,8 +3,10 @@
 
 mod error;
 mod events;
+mod health;
 mod inputs;
 mod kinds;
+mod metrics;
 mod outputs;
 mod pages;
 
@@ -94,7 +96,9 @@ pub fn router(ctx: Context) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .route("/", get(pages::overview))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::metrics))
         .nest_service("/static", ServeDir::new(static_dir()))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(ctx)

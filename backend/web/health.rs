@@ -1,0 +1,57 @@
+//! `GET /healthz` (the process answers) and `GET /readyz` (it can do its
+//! job: the database answers, the journal writes, the BBDO listeners are
+//! bound), with each output's state in the body for the curious.
+//!
+//! An output that is retrying does not make the service unready: the
+//! service is doing its job, holding that output's events in the journal.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{json, Map, Value};
+
+use super::Context;
+
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+pub async fn readyz(State(ctx): State<Context>) -> (StatusCode, Json<Value>) {
+    let store = match ctx.store.ping().await {
+        Ok(()) => json!({"ok": true}),
+        Err(e) => json!({"ok": false, "error": e.to_string()}),
+    };
+    let journal = if ctx.journal.is_writable() {
+        json!({"ok": true})
+    } else {
+        json!({"ok": false, "error": "the journal writer is not running"})
+    };
+    let inputs = ctx.inputs.snapshot();
+    let listeners: Vec<Value> = inputs["listeners"]
+        .as_array()
+        .map(|l| l.iter().map(|l| l["address"].clone()).collect())
+        .unwrap_or_default();
+    let mut outputs = Map::new();
+    for status in ctx.supervisor.statuses().await {
+        outputs.insert(
+            status.name.clone(),
+            json!({"state": status.state, "last_error": status.last_error}),
+        );
+    }
+    let ready = store["ok"] == true && journal["ok"] == true;
+    let body = json!({
+        "ready": ready,
+        "checks": {
+            "store": store,
+            "journal": journal,
+            "bbdo_listeners": {"ok": true, "bound": listeners},
+        },
+        "outputs": outputs,
+    });
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body))
+}
