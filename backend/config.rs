@@ -136,7 +136,9 @@ impl Config {
             max_bytes: settings.max_bytes,
             max_age: (settings.max_age_secs > 0)
                 .then(|| std::time::Duration::from_secs(settings.max_age_secs)),
-            segment_bytes: settings.segment_bytes.max(4096),
+            // Segments much smaller than the limit, so that retention (and
+            // drop_oldest) can free space while the active segment stays.
+            segment_bytes: settings.segment_bytes.min(settings.max_bytes / 4).max(4096),
             memory_bytes: settings.memory_bytes,
         })
     }

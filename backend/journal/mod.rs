@@ -163,6 +163,9 @@ pub struct Journal {
     dir_lock: Mutex<Option<File>>,
     state: Mutex<State>,
     head: watch::Sender<Seq>,
+    /// Set when recovery found the cursor file lost: a cursor created since
+    /// then may be an output that existed, and starts at the oldest event.
+    cursors_lost: bool,
     writer: Mutex<Option<mpsc::Sender<WriteRequest>>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     report: RecoveryReport,
@@ -276,6 +279,7 @@ impl Journal {
                 cursors_dirty: true,
             }),
             head: head_tx,
+            cursors_lost: recovered.cursors_lost,
             writer: Mutex::new(None),
             writer_thread: Mutex::new(None),
             report,
@@ -362,6 +366,11 @@ impl Journal {
             if state.cursors.contains_key(name) {
                 false
             } else {
+                let start = if self.cursors_lost {
+                    StartAt::Oldest
+                } else {
+                    start
+                };
                 let acked = match start {
                     StartAt::Head => state.head,
                     StartAt::Oldest => state.oldest_seq().map_or(state.head, |s| s - 1),

@@ -39,6 +39,9 @@ pub(super) struct Recovered {
     pub segments: Vec<SegmentMeta>,
     pub next_seq: Seq,
     pub cursors: HashMap<String, CursorState>,
+    /// The cursor file was lost: cursors unknown to it start at the oldest
+    /// event held instead of the head.
+    pub cursors_lost: bool,
     pub report: RecoveryReport,
 }
 
@@ -92,8 +95,13 @@ pub(super) fn recover(config: &JournalConfig) -> io::Result<Recovered> {
 fn examine(dir: &Path, repair: bool) -> io::Result<Recovered> {
     let mut report = RecoveryReport::default();
     let quarantine = dir.join(QUARANTINE);
+    let mut missing_cursor_file = false;
     let snapshot = match cursors::load(dir) {
-        Ok(snapshot) => snapshot.unwrap_or_default(),
+        Ok(Some(snapshot)) => snapshot,
+        Ok(None) => {
+            missing_cursor_file = true;
+            cursors::Snapshot::default()
+        }
         Err(problem) => {
             report.problems.push(format!(
                 "{problem}; outputs restart from the oldest event held (some may be delivered again)"
@@ -219,18 +227,22 @@ fn examine(dir: &Path, repair: bool) -> io::Result<Recovered> {
             cursor.lost += lost;
         }
     }
-    if lost_cursor_file {
-        // Without positions, every output starts from the oldest event held:
-        // duplicates rather than losses.
-        for cursor in cursors.values_mut() {
-            cursor.acked = oldest.map_or(next_seq - 1, |o| o - 1);
-        }
+    // Without the positions, outputs start again from the oldest event held:
+    // duplicates rather than losses. A journal with events and no cursor file
+    // at all lost it too (a new journal has no events).
+    if missing_cursor_file && report.events > 0 {
+        report.problems.push(format!(
+            "{} is missing; outputs restart from the oldest event held (some may be delivered again)",
+            dir.join(cursors::FILE).display()
+        ));
     }
+    let cursors_lost = lost_cursor_file || (missing_cursor_file && report.events > 0);
     report.events_lost = lost_ranges.iter().map(|(from, to)| to - from + 1).sum();
     Ok(Recovered {
         segments,
         next_seq,
         cursors,
+        cursors_lost,
         report,
     })
 }

@@ -301,9 +301,39 @@ async fn a_corrupt_cursor_file_replays_from_the_oldest_event() {
     std::fs::write(dir.path().join(cursors::FILE), b"{not json").unwrap();
     let journal = Journal::open(config(dir.path())).unwrap();
     assert!(!journal.recovery_report().is_clean());
-    // The output's name is gone with the file: it starts again as new, and
-    // the supervisor creates it at the head. Events are still held.
     assert_eq!(journal.info().events, 5);
+    // The positions are gone with the file: an output asking for its cursor
+    // starts from the oldest event held, not the head.
+    let mut cursor = journal.cursor("out", StartAt::Head);
+    assert_eq!(ids(&cursor.read(10)), [1, 2, 3, 4, 5]);
+    journal.close();
+}
+
+#[tokio::test]
+async fn a_missing_cursor_file_replays_from_the_oldest_event() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let journal = Journal::open(config(dir.path())).unwrap();
+        let mut cursor = journal.cursor("out", StartAt::Head);
+        append_range(&journal, 1..=3).await;
+        let read = cursor.read(3);
+        cursor.ack(read[2].seq);
+        journal.close();
+    }
+    std::fs::remove_file(dir.path().join(cursors::FILE)).unwrap();
+    let journal = Journal::open(config(dir.path())).unwrap();
+    assert!(journal
+        .recovery_report()
+        .problems
+        .iter()
+        .any(|p| p.contains("missing")));
+    let mut cursor = journal.cursor("out", StartAt::Head);
+    assert_eq!(ids(&cursor.read(10)), [1, 2, 3]);
+    journal.close();
+    // A brand-new journal is not a lost one.
+    let fresh = tempfile::tempdir().unwrap();
+    let journal = Journal::open(config(fresh.path())).unwrap();
+    assert!(journal.recovery_report().is_clean());
     journal.close();
 }
 
