@@ -7,5 +7,6 @@ mod common;
 mod file_output;
 mod journal;
 mod lua;
+mod lua_destinations;
 mod lua_modules;
 mod serve;
