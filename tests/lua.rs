@@ -840,6 +840,50 @@ fn v2_events_are_read_only_userdata() {
     assert!(!eval::<bool>(&script, "ok"), "events are read-only");
 }
 
+/// §1.3 step 9 and §5.2: `broker_event` is the metatable of the API v2
+/// events, published as a global; scripts see it with `getmetatable`.
+#[test]
+fn broker_event_is_the_metatable_of_api_v2_events() {
+    let lab = Lab::new();
+    fill_cache(&lab.cache);
+    let mut script = lab.load(
+        "broker_api_version = 2\n\
+         in_main_chunk = broker_event\n\
+         function init(conf) end\n\
+         function write(d)\n\
+           same = getmetatable(d) == broker_event\n\
+           return true\n\
+         end",
+        &[],
+    );
+    assert!(eval::<bool>(&script, "in_main_chunk == nil"));
+    assert_eq!(eval::<String>(&script, "type(broker_event)"), "table");
+    assert!(eval::<bool>(
+        &script,
+        "type(broker_event.__index) == 'function' and type(broker_event.__pairs) == 'function'"
+    ));
+    script.write(&ev(service_status(1, 2, 0)));
+    assert!(eval::<bool>(&script, "same"));
+    assert!(eval::<bool>(
+        &script,
+        "getmetatable(broker_cache:get_host(1)) == broker_event"
+    ));
+    // A field added to the metatable is seen by every event, as with
+    // Centreon's luaL_newmetatable table.
+    assert!(eval::<bool>(
+        &script,
+        "(function() broker_event.__tostring = function() return 'ev' end \
+          return tostring(broker_cache:get_host(1)) == 'ev' end)()"
+    ));
+    // API v1 events are plain tables without a metatable.
+    let mut v1 = lab.load(
+        "function init(conf) end\nfunction write(d) mt = getmetatable(d) return true end",
+        &[],
+    );
+    v1.write(&ev(service_status(1, 2, 0)));
+    assert!(eval::<bool>(&v1, "mt == nil"));
+}
+
 #[test]
 fn v2_pairs_stops_at_the_first_unset_optional() {
     let lab = Lab::new();

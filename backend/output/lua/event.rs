@@ -240,6 +240,29 @@ impl UserData for LuaEvent {
     }
 }
 
+/// The `broker_event` global (§1.3 step 9): the metatable every API v2
+/// event shares, as Centreon publishes it, so that `getmetatable(d) ==
+/// broker_event` holds for an event `d` and for what `broker_cache`
+/// returns. It holds `__index`, `__pairs`, `__tostring` and `__gc`; a
+/// script that changes it changes every event, as under Centreon. mlua
+/// hides userdata metatables behind `__metatable = false`, which Centreon
+/// does not: that field is removed. Called on a fresh state, before the
+/// script's main chunk can replace `debug.getmetatable` or `rawset`.
+pub fn event_metatable(lua: &Lua) -> mlua::Result<Table> {
+    let sample = crate::event::catalogue::EVENTS
+        .first()
+        .ok_or_else(|| mlua::Error::runtime("the event catalogue is empty"))?;
+    let event = lua.create_userdata(LuaEvent(Shared::Event(Arc::new(Event::new(sample)))))?;
+    lua.load(
+        "local d = ...\n\
+         local mt = debug.getmetatable(d)\n\
+         rawset(mt, '__metatable', nil)\n\
+         return mt",
+    )
+    .set_name("=broker_event")
+    .call(event)
+}
+
 /// `broker.json_encode(broker_event)`.
 pub fn event_json(event: &Event, style: EventJsonStyle) -> String {
     let ty = event.event_type();
