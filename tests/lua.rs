@@ -1724,3 +1724,50 @@ fn protobuf_nested_and_repeated_fields() {
     );
     assert_eq!(eval::<i64>(&script, "ids[3]"), 5);
 }
+
+/// Debian's `lua-cjson` (installed by scripts/setup) is a C module built
+/// for Lua 5.4 that takes the Lua C API from the program loading it: it
+/// loads from `package.cpath`, in the test binary and in `brokerstream`
+/// itself, because build.rs exports that API from the executables.
+#[test]
+fn a_c_module_on_package_cpath_loads() {
+    let so = Path::new("/usr/lib/x86_64-linux-gnu/lua/5.4/cjson.so");
+    assert!(
+        so.is_file(),
+        "lua-cjson is not installed: this test needs a real C module. Run scripts/setup."
+    );
+    let source = "local cjson = require 'cjson'\n\
+                  found = package.searchpath('cjson', package.cpath)\n\
+                  function init(conf)\n\
+                    broker_log:info(0, 'cjson: ' .. cjson.encode({a = {1, 2, 3}}))\n\
+                  end\n\
+                  function write(d)\n\
+                    decoded = cjson.decode(cjson.encode({id = d.host_id, name = d.name}))\n\
+                    return decoded.id == d.host_id\n\
+                  end\n";
+    let lab = Lab::new();
+    let mut script = lab.load(source, &[]);
+    assert_eq!(eval::<String>(&script, "found"), so.to_str().unwrap());
+    assert_eq!(lab.logs(), ["INFO: cjson: {\"a\":[1,2,3]}"]);
+    let outcome = script.write(&ev(host(7, "srv-07")));
+    assert_eq!(outcome.returned.as_deref(), Some("true"), "{outcome:?}");
+    assert_eq!(eval::<String>(&script, "decoded.name"), "srv-07");
+
+    // The binary users run.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("uses_cjson.lua");
+    std::fs::write(&path, source).unwrap();
+    let events = dir.path().join("events.ndjson");
+    std::fs::write(&events, format!("{}\n", host(7, "srv-07"))).unwrap();
+    let (ok, out) = brokerstream(&[
+        "run-script",
+        path.to_str().unwrap(),
+        "--events",
+        events.to_str().unwrap(),
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("cjson: {\"a\":[1,2,3]}"), "{out}");
+    assert!(out.contains("write() returned true"), "{out}");
+}
