@@ -840,6 +840,50 @@ fn v2_events_are_read_only_userdata() {
     assert!(!eval::<bool>(&script, "ok"), "events are read-only");
 }
 
+/// §1.3 step 9 and §5.2: `broker_event` is the metatable of the API v2
+/// events, published as a global; scripts see it with `getmetatable`.
+#[test]
+fn broker_event_is_the_metatable_of_api_v2_events() {
+    let lab = Lab::new();
+    fill_cache(&lab.cache);
+    let mut script = lab.load(
+        "broker_api_version = 2\n\
+         in_main_chunk = broker_event\n\
+         function init(conf) end\n\
+         function write(d)\n\
+           same = getmetatable(d) == broker_event\n\
+           return true\n\
+         end",
+        &[],
+    );
+    assert!(eval::<bool>(&script, "in_main_chunk == nil"));
+    assert_eq!(eval::<String>(&script, "type(broker_event)"), "table");
+    assert!(eval::<bool>(
+        &script,
+        "type(broker_event.__index) == 'function' and type(broker_event.__pairs) == 'function'"
+    ));
+    script.write(&ev(service_status(1, 2, 0)));
+    assert!(eval::<bool>(&script, "same"));
+    assert!(eval::<bool>(
+        &script,
+        "getmetatable(broker_cache:get_host(1)) == broker_event"
+    ));
+    // A field added to the metatable is seen by every event, as with
+    // Centreon's luaL_newmetatable table.
+    assert!(eval::<bool>(
+        &script,
+        "(function() broker_event.__tostring = function() return 'ev' end \
+          return tostring(broker_cache:get_host(1)) == 'ev' end)()"
+    ));
+    // API v1 events are plain tables without a metatable.
+    let mut v1 = lab.load(
+        "function init(conf) end\nfunction write(d) mt = getmetatable(d) return true end",
+        &[],
+    );
+    v1.write(&ev(service_status(1, 2, 0)));
+    assert!(eval::<bool>(&v1, "mt == nil"));
+}
+
 #[test]
 fn v2_pairs_stops_at_the_first_unset_optional() {
     let lab = Lab::new();
@@ -1680,4 +1724,51 @@ fn protobuf_nested_and_repeated_fields() {
         r#"{"_type":196616, "category":3, "element":8, "index_ids":[2,3,5], "metric_ids":[]}"#
     );
     assert_eq!(eval::<i64>(&script, "ids[3]"), 5);
+}
+
+/// Debian's `lua-cjson` (installed by scripts/setup) is a C module built
+/// for Lua 5.4 that takes the Lua C API from the program loading it: it
+/// loads from `package.cpath`, in the test binary and in `brokerstream`
+/// itself, because build.rs exports that API from the executables.
+#[test]
+fn a_c_module_on_package_cpath_loads() {
+    let so = Path::new("/usr/lib/x86_64-linux-gnu/lua/5.4/cjson.so");
+    assert!(
+        so.is_file(),
+        "lua-cjson is not installed: this test needs a real C module. Run scripts/setup."
+    );
+    let source = "local cjson = require 'cjson'\n\
+                  found = package.searchpath('cjson', package.cpath)\n\
+                  function init(conf)\n\
+                    broker_log:info(0, 'cjson: ' .. cjson.encode({a = {1, 2, 3}}))\n\
+                  end\n\
+                  function write(d)\n\
+                    decoded = cjson.decode(cjson.encode({id = d.host_id, name = d.name}))\n\
+                    return decoded.id == d.host_id\n\
+                  end\n";
+    let lab = Lab::new();
+    let mut script = lab.load(source, &[]);
+    assert_eq!(eval::<String>(&script, "found"), so.to_str().unwrap());
+    assert_eq!(lab.logs(), ["INFO: cjson: {\"a\":[1,2,3]}"]);
+    let outcome = script.write(&ev(host(7, "srv-07")));
+    assert_eq!(outcome.returned.as_deref(), Some("true"), "{outcome:?}");
+    assert_eq!(eval::<String>(&script, "decoded.name"), "srv-07");
+
+    // The binary users run.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("uses_cjson.lua");
+    std::fs::write(&path, source).unwrap();
+    let events = dir.path().join("events.ndjson");
+    std::fs::write(&events, format!("{}\n", host(7, "srv-07"))).unwrap();
+    let (ok, out) = brokerstream(&[
+        "run-script",
+        path.to_str().unwrap(),
+        "--events",
+        events.to_str().unwrap(),
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("cjson: {\"a\":[1,2,3]}"), "{out}");
+    assert!(out.contains("write() returned true"), "{out}");
 }

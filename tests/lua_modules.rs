@@ -17,9 +17,9 @@ use brokerstream::output::lua::modules::register;
 use serde_json::Value;
 
 /// A running `influxd`, stopped when dropped (also when a test fails).
-struct Influx {
+pub(crate) struct Influx {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     _dir: tempfile::TempDir,
 }
 
@@ -81,7 +81,7 @@ bind-address = "127.0.0.1:{rpc_port}"
     path
 }
 
-fn start_influx() -> Influx {
+pub(crate) fn start_influx() -> Influx {
     let influxd = influxd_path();
     let dir = tempfile::tempdir().expect("temporary directory");
     let http_port = free_port();
@@ -122,7 +122,7 @@ fn start_influx() -> Influx {
     }
 }
 
-fn query(influx: &Influx, db: &str, q: &str) -> Value {
+pub(crate) fn query(influx: &Influx, db: &str, q: &str) -> Value {
     let response = reqwest::blocking::Client::new()
         .post(format!("{}/query", influx.base))
         .form(&[("db", db), ("q", q)])

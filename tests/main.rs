@@ -8,6 +8,7 @@ mod common;
 mod file_output;
 mod journal;
 mod lua;
+mod lua_destinations;
 mod lua_modules;
 mod observe;
 mod serve;

@@ -2,13 +2,15 @@
 //! a read-only `broker_event` userdata in API v2, and the JSON text
 //! `broker.json_encode` makes of that userdata (§5.4).
 
+use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use mlua::{Lua, MetaMethod, Table, UserData, UserDataMethods, Value as LuaValue};
 
 use super::json::{escape_into, format_g, shortest};
 use super::EventJsonStyle;
-use crate::event::{Event, FieldDef, FieldType, Label, LuaType, Protocol, Value};
+use crate::event::{Event, EventDef, FieldDef, FieldType, Label, LuaType, Protocol, Value};
 use crate::journal::Entry;
 
 /// A Rust value as the Lua value Centreon pushes for it.
@@ -60,43 +62,77 @@ fn field_to_lua(
     }
 }
 
+/// The keys of the API v1 tables (`_type`, `category`, `element`, then
+/// each field of the definition), per event definition, as Lua strings
+/// made once per state: setting a field with a key that is already a Lua
+/// string saves interning the name again for every event (the per-event
+/// hot path).
+#[derive(Default)]
+struct TableKeys(HashMap<usize, Rc<[mlua::LuaString]>>);
+
+fn table_keys(lua: &Lua, def: &'static EventDef) -> mlua::Result<Rc<[mlua::LuaString]>> {
+    let id = std::ptr::from_ref(def) as usize;
+    if let Some(keys) = lua.app_data_ref::<TableKeys>() {
+        if let Some(found) = keys.0.get(&id) {
+            return Ok(Rc::clone(found));
+        }
+    }
+    let mut names = Vec::with_capacity(def.fields.len() + HEADER.len());
+    for name in HEADER {
+        names.push(lua.create_string(name)?);
+    }
+    for field in def.fields {
+        names.push(lua.create_string(field.key)?);
+    }
+    let names: Rc<[mlua::LuaString]> = names.into();
+    if lua.app_data_ref::<TableKeys>().is_none() {
+        lua.set_app_data(TableKeys::default());
+    }
+    if let Some(mut keys) = lua.app_data_mut::<TableKeys>() {
+        keys.0.insert(id, Rc::clone(&names));
+    }
+    Ok(names)
+}
+
 /// API v1: a new table with `_type`, `category`, `element` and every
 /// visible field that is not nil.
 pub fn to_table(lua: &Lua, event: &Event) -> mlua::Result<Table> {
     let def = event.def();
     let ty = event.event_type();
+    let keys = table_keys(lua, def)?;
     let table = lua.create_table_with_capacity(0, def.fields.len() + 3)?;
-    table.raw_set("_type", i64::from(ty.0))?;
-    table.raw_set("category", i64::from(ty.category()))?;
-    table.raw_set("element", i64::from(ty.element()))?;
-    for (field, slot) in def.fields.iter().zip(event.values()) {
+    table.raw_set(&keys[0], i64::from(ty.0))?;
+    table.raw_set(&keys[1], i64::from(ty.category()))?;
+    table.raw_set(&keys[2], i64::from(ty.element()))?;
+    for ((field, slot), key) in def.fields.iter().zip(event.values()).zip(&keys[3..]) {
         if field.is_hidden() {
             continue;
         }
         // Scalars are pushed straight onto the table, without a reference
         // to a Lua value in between: this is the per-event hot path.
         match slot {
+            None if def.protocol == Protocol::Mapped => continue,
             Some(Value::Str(s)) => {
-                table.raw_set(field.key, s.as_str())?;
+                table.raw_set(key, s.as_str())?;
                 continue;
             }
             Some(Value::Int(i)) => {
-                table.raw_set(field.key, *i)?;
+                table.raw_set(key, *i)?;
                 continue;
             }
             Some(Value::Float(x)) => {
-                table.raw_set(field.key, *x)?;
+                table.raw_set(key, *x)?;
                 continue;
             }
             Some(Value::Bool(b)) => {
-                table.raw_set(field.key, *b)?;
+                table.raw_set(key, *b)?;
                 continue;
             }
             _ => {}
         }
         let value = field_to_lua(lua, def.protocol, field, slot.as_ref())?;
         if !value.is_nil() {
-            table.raw_set(field.key, value)?;
+            table.raw_set(key, value)?;
         }
     }
     Ok(table)
@@ -238,6 +274,29 @@ impl UserData for LuaEvent {
             Ok(format!("broker_event: {}", this.0.event().def().name))
         });
     }
+}
+
+/// The `broker_event` global (§1.3 step 9): the metatable every API v2
+/// event shares, as Centreon publishes it, so that `getmetatable(d) ==
+/// broker_event` holds for an event `d` and for what `broker_cache`
+/// returns. It holds `__index`, `__pairs`, `__tostring` and `__gc`; a
+/// script that changes it changes every event, as under Centreon. mlua
+/// hides userdata metatables behind `__metatable = false`, which Centreon
+/// does not: that field is removed. Called on a fresh state, before the
+/// script's main chunk can replace `debug.getmetatable` or `rawset`.
+pub fn event_metatable(lua: &Lua) -> mlua::Result<Table> {
+    let sample = crate::event::catalogue::EVENTS
+        .first()
+        .ok_or_else(|| mlua::Error::runtime("the event catalogue is empty"))?;
+    let event = lua.create_userdata(LuaEvent(Shared::Event(Arc::new(Event::new(sample)))))?;
+    lua.load(
+        "local d = ...\n\
+         local mt = debug.getmetatable(d)\n\
+         rawset(mt, '__metatable', nil)\n\
+         return mt",
+    )
+    .set_name("=broker_event")
+    .call(event)
 }
 
 /// `broker.json_encode(broker_event)`.

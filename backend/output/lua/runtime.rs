@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use mlua::{Function, Lua, MultiValue, Value as LuaValue};
 
-use super::event::{to_table, LuaEvent, Shared};
+use super::event::{event_metatable, to_table, LuaEvent, Shared};
 use super::sdk::{self, BrokerCache, BrokerLog, LogSink, Severity};
 use super::LuaSettings;
 use crate::cache::Cache;
@@ -195,6 +195,7 @@ impl Script {
         // `broker_tcp_socket`, like the other SDK globals, only appears
         // after it (step 9).
         super::modules::register(&lua).map_err(fail)?;
+        let event_meta = event_metatable(&lua).map_err(fail)?;
         let socket: LuaValue = lua.globals().get("broker_tcp_socket").map_err(fail)?;
         lua.globals()
             .set("broker_tcp_socket", LuaValue::Nil)
@@ -252,7 +253,6 @@ impl Script {
         // Step 9: the SDK globals, in Centreon's order.
         let register = || -> mlua::Result<()> {
             globals.set("broker_log", BrokerLog::new(Arc::clone(&env.log)))?;
-            let event_meta = lua.create_table()?;
             globals.set("broker_event", event_meta)?;
             globals.set("broker_tcp_socket", socket)?;
             globals.set(

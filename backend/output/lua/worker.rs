@@ -95,8 +95,12 @@ pub async fn run_traced(
                         cursor,
                         status: thread_status,
                         commands,
+                        runtime,
                     };
-                    runtime.block_on(thread.run());
+                    // The script runs outside the runtime: only the waits
+                    // are `block_on`, so the built-in HTTP modules (blocking
+                    // reqwest, which refuses to run inside a runtime) work.
+                    thread.run();
                 }
                 Err(e) => fail_for_good(&thread_status, format!("cannot start: {e}")),
             }
@@ -127,10 +131,11 @@ struct Thread {
     cursor: Cursor,
     status: Arc<Mutex<OutputStatus>>,
     commands: mpsc::Receiver<Command>,
+    runtime: tokio::runtime::Runtime,
 }
 
 impl Thread {
-    async fn run(&mut self) {
+    fn run(&mut self) {
         let mut attempt = 0;
         loop {
             let loaded = self
@@ -152,11 +157,13 @@ impl Thread {
                         status: &self.status,
                         last_seq: None,
                         unacked: 0,
+                        retrying: false,
                     };
                     let commands = &mut self.commands;
-                    let ended = AssertUnwindSafe(session.run(commands));
+                    let runtime = &self.runtime;
+                    let ended = AssertUnwindSafe(|| session.run(commands, runtime));
                     // A panic is a bug, not a script error: start a new session.
-                    match futures::FutureExt::catch_unwind(ended).await {
+                    match std::panic::catch_unwind(ended) {
                         Ok(()) => return,
                         Err(panic) => format!(
                             "lua worker crashed: {}",
@@ -174,7 +181,7 @@ impl Thread {
             let delay = backoff(attempt, LOAD_RETRY_BASE, LOAD_RETRY_MAX);
             (self.env.log)(Severity::Error, &error);
             lock(&self.status).record_error(error.clone(), delay);
-            if !self.wait_retry(delay, &error).await {
+            if !self.wait_retry(delay, &error) {
                 lock(&self.status).state = OutputState::Stopped;
                 return;
             }
@@ -183,26 +190,29 @@ impl Thread {
 
     /// Sleeps until the next attempt, answering commands. False when told
     /// to stop.
-    async fn wait_retry(&mut self, delay: Duration, error: &str) -> bool {
-        let deadline = tokio::time::Instant::now() + delay;
-        loop {
-            tokio::select! {
-                command = self.commands.recv() => match command {
-                    Some(Command::Flush(reply)) => {
-                        let _ = reply.send(FlushRecord {
-                            at: OffsetDateTime::now_utc(),
-                            reason: FlushReason::Manual,
-                            events: 0,
-                            bytes: 0,
-                            duration_ms: 0.0,
-                            result: format!("the script is not running: {error}"),
-                        });
-                    }
-                    Some(Command::Stop) | None => return false,
-                },
-                _ = tokio::time::sleep_until(deadline) => return true,
+    fn wait_retry(&mut self, delay: Duration, error: &str) -> bool {
+        let commands = &mut self.commands;
+        self.runtime.block_on(async {
+            let deadline = tokio::time::Instant::now() + delay;
+            loop {
+                tokio::select! {
+                    command = commands.recv() => match command {
+                        Some(Command::Flush(reply)) => {
+                            let _ = reply.send(FlushRecord {
+                                at: OffsetDateTime::now_utc(),
+                                reason: FlushReason::Manual,
+                                events: 0,
+                                bytes: 0,
+                                duration_ms: 0.0,
+                                result: format!("the script is not running: {error}"),
+                            });
+                        }
+                        Some(Command::Stop) | None => return false,
+                    },
+                    _ = tokio::time::sleep_until(deadline) => return true,
+                }
             }
-        }
+        })
     }
 }
 
@@ -216,10 +226,13 @@ struct Session<'a> {
     last_seq: Option<Seq>,
     /// Events read (handed to the script or not) and not acknowledged.
     unacked: u64,
+    /// The last `flush()` left events unacknowledged: the next ones are
+    /// retries of the same events, and say so in the status.
+    retrying: bool,
 }
 
 impl Session<'_> {
-    async fn run(&mut self, commands: &mut mpsc::Receiver<Command>) {
+    fn run(&mut self, commands: &mut mpsc::Receiver<Command>, runtime: &tokio::runtime::Runtime) {
         // Whatever an earlier session read without acknowledging comes again
         // (Centreon's nack_events when a stream is opened).
         self.cursor.rewind();
@@ -255,21 +268,25 @@ impl Session<'_> {
                 next_idle_flush = Instant::now() + IDLE_FLUSH;
             }
             let can_read = self.room() > 0;
-            tokio::select! {
-                biased;
-                command = commands.recv() => match command {
-                    Some(command) => {
-                        if self.command(command) {
-                            return;
-                        }
-                    }
-                    None => {
-                        self.stop();
-                        return;
-                    }
-                },
-                _ = self.cursor.wait(), if can_read => {}
-                _ = tokio::time::sleep_until(next_idle_flush.into()) => {}
+            let cursor = &mut *self.cursor;
+            let woken = runtime.block_on(async {
+                tokio::select! {
+                    biased;
+                    command = commands.recv() => Some(command),
+                    _ = cursor.wait(), if can_read => None,
+                    _ = tokio::time::sleep_until(next_idle_flush.into()) => None,
+                }
+            });
+            let ended = match woken {
+                Some(Some(command)) => self.command(command),
+                Some(None) => {
+                    self.stop();
+                    true
+                }
+                None => false,
+            };
+            if ended {
+                return;
             }
         }
     }
@@ -365,7 +382,7 @@ impl Session<'_> {
             (None, true, Some(r)) if r == "true" => "ok".to_owned(),
             (None, true, r) => format!("flush() returned {}", r.as_deref().unwrap_or("nothing")),
         };
-        let record = FlushRecord {
+        let mut record = FlushRecord {
             at,
             reason,
             events: usize::try_from(events).unwrap_or(usize::MAX),
@@ -373,6 +390,14 @@ impl Session<'_> {
             duration_ms: started.elapsed().as_secs_f64() * 1000.0,
             result,
         };
+        // A flush that leaves events waiting is shown, as a retry when the
+        // one before it failed too: a destination outage is visible in
+        // `flushes` while it lasts. An idle flush with nothing waiting is not.
+        let waiting = outcome.acked == 0 && self.unacked > 0;
+        if self.retrying && reason != FlushReason::Manual && reason != FlushReason::Shutdown {
+            record.reason = FlushReason::Retry;
+        }
+        self.retrying = waiting;
         let mut status = lock(self.status);
         status.counters.acknowledged += events;
         status.buffered = usize::try_from(self.script.pending()).unwrap_or(usize::MAX);
@@ -381,7 +406,7 @@ impl Session<'_> {
             status.last_error = Some(error);
             status.last_error_at = Some(at);
         }
-        if events > 0 || reason == FlushReason::Manual {
+        if events > 0 || waiting || reason == FlushReason::Manual {
             status.record_flush(record.clone());
         }
         record
