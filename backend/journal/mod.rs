@@ -168,7 +168,21 @@ pub struct Journal {
     cursors_lost: bool,
     writer: Mutex<Option<mpsc::Sender<WriteRequest>>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The segment being appended to. Under `always`, only the writer
+    /// thread writes (group commit needs one writer); under `interval` and
+    /// `never`, producers write it themselves: a write to the page cache
+    /// takes microseconds, while handing it to a thread costs two wake-ups,
+    /// which on a busy machine wait for a core.
+    active: Mutex<ActiveFile>,
+    closed: std::sync::atomic::AtomicBool,
     report: RecoveryReport,
+}
+
+struct ActiveFile {
+    file: File,
+    path: PathBuf,
+    /// Written since the last fsync.
+    unsynced: bool,
 }
 
 struct SegmentMeta {
@@ -282,6 +296,12 @@ impl Journal {
             cursors_lost: recovered.cursors_lost,
             writer: Mutex::new(None),
             writer_thread: Mutex::new(None),
+            active: Mutex::new(ActiveFile {
+                file,
+                path: active,
+                unsynced: false,
+            }),
+            closed: std::sync::atomic::AtomicBool::new(false),
             report,
             config,
             dir_lock: Mutex::new(Some(dir_lock)),
@@ -291,7 +311,7 @@ impl Journal {
         let writer_journal = Arc::clone(&journal);
         let thread = std::thread::Builder::new()
             .name("journal-writer".into())
-            .spawn(move || writer_journal.writer_loop(rx, file, active))?;
+            .spawn(move || writer_journal.writer_loop(rx))?;
         *lock(&journal.writer) = Some(tx);
         *lock(&journal.writer_thread) = Some(thread);
         Ok(journal)
@@ -338,6 +358,13 @@ impl Journal {
             ends,
             reply,
         };
+        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(AppendError::Closed);
+        }
+        if self.config.fsync != FsyncPolicy::Always {
+            self.write_now(request);
+            return answer.await.map_err(|_| AppendError::Closed)?;
+        }
         {
             let writer = lock(&self.writer);
             let sender = writer.as_ref().ok_or(AppendError::Closed)?;
@@ -346,9 +373,24 @@ impl Journal {
         answer.await.map_err(|_| AppendError::Closed)?
     }
 
+    /// Writes one request from the producer's own thread (`interval` and
+    /// `never`); the answer is ready when this returns.
+    fn write_now(&self, request: WriteRequest) {
+        let mut active = lock(&self.active);
+        let ActiveFile {
+            file,
+            path,
+            unsynced,
+        } = &mut *active;
+        self.write_group(vec![request], file, path);
+        *unsynced = true;
+    }
+
     /// Stops the writer after it has written and synced what it holds, and
     /// saves the cursors. Appends fail afterwards.
     pub fn close(&self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
         drop(lock(&self.writer).take());
         if let Some(thread) = lock(&self.writer_thread).take() {
             let _ = thread.join();
@@ -584,45 +626,39 @@ impl Journal {
         }
     }
 
-    fn writer_loop(
-        self: Arc<Self>,
-        requests: mpsc::Receiver<WriteRequest>,
-        mut file: File,
-        mut path: PathBuf,
-    ) {
+    /// The writer thread: under `always`, writes groups of appends with one
+    /// fsync each; under every policy, fsyncs on the interval, expires old
+    /// segments and saves the cursors about once a second.
+    fn writer_loop(self: Arc<Self>, requests: mpsc::Receiver<WriteRequest>) {
         let mut last_sync = Instant::now();
-        let mut unsynced = false;
         let mut last_save = Instant::now();
         loop {
             let wait = match self.config.fsync {
-                FsyncPolicy::Interval(ms) if unsynced => {
-                    Duration::from_millis(ms).saturating_sub(last_sync.elapsed())
-                }
+                FsyncPolicy::Interval(ms) => Duration::from_millis(ms)
+                    .saturating_sub(last_sync.elapsed())
+                    .min(Duration::from_secs(1)),
                 _ => Duration::from_secs(1),
             };
-            let first = match requests.recv_timeout(wait) {
-                Ok(request) => Some(request),
-                Err(mpsc::RecvTimeoutError::Timeout) => None,
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            };
-            if let Some(first) = first {
-                let mut group = vec![first];
-                while group.len() < 1024 {
-                    match requests.try_recv() {
-                        Ok(request) => group.push(request),
-                        Err(_) => break,
+            match requests.recv_timeout(wait) {
+                Ok(first) => {
+                    let mut group = vec![first];
+                    while group.len() < 1024 {
+                        match requests.try_recv() {
+                            Ok(request) => group.push(request),
+                            Err(_) => break,
+                        }
                     }
+                    let mut active = lock(&self.active);
+                    let ActiveFile { file, path, .. } = &mut *active;
+                    self.write_group(group, file, path);
                 }
-                self.write_group(group, &mut file, &mut path);
-                unsynced = self.config.fsync != FsyncPolicy::Always;
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
             if let FsyncPolicy::Interval(ms) = self.config.fsync {
-                if unsynced && last_sync.elapsed() >= Duration::from_millis(ms) {
-                    if let Err(e) = file.sync_data() {
-                        tracing::error!("journal fsync failed: {e}");
-                    }
+                if last_sync.elapsed() >= Duration::from_millis(ms) {
+                    self.sync_active();
                     last_sync = Instant::now();
-                    unsynced = false;
                 }
             }
             if last_save.elapsed() >= Duration::from_secs(1) {
@@ -633,8 +669,23 @@ impl Journal {
                 last_save = Instant::now();
             }
         }
-        if let Err(e) = file.sync_data() {
-            tracing::error!("journal fsync failed: {e}");
+        self.sync_active();
+    }
+
+    /// Fsyncs what producers wrote since the last time, without holding the
+    /// active segment while the disk works.
+    fn sync_active(&self) {
+        let file = {
+            let mut active = lock(&self.active);
+            if !active.unsynced {
+                return;
+            }
+            active.unsynced = false;
+            active.file.try_clone()
+        };
+        match file.and_then(|f| f.sync_data()) {
+            Ok(()) => {}
+            Err(e) => tracing::error!("journal fsync failed: {e}"),
         }
     }
 
