@@ -115,6 +115,7 @@ impl App {
     /// flushing what it holds.
     pub async fn shutdown(self) {
         self.stop.cancel();
+        self.context.closing.cancel();
         if let Some(simulator) = self.simulator {
             let _ = simulator.await;
         }

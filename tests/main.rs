@@ -9,3 +9,4 @@ mod journal;
 mod lua;
 mod lua_modules;
 mod serve;
+mod web;

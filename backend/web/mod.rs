@@ -3,9 +3,12 @@
 
 mod error;
 mod events;
+mod form;
 mod kinds;
 mod outputs;
 mod pages;
+mod rates;
+mod tail;
 
 use std::sync::Arc;
 
@@ -35,6 +38,12 @@ pub struct Shared {
     /// Serializes definition changes, so the store and the running workers
     /// see them in the same order.
     pub writes: tokio::sync::Mutex<()>,
+    /// Counters sampled for the pages' sparklines.
+    pub rates: rates::Rates,
+    /// Cancelled when the service stops: long-lived responses (the live
+    /// tail) end then, or the HTTP server's graceful shutdown would wait
+    /// for every watching browser.
+    pub closing: tokio_util::sync::CancellationToken,
 }
 
 impl std::ops::Deref for Context {
@@ -51,13 +60,18 @@ impl Context {
         ingest: Arc<Ingest>,
         journal: Arc<Journal>,
     ) -> Self {
-        Context(Arc::new(Shared {
+        let shared = Arc::new(Shared {
             store,
             supervisor,
             ingest,
             journal,
             writes: tokio::sync::Mutex::new(()),
-        }))
+            rates: rates::Rates::default(),
+            closing: tokio_util::sync::CancellationToken::new(),
+        });
+        // Holds a weak reference, so it ends when the service drops its context.
+        tokio::spawn(rates::sample(Arc::downgrade(&shared)));
+        Context(shared)
     }
 }
 
@@ -82,11 +96,24 @@ pub fn router(ctx: Context) -> Router {
         .route("/outputs/{name}/flush", post(outputs::flush))
         .route("/outputs/{name}/replay", post(outputs::replay))
         .route("/outputs/{name}/skip", post(outputs::skip))
+        .route("/outputs/{name}/pause", post(outputs::pause))
+        .route("/outputs/{name}/resume", post(outputs::resume))
+        .route("/outputs/{name}/restart", post(outputs::restart))
+        .route("/outputs/{name}/tail", get(tail::stream))
         .route("/journal", get(journal_info))
         .fallback(|| async { ApiError::NotFound("no such API route".into()) });
     Router::new()
         .nest("/api/v1", api)
         .route("/", get(pages::overview))
+        .route("/fragments/overview", get(pages::overview_fragment))
+        .route("/outputs/new", get(form::new_form).post(form::create))
+        .route("/outputs/{name}", get(pages::detail))
+        .route(
+            "/outputs/{name}/edit",
+            get(form::edit_form).post(form::update),
+        )
+        .route("/outputs/{name}/action", post(pages::action))
+        .route("/fragments/outputs/{name}", get(pages::detail_fragment))
         .route("/healthz", get(|| async { "ok" }))
         .nest_service("/static", ServeDir::new(static_dir()))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
