@@ -769,3 +769,75 @@ async fn in_a_browser_add_an_output_watch_its_events_and_flush_it() {
     browser.quit().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_detail_page_shows_the_script_log_and_its_buttons_act() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    std::fs::write(
+        dir.path().join("scripts/logs.lua"),
+        "function init(conf) broker_log:info(0, 'hello <b>from</b> init') end\n\
+         function write(e) return true end\n",
+    )
+    .unwrap();
+    let response = server
+        .post_json(
+            "/api/v1/outputs",
+            &json!({"name": "logged", "kind": "lua", "path": "logs.lua"}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    server
+        .wait_status("logged", "running", |s| s["state"] == "running")
+        .await;
+    let page = server.get("/outputs/logged").await.text().await.unwrap();
+    // The script's log line, escaped like everything else.
+    assert!(
+        page.contains("INFO: hello &#60;b&#62;from&#60;/b&#62; init"),
+        "{page}"
+    );
+
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let act = |action: &'static str, since: &'static str| {
+        let client = client.clone();
+        let url = server.url("/outputs/logged/action");
+        async move {
+            let response = client
+                .post(url)
+                .form(&[("action", action), ("since", since)])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 303, "{action}");
+            response.headers()["location"].to_str().unwrap().to_owned()
+        }
+    };
+    assert!(act("pause", "").await.contains("Pause%20done"));
+    assert_eq!(server.status("logged").await["state"], "paused");
+    assert!(act("flush", "").await.contains("Cannot%20flush"));
+    assert!(act("resume", "").await.contains("Resume%20done"));
+    assert!(act("replay", "yesterday").await.contains("Cannot%20replay"));
+    assert!(act("replay", "2026-01-01T00:00")
+        .await
+        .contains("Replaying"));
+    assert!(act("flush", "").await.contains("Flushed"));
+    let page = server
+        .get("/fragments/outputs/logged")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("manual"), "{page}");
+    let overview = server
+        .get("/fragments/overview")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(overview.contains(r#"data-output="logged""#), "{overview}");
+    assert!(overview.contains("HTTP ingest"), "{overview}");
+    server.stop().await;
+}
