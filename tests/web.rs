@@ -580,14 +580,31 @@ impl Driver {
         }
     }
 
+    /// Clicks the element, finding it again if a refresh replaced it.
     async fn click(&self, css: &str) {
-        let id = self.find(css).await;
-        self.call(
-            reqwest::Method::POST,
-            &self.at(&format!("/element/{id}/click")),
-            json!({}),
-        )
-        .await;
+        for _ in 0..5 {
+            let id = self.find(css).await;
+            let response = self
+                .http
+                .post(format!(
+                    "{}{}",
+                    self.base,
+                    self.at(&format!("/element/{id}/click"))
+                ))
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap();
+            if response.status().is_success() {
+                return;
+            }
+            let answer: Value = response.json().await.unwrap_or(Value::Null);
+            assert_eq!(
+                answer["value"]["error"], "stale element reference",
+                "click on `{css}`: {answer}"
+            );
+        }
+        panic!("`{css}` kept being replaced");
     }
 
     async fn type_into(&self, css: &str, text: &str) {
@@ -606,17 +623,32 @@ impl Driver {
         .await;
     }
 
+    /// The element's text, waiting for it to appear. Read in one script
+    /// call: the live parts of a page are replaced every few seconds, so an
+    /// element found in one call may be gone by the next.
     async fn text(&self, css: &str) -> String {
-        let id = self.find(css).await;
-        self.call(
-            reqwest::Method::GET,
-            &self.at(&format!("/element/{id}/text")),
-            Value::Null,
-        )
-        .await
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = self
+                .call(
+                    reqwest::Method::POST,
+                    &self.at("/execute/sync"),
+                    json!({
+                        "script": "var e = document.querySelector(arguments[0]); return e ? e.innerText : null;",
+                        "args": [css],
+                    }),
+                )
+                .await;
+            if let Some(text) = text.as_str() {
+                return text.to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no element `{css}` on {}",
+                self.url().await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Waits until the element's text satisfies `ready`.
@@ -754,6 +786,54 @@ async fn in_a_browser_add_an_output_watch_its_events_and_flush_it() {
     assert!(!wait_lines(&out, 1).await.is_empty());
     browser.screenshot("05-detail-flushed").await;
 
+    // The overview refreshes by itself: a pause made elsewhere shows up.
+    browser.goto(&server.url("/")).await;
+    server
+        .post_json("/api/v1/outputs/web-file/pause", &json!({}))
+        .await;
+    browser
+        .wait_text("tr[data-output=web-file]", "the paused state", |t| {
+            t.contains("paused")
+        })
+        .await;
+
+    // A script output's parameter rows are added and removed in the page.
+    browser.goto(&server.url("/outputs/new?kind=lua")).await;
+    let rows = "document.querySelectorAll('#params tbody tr').length";
+    let count = |script: &'static str| {
+        let browser = &browser;
+        async move {
+            browser
+                .call(
+                    reqwest::Method::POST,
+                    &browser.at("/execute/sync"),
+                    json!({"script": format!("return {script};"), "args": []}),
+                )
+                .await
+        }
+    };
+    let before = count(rows).await.as_u64().unwrap();
+    browser.click("#add-row").await;
+    browser.click("#add-row").await;
+    assert_eq!(count(rows).await.as_u64().unwrap(), before + 2);
+    browser
+        .click("#params tbody tr:first-child .remove-row")
+        .await;
+    assert_eq!(count(rows).await.as_u64().unwrap(), before + 1);
+    browser
+        .type_into(
+            "#params tbody tr:first-child input[name=param_name]",
+            "http_server_address",
+        )
+        .await;
+    browser
+        .type_into(
+            "#params tbody tr:first-child input[name=param_value]",
+            "127.0.0.1",
+        )
+        .await;
+    browser.screenshot("06-form-lua").await;
+
     // On a phone-sized screen the overview still reads.
     browser
         .call(
@@ -764,7 +844,7 @@ async fn in_a_browser_add_an_output_watch_its_events_and_flush_it() {
         .await;
     browser.goto(&server.url("/")).await;
     browser.find("tr[data-output=web-file]").await;
-    browser.screenshot("06-overview-phone").await;
+    browser.screenshot("07-overview-phone").await;
 
     browser.quit().await;
     server.stop().await;
