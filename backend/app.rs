@@ -163,6 +163,7 @@ impl App {
             let _ = task.await;
         }
         self.stop.cancel();
+        self.context.closing.cancel();
         if let Some(simulator) = self.simulator {
             let _ = simulator.await;
         }

@@ -12,3 +12,4 @@ mod lua_destinations;
 mod lua_modules;
 mod observe;
 mod serve;
+mod web;

@@ -38,7 +38,7 @@ pub struct Kind {
 
 /// `max_buffer_size` and `max_buffer_age`, the names Centreon's scripts
 /// use, shared by every kind.
-const BUFFER_SIZE: ParamSchema = ParamSchema {
+pub const BUFFER_SIZE: ParamSchema = ParamSchema {
     name: "max_buffer_size",
     ty: ParamType::Number,
     required: false,
@@ -48,7 +48,7 @@ const BUFFER_SIZE: ParamSchema = ParamSchema {
     choices: &[],
     min: Some(1.0),
 };
-const BUFFER_AGE: ParamSchema = ParamSchema {
+pub const BUFFER_AGE: ParamSchema = ParamSchema {
     name: "max_buffer_age",
     ty: ParamType::Number,
     required: false,

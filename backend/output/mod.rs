@@ -7,6 +7,7 @@ pub mod kinds;
 pub mod lua;
 pub mod status;
 mod supervisor;
+pub mod tail;
 mod template;
 mod worker;
 
@@ -19,7 +20,7 @@ use crate::event::Filter;
 
 pub use file::FileSink;
 pub use status::{FlushReason, FlushRecord, OutputState, OutputStatus};
-pub use supervisor::{FlushError, Supervisor};
+pub use supervisor::{ControlError, FlushError, Supervisor};
 pub use template::Template;
 
 /// Centreon's `lua_parameter` types.
@@ -182,6 +183,25 @@ fn validate_into(spec: &OutputSpec, errors: &mut FieldErrors) {
         None => errors.add("kind", kinds::unknown_kind_message(&spec.kind)),
         Some(kind) => kind.validate(spec, errors),
     }
+}
+
+/// What a native output would write for `events`, after its filters: the
+/// web form's Test button shows it. Only kinds that encode lines have one.
+pub fn preview(
+    spec: &OutputSpec,
+    events: &[crate::event::Event],
+    cache: &crate::cache::Cache,
+) -> Result<String, String> {
+    let filter = Filter::parse(&spec.filters).map_err(|e| e.to_string())?;
+    let format = match spec.kind.as_str() {
+        "file" => file::LineFormat::from_spec(spec)?,
+        other => return Err(format!("kind `{other}` has no preview")),
+    };
+    let mut out = Vec::new();
+    for event in events.iter().filter(|e| filter.accepts(e.event_type())) {
+        format.encode(event, cache, &mut out);
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// The batching settings every output has, from its parameters.

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use super::lua::LuaSettings;
 use super::status::{age_secs, backoff, FlushRecord, OutputState, OutputStatus};
+use super::tail::Tail;
 use super::worker::{Command, Worker, RETRY_BASE, RETRY_MAX};
 use super::{FieldErrors, OutputSpec};
 use crate::cache::Cache;
@@ -29,7 +30,12 @@ pub struct Supervisor {
 struct Supervised {
     spec: OutputSpec,
     status: Arc<Mutex<OutputStatus>>,
-    /// None when the output is disabled.
+    /// Kept across edits and restarts, so a watching browser keeps watching.
+    tail: Arc<Tail>,
+    /// Paused by an operator: no worker, the cursor stays where it is.
+    /// Not persisted: a service restart resumes every enabled output.
+    paused: bool,
+    /// None when the output is disabled or paused.
     running: Option<Running>,
 }
 
@@ -42,8 +48,17 @@ struct Running {
 pub enum FlushError {
     #[error("no output named `{0}`")]
     NotFound(String),
-    #[error("output `{0}` is not running (disabled or stopping)")]
+    #[error("output `{0}` is not running (disabled, paused or stopping)")]
     NotRunning(String),
+}
+
+/// Why an operator's pause, resume or restart was refused.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ControlError {
+    #[error("no output named `{0}`")]
+    NotFound(String),
+    #[error("output `{0}` is disabled; enable it first")]
+    Disabled(String),
 }
 
 impl Supervisor {
@@ -82,38 +97,117 @@ impl Supervisor {
     /// Starts, restarts or stops the worker of `spec` to match it.
     pub async fn apply(&self, spec: OutputSpec) {
         let mut outputs = self.outputs.lock().await;
-        let status = match outputs.remove(&spec.name) {
+        let (status, tail, paused) = match outputs.remove(&spec.name) {
             Some(mut old) => {
                 if let Some(running) = old.running.take() {
                     self.stop(&spec.name, running).await;
                 }
-                old.status
+                // An edit does not undo a pause; disabling does.
+                (old.status, old.tail, old.paused && spec.enabled)
             }
-            None => Arc::new(Mutex::new(OutputStatus::new(
-                &spec.name,
-                OutputState::Starting,
-            ))),
+            None => (
+                Arc::new(Mutex::new(OutputStatus::new(
+                    &spec.name,
+                    OutputState::Starting,
+                ))),
+                Arc::new(Tail::default()),
+                false,
+            ),
         };
-        let running = self.start(&spec, &status);
-        outputs.insert(
-            spec.name.clone(),
-            Supervised {
-                spec,
-                status,
-                running,
-            },
-        );
+        let mut output = Supervised {
+            spec,
+            status,
+            tail,
+            paused,
+            running: None,
+        };
+        output.running = self.start(&output);
+        outputs.insert(output.spec.name.clone(), output);
+    }
+
+    /// Stops the worker, which flushes and keeps its cursor, until
+    /// [`Supervisor::resume`]. Pausing a paused output changes nothing.
+    pub async fn pause(&self, name: &str) -> Result<OutputState, ControlError> {
+        let mut outputs = self.outputs.lock().await;
+        let output = outputs
+            .get_mut(name)
+            .ok_or_else(|| ControlError::NotFound(name.to_owned()))?;
+        if !output.spec.enabled {
+            return Err(ControlError::Disabled(name.to_owned()));
+        }
+        output.paused = true;
+        if let Some(running) = output.running.take() {
+            self.stop(name, running).await;
+        }
+        lock(&output.status).state = OutputState::Paused;
+        Ok(OutputState::Paused)
+    }
+
+    pub async fn resume(&self, name: &str) -> Result<OutputState, ControlError> {
+        let mut outputs = self.outputs.lock().await;
+        let output = outputs
+            .get_mut(name)
+            .ok_or_else(|| ControlError::NotFound(name.to_owned()))?;
+        if !output.spec.enabled {
+            return Err(ControlError::Disabled(name.to_owned()));
+        }
+        output.paused = false;
+        if output.running.is_none() {
+            output.running = self.start(output);
+        }
+        let state = lock(&output.status).state;
+        Ok(state)
+    }
+
+    /// Stops the worker (it flushes and commits its cursor) and starts a
+    /// fresh one, which also ends a pause: the way out of a stuck script.
+    pub async fn restart(&self, name: &str) -> Result<OutputState, ControlError> {
+        let mut outputs = self.outputs.lock().await;
+        let output = outputs
+            .get_mut(name)
+            .ok_or_else(|| ControlError::NotFound(name.to_owned()))?;
+        if !output.spec.enabled {
+            return Err(ControlError::Disabled(name.to_owned()));
+        }
+        if let Some(running) = output.running.take() {
+            self.stop(name, running).await;
+        }
+        output.paused = false;
+        output.running = self.start(output);
+        let state = lock(&output.status).state;
+        Ok(state)
+    }
+
+    /// Every output the supervisor knows, sorted.
+    pub async fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.outputs.lock().await.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// The live tail of an output.
+    pub async fn tail(&self, name: &str) -> Option<Arc<Tail>> {
+        let outputs = self.outputs.lock().await;
+        outputs.get(name).map(|o| Arc::clone(&o.tail))
     }
 
     /// Starts the worker of an enabled output. A disabled output keeps its
     /// cursor: its events wait in the journal (within the retention limits).
-    fn start(&self, spec: &OutputSpec, status: &Arc<Mutex<OutputStatus>>) -> Option<Running> {
-        if spec.enabled {
-            lock(status).state = OutputState::Starting;
-            Some(self.spawn(spec.clone(), Arc::clone(status)))
-        } else {
+    fn start(&self, output: &Supervised) -> Option<Running> {
+        let status = &output.status;
+        if !output.spec.enabled {
             lock(status).state = OutputState::Stopped;
             None
+        } else if output.paused {
+            lock(status).state = OutputState::Paused;
+            None
+        } else {
+            lock(status).state = OutputState::Starting;
+            Some(self.spawn(
+                output.spec.clone(),
+                Arc::clone(status),
+                Arc::clone(&output.tail),
+            ))
         }
     }
 
@@ -133,7 +227,7 @@ impl Supervisor {
             self.stop(name, running).await;
         }
         let position = self.journal.reposition(name, to);
-        output.running = self.start(&output.spec, &output.status);
+        output.running = self.start(output);
         position
     }
 
@@ -231,7 +325,12 @@ impl Supervisor {
         }
     }
 
-    fn spawn(&self, spec: OutputSpec, status: Arc<Mutex<OutputStatus>>) -> Running {
+    fn spawn(
+        &self,
+        spec: OutputSpec,
+        status: Arc<Mutex<OutputStatus>>,
+        tail: Arc<Tail>,
+    ) -> Running {
         let (commands, mut receiver) = mpsc::channel(16);
         let journal = Arc::clone(&self.journal);
         let cache = Arc::clone(&self.cache);
@@ -243,32 +342,55 @@ impl Supervisor {
             if let Some(cursor) = lua_cursor {
                 // A script runs on a thread of its own, which keeps its own
                 // retry loop (Centreon's failover loop).
-                super::lua::worker::run(spec, cursor, cache, status, receiver, lua).await;
+                // The script's log goes to the service log and to the page.
+                let service_log = super::lua::worker::tracing_sink(&spec.name);
+                let page_tail = Arc::clone(&tail);
+                let log: super::lua::sdk::LogSink = Arc::new(move |severity, text| {
+                    page_tail.log(severity.header().trim_end_matches([':', ' ']), text);
+                    service_log(severity, text);
+                });
+                super::lua::worker::run_traced(
+                    spec,
+                    cursor,
+                    cache,
+                    status,
+                    receiver,
+                    lua,
+                    Some(log),
+                    None,
+                    tail,
+                )
+                .await;
                 return;
             }
             let mut attempt = 0;
             loop {
                 let cursor = journal.cursor(&spec.name, StartAt::Head);
-                let worker =
-                    match Worker::new(&spec, cursor, Arc::clone(&cache), Arc::clone(&status)) {
-                        Ok(worker) => worker,
-                        Err(error) => {
-                            tracing::error!(output = %spec.name, "cannot start: {error}");
-                            {
-                                let mut status = lock(&status);
-                                status.state = OutputState::Failed;
-                                status.last_error = Some(error);
-                                status.last_error_at = Some(time::OffsetDateTime::now_utc());
-                            }
-                            // Nothing to run; still answer Stop.
-                            while let Some(command) = receiver.recv().await {
-                                if let Command::Stop = command {
-                                    break;
-                                }
-                            }
-                            return;
+                let worker = match Worker::new(
+                    &spec,
+                    cursor,
+                    Arc::clone(&cache),
+                    Arc::clone(&status),
+                    Arc::clone(&tail),
+                ) {
+                    Ok(worker) => worker,
+                    Err(error) => {
+                        tracing::error!(output = %spec.name, "cannot start: {error}");
+                        {
+                            let mut status = lock(&status);
+                            status.state = OutputState::Failed;
+                            status.last_error = Some(error);
+                            status.last_error_at = Some(time::OffsetDateTime::now_utc());
                         }
-                    };
+                        // Nothing to run; still answer Stop.
+                        while let Some(command) = receiver.recv().await {
+                            if let Command::Stop = command {
+                                break;
+                            }
+                        }
+                        return;
+                    }
+                };
                 match AssertUnwindSafe(worker.run(&mut receiver))
                     .catch_unwind()
                     .await

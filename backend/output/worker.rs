@@ -12,10 +12,11 @@ use tokio::time::sleep_until;
 
 use super::file::{FileSink, LineFormat};
 use super::status::{backoff, FlushReason, FlushRecord, OutputState, OutputStatus};
+use super::tail::{Stage, Tail};
 use super::{BatchSettings, OutputSpec};
 use crate::cache::Cache;
 use crate::event::{Event, Filter};
-use crate::journal::{Cursor, Seq};
+use crate::journal::{Cursor, Entry, Seq};
 
 pub const RETRY_BASE: Duration = Duration::from_millis(250);
 pub const RETRY_MAX: Duration = Duration::from_secs(30);
@@ -74,6 +75,7 @@ pub struct Worker {
     cursor: Cursor,
     cache: Arc<Cache>,
     status: Arc<Mutex<OutputStatus>>,
+    tail: Arc<Tail>,
     batch: Batch,
     /// When the failed batch is tried again; nothing new is read until then.
     retry_at: Option<Instant>,
@@ -89,7 +91,14 @@ struct Batch {
     /// The last event read.
     last_seq: Option<Seq>,
     started: Option<Instant>,
+    /// The events of the batch, kept only while someone watches the `sent`
+    /// tail (and at most [`SENT_TAIL_MAX`] of them).
+    tail: Vec<Arc<Entry>>,
 }
+
+/// A batch keeps at most this many events for the `sent` tail: the tail
+/// samples anyway, and a big batch must not double its memory.
+const SENT_TAIL_MAX: usize = 1000;
 
 impl Worker {
     /// Builds the worker of an output. Fails only on a definition that
@@ -99,6 +108,7 @@ impl Worker {
         mut cursor: Cursor,
         cache: Arc<Cache>,
         status: Arc<Mutex<OutputStatus>>,
+        tail: Arc<Tail>,
     ) -> Result<Worker, String> {
         let filter = Filter::parse(&spec.filters).map_err(|e| e.to_string())?;
         let sink = Sink::from_spec(spec)?;
@@ -112,6 +122,7 @@ impl Worker {
             cursor,
             cache,
             status,
+            tail,
             batch: Batch::default(),
             retry_at: None,
         })
@@ -175,11 +186,21 @@ impl Worker {
             return;
         }
         let (mut received, mut filtered) = (0, 0);
+        let watching = self.tail.watching();
         for entry in &entries {
             received += 1;
             self.batch.unacked += 1;
             self.batch.last_seq = Some(entry.seq);
+            if watching.stage(Stage::Received) {
+                self.tail.publish(Stage::Received, entry.seq, &entry.event);
+            }
             if self.filter.accepts(entry.event.event_type()) {
+                if watching.stage(Stage::Passed) {
+                    self.tail.publish(Stage::Passed, entry.seq, &entry.event);
+                }
+                if watching.stage(Stage::Sent) && self.batch.tail.len() < SENT_TAIL_MAX {
+                    self.batch.tail.push(Arc::clone(entry));
+                }
                 self.sink
                     .encode(&entry.event, &self.cache, &mut self.batch.bytes);
                 self.batch.events += 1;
@@ -246,6 +267,9 @@ impl Worker {
             Ok(()) => {
                 let acked = self.ack();
                 self.batch.bytes.clear();
+                for entry in self.batch.tail.drain(..) {
+                    self.tail.publish(Stage::Sent, entry.seq, &entry.event);
+                }
                 self.batch.events = 0;
                 self.batch.started = None;
                 self.retry_at = None;

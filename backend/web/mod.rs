@@ -3,12 +3,15 @@
 
 mod error;
 mod events;
+mod form;
 mod health;
 mod inputs;
 mod kinds;
 mod metrics;
 mod outputs;
 mod pages;
+mod rates;
+mod tail;
 
 use std::sync::Arc;
 
@@ -41,6 +44,12 @@ pub struct Shared {
     /// Serializes definition changes, so the store and the running workers
     /// see them in the same order.
     pub writes: tokio::sync::Mutex<()>,
+    /// Counters sampled for the pages' sparklines.
+    pub rates: rates::Rates,
+    /// Cancelled when the service stops: long-lived responses (the live
+    /// tail) end then, or the HTTP server's graceful shutdown would wait
+    /// for every watching browser.
+    pub closing: tokio_util::sync::CancellationToken,
 }
 
 impl std::ops::Deref for Context {
@@ -58,14 +67,19 @@ impl Context {
         journal: Arc<Journal>,
         inputs: Arc<Inputs>,
     ) -> Self {
-        Context(Arc::new(Shared {
+        let shared = Arc::new(Shared {
             store,
             supervisor,
             ingest,
             journal,
             inputs,
             writes: tokio::sync::Mutex::new(()),
-        }))
+            rates: rates::Rates::default(),
+            closing: tokio_util::sync::CancellationToken::new(),
+        });
+        // Holds a weak reference, so it ends when the service drops its context.
+        tokio::spawn(rates::sample(Arc::downgrade(&shared)));
+        Context(shared)
     }
 }
 
@@ -91,11 +105,24 @@ pub fn router(ctx: Context) -> Router {
         .route("/outputs/{name}/flush", post(outputs::flush))
         .route("/outputs/{name}/replay", post(outputs::replay))
         .route("/outputs/{name}/skip", post(outputs::skip))
+        .route("/outputs/{name}/pause", post(outputs::pause))
+        .route("/outputs/{name}/resume", post(outputs::resume))
+        .route("/outputs/{name}/restart", post(outputs::restart))
+        .route("/outputs/{name}/tail", get(tail::stream))
         .route("/journal", get(journal_info))
         .fallback(|| async { ApiError::NotFound("no such API route".into()) });
     Router::new()
         .nest("/api/v1", api)
         .route("/", get(pages::overview))
+        .route("/fragments/overview", get(pages::overview_fragment))
+        .route("/outputs/new", get(form::new_form).post(form::create))
+        .route("/outputs/{name}", get(pages::detail))
+        .route(
+            "/outputs/{name}/edit",
+            get(form::edit_form).post(form::update),
+        )
+        .route("/outputs/{name}/action", post(pages::action))
+        .route("/fragments/outputs/{name}", get(pages::detail_fragment))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))

@@ -241,7 +241,7 @@ fn read_parameter(
 /// Validates (adding to the errors found while reading the request), stores
 /// and applies a definition, in that order. Callers hold the write lock, so
 /// that the store and the running workers see changes in the same order.
-async fn save(
+pub(super) async fn save(
     ctx: &Context,
     spec: OutputSpec,
     mut errors: FieldErrors,
@@ -477,6 +477,53 @@ async fn reposition(ctx: &Context, name: &str, to: Reposition) -> Result<Json<Va
         .ok_or_else(|| ApiError::NotFound(format!("no output named `{name}`")))?;
     tracing::info!(output = name, position, "cursor moved: {to:?}");
     Ok(Json(json!({ "position": position })))
+}
+
+/// `POST /outputs/{name}/pause|resume|restart`: answers with the state
+/// the output is in afterwards.
+pub async fn pause(
+    State(ctx): State<Context>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    control(&ctx, &name, Control::Pause).await
+}
+
+pub async fn resume(
+    State(ctx): State<Context>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    control(&ctx, &name, Control::Resume).await
+}
+
+pub async fn restart(
+    State(ctx): State<Context>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    control(&ctx, &name, Control::Restart).await
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Control {
+    Pause,
+    Resume,
+    Restart,
+}
+
+pub async fn control(ctx: &Context, name: &str, what: Control) -> Result<Json<Value>, ApiError> {
+    use crate::output::ControlError;
+    // Taken so that an edit never races a pause into a running worker.
+    let _write = ctx.writes.lock().await;
+    let state = match what {
+        Control::Pause => ctx.supervisor.pause(name).await,
+        Control::Resume => ctx.supervisor.resume(name).await,
+        Control::Restart => ctx.supervisor.restart(name).await,
+    }
+    .map_err(|e| match e {
+        ControlError::NotFound(_) => ApiError::NotFound(e.to_string()),
+        ControlError::Disabled(_) => ApiError::Conflict(e.to_string()),
+    })?;
+    tracing::info!(output = name, "{what:?} by request");
+    Ok(Json(json!({ "state": state })))
 }
 
 pub async fn flush(

@@ -1,73 +1,447 @@
-//! Server-rendered pages.
+//! Server-rendered pages: the overview and an output's detail. Each has a
+//! fragment route that renders only its live part, which the page's script
+//! fetches every few seconds; without scripts the page is still whole.
 
 use askama::Template;
-use axum::extract::State;
-use axum::response::Html;
+use axum::extract::{Form, Path, Query, State};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 use super::error::ApiError;
+use super::outputs::{control, Control};
+use super::rates::{self, sparkline_points, INGEST};
 use super::Context;
-use crate::output::OutputState;
+use crate::journal::Reposition;
+use crate::output::status::FlushRecord;
+use crate::output::tail::LogLine;
+use crate::output::{FlushError, OutputStatus, ParamType};
+
+pub fn render(page: &impl Template) -> Result<Html<String>, ApiError> {
+    page.render()
+        .map(Html)
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+fn state_name(status: Option<&OutputStatus>) -> String {
+    status
+        .and_then(|s| serde_json::to_value(s.state).ok())
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "stopped".into())
+}
+
+/// `12:03:04` for the table, the full time for a tooltip.
+pub fn clock(at: OffsetDateTime) -> String {
+    format!("{:02}:{:02}:{:02}", at.hour(), at.minute(), at.second())
+}
+
+pub fn full_time(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339).unwrap_or_default()
+}
+
+/// A sparkline of events per second: the polyline's points and the latest rate.
+pub struct Spark {
+    pub points: String,
+    pub current: String,
+    pub summary: String,
+}
+
+const SPARK_W: f64 = 120.0;
+const SPARK_H: f64 = 24.0;
+
+fn spark(ctx: &Context, series: &str) -> Spark {
+    let values = ctx.rates.per_second(series);
+    let current = values.last().copied().unwrap_or(0.0);
+    let max = values.iter().cloned().fold(0.0_f64, f64::max);
+    Spark {
+        points: sparkline_points(&values, SPARK_W, SPARK_H),
+        current: format!("{current:.1}"),
+        summary: format!(
+            "{current:.1} events/s now, at most {max:.1} over the last {} s",
+            values.len() as u64 * rates::SAMPLE_EVERY.as_secs()
+        ),
+    }
+}
 
 struct OutputRow {
     name: String,
     kind: String,
     state: String,
     last_error: String,
-    received: u64,
-    written: u64,
+    rate: Spark,
     queue_depth: u64,
-    last_flush: String,
+    last_flush_at: String,
+    last_flush_title: String,
+    last_flush_result: String,
+    last_flush_ok: bool,
+}
+
+#[derive(Template)]
+#[template(path = "overview_body.html")]
+struct OverviewBody {
+    outputs: Vec<OutputRow>,
+    ingest: Spark,
+    accepted: u64,
+    refused: u64,
 }
 
 #[derive(Template)]
 #[template(path = "overview.html")]
 struct Overview {
-    outputs: Vec<OutputRow>,
-    accepted: u64,
-    refused: u64,
+    body: OverviewBody,
+}
+
+async fn overview_body(ctx: &Context) -> Result<OverviewBody, ApiError> {
+    let mut outputs = Vec::new();
+    for stored in ctx.store.list_outputs().await? {
+        let name = stored.spec.name;
+        let status = ctx.supervisor.status(&name).await;
+        let last_flush = status.as_ref().and_then(|s| s.last_flush.clone());
+        outputs.push(OutputRow {
+            kind: stored.spec.kind,
+            state: state_name(status.as_ref()),
+            last_error: status
+                .as_ref()
+                .and_then(|s| s.last_error.clone())
+                .unwrap_or_default(),
+            rate: spark(ctx, &name),
+            queue_depth: status.as_ref().map_or(0, |s| s.queue_depth),
+            last_flush_at: last_flush
+                .as_ref()
+                .map_or_else(|| "never".into(), |f| clock(f.at)),
+            last_flush_title: last_flush.as_ref().map_or_else(String::new, |f| {
+                format!(
+                    "{} ({}), {} events",
+                    full_time(f.at),
+                    serde_json::to_value(f.reason)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                    f.events
+                )
+            }),
+            last_flush_result: last_flush
+                .as_ref()
+                .map_or_else(String::new, |f| f.result.clone()),
+            last_flush_ok: last_flush.as_ref().is_none_or(FlushRecord::ok),
+            name,
+        });
+    }
+    let (accepted, refused) = ctx.ingest.counts();
+    Ok(OverviewBody {
+        outputs,
+        ingest: spark(ctx, INGEST),
+        accepted,
+        refused,
+    })
 }
 
 pub async fn overview(State(ctx): State<Context>) -> Result<Html<String>, ApiError> {
-    let mut outputs = Vec::new();
-    for stored in ctx.store.list_outputs().await? {
-        let status = ctx.supervisor.status(&stored.spec.name).await;
-        let row = match status {
-            Some(s) => OutputRow {
-                name: stored.spec.name.clone(),
-                kind: stored.spec.kind.clone(),
-                state: serde_json::to_value(s.state)
+    render(&Overview {
+        body: overview_body(&ctx).await?,
+    })
+}
+
+pub async fn overview_fragment(State(ctx): State<Context>) -> Result<Html<String>, ApiError> {
+    render(&overview_body(&ctx).await?)
+}
+
+struct FlushRow {
+    at: String,
+    title: String,
+    reason: String,
+    events: usize,
+    bytes: usize,
+    duration: String,
+    result: String,
+    ok: bool,
+}
+
+struct Bar {
+    x: String,
+    y: String,
+    height: String,
+    ok: bool,
+    title: String,
+}
+
+struct ParamRow {
+    name: String,
+    ty: String,
+    value: String,
+}
+
+#[derive(Template)]
+#[template(path = "detail_body.html")]
+struct DetailBody {
+    state: String,
+    last_error: String,
+    last_error_at: String,
+    attempts: u32,
+    next_retry_at: String,
+    received: u64,
+    filtered_out: u64,
+    written: u64,
+    acknowledged: u64,
+    failed: u64,
+    queue_depth: u64,
+    oldest_pending: String,
+    lost: u64,
+    buffered: usize,
+    rate: Spark,
+    flushes: Vec<FlushRow>,
+    bars: Vec<Bar>,
+    logs: Vec<LogLine>,
+}
+
+#[derive(Template)]
+#[template(path = "detail.html")]
+struct Detail {
+    name: String,
+    kind: String,
+    path: String,
+    enabled: bool,
+    filters: String,
+    parameters: Vec<ParamRow>,
+    notice: String,
+    body: DetailBody,
+}
+
+const CHART_W: f64 = 600.0;
+const CHART_H: f64 = 120.0;
+
+fn chart(flushes: &[FlushRecord]) -> Vec<Bar> {
+    let max = flushes.iter().map(|f| f.events).max().unwrap_or(0).max(1) as f64;
+    let n = crate::output::status::FLUSH_HISTORY as f64;
+    let width = CHART_W / n;
+    // Oldest on the left, as a time axis reads.
+    flushes
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, f)| {
+            // A failed or empty flush still shows, as a short bar.
+            let height = ((f.events as f64 / max) * (CHART_H - 4.0)).max(3.0);
+            Bar {
+                x: format!("{:.1}", i as f64 * width + 1.0),
+                y: format!("{:.1}", CHART_H - height),
+                height: format!("{height:.1}"),
+                ok: f.ok(),
+                title: format!("{}: {} events, {}", full_time(f.at), f.events, f.result),
+            }
+        })
+        .collect()
+}
+
+async fn detail_body(ctx: &Context, name: &str) -> Result<DetailBody, ApiError> {
+    let status = ctx
+        .supervisor
+        .status(name)
+        .await
+        .ok_or_else(|| ApiError::NotFound(format!("no output named `{name}`")))?;
+    let logs = match ctx.supervisor.tail(name).await {
+        Some(tail) => tail.logs(),
+        None => Vec::new(),
+    };
+    let flushes: Vec<FlushRecord> = status.flushes.iter().cloned().collect();
+    Ok(DetailBody {
+        state: state_name(Some(&status)),
+        last_error: status.last_error.clone().unwrap_or_default(),
+        last_error_at: status.last_error_at.map(full_time).unwrap_or_default(),
+        attempts: status.attempts,
+        next_retry_at: status.next_retry_at.map(full_time).unwrap_or_default(),
+        received: status.counters.received,
+        filtered_out: status.counters.filtered_out,
+        written: status.counters.written,
+        acknowledged: status.counters.acknowledged,
+        failed: status.counters.failed,
+        queue_depth: status.queue_depth,
+        oldest_pending: status
+            .oldest_pending_age_secs
+            .map(|s| format!("{s:.1} s"))
+            .unwrap_or_else(|| "none".into()),
+        lost: status.lost,
+        buffered: status.buffered,
+        rate: spark(ctx, name),
+        bars: chart(&flushes),
+        flushes: flushes
+            .iter()
+            .map(|f| FlushRow {
+                at: clock(f.at),
+                title: full_time(f.at),
+                reason: serde_json::to_value(f.reason)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))
                     .unwrap_or_default(),
-                last_error: s.last_error.clone().unwrap_or_default(),
-                received: s.counters.received,
-                written: s.counters.written,
-                queue_depth: s.queue_depth,
-                last_flush: s
-                    .last_flush
-                    .map(|f| format!("{} ({} events, {})", f.at, f.events, f.result))
-                    .unwrap_or_else(|| "never".into()),
-            },
-            None => OutputRow {
-                name: stored.spec.name.clone(),
-                kind: stored.spec.kind.clone(),
-                state: format!("{:?}", OutputState::Stopped).to_lowercase(),
-                last_error: String::new(),
-                received: 0,
-                written: 0,
-                queue_depth: 0,
-                last_flush: "never".into(),
-            },
-        };
-        outputs.push(row);
-    }
-    let (accepted, refused) = ctx.ingest.counts();
-    let page = Overview {
-        outputs,
-        accepted,
-        refused,
+                events: f.events,
+                bytes: f.bytes,
+                duration: format!("{:.1} ms", f.duration_ms),
+                result: f.result.clone(),
+                ok: f.ok(),
+            })
+            .collect(),
+        logs,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct DetailQuery {
+    notice: Option<String>,
+}
+
+pub async fn detail(
+    State(ctx): State<Context>,
+    Path(name): Path<String>,
+    Query(query): Query<DetailQuery>,
+) -> Result<Html<String>, ApiError> {
+    let stored = ctx.store.get_output(&name).await?;
+    let spec = stored.spec;
+    let body = detail_body(&ctx, &name).await?;
+    render(&Detail {
+        kind: spec.kind.clone(),
+        path: spec.path.clone().unwrap_or_default(),
+        enabled: spec.enabled,
+        filters: if spec.filters.is_empty() {
+            "every event".into()
+        } else {
+            spec.filters.join(", ")
+        },
+        parameters: spec
+            .parameters
+            .iter()
+            .map(|p| ParamRow {
+                name: p.name.clone(),
+                ty: p.ty.to_string(),
+                value: if p.ty == ParamType::Password {
+                    "(hidden)".into()
+                } else {
+                    p.value.clone()
+                },
+            })
+            .collect(),
+        notice: query.notice.unwrap_or_default(),
+        name,
+        body,
+    })
+}
+
+pub async fn detail_fragment(
+    State(ctx): State<Context>,
+    Path(name): Path<String>,
+) -> Result<Html<String>, ApiError> {
+    render(&detail_body(&ctx, &name).await?)
+}
+
+#[derive(Deserialize)]
+pub struct ActionForm {
+    action: String,
+    #[serde(default)]
+    since: String,
+}
+
+/// The detail page's buttons, as plain form posts (they work without
+/// scripts); the answer sends the browser back to the page with a notice.
+pub async fn action(
+    State(ctx): State<Context>,
+    Path(name): Path<String>,
+    Form(form): Form<ActionForm>,
+) -> Result<Response, ApiError> {
+    let notice = match form.action.as_str() {
+        "flush" => match ctx.supervisor.flush(&name).await {
+            Ok(record) => format!(
+                "Flushed: {} events, {}",
+                record.events,
+                if record.ok() {
+                    "ok"
+                } else {
+                    record.result.as_str()
+                }
+            ),
+            Err(FlushError::NotFound(_)) => {
+                return Err(ApiError::NotFound(format!("no output named `{name}`")))
+            }
+            Err(e) => format!("Cannot flush: {e}"),
+        },
+        "pause" | "resume" | "restart" => {
+            let what = match form.action.as_str() {
+                "pause" => Control::Pause,
+                "resume" => Control::Resume,
+                _ => Control::Restart,
+            };
+            match control(&ctx, &name, what).await {
+                Ok(_) => format!("{what:?} done"),
+                Err(ApiError::NotFound(m)) => return Err(ApiError::NotFound(m)),
+                Err(e) => format!("{what:?} refused: {e}"),
+            }
+        }
+        "replay" => {
+            let to = if form.since.trim().is_empty() {
+                Ok(Reposition::Oldest)
+            } else {
+                parse_local_utc(form.since.trim()).map(|t| Reposition::Since(t.into()))
+            };
+            match to {
+                Ok(to) => {
+                    let _write = ctx.writes.lock().await;
+                    match ctx.supervisor.reposition(&name, to).await {
+                        Some(position) => format!("Replaying from position {position}"),
+                        None => {
+                            return Err(ApiError::NotFound(format!("no output named `{name}`")))
+                        }
+                    }
+                }
+                Err(message) => format!("Cannot replay: {message}"),
+            }
+        }
+        other => format!("Unknown action `{other}`"),
     };
-    page.render()
-        .map(Html)
-        .map_err(|e| ApiError::Internal(e.to_string()))
+    let location = format!(
+        "/outputs/{}?notice={}",
+        form_urlencode(&name),
+        form_urlencode(&notice)
+    );
+    Ok(Redirect::to(&location).into_response())
+}
+
+/// A `datetime-local` field's value, read as UTC (the page says so).
+fn parse_local_utc(text: &str) -> Result<OffsetDateTime, String> {
+    use time::macros::format_description;
+    let with_seconds = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+    let without = format_description!("[year]-[month]-[day]T[hour]:[minute]");
+    time::PrimitiveDateTime::parse(text, with_seconds)
+        .or_else(|_| time::PrimitiveDateTime::parse(text, without))
+        .map(|t| t.assume_utc())
+        .or_else(|_| OffsetDateTime::parse(text, &Rfc3339))
+        .map_err(|_| format!("`{text}` is not a time such as 2026-11-25T10:00"))
+}
+
+fn form_urlencode(text: &str) -> String {
+    let mut out = String::new();
+    for b in text.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_times_are_read_as_utc() {
+        let t = parse_local_utc("2026-11-25T10:00").unwrap();
+        assert_eq!(full_time(t), "2026-11-25T10:00:00Z");
+        assert!(parse_local_utc("yesterday").is_err());
+    }
+
+    #[test]
+    fn notices_are_url_encoded() {
+        assert_eq!(form_urlencode("a b&c/é"), "a%20b%26c%2F%C3%A9");
+    }
 }

@@ -82,8 +82,29 @@ pub fn run(
     script: &Path,
     parameters: Vec<Parameter>,
     source: Source,
+    settings: LuaSettings,
+    data_dir: Option<&Path>,
+) -> anyhow::Result<()> {
+    let stdout = Mutex::new(std::io::stdout());
+    let print: Printer = Arc::new(move |line: &str| {
+        let mut out = stdout.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = writeln!(out, "{line}");
+    });
+    run_with(script, parameters, source, settings, data_dir, print)
+}
+
+/// Where [`run_with`] writes its lines.
+pub type Printer = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// [`run`], giving each line to `print` instead of stdout (the web form's
+/// Test button shows them in the page). Blocks: it runs its own runtime.
+pub fn run_with(
+    script: &Path,
+    parameters: Vec<Parameter>,
+    source: Source,
     mut settings: LuaSettings,
     data_dir: Option<&Path>,
+    print: Printer,
 ) -> anyhow::Result<()> {
     let script = script
         .canonicalize()
@@ -126,19 +147,11 @@ pub fn run(
         filters: Vec::new(),
         parameters,
     };
-    let printer = Arc::new(Mutex::new(std::io::stdout()));
-    let print = {
-        let printer = Arc::clone(&printer);
-        move |line: &str| {
-            let mut out = printer.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = writeln!(out, "{line}");
-        }
-    };
-    let log_print = print.clone();
+    let log_print = Arc::clone(&print);
     let log: LogSink = Arc::new(move |severity: Severity, text: &str| {
         log_print(&format!("log {}{text}", severity.header()))
     });
-    let trace_print = print.clone();
+    let trace_print = Arc::clone(&print);
     let trace: super::runtime::TraceSink = Arc::new(move |line: &str| trace_print(line));
     let status = Arc::new(Mutex::new(OutputStatus::new(
         "run-script",
@@ -156,6 +169,7 @@ pub fn run(
             Arc::new(settings),
             Some(log),
             Some(trace),
+            Arc::new(crate::output::tail::Tail::default()),
         ));
         // Until every event is read and the queue has been idle long enough
         // for the after-burst flush, or the script failed to load.

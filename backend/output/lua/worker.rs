@@ -24,6 +24,7 @@ use crate::cache::Cache;
 use crate::event::Filter;
 use crate::journal::{Cursor, Seq};
 use crate::output::status::{backoff, FlushReason, FlushRecord, OutputState, OutputStatus};
+use crate::output::tail::{Stage, Tail};
 use crate::output::worker::Command;
 use crate::output::OutputSpec;
 
@@ -56,7 +57,11 @@ pub async fn run(
     commands: mpsc::Receiver<Command>,
     settings: Arc<LuaSettings>,
 ) {
-    run_traced(spec, cursor, cache, status, commands, settings, None, None).await
+    let tail = Arc::new(Tail::default());
+    run_traced(
+        spec, cursor, cache, status, commands, settings, None, None, tail,
+    )
+    .await
 }
 
 /// [`run`] with the script's log and its calls sent elsewhere than the
@@ -71,6 +76,7 @@ pub async fn run_traced(
     settings: Arc<LuaSettings>,
     log: Option<LogSink>,
     trace: Option<super::runtime::TraceSink>,
+    tail: Arc<Tail>,
 ) {
     let (done, finished) = oneshot::channel::<()>();
     let name = spec.name.clone();
@@ -96,6 +102,7 @@ pub async fn run_traced(
                         status: thread_status,
                         commands,
                         runtime,
+                        tail,
                     };
                     // The script runs outside the runtime: only the waits
                     // are `block_on`, so the built-in HTTP modules (blocking
@@ -132,6 +139,7 @@ struct Thread {
     status: Arc<Mutex<OutputStatus>>,
     commands: mpsc::Receiver<Command>,
     runtime: tokio::runtime::Runtime,
+    tail: Arc<Tail>,
 }
 
 impl Thread {
@@ -155,6 +163,7 @@ impl Thread {
                         max_queue: self.env.settings.event_queue_max_size,
                         cursor: &mut self.cursor,
                         status: &self.status,
+                        tail: &self.tail,
                         last_seq: None,
                         unacked: 0,
                         retrying: false,
@@ -222,6 +231,7 @@ struct Session<'a> {
     max_queue: usize,
     cursor: &'a mut Cursor,
     status: &'a Mutex<OutputStatus>,
+    tail: &'a Tail,
     /// The last event read and not acknowledged.
     last_seq: Option<Seq>,
     /// Events read (handed to the script or not) and not acknowledged.
@@ -330,10 +340,14 @@ impl Session<'_> {
     fn hand(&mut self, entries: Vec<Arc<crate::journal::Entry>>) {
         let (mut received, mut filtered, mut written, mut acked, mut failed) = (0, 0, 0, 0, 0);
         let mut last_error = None;
+        let watching = self.tail.watching();
         for entry in entries {
             received += 1;
             self.unacked += 1;
             self.last_seq = Some(entry.seq);
+            if watching.stage(Stage::Received) {
+                self.tail.publish(Stage::Received, entry.seq, &entry.event);
+            }
             if !self.filter.accepts(entry.event.event_type()) {
                 // Centreon never shows these to the script; they are released
                 // with the next acknowledgement, or now if nothing waits.
@@ -343,12 +357,20 @@ impl Session<'_> {
                 }
                 continue;
             }
+            if watching.stage(Stage::Passed) {
+                self.tail.publish(Stage::Passed, entry.seq, &entry.event);
+            }
+            let seq = entry.seq;
+            let kept = watching.stage(Stage::Sent).then(|| Arc::clone(&entry));
             let outcome = self.script.write(&Shared::Entry(entry));
             if outcome.filtered {
                 filtered += 1;
             }
             if outcome.written {
                 written += 1;
+                if let Some(entry) = kept {
+                    self.tail.publish(Stage::Sent, seq, &entry.event);
+                }
             }
             if let Some(error) = outcome.error {
                 failed += 1;

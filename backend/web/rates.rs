@@ -1,0 +1,139 @@
+//! Event rates for the pages, from counters sampled on the server every
+//! [`SAMPLE_EVERY`]: the overview's sparklines come from here, so a browser
+//! that was closed for an hour still sees the last minute at once.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use super::Shared;
+
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(2);
+/// Samples kept: two minutes.
+pub const SAMPLES: usize = 60;
+
+/// The name under which the HTTP ingest's counter is sampled.
+pub const INGEST: &str = "\u{0}ingest";
+
+#[derive(Clone, Copy)]
+struct Sample {
+    at: Instant,
+    count: u64,
+}
+
+#[derive(Default)]
+pub struct Rates {
+    series: Mutex<HashMap<String, VecDeque<Sample>>>,
+}
+
+impl Rates {
+    fn record(&self, name: &str, count: u64, at: Instant) {
+        let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        let samples = series.entry(name.to_owned()).or_default();
+        if samples.len() == SAMPLES {
+            samples.pop_front();
+        }
+        samples.push_back(Sample { at, count });
+    }
+
+    fn retain(&self, names: &[String]) {
+        let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        series.retain(|k, _| k == INGEST || names.contains(k));
+    }
+
+    /// Events per second between consecutive samples, oldest first.
+    pub fn per_second(&self, name: &str) -> Vec<f64> {
+        let series = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(samples) = series.get(name) else {
+            return Vec::new();
+        };
+        samples
+            .iter()
+            .zip(samples.iter().skip(1))
+            .map(|(a, b)| {
+                let secs = b.at.duration_since(a.at).as_secs_f64();
+                // A counter that went down was reset (a new worker).
+                let delta = b.count.saturating_sub(a.count) as f64;
+                if secs > 0.0 {
+                    delta / secs
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+    }
+}
+
+/// Samples until the context is dropped.
+pub async fn sample(shared: Weak<Shared>) {
+    let mut ticks = tokio::time::interval(SAMPLE_EVERY);
+    loop {
+        ticks.tick().await;
+        let Some(ctx) = shared.upgrade() else { return };
+        let now = Instant::now();
+        let names = ctx.supervisor.names().await;
+        for name in &names {
+            if let Some(status) = ctx.supervisor.status(name).await {
+                ctx.rates.record(name, status.counters.received, now);
+            }
+        }
+        ctx.rates.retain(&names);
+        ctx.rates.record(INGEST, ctx.ingest.counts().0, now);
+    }
+}
+
+/// An SVG polyline's points for `values` in a `width` × `height` box,
+/// scaled to the largest value (a flat line at the bottom when all are 0).
+pub fn sparkline_points(values: &[f64], width: f64, height: f64) -> String {
+    if values.is_empty() {
+        return String::new();
+    }
+    let max = values.iter().cloned().fold(0.0_f64, f64::max);
+    let step = if values.len() > 1 {
+        width / (values.len() - 1) as f64
+    } else {
+        0.0
+    };
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let y = if max > 0.0 {
+                height - (v / max) * (height - 2.0) - 1.0
+            } else {
+                height - 1.0
+            };
+            format!("{:.1},{:.1}", i as f64 * step, y)
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_from_samples() {
+        let rates = Rates::default();
+        let t = Instant::now();
+        rates.record("o", 0, t);
+        rates.record("o", 10, t + Duration::from_secs(2));
+        rates.record("o", 10, t + Duration::from_secs(4));
+        rates.record("o", 3, t + Duration::from_secs(6));
+        assert_eq!(rates.per_second("o"), vec![5.0, 0.0, 0.0]);
+        assert!(rates.per_second("other").is_empty());
+    }
+
+    #[test]
+    fn sparkline_scales_to_the_box() {
+        assert_eq!(
+            sparkline_points(&[0.0, 0.0], 10.0, 10.0),
+            "0.0,9.0 10.0,9.0"
+        );
+        assert_eq!(
+            sparkline_points(&[0.0, 4.0], 10.0, 10.0),
+            "0.0,9.0 10.0,1.0"
+        );
+    }
+}

@@ -1,0 +1,923 @@
+//! The web UI: plain HTTP tests of the form, the live tail and the
+//! pause/resume/restart routes, and one test in a real headless Chromium
+//! driven over WebDriver (a `chromedriver` started on a loopback port).
+//! Screenshots of each page land in `target/screenshots/` for review.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+/// A `multipart/form-data` body, built by hand as a browser would send it.
+struct Multipart {
+    boundary: String,
+    body: Vec<u8>,
+}
+
+impl Multipart {
+    fn new() -> Self {
+        Multipart {
+            boundary: "----brokerstream-test-boundary-7d93".into(),
+            body: Vec::new(),
+        }
+    }
+
+    fn text(mut self, name: &str, value: &str) -> Self {
+        let part = format!(
+            "--{}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n",
+            self.boundary
+        );
+        self.body.extend_from_slice(part.as_bytes());
+        self
+    }
+
+    fn file(mut self, name: &str, file_name: &str, content: &[u8]) -> Self {
+        let head = format!(
+            "--{}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{file_name}\"\r\nContent-Type: application/octet-stream\r\n\r\n",
+            self.boundary
+        );
+        self.body.extend_from_slice(head.as_bytes());
+        self.body.extend_from_slice(content);
+        self.body.extend_from_slice(b"\r\n");
+        self
+    }
+
+    async fn post(mut self, server: &Server, path: &str) -> (u16, String, String) {
+        self.body
+            .extend_from_slice(format!("--{}--\r\n", self.boundary).as_bytes());
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let response = client
+            .post(server.url(path))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={}", self.boundary),
+            )
+            .body(self.body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        (status, location, response.text().await.unwrap())
+    }
+}
+
+#[tokio::test]
+async fn the_form_shows_each_error_beside_its_field_and_keeps_what_was_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let target = dir.path().join("out.log");
+
+    let (status, _, page) = Multipart::new()
+        .text("kind", "file")
+        .text("name", "bad name!")
+        .text("enabled", "on")
+        .text("p.format", "template")
+        .text("p.max_buffer_size", "lots")
+        .text("filter", "neb")
+        .text("filter_other", "neb:nonsense")
+        .text("action", "save")
+        .post(&server, "/outputs/new")
+        .await;
+    assert_eq!(status, 422, "{page}");
+    assert!(page.contains(r#"id="name-error""#), "{page}");
+    assert!(
+        page.contains(r#"value="bad name!""#),
+        "the name typed is kept"
+    );
+    assert!(page.contains(r#"id="p-path-error""#), "path is required");
+    assert!(page.contains(r#"id="p-max_buffer_size-error""#), "{page}");
+    assert!(page.contains(r#"value="lots""#), "the number typed is kept");
+    assert!(page.contains(r#"id="filters-error""#), "{page}");
+    assert!(page.contains("neb:nonsense"));
+    // What the browser sent is escaped, never markup.
+    let (status, _, page) = Multipart::new()
+        .text("kind", "file")
+        .text("name", "<script>alert(1)</script>")
+        .text("action", "save")
+        .post(&server, "/outputs/new")
+        .await;
+    assert_eq!(status, 422);
+    assert!(!page.contains("<script>alert(1)"), "{page}");
+    assert!(
+        page.contains("alert(1)"),
+        "the name is kept, escaped: {page}"
+    );
+
+    // Corrected, it saves through the API's path and sends the browser on.
+    let (status, location, _) = Multipart::new()
+        .text("kind", "file")
+        .text("name", "good")
+        .text("enabled", "on")
+        .text("p.path", target.to_str().unwrap())
+        .text("p.max_buffer_size", "10")
+        .text("filter", "neb")
+        .text("filter_other", "storage:metric")
+        .text("action", "save")
+        .post(&server, "/outputs/new")
+        .await;
+    assert_eq!(status, 303);
+    assert_eq!(location, "/outputs/good?notice=Saved");
+    let stored = server.get_json("/api/v1/outputs/good").await;
+    assert_eq!(
+        stored["filters"],
+        json!({"category": ["neb", "storage:metric"]})
+    );
+    assert_eq!(
+        stored["parameters"],
+        json!([
+            {"name": "path", "type": "string", "value": target.to_str().unwrap()},
+            {"name": "max_buffer_size", "type": "number", "value": "10"},
+        ])
+    );
+    // A second one of the same name is refused on the name field.
+    let (status, _, page) = Multipart::new()
+        .text("kind", "file")
+        .text("name", "good")
+        .text("p.path", target.to_str().unwrap())
+        .text("action", "save")
+        .post(&server, "/outputs/new")
+        .await;
+    assert_eq!(status, 409);
+    assert!(page.contains(r#"id="name-error""#), "{page}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_script_is_uploaded_and_a_stored_password_is_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let script = b"function init(conf) broker_log:info(0, 'init ' .. conf.url) end\n\
+        function write(e) broker_log:info(0, 'write ' .. e.category) return true end\n";
+    let (status, location, page) = Multipart::new()
+        .text("kind", "lua")
+        .text("name", "scripted")
+        .text("enabled", "on")
+        .text("path", "")
+        .file("script_file", "../../evil/my-connector.lua", script)
+        .text("param_name", "url")
+        .text("param_type", "string")
+        .text("param_value", "http://127.0.0.1:1/")
+        .text("param_name", "token")
+        .text("param_type", "password")
+        .text("param_value", "hunter2")
+        .text("param_name", "")
+        .text("param_type", "string")
+        .text("param_value", "")
+        .text("p.max_buffer_size", "5")
+        .text("action", "save")
+        .post(&server, "/outputs/new")
+        .await;
+    assert_eq!(status, 303, "{page}");
+    assert_eq!(location, "/outputs/scripted?notice=Saved");
+    // Saved under its own name, inside the first script directory.
+    assert!(dir.path().join("scripts/my-connector.lua").is_file());
+    let edit = server
+        .get("/outputs/scripted/edit")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!edit.contains("hunter2"), "{edit}");
+    assert!(edit.contains("(stored, unchanged)"));
+    assert!(edit.contains(r#"<option value="my-connector.lua" selected>"#));
+    // An empty password keeps the stored one.
+    let (status, _, page) = Multipart::new()
+        .text("kind", "lua")
+        .text("enabled", "on")
+        .text("path", "my-connector.lua")
+        .text("param_name", "url")
+        .text("param_type", "string")
+        .text("param_value", "http://127.0.0.1:2/")
+        .text("param_name", "token")
+        .text("param_type", "password")
+        .text("param_value", "")
+        .text("action", "save")
+        .post(&server, "/outputs/scripted/edit")
+        .await;
+    assert_eq!(status, 303, "{page}");
+    let stored = server.get_json("/api/v1/outputs/scripted").await;
+    assert_eq!(stored["parameters"][0]["value"], "http://127.0.0.1:2/");
+    assert_eq!(
+        stored["parameters"][1],
+        json!({"name": "token", "type": "password"})
+    );
+    // The same name again is refused, not overwritten.
+    let (status, _, page) = Multipart::new()
+        .text("kind", "lua")
+        .text("name", "other")
+        .file("script_file", "my-connector.lua", b"-- not this one")
+        .text("action", "save")
+        .post(&server, "/outputs/new")
+        .await;
+    assert_eq!(status, 422);
+    assert!(page.contains(r#"id="upload-error""#), "{page}");
+    // The Test button runs the script on sample events and shows its log.
+    let (status, _, page) = Multipart::new()
+        .text("kind", "lua")
+        .text("enabled", "on")
+        .text("path", "my-connector.lua")
+        .text("param_name", "url")
+        .text("param_type", "string")
+        .text("param_value", "http://test/")
+        .text("action", "test")
+        .post(&server, "/outputs/scripted/edit")
+        .await;
+    assert_eq!(status, 200);
+    assert!(page.contains(r#"id="test-result""#), "{page}");
+    assert!(page.contains("log INFO: init http://test/"), "{page}");
+    assert!(page.contains("log INFO: write 1"), "{page}");
+    assert!(page.contains("summary: 20 events"), "{page}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_test_button_shows_what_a_file_output_would_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let (status, _, page) = Multipart::new()
+        .text("kind", "file")
+        .text("name", "preview")
+        .text("p.path", dir.path().join("x.log").to_str().unwrap())
+        .text("p.format", "template")
+        .text("p.template", "HOST {host_id} state {state}")
+        .text("filter", "neb:host_status")
+        .text("action", "test")
+        .post(&server, "/outputs/new")
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains(r#"id="test-result""#), "{page}");
+    assert!(page.contains("HOST "), "{page}");
+    // Nothing was saved.
+    assert_eq!(server.get("/api/v1/outputs/preview").await.status(), 404);
+    server.stop().await;
+}
+
+/// Reads server-sent events until `done` holds for the text read so far.
+async fn read_sse(response: &mut reqwest::Response, done: impl Fn(&str) -> bool) -> String {
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done(&text) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "timed out; read so far:\n{text}");
+        match tokio::time::timeout(left, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
+            Ok(Ok(None)) => panic!("the stream ended; read:\n{text}"),
+            Ok(Err(e)) => panic!("{e}"),
+            Err(_) => panic!("timed out; read so far:\n{text}"),
+        }
+    }
+    text
+}
+
+#[tokio::test]
+async fn the_tail_streams_each_stage_and_counts_what_it_samples_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let out = dir.path().join("out.log");
+    server
+        .create_file_output(
+            "tailed",
+            &out,
+            json!({"filters": {"category": ["neb:host_status"]}}),
+        )
+        .await;
+    let mut received = server
+        .get("/api/v1/outputs/tailed/tail?stage=received")
+        .await;
+    assert_eq!(received.status(), 200);
+    assert_eq!(
+        received.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    let mut sent = server.get("/api/v1/outputs/tailed/tail?stage=sent").await;
+    // The first `stats` tick shows the subscriptions are in place.
+    read_sse(&mut received, |t| t.contains("event: stats")).await;
+    read_sse(&mut sent, |t| t.contains("event: stats")).await;
+    let (code, _) = server
+        .post_events(&[metric(1, 1, "cpu", 1.0), host_status(12, 1, "DOWN")])
+        .await;
+    assert_eq!(code, 200);
+    let text = read_sse(&mut received, |t| t.contains("\"host_id\":12")).await;
+    assert!(text.contains("event: tail"), "{text}");
+    assert!(
+        text.contains("\"metric_id\":7"),
+        "the metric was received: {text}"
+    );
+    // Only the host status passes the filter and is sent (batches of 1).
+    let text = read_sse(&mut sent, |t| t.contains("\"host_id\":12")).await;
+    assert!(!text.contains("metric_id"), "{text}");
+
+    // At most `rate` events a second reach a client; the rest are counted.
+    let mut sampled = server
+        .get("/api/v1/outputs/tailed/tail?stage=received&rate=1")
+        .await;
+    read_sse(&mut sampled, |t| t.contains("event: stats")).await;
+    let burst: Vec<Value> = (0..50).map(|i| host_status(i, 0, "UP")).collect();
+    server.post_events(&burst).await;
+    let text = read_sse(&mut sampled, |t| {
+        t.lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .any(|d| d["skipped"].as_u64().unwrap_or(0) >= 49)
+    })
+    .await;
+    assert_eq!(text.matches("event: tail").count(), 1, "{text}");
+
+    assert_eq!(server.get("/api/v1/outputs/nope/tail").await.status(), 404);
+    assert_eq!(
+        server
+            .get("/api/v1/outputs/tailed/tail?stage=bogus")
+            .await
+            .status(),
+        422
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn pause_resume_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let out = dir.path().join("out.log");
+    server.create_file_output("o", &out, json!({})).await;
+    server
+        .wait_status("o", "running", |s| s["state"] == "running")
+        .await;
+
+    let response = server
+        .post_json("/api/v1/outputs/o/pause", &json!({}))
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<Value>().await.unwrap()["state"], "paused");
+    assert_eq!(server.status("o").await["state"], "paused");
+    server.post_events(&[host(1, "a"), host(2, "b")]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = server.status("o").await;
+    assert_eq!(status["counters"]["received"], 0, "{status:#}");
+    assert_eq!(status["queue_depth"], 2, "the events wait in the journal");
+    // A paused output has no worker to flush.
+    assert_eq!(
+        server
+            .post_json("/api/v1/outputs/o/flush", &json!({}))
+            .await
+            .status(),
+        409
+    );
+    // An edit keeps it paused.
+    let response = server
+        .send_json(
+            reqwest::Method::PATCH,
+            "/api/v1/outputs/o",
+            &json!({"filters": "all"}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(server.status("o").await["state"], "paused");
+
+    let response = server
+        .post_json("/api/v1/outputs/o/resume", &json!({}))
+        .await;
+    assert_eq!(response.status(), 200);
+    wait_lines(&out, 2).await;
+    server
+        .wait_status("o", "caught up", |s| s["queue_depth"] == 0)
+        .await;
+
+    let response = server
+        .post_json("/api/v1/outputs/o/restart", &json!({}))
+        .await;
+    assert_eq!(response.status(), 200);
+    server
+        .wait_status("o", "running again", |s| s["state"] == "running")
+        .await;
+    server.post_events(&[host(3, "c")]).await;
+    wait_lines(&out, 3).await;
+
+    for action in ["pause", "resume", "restart"] {
+        let response = server
+            .post_json(&format!("/api/v1/outputs/nope/{action}"), &json!({}))
+            .await;
+        assert_eq!(response.status(), 404, "{action}");
+    }
+    server
+        .send_json(
+            reqwest::Method::PATCH,
+            "/api/v1/outputs/o",
+            &json!({"enabled": false}),
+        )
+        .await;
+    let response = server
+        .post_json("/api/v1/outputs/o/pause", &json!({}))
+        .await;
+    assert_eq!(response.status(), 409);
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// The browser test.
+
+/// A chromedriver on a loopback port, killed when dropped.
+struct Driver {
+    child: Child,
+    base: String,
+    session: String,
+    http: reqwest::Client,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+fn find_program(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    names.iter().find_map(|name| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+impl Driver {
+    async fn start() -> Driver {
+        let chromedriver = find_program(&["chromedriver"]).unwrap_or_else(|| {
+            panic!(
+                "chromedriver is not installed: the web UI is tested in a real headless \
+                 Chromium. Run scripts/setup as root (it installs Debian's `chromium` and \
+                 `chromium-driver`)."
+            )
+        });
+        let chromium = find_program(&["chromium", "chromium-browser", "google-chrome"])
+            .unwrap_or_else(|| panic!("chromium is not installed; run scripts/setup as root"));
+        let port = free_port();
+        let child = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = http.get(format!("{base}/status")).send().await {
+                if r.status() == 200 {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not answer");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let args = vec![
+            "--headless".to_owned(),
+            "--no-sandbox".to_owned(),
+            "--disable-gpu".to_owned(),
+            "--disable-quic".to_owned(),
+            "--no-first-run".to_owned(),
+            "--disable-background-networking".to_owned(),
+            "--disable-component-update".to_owned(),
+            "--disable-sync".to_owned(),
+            "--disable-dev-shm-usage".to_owned(),
+            "--window-size=1280,1000".to_owned(),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let mut driver = Driver {
+            child,
+            base,
+            session: String::new(),
+            http,
+            _profile: profile,
+        };
+        let answer = driver
+            .call(
+                reqwest::Method::POST,
+                "/session",
+                json!({"capabilities": {"alwaysMatch": {
+                    "browserName": "chrome",
+                    "goog:chromeOptions": {"binary": chromium, "args": args},
+                }}}),
+            )
+            .await;
+        driver.session = answer["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {answer}"))
+            .to_owned();
+        driver
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base));
+        if method != reqwest::Method::GET {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("chromedriver answers");
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "{method} {path}: {status} {answer}");
+        answer["value"].clone()
+    }
+
+    fn at(&self, path: &str) -> String {
+        format!("/session/{}{path}", self.session)
+    }
+
+    async fn goto(&self, url: &str) {
+        self.call(reqwest::Method::POST, &self.at("/url"), json!({"url": url}))
+            .await;
+    }
+
+    async fn url(&self) -> String {
+        self.call(reqwest::Method::GET, &self.at("/url"), Value::Null)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// The element, waiting for it to appear.
+    async fn find(&self, css: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let response = self
+                .http
+                .post(format!("{}{}", self.base, self.at("/element")))
+                .json(&json!({"using": "css selector", "value": css}))
+                .send()
+                .await
+                .unwrap();
+            if response.status().is_success() {
+                let answer: Value = response.json().await.unwrap();
+                return answer["value"][ELEMENT].as_str().unwrap().to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no element `{css}` on {}",
+                self.url().await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Clicks the element, finding it again if a refresh replaced it.
+    async fn click(&self, css: &str) {
+        for _ in 0..5 {
+            let id = self.find(css).await;
+            let response = self
+                .http
+                .post(format!(
+                    "{}{}",
+                    self.base,
+                    self.at(&format!("/element/{id}/click"))
+                ))
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap();
+            if response.status().is_success() {
+                return;
+            }
+            let answer: Value = response.json().await.unwrap_or(Value::Null);
+            assert_eq!(
+                answer["value"]["error"], "stale element reference",
+                "click on `{css}`: {answer}"
+            );
+        }
+        panic!("`{css}` kept being replaced");
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let id = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &self.at(&format!("/element/{id}/clear")),
+            json!({}),
+        )
+        .await;
+        self.call(
+            reqwest::Method::POST,
+            &self.at(&format!("/element/{id}/value")),
+            json!({"text": text}),
+        )
+        .await;
+    }
+
+    /// The element's text, waiting for it to appear. Read in one script
+    /// call: the live parts of a page are replaced every few seconds, so an
+    /// element found in one call may be gone by the next.
+    async fn text(&self, css: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = self
+                .call(
+                    reqwest::Method::POST,
+                    &self.at("/execute/sync"),
+                    json!({
+                        "script": "var e = document.querySelector(arguments[0]); return e ? e.innerText : null;",
+                        "args": [css],
+                    }),
+                )
+                .await;
+            if let Some(text) = text.as_str() {
+                return text.to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no element `{css}` on {}",
+                self.url().await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the element's text satisfies `ready`.
+    async fn wait_text(&self, css: &str, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = self.text(css).await;
+            if ready(&text) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what} in `{css}`: {text:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let data = self
+            .call(reqwest::Method::GET, &self.at("/screenshot"), Value::Null)
+            .await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(data.as_str().unwrap_or_default())
+            .expect("a base64 PNG");
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+
+    async fn quit(self) {
+        let path = format!("/session/{}", self.session);
+        let _ = self
+            .http
+            .delete(format!("{}{path}", self.base))
+            .send()
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn in_a_browser_add_an_output_watch_its_events_and_flush_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let browser = Driver::start().await;
+    let out = dir.path().join("web.log");
+
+    // Add a file output; the first try forgets the path.
+    browser.goto(&server.url("/outputs/new?kind=file")).await;
+    browser.screenshot("01-form").await;
+    browser.type_into("#name", "web-file").await;
+    browser.type_into("#p-max_buffer_size", "100000").await;
+    browser.type_into("#p-max_buffer_age", "3600").await;
+    browser.click("input[name=filter][value=neb]").await;
+    browser.click("#save").await;
+    let error = browser.text("#p-path-error").await;
+    assert!(error.contains("required"), "{error}");
+    browser.screenshot("02-form-error").await;
+    // What was typed is still there; fix the path and save.
+    let id = browser.find("#name").await;
+    let kept = browser
+        .call(
+            reqwest::Method::GET,
+            &browser.at(&format!("/element/{id}/property/value")),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(kept, "web-file");
+    browser.type_into("#p-path", out.to_str().unwrap()).await;
+    browser.click("#save").await;
+    browser
+        .wait_text("#notice", "the saved notice", |t| t.contains("Saved"))
+        .await;
+    assert!(browser
+        .url()
+        .await
+        .ends_with("/outputs/web-file?notice=Saved"));
+
+    // The overview lists it.
+    browser.goto(&server.url("/")).await;
+    let row = browser
+        .wait_text("tr[data-output=web-file]", "the output's row", |t| {
+            t.contains("running")
+        })
+        .await;
+    assert!(row.contains("file"), "{row}");
+    browser.screenshot("03-overview").await;
+
+    // Its detail page, with the live tail.
+    browser.click("a[href='/outputs/web-file']").await;
+    browser
+        .wait_text("#tail-state", "the tail to connect", |t| {
+            t.starts_with("Live")
+        })
+        .await;
+    assert!(browser.text("#no-flush").await.contains("No flush"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut host_id = 500;
+    loop {
+        // Sent until one is seen: the stream may open after the first post.
+        server
+            .post_events(&[host_status(host_id, 1, "DOWN from the browser test")])
+            .await;
+        host_id += 1;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let tail = browser.text("#tail-lines").await;
+        if tail.contains("DOWN from the browser test") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no event in the tail: {tail:?}");
+    }
+    browser
+        .wait_text("#c-received", "the counters to refresh", |t| {
+            t.parse::<u64>().unwrap_or(0) >= 1
+        })
+        .await;
+    browser
+        .call(
+            reqwest::Method::POST,
+            &browser.at("/execute/sync"),
+            json!({"script": "document.getElementById('tail').scrollIntoView()", "args": []}),
+        )
+        .await;
+    browser.screenshot("04-detail-tail").await;
+
+    // Flush now: the events are written and the flush appears.
+    browser.click("#flush").await;
+    let notice = browser
+        .wait_text("#notice", "the flush notice", |t| t.contains("Flushed"))
+        .await;
+    assert!(notice.contains("ok"), "{notice}");
+    let flushes = browser.text("#flushes").await;
+    assert!(flushes.contains("manual"), "{flushes}");
+    assert!(flushes.contains("ok"), "{flushes}");
+    assert!(!wait_lines(&out, 1).await.is_empty());
+    browser.screenshot("05-detail-flushed").await;
+
+    // The overview refreshes by itself: a pause made elsewhere shows up.
+    browser.goto(&server.url("/")).await;
+    server
+        .post_json("/api/v1/outputs/web-file/pause", &json!({}))
+        .await;
+    browser
+        .wait_text("tr[data-output=web-file]", "the paused state", |t| {
+            t.contains("paused")
+        })
+        .await;
+
+    // A script output's parameter rows are added and removed in the page.
+    browser.goto(&server.url("/outputs/new?kind=lua")).await;
+    let rows = "document.querySelectorAll('#params tbody tr').length";
+    let count = |script: &'static str| {
+        let browser = &browser;
+        async move {
+            browser
+                .call(
+                    reqwest::Method::POST,
+                    &browser.at("/execute/sync"),
+                    json!({"script": format!("return {script};"), "args": []}),
+                )
+                .await
+        }
+    };
+    let before = count(rows).await.as_u64().unwrap();
+    browser.click("#add-row").await;
+    browser.click("#add-row").await;
+    assert_eq!(count(rows).await.as_u64().unwrap(), before + 2);
+    browser
+        .click("#params tbody tr:first-child .remove-row")
+        .await;
+    assert_eq!(count(rows).await.as_u64().unwrap(), before + 1);
+    browser
+        .type_into(
+            "#params tbody tr:first-child input[name=param_name]",
+            "http_server_address",
+        )
+        .await;
+    browser
+        .type_into(
+            "#params tbody tr:first-child input[name=param_value]",
+            "127.0.0.1",
+        )
+        .await;
+    browser.screenshot("06-form-lua").await;
+
+    // On a phone-sized screen the overview still reads.
+    browser
+        .call(
+            reqwest::Method::POST,
+            &browser.at("/window/rect"),
+            json!({"width": 390, "height": 844}),
+        )
+        .await;
+    browser.goto(&server.url("/")).await;
+    browser.find("tr[data-output=web-file]").await;
+    browser.screenshot("07-overview-phone").await;
+
+    browser.quit().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_detail_page_shows_the_script_log_and_its_buttons_act() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    std::fs::write(
+        dir.path().join("scripts/logs.lua"),
+        "function init(conf) broker_log:info(0, 'hello <b>from</b> init') end\n\
+         function write(e) return true end\n",
+    )
+    .unwrap();
+    let response = server
+        .post_json(
+            "/api/v1/outputs",
+            &json!({"name": "logged", "kind": "lua", "path": "logs.lua"}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    server
+        .wait_status("logged", "running", |s| s["state"] == "running")
+        .await;
+    let page = server.get("/outputs/logged").await.text().await.unwrap();
+    // The script's log line, escaped like everything else.
+    assert!(
+        page.contains("INFO: hello &#60;b&#62;from&#60;/b&#62; init"),
+        "{page}"
+    );
+
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let act = |action: &'static str, since: &'static str| {
+        let client = client.clone();
+        let url = server.url("/outputs/logged/action");
+        async move {
+            let response = client
+                .post(url)
+                .form(&[("action", action), ("since", since)])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 303, "{action}");
+            response.headers()["location"].to_str().unwrap().to_owned()
+        }
+    };
+    assert!(act("pause", "").await.contains("Pause%20done"));
+    assert_eq!(server.status("logged").await["state"], "paused");
+    assert!(act("flush", "").await.contains("Cannot%20flush"));
+    assert!(act("resume", "").await.contains("Resume%20done"));
+    assert!(act("replay", "yesterday").await.contains("Cannot%20replay"));
+    assert!(act("replay", "2026-01-01T00:00")
+        .await
+        .contains("Replaying"));
+    assert!(act("flush", "").await.contains("Flushed"));
+    let page = server
+        .get("/fragments/outputs/logged")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("manual"), "{page}");
+    let overview = server
+        .get("/fragments/overview")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(overview.contains(r#"data-output="logged""#), "{overview}");
+    assert!(overview.contains("HTTP ingest"), "{overview}");
+    server.stop().await;
+}
