@@ -759,6 +759,14 @@ async fn pending_events_are_acknowledged_on_a_timer_below_the_limit() {
     assert_eq!(peer.acks_until(2).await, [2]);
     peer.send(&encode_all(&[host_status_v2(3, "c")])).await;
     assert_eq!(peer.acks_until(1).await, [1]);
+    // The overview shows the open connection with what it acknowledged.
+    let page = server.get("/").await.text().await.unwrap();
+    let row = page
+        .split("<tr class=\"bbdo\">")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no BBDO row in the overview: {page}"));
+    assert!(row.contains(&format!("listener {addr}")), "{row}");
+    assert!(row.contains("<td class=\"num\">3</td>"), "{row}");
     server.stop().await;
 }
 

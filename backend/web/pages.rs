@@ -84,6 +84,50 @@ struct OverviewBody {
     ingest: Spark,
     accepted: u64,
     refused: u64,
+    bbdo: Vec<BbdoRow>,
+}
+
+/// One BBDO connection still open, as `GET /api/v1/inputs` describes it.
+struct BbdoRow {
+    /// `listener 127.0.0.1:5669 ← 10.0.0.5:41234`, or the connector's.
+    label: String,
+    state: String,
+    version: String,
+    acknowledged: u64,
+    refusals: u64,
+    last_error: String,
+}
+
+fn bbdo_rows(inputs: &serde_json::Value) -> Vec<BbdoRow> {
+    let mut rows = Vec::new();
+    for (kind, arrow) in [("listeners", "←"), ("connectors", "→")] {
+        for input in inputs[kind].as_array().into_iter().flatten() {
+            let address = input["address"].as_str().unwrap_or("");
+            for c in input["connections"].as_array().into_iter().flatten() {
+                if c["state"] == "closed" {
+                    continue;
+                }
+                let text = |v: &serde_json::Value| match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Null => String::new(),
+                    other => other.to_string(),
+                };
+                rows.push(BbdoRow {
+                    label: format!(
+                        "{} {address} {arrow} {}",
+                        kind.trim_end_matches('s'),
+                        text(&c["peer"])
+                    ),
+                    state: text(&c["state"]),
+                    version: text(&c["version"]),
+                    acknowledged: c["events_acknowledged"].as_u64().unwrap_or(0),
+                    refusals: c["errors"]["ingest_refusals"].as_u64().unwrap_or(0),
+                    last_error: text(&c["last_error"]["message"]),
+                });
+            }
+        }
+    }
+    rows
 }
 
 #[derive(Template)]
@@ -134,6 +178,7 @@ async fn overview_body(ctx: &Context) -> Result<OverviewBody, ApiError> {
         ingest: spark(ctx, INGEST),
         accepted,
         refused,
+        bbdo: bbdo_rows(&ctx.inputs.snapshot()),
     })
 }
 
