@@ -183,6 +183,10 @@ struct ActiveFile {
     path: PathBuf,
     /// Written since the last fsync.
     unsynced: bool,
+    /// Segments closed under `interval`/`never` and not yet fsynced: the
+    /// next periodic fsync covers them, so that closing a segment does not
+    /// stall the producer that filled it.
+    retired: Vec<File>,
 }
 
 struct SegmentMeta {
@@ -300,6 +304,7 @@ impl Journal {
                 file,
                 path: active,
                 unsynced: false,
+                retired: Vec::new(),
             }),
             closed: std::sync::atomic::AtomicBool::new(false),
             report,
@@ -377,13 +382,8 @@ impl Journal {
     /// `never`); the answer is ready when this returns.
     fn write_now(&self, request: WriteRequest) {
         let mut active = lock(&self.active);
-        let ActiveFile {
-            file,
-            path,
-            unsynced,
-        } = &mut *active;
-        self.write_group(vec![request], file, path);
-        *unsynced = true;
+        self.write_group(vec![request], &mut active);
+        active.unsynced = true;
     }
 
     /// Stops the writer after it has written and synced what it holds, and
@@ -649,8 +649,7 @@ impl Journal {
                         }
                     }
                     let mut active = lock(&self.active);
-                    let ActiveFile { file, path, .. } = &mut *active;
-                    self.write_group(group, file, path);
+                    self.write_group(group, &mut active);
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -675,17 +674,21 @@ impl Journal {
     /// Fsyncs what producers wrote since the last time, without holding the
     /// active segment while the disk works.
     fn sync_active(&self) {
-        let file = {
+        let (file, retired) = {
             let mut active = lock(&self.active);
             if !active.unsynced {
                 return;
             }
             active.unsynced = false;
-            active.file.try_clone()
+            (active.file.try_clone(), std::mem::take(&mut active.retired))
         };
-        match file.and_then(|f| f.sync_data()) {
-            Ok(()) => {}
-            Err(e) => tracing::error!("journal fsync failed: {e}"),
+        for file in retired {
+            if let Err(e) = file.sync_data() {
+                tracing::error!("journal fsync failed: {e}");
+            }
+        }
+        if let Err(e) = file.and_then(|f| f.sync_data()) {
+            tracing::error!("journal fsync failed: {e}");
         }
     }
 
@@ -706,9 +709,16 @@ impl Journal {
 
     /// Writes a group of requests, syncs once if the policy says so, then
     /// publishes the events to readers and answers the producers.
-    fn write_group(&self, group: Vec<WriteRequest>, file: &mut File, path: &mut PathBuf) {
+    fn write_group(&self, group: Vec<WriteRequest>, active: &mut ActiveFile) {
         let now = SystemTime::now();
-        self.release_active_if_needed(&group, file, path);
+        self.release_active_if_needed(&group, active);
+        let always = self.config.fsync == FsyncPolicy::Always;
+        let ActiveFile {
+            file,
+            path,
+            retired,
+            ..
+        } = active;
         let (mut next_seq, mut active_bytes) = {
             let state = self.lock();
             (state.head + 1, state.segments.back().map_or(0, |s| s.bytes))
@@ -730,11 +740,15 @@ impl Journal {
                 continue;
             }
             if active_bytes > 0 && active_bytes + needed > self.config.segment_bytes {
-                // Close the full segment: what it holds is written, synced and
-                // published before the next one starts.
+                // Close the full segment: what it holds is written (and under
+                // `always` synced) and published before the next one starts.
                 let closed = write_out(file, &mut buffer, buffer_start).and_then(|()| {
-                    file.sync_data()
-                        .map_err(|e| AppendError::Io(format!("fsync failed: {e}")))
+                    if always {
+                        file.sync_data()
+                            .map_err(|e| AppendError::Io(format!("fsync failed: {e}")))
+                    } else {
+                        Ok(())
+                    }
                 });
                 if let Err(error) = closed {
                     fail_all(std::mem::take(&mut pending), &error);
@@ -746,7 +760,10 @@ impl Journal {
                 pending_bytes = 0;
                 match self.rotate(next_seq) {
                     Ok((new_file, new_path)) => {
-                        *file = new_file;
+                        let old = std::mem::replace(file, new_file);
+                        if !always {
+                            retired.push(old);
+                        }
                         *path = new_path;
                         active_bytes = 0;
                         buffer_start = 0;
@@ -795,12 +812,7 @@ impl Journal {
     /// whole active segment, starts a new one so that the old one can go:
     /// the active segment is otherwise never deleted. Only then, so that
     /// outputs that keep up do not cause a new file per write.
-    fn release_active_if_needed(
-        &self,
-        group: &[WriteRequest],
-        file: &mut File,
-        path: &mut PathBuf,
-    ) {
+    fn release_active_if_needed(&self, group: &[WriteRequest], active: &mut ActiveFile) {
         let needed: u64 = group
             .iter()
             .map(|r| (r.payloads.len() + r.ends.len() * record::HEADER_LEN) as u64)
@@ -817,14 +829,12 @@ impl Journal {
             }
             state.head + 1
         };
-        if let Err(e) = file.sync_data() {
-            tracing::error!("journal fsync failed: {e}");
-            return;
-        }
+        // No fsync: every output has what the old segment holds, and it is
+        // deleted right away.
         match self.rotate(next_seq) {
             Ok((new_file, new_path)) => {
-                *file = new_file;
-                *path = new_path;
+                active.file = new_file;
+                active.path = new_path;
                 let mut state = self.lock();
                 self.trim(&mut state);
             }
