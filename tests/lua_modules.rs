@@ -3,6 +3,8 @@
 //! starts its own `influxd` on loopback ports with a throw-away
 //! configuration and data directories, and stops it at the end.
 //!
+//! `start_influx` is shared with the native `influxdb` output's tests.
+//!
 //! influxd 1.6 is run as `influxd run -config FILE`; the file sets
 //! `reporting-disabled`, the RPC `bind-address`, `[meta] dir`,
 //! `[data] dir` / `wal-dir`, `[http] bind-address`, and turns off the
@@ -17,9 +19,9 @@ use brokerstream::output::lua::modules::register;
 use serde_json::Value;
 
 /// A running `influxd`, stopped when dropped (also when a test fails).
-struct Influx {
+pub(crate) struct Influx {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     _dir: tempfile::TempDir,
 }
 
@@ -81,7 +83,7 @@ bind-address = "127.0.0.1:{rpc_port}"
     path
 }
 
-fn start_influx() -> Influx {
+pub(crate) fn start_influx() -> Influx {
     let influxd = influxd_path();
     let dir = tempfile::tempdir().expect("temporary directory");
     let http_port = free_port();

@@ -9,4 +9,5 @@ mod file_output;
 mod journal;
 mod lua;
 mod lua_modules;
+mod native;
 mod serve;

@@ -38,7 +38,7 @@ pub struct Kind {
 
 /// `max_buffer_size` and `max_buffer_age`, the names Centreon's scripts
 /// use, shared by every kind.
-const BUFFER_SIZE: ParamSchema = ParamSchema {
+pub const BUFFER_SIZE: ParamSchema = ParamSchema {
     name: "max_buffer_size",
     ty: ParamType::Number,
     required: false,
@@ -48,7 +48,7 @@ const BUFFER_SIZE: ParamSchema = ParamSchema {
     choices: &[],
     min: Some(1.0),
 };
-const BUFFER_AGE: ParamSchema = ParamSchema {
+pub const BUFFER_AGE: ParamSchema = ParamSchema {
     name: "max_buffer_age",
     ty: ParamType::Number,
     required: false,
@@ -106,6 +106,34 @@ Kind {
     parameters: &[],
     script: true,
     check: check_lua,
+},
+Kind {
+    name: "influxdb",
+    description: "Writes metrics (and optionally status perfdata) as line protocol to InfluxDB 1.x `/write` or 2.x `/api/v2/write`: measurement = service description, tag `host` = host name, field = metric name.",
+    parameters: super::influxdb::PARAMETERS,
+    script: false,
+    check: super::influxdb::check,
+},
+Kind {
+    name: "http",
+    description: "POSTs each batch to a URL as a JSON array or NDJSON, each event's body from a template or its JSON form; custom headers, Basic or Bearer authentication.",
+    parameters: super::http_post::PARAMETERS,
+    script: false,
+    check: super::http_post::check,
+},
+Kind {
+    name: "splunk",
+    description: "Sends events to Splunk's HTTP Event Collector (`/services/collector/event`), or metric events as Splunk metrics (`/services/collector`).",
+    parameters: super::splunk::PARAMETERS,
+    script: false,
+    check: super::splunk::check,
+},
+Kind {
+    name: "elasticsearch",
+    description: "Indexes events into Elasticsearch or OpenSearch with `_bulk`, into an index or a data stream; refused items go to the dead-letter file, rejected ones are sent again alone.",
+    parameters: super::elasticsearch::PARAMETERS,
+    script: false,
+    check: super::elasticsearch::check,
 }
 ];
 
