@@ -291,6 +291,8 @@ impl DeadLetter {
 
     /// Appends the records with the reason, and syncs: the events are
     /// acknowledged right after, so this file is all that is left of them.
+    /// Blocking file calls, as refusals are rare and small; the worker
+    /// waits for them anyway before acknowledging.
     pub fn write(&self, records: &[&[u8]], reason: &str) -> Result<(), String> {
         let at = OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
