@@ -878,3 +878,41 @@ async fn tls_peer_and_host_verification_switches() {
     }
     server.stop().await;
 }
+
+/// Through a proxy with Basic authentication: the loopback server plays
+/// the proxy and sees the absolute URL and the proxy credentials; the
+/// target's name is never resolved.
+#[tokio::test]
+async fn http_goes_through_an_authenticated_proxy() {
+    let proxy = Destination::start(vec![]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    create(
+        &server,
+        "proxied",
+        "http",
+        &["storage:metric"],
+        &[
+            ("http_url", "http://collector.invalid/in"),
+            ("proxy_address", &proxy.url),
+            ("proxy_username", "px"),
+            ("proxy_password", "py"),
+            ("max_buffer_size", "1"),
+        ],
+    )
+    .await;
+    server
+        .post_events(&[metric_at("a", 1.0, 1_732_000_000)])
+        .await;
+    let status = wait_written(&server, "proxied", 1).await;
+    assert!(!status.to_string().contains("py\""), "{status}");
+    let requests = proxy.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].uri, "http://collector.invalid/in");
+    // base64("px:py")
+    assert_eq!(
+        requests[0].header("proxy-authorization"),
+        Some("Basic cHg6cHk=")
+    );
+    server.stop().await;
+}

@@ -230,6 +230,50 @@ pub fn bulk_items(body: &[u8], records: usize) -> Items {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::Parameter;
+
+    #[test]
+    fn data_streams_get_create_actions_and_timestamps() {
+        let mut spec = OutputSpec::blank("e");
+        spec.kind = "elasticsearch".into();
+        let param = |name: &str, ty, value: &str| Parameter {
+            name: name.into(),
+            ty,
+            value: value.into(),
+        };
+        spec.parameters = vec![
+            param(
+                "http_server_url",
+                ParamType::String,
+                "http://127.0.0.1:9200/es",
+            ),
+            param("elastic_index", ParamType::String, "metrics-centreon"),
+            param("elastic_target", ParamType::String, "data_stream"),
+            param("elastic_username", ParamType::String, "u"),
+            param("elastic_password", ParamType::Password, "p"),
+        ];
+        let elastic = Elastic::from_spec(&spec).unwrap();
+        assert_eq!(elastic.url.as_str(), "http://127.0.0.1:9200/es/_bulk");
+        let auth = elastic.authorization.as_ref().unwrap();
+        assert_eq!(auth.to_str().unwrap(), "Basic dTpw");
+        let metric = Event::named("metric")
+            .unwrap()
+            .with("name", "cpu")
+            .with("value", 1.5)
+            .with("ctime", 1_732_000_000i64);
+        let mut out = Vec::new();
+        elastic.encode(&metric, &Cache::new(), &mut out);
+        let text = String::from_utf8(out).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next(),
+            Some(r#"{"create":{"_index":"metrics-centreon"}}"#)
+        );
+        let doc: Json = serde_json::from_str(lines.next().unwrap()).unwrap();
+        assert_eq!(doc["@timestamp"], 1_732_000_000_000i64);
+        assert_eq!(doc["name"], "cpu");
+        assert!(text.starts_with(r#"{"create""#) && text.contains(r#"{"@timestamp":"#));
+    }
 
     #[test]
     fn bulk_answers_are_read_item_by_item() {
