@@ -54,6 +54,7 @@ pub async fn start(config: Config) -> anyhow::Result<App> {
         Arc::clone(&cache),
         Duration::from_secs(config.shutdown_timeout_secs),
         lua,
+        &config.data_dir,
     );
     let ingest = Ingest::new(Arc::clone(&journal), Arc::clone(&cache));
     for output in store.list_outputs().await? {

@@ -3,6 +3,8 @@
 //! starts its own `influxd` on loopback ports with a throw-away
 //! configuration and data directories, and stops it at the end.
 //!
+//! `start_influx` is shared with the native `influxdb` output's tests.
+//!
 //! influxd 1.6 is run as `influxd run -config FILE`; the file sets
 //! `reporting-disabled`, the RPC `bind-address`, `[meta] dir`,
 //! `[data] dir` / `wal-dir`, `[http] bind-address`, and turns off the

@@ -10,6 +10,7 @@ mod journal;
 mod lua;
 mod lua_destinations;
 mod lua_modules;
+mod native;
 mod observe;
 mod serve;
 mod web;

@@ -106,6 +106,34 @@ Kind {
     parameters: &[],
     script: true,
     check: check_lua,
+},
+Kind {
+    name: "influxdb",
+    description: "Writes metrics (and optionally status perfdata) as line protocol to InfluxDB 1.x `/write` or 2.x `/api/v2/write`: measurement = service description, tag `host` = host name, field = metric name.",
+    parameters: super::influxdb::PARAMETERS,
+    script: false,
+    check: super::influxdb::check,
+},
+Kind {
+    name: "http",
+    description: "POSTs each batch to a URL as a JSON array or NDJSON, each event's body from a template or its JSON form; custom headers, Basic or Bearer authentication.",
+    parameters: super::http_post::PARAMETERS,
+    script: false,
+    check: super::http_post::check,
+},
+Kind {
+    name: "splunk",
+    description: "Sends events to Splunk's HTTP Event Collector (`/services/collector/event`), or metric events as Splunk metrics (`/services/collector`).",
+    parameters: super::splunk::PARAMETERS,
+    script: false,
+    check: super::splunk::check,
+},
+Kind {
+    name: "elasticsearch",
+    description: "Indexes events into Elasticsearch or OpenSearch with `_bulk`, into an index or a data stream; refused items go to the dead-letter file, rejected ones are sent again alone.",
+    parameters: super::elasticsearch::PARAMETERS,
+    script: false,
+    check: super::elasticsearch::check,
 }
 ];
 

@@ -2,9 +2,14 @@
 //! parameters), the kinds brokerstream can run with their parameter schemas,
 //! and the supervisor that keeps one worker running per enabled output.
 
+pub mod elasticsearch;
 mod file;
+pub mod http;
+pub mod http_post;
+pub mod influxdb;
 pub mod kinds;
 pub mod lua;
+pub mod splunk;
 pub mod status;
 mod supervisor;
 pub mod tail;
@@ -211,12 +216,17 @@ pub struct BatchSettings {
     pub max_size: usize,
     /// Flush when the oldest buffered event is this old.
     pub max_age: std::time::Duration,
+    /// Flush when the encoded batch is this large (`max_buffer_bytes`, for
+    /// the kinds that declare it), so one request stays within what a
+    /// destination takes.
+    pub max_bytes: usize,
 }
 
 impl BatchSettings {
     /// Used only if a kind declared no default, which the kinds' tests rule out.
     const FALLBACK_MAX_SIZE: f64 = 1000.0;
     const FALLBACK_MAX_AGE_SECS: f64 = 5.0;
+    const FALLBACK_MAX_BYTES: f64 = 64.0 * 1024.0 * 1024.0;
 
     pub fn from_spec(spec: &OutputSpec) -> BatchSettings {
         let number = |name| spec.value(name).and_then(|v| v.trim().parse::<f64>().ok());
@@ -229,6 +239,9 @@ impl BatchSettings {
                     .unwrap_or(Self::FALLBACK_MAX_AGE_SECS)
                     .clamp(0.001, 86_400.0),
             ),
+            max_bytes: number("max_buffer_bytes")
+                .unwrap_or(Self::FALLBACK_MAX_BYTES)
+                .clamp(1.0, 1024.0 * 1024.0 * 1024.0) as usize,
         }
     }
 }

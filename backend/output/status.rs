@@ -104,6 +104,14 @@ pub struct OutputStatus {
     pub last_flush: Option<FlushRecord>,
     /// Most recent first.
     pub flushes: VecDeque<FlushRecord>,
+    /// HTTP outputs: the status code of the last answer.
+    pub last_response_code: Option<u16>,
+    /// HTTP outputs: the start of the last answer's body.
+    pub last_response_body: Option<String>,
+    /// Events the destination refused for good, written to the output's
+    /// dead-letter file and acknowledged.
+    pub dead_lettered: u64,
+    pub last_dead_letter_reason: Option<String>,
     /// Every recorded flush's duration, for `/metrics`.
     #[serde(skip)]
     pub flush_durations: Histogram,
@@ -154,6 +162,10 @@ impl OutputStatus {
             last_flush: None,
             flushes: VecDeque::new(),
             flush_durations: Histogram::default(),
+            last_response_code: None,
+            last_response_body: None,
+            dead_lettered: 0,
+            last_dead_letter_reason: None,
         }
     }
 

@@ -24,6 +24,8 @@ pub struct Supervisor {
     cache: Arc<Cache>,
     stop_timeout: Duration,
     lua: Arc<LuaSettings>,
+    /// `<data_dir>/deadletter`: what destinations refused for good.
+    deadletter_dir: Arc<std::path::PathBuf>,
     outputs: tokio::sync::Mutex<HashMap<String, Supervised>>,
 }
 
@@ -63,22 +65,26 @@ pub enum ControlError {
 
 impl Supervisor {
     pub fn new(journal: Arc<Journal>, cache: Arc<Cache>, stop_timeout: Duration) -> Arc<Self> {
-        let lua = LuaSettings::for_data_dir(std::path::Path::new(crate::config::DEFAULT_DATA_DIR));
-        Supervisor::with_lua(journal, cache, stop_timeout, lua)
+        let data_dir = std::path::Path::new(crate::config::DEFAULT_DATA_DIR);
+        let lua = LuaSettings::for_data_dir(data_dir);
+        Supervisor::with_lua(journal, cache, stop_timeout, lua, data_dir)
     }
 
-    /// A supervisor whose `lua` outputs run with these settings.
+    /// A supervisor whose `lua` outputs run with these settings, keeping
+    /// its dead-letter files under `data_dir`.
     pub fn with_lua(
         journal: Arc<Journal>,
         cache: Arc<Cache>,
         stop_timeout: Duration,
         lua: LuaSettings,
+        data_dir: &std::path::Path,
     ) -> Arc<Self> {
         Arc::new(Supervisor {
             journal,
             cache,
             stop_timeout,
             lua: Arc::new(lua),
+            deadletter_dir: Arc::new(data_dir.join("deadletter")),
             outputs: tokio::sync::Mutex::new(HashMap::new()),
         })
     }
@@ -335,6 +341,7 @@ impl Supervisor {
         let journal = Arc::clone(&self.journal);
         let cache = Arc::clone(&self.cache);
         let lua = Arc::clone(&self.lua);
+        let deadletter_dir = Arc::clone(&self.deadletter_dir);
         // Created before answering the request that made the output, so that
         // the events posted right after are its own.
         let lua_cursor = (spec.kind == "lua").then(|| journal.cursor(&spec.name, StartAt::Head));
@@ -372,6 +379,7 @@ impl Supervisor {
                     Arc::clone(&cache),
                     Arc::clone(&status),
                     Arc::clone(&tail),
+                    &deadletter_dir,
                 ) {
                     Ok(worker) => worker,
                     Err(error) => {

@@ -3,6 +3,7 @@
 //! destination accepted. A failed flush keeps its batch and is retried with
 //! backoff; events arriving meanwhile wait in the journal.
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::sleep_until;
 
 use super::file::{FileSink, LineFormat};
+use super::http::{HttpSink, Service};
 use super::status::{backoff, FlushReason, FlushRecord, OutputState, OutputStatus};
 use super::tail::{Stage, Tail};
 use super::{BatchSettings, OutputSpec};
@@ -29,11 +31,28 @@ pub enum Command {
 /// Where a kind's events go. One variant per native kind.
 enum Sink {
     File { format: LineFormat, file: FileSink },
+    Http(Box<HttpSink>),
 }
 
 impl Sink {
-    fn from_spec(spec: &OutputSpec) -> Result<Sink, String> {
+    fn from_spec(
+        spec: &OutputSpec,
+        deadletter_dir: &Path,
+        status: &Arc<Mutex<OutputStatus>>,
+    ) -> Result<Sink, String> {
+        let http = |service: Box<dyn Service>| -> Result<Sink, String> {
+            Ok(Sink::Http(Box::new(HttpSink::new(
+                spec,
+                service,
+                deadletter_dir,
+                Arc::clone(status),
+            )?)))
+        };
         match spec.kind.as_str() {
+            "influxdb" => http(Box::new(super::influxdb::Influx::from_spec(spec)?)),
+            "http" => http(Box::new(super::http_post::Post::from_spec(spec)?)),
+            "splunk" => http(Box::new(super::splunk::Splunk::from_spec(spec)?)),
+            "elasticsearch" => http(Box::new(super::elasticsearch::Elastic::from_spec(spec)?)),
             "file" => {
                 let path = spec
                     .parameter("path")
@@ -48,21 +67,33 @@ impl Sink {
         }
     }
 
-    fn encode(&self, event: &Event, cache: &Cache, out: &mut Vec<u8>) {
+    fn encode(&mut self, event: &Event, cache: &Cache, out: &mut Vec<u8>) {
         match self {
             Sink::File { format, .. } => format.encode(event, cache, out),
+            Sink::Http(sink) => sink.encode(event, cache, out),
         }
     }
 
     async fn check(&mut self) -> Result<(), String> {
         match self {
             Sink::File { file, .. } => file.check().await,
+            // Nothing to open: a destination that is down shows at the
+            // first flush, and is retried like any failed flush.
+            Sink::Http(_) => Ok(()),
         }
     }
 
     async fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
         match self {
             Sink::File { file, .. } => file.write(bytes).await,
+            Sink::Http(sink) => sink.send(bytes).await,
+        }
+    }
+
+    /// The batch was acknowledged: whatever the sink kept about it goes.
+    fn reset(&mut self) {
+        if let Sink::Http(sink) = self {
+            sink.reset();
         }
     }
 }
@@ -109,9 +140,10 @@ impl Worker {
         cache: Arc<Cache>,
         status: Arc<Mutex<OutputStatus>>,
         tail: Arc<Tail>,
+        deadletter_dir: &Path,
     ) -> Result<Worker, String> {
         let filter = Filter::parse(&spec.filters).map_err(|e| e.to_string())?;
-        let sink = Sink::from_spec(spec)?;
+        let sink = Sink::from_spec(spec, deadletter_dir, &status)?;
         // Whatever the previous worker read without acknowledging comes again.
         cursor.rewind();
         Ok(Worker {
@@ -141,7 +173,7 @@ impl Worker {
             if self.retry_at.is_none() {
                 self.read_available();
             }
-            if self.retry_at.is_none() && self.batch.events >= self.settings.max_size {
+            if self.retry_at.is_none() && self.full() {
                 self.flush(FlushReason::Size).await;
                 continue;
             }
@@ -150,7 +182,7 @@ impl Worker {
                 .started
                 .filter(|_| self.retry_at.is_none())
                 .map(|t| t + self.settings.max_age);
-            let can_read = self.retry_at.is_none() && self.batch.events < self.settings.max_size;
+            let can_read = self.retry_at.is_none() && !self.full();
             tokio::select! {
                 biased;
                 command = commands.recv() => match command {
@@ -175,10 +207,15 @@ impl Worker {
         }
     }
 
+    fn full(&self) -> bool {
+        self.batch.events >= self.settings.max_size
+            || self.batch.bytes.len() >= self.settings.max_bytes
+    }
+
     /// Moves what the cursor has into the batch, up to `max_size` events.
     fn read_available(&mut self) {
         let room = self.settings.max_size.saturating_sub(self.batch.events);
-        if room == 0 {
+        if room == 0 || self.full() {
             return;
         }
         let entries = self.cursor.read(room);
@@ -266,6 +303,7 @@ impl Worker {
         match result {
             Ok(()) => {
                 let acked = self.ack();
+                self.sink.reset();
                 self.batch.bytes.clear();
                 for entry in self.batch.tail.drain(..) {
                     self.tail.publish(Stage::Sent, entry.seq, &entry.event);

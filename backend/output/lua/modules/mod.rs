@@ -18,7 +18,8 @@ mod mime;
 mod socket;
 mod socket_tcp;
 mod tcp_socket;
-mod tls;
+// Shared with the native HTTP outputs, which use the same two checks.
+use crate::output::http::tls;
 
 #[cfg(test)]
 mod testsupport;

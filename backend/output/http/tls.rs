@@ -16,7 +16,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct TlsSettings {
+pub struct TlsSettings {
     pub verify_peer: bool,
     pub verify_host: bool,
     /// PEM bundle that replaces the system roots.
@@ -40,7 +40,7 @@ impl Default for TlsSettings {
 
 /// Why a TLS configuration could not be built, in libcurl's terms.
 #[derive(Debug)]
-pub(crate) enum TlsSetupError {
+pub enum TlsSetupError {
     CaFile(String),
     ClientCert(String),
 }
@@ -101,7 +101,7 @@ fn client_identity(
     Ok((chain, key))
 }
 
-pub(crate) fn client_config(settings: &TlsSettings) -> Result<rustls::ClientConfig, TlsSetupError> {
+pub fn client_config(settings: &TlsSettings) -> Result<rustls::ClientConfig, TlsSetupError> {
     let provider = provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()

@@ -1,0 +1,563 @@
+//! What every HTTP output shares: the parameters of the connection (TLS,
+//! proxy, timeouts, gzip), the client, how a response is judged (accepted,
+//! worth retrying, or refused for good), the dead-letter file for refused
+//! events, and the sink that turns a batch of encoded events into requests.
+//!
+//! Each kind (`influxdb`, `http`, `splunk`…) brings only its encoder and
+//! its request builder: a [`Service`].
+
+pub mod tls;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
+use reqwest::{Client, Url};
+use time::OffsetDateTime;
+
+use super::kinds::ParamSchema;
+use super::status::OutputStatus;
+use super::{OutputSpec, ParamType};
+use crate::cache::Cache;
+use crate::event::Event;
+use tls::TlsSettings;
+
+/// How much of a response body the status keeps.
+pub const BODY_EXCERPT: usize = 512;
+
+const fn string(
+    name: &'static str,
+    default: Option<&'static str>,
+    help: &'static str,
+) -> ParamSchema {
+    ParamSchema {
+        name,
+        ty: ParamType::String,
+        required: false,
+        default,
+        help,
+        secret: false,
+        choices: &[],
+        min: None,
+    }
+}
+
+const fn switch(name: &'static str, default: &'static str, help: &'static str) -> ParamSchema {
+    ParamSchema {
+        name,
+        ty: ParamType::Number,
+        required: false,
+        default: Some(default),
+        help,
+        secret: false,
+        choices: &["0", "1"],
+        min: Some(0.0),
+    }
+}
+
+pub const fn secret(name: &'static str, help: &'static str) -> ParamSchema {
+    ParamSchema {
+        name,
+        ty: ParamType::Password,
+        required: false,
+        default: None,
+        help,
+        secret: true,
+        choices: &[],
+        min: None,
+    }
+}
+
+pub const VERIFY_PEER: ParamSchema = switch(
+    "tls_verify_peer",
+    "1",
+    "1: the server's certificate must lead to a trusted root (the system's, or `tls_ca_file`). 0: any chain.",
+);
+pub const VERIFY_HOST: ParamSchema = switch(
+    "tls_verify_host",
+    "1",
+    "1: the server's certificate must name the host. 0: any name.",
+);
+pub const CA_FILE: ParamSchema = string(
+    "tls_ca_file",
+    None,
+    "PEM file of trusted roots, instead of the system's.",
+);
+pub const CLIENT_CERT: ParamSchema = string(
+    "tls_client_cert",
+    None,
+    "PEM client certificate (its key may be in the same file).",
+);
+pub const CLIENT_KEY: ParamSchema =
+    string("tls_client_key", None, "PEM key of the client certificate.");
+pub const PROXY: ParamSchema = string(
+    "proxy_address",
+    None,
+    "Proxy for every request: `http://host:port` (credentials go in proxy_username/proxy_password).",
+);
+pub const PROXY_USER: ParamSchema =
+    string("proxy_username", None, "Proxy Basic authentication user.");
+pub const PROXY_PASSWORD: ParamSchema =
+    secret("proxy_password", "Proxy Basic authentication password.");
+pub const TIMEOUT: ParamSchema = ParamSchema {
+    name: "timeout",
+    ty: ParamType::Number,
+    required: false,
+    default: Some("10"),
+    help: "Seconds a request may take, answer included, before it is abandoned and retried.",
+    secret: false,
+    choices: &[],
+    min: Some(0.001),
+};
+pub const GZIP: ParamSchema = switch(
+    "gzip",
+    "0",
+    "1: compress request bodies (Content-Encoding: gzip).",
+);
+pub const BUFFER_BYTES: ParamSchema = ParamSchema {
+    name: "max_buffer_bytes",
+    ty: ParamType::Number,
+    required: false,
+    default: Some("5242880"),
+    help: "Flush once the encoded batch reaches this many bytes.",
+    secret: false,
+    choices: &[],
+    min: Some(1.0),
+};
+
+/// A parameter's value or its default, as text.
+fn text<'a>(spec: &'a OutputSpec, name: &str) -> Option<&'a str> {
+    spec.value(name).map(str::trim).filter(|v| !v.is_empty())
+}
+
+pub fn flag(spec: &OutputSpec, name: &str) -> bool {
+    text(spec, name).and_then(|v| v.parse::<f64>().ok()) == Some(1.0)
+}
+
+/// The connection settings of an output.
+#[derive(Clone, Debug)]
+pub struct Connection {
+    pub tls: TlsSettings,
+    pub proxy: Option<(String, Option<(String, String)>)>,
+    pub timeout: Duration,
+    pub gzip: bool,
+}
+
+impl Connection {
+    pub fn from_spec(spec: &OutputSpec) -> Result<Connection, String> {
+        let timeout = text(spec, "timeout")
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .unwrap_or(10.0)
+            .min(86_400.0);
+        let proxy = match text(spec, "proxy_address") {
+            None => None,
+            Some(address) => {
+                let credentials = text(spec, "proxy_username").map(|user| {
+                    let password = spec.value("proxy_password").unwrap_or("").to_owned();
+                    (user.to_owned(), password)
+                });
+                Some((address.to_owned(), credentials))
+            }
+        };
+        Ok(Connection {
+            tls: TlsSettings {
+                verify_peer: !matches!(text(spec, "tls_verify_peer"), Some("0")),
+                verify_host: !matches!(text(spec, "tls_verify_host"), Some("0")),
+                ca_file: text(spec, "tls_ca_file").map(PathBuf::from),
+                client_cert: text(spec, "tls_client_cert").map(PathBuf::from),
+                client_key: text(spec, "tls_client_key").map(PathBuf::from),
+            },
+            proxy,
+            timeout: Duration::from_secs_f64(timeout),
+            gzip: flag(spec, "gzip"),
+        })
+    }
+
+    /// An async client. Environment proxies are ignored, as for the Lua
+    /// modules: an output's route is part of its definition, not of the
+    /// service's environment.
+    pub fn client(&self) -> Result<Client, String> {
+        let tls = tls::client_config(&self.tls).map_err(|e| match e {
+            tls::TlsSetupError::CaFile(m) | tls::TlsSetupError::ClientCert(m) => m,
+        })?;
+        let mut builder = Client::builder()
+            .use_preconfigured_tls(tls)
+            .timeout(self.timeout)
+            .connect_timeout(self.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy();
+        if let Some((address, credentials)) = &self.proxy {
+            let mut proxy = reqwest::Proxy::all(address.as_str())
+                .map_err(|e| format!("invalid proxy_address: {e}"))?;
+            if let Some((user, password)) = credentials {
+                proxy = proxy.basic_auth(user, password);
+            }
+            builder = builder.proxy(proxy);
+        }
+        builder
+            .build()
+            .map_err(|e| format!("cannot set up HTTP: {e}"))
+    }
+}
+
+/// What became of a request.
+#[derive(Debug, PartialEq)]
+pub enum Verdict {
+    Accepted,
+    /// A network error, a timeout, 5xx or 429: the same request may succeed
+    /// later.
+    Retry(String),
+    /// Any other answer: sending it again would be refused again.
+    Refused(String),
+}
+
+/// Judges an answer by its status code.
+pub fn judge(status: u16, excerpt: &str) -> Verdict {
+    match status {
+        200..=299 => Verdict::Accepted,
+        429 | 500..=599 => Verdict::Retry(format!("HTTP {status}: {excerpt}")),
+        _ => Verdict::Refused(format!("HTTP {status}: {excerpt}")),
+    }
+}
+
+/// At most [`BODY_EXCERPT`] bytes of a body, cut at a character boundary.
+pub fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut end = text.len().min(BODY_EXCERPT);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+/// A request to make, as a kind's request builder describes it.
+pub struct Request {
+    pub url: Url,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// An answer: status and body.
+pub struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// What a kind brings: how an event is encoded, how a batch of encoded
+/// events becomes a request, and how the answer is read.
+pub trait Service: Send + Sync {
+    /// Appends the record of one event to `out`; nothing when the event has
+    /// nothing for this destination.
+    fn encode(&self, event: &Event, cache: &Cache, out: &mut Vec<u8>);
+
+    /// The request carrying these records (each one as `encode` wrote it).
+    fn request(&self, records: &[&[u8]]) -> Result<Request, String>;
+
+    /// Which records of an accepted request were refused after all, with
+    /// the reason, and which must be sent again. Most services answer for
+    /// the whole request, hence the default.
+    fn items(&self, _reply: &Reply, _records: usize) -> Items {
+        Items::default()
+    }
+}
+
+/// Per-record verdicts inside an accepted answer (`_bulk`).
+#[derive(Debug, Default, PartialEq)]
+pub struct Items {
+    /// Indexes of records to send again, and why.
+    pub retry: Vec<(usize, String)>,
+    /// Indexes of records refused for good, and why.
+    pub refused: Vec<(usize, String)>,
+}
+
+/// The dead-letter file of an output: one JSON line per refused event.
+pub struct DeadLetter {
+    path: PathBuf,
+}
+
+impl DeadLetter {
+    pub fn new(dir: &Path, output: &str) -> DeadLetter {
+        DeadLetter {
+            path: dir.join(format!("{output}.ndjson")),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends the records with the reason, and syncs: the events are
+    /// acknowledged right after, so this file is all that is left of them.
+    /// Blocking file calls, as refusals are rare and small; the worker
+    /// waits for them anyway before acknowledging.
+    pub fn write(&self, records: &[&[u8]], reason: &str) -> Result<(), String> {
+        let at = OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let mut text = Vec::new();
+        for record in records {
+            let record = String::from_utf8_lossy(record);
+            let line = serde_json::json!({
+                "at": at,
+                "reason": reason,
+                "record": record.trim_end_matches('\n'),
+            });
+            let _ = serde_json::to_writer(&mut text, &line);
+            text.push(b'\n');
+        }
+        let write = || -> std::io::Result<()> {
+            if let Some(dir) = self.path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
+            file.write_all(&text)?;
+            file.sync_data()
+        };
+        write().map_err(|e| {
+            format!(
+                "cannot write the dead-letter file {}: {e}",
+                self.path.display()
+            )
+        })
+    }
+}
+
+/// An HTTP output's half of the worker: keeps where each event's record
+/// starts in the batch, sends the records still owed, and settles each one
+/// as delivered, dead-lettered or to be sent again.
+pub struct HttpSink {
+    service: Box<dyn Service>,
+    client: Client,
+    gzip: bool,
+    deadletter: DeadLetter,
+    status: Arc<Mutex<OutputStatus>>,
+    /// End offset of each event's record in the batch bytes.
+    ends: Vec<usize>,
+    /// Records still owed, by index: all of them until a partial answer
+    /// settles some.
+    owed: Option<Vec<usize>>,
+}
+
+impl HttpSink {
+    pub fn new(
+        spec: &OutputSpec,
+        service: Box<dyn Service>,
+        deadletter_dir: &Path,
+        status: Arc<Mutex<OutputStatus>>,
+    ) -> Result<HttpSink, String> {
+        let connection = Connection::from_spec(spec)?;
+        Ok(HttpSink {
+            service,
+            client: connection.client()?,
+            gzip: connection.gzip,
+            deadletter: DeadLetter::new(deadletter_dir, &spec.name),
+            status,
+            ends: Vec::new(),
+            owed: None,
+        })
+    }
+
+    pub fn encode(&mut self, event: &Event, cache: &Cache, out: &mut Vec<u8>) {
+        let before = out.len();
+        self.service.encode(event, cache, out);
+        if out.len() > before {
+            self.ends.push(out.len());
+        }
+    }
+
+    /// Forgets the batch once the worker acknowledged it.
+    pub fn reset(&mut self) {
+        self.ends.clear();
+        self.owed = None;
+    }
+
+    fn status(&self) -> std::sync::MutexGuard<'_, OutputStatus> {
+        self.status.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn record<'a>(&self, bytes: &'a [u8], index: usize) -> &'a [u8] {
+        let start = if index == 0 { 0 } else { self.ends[index - 1] };
+        bytes.get(start..self.ends[index]).unwrap_or_default()
+    }
+
+    fn dead_letter(&self, records: &[&[u8]], reason: &str) -> Result<(), String> {
+        self.deadletter.write(records, reason)?;
+        tracing::warn!(
+            records = records.len(),
+            file = %self.deadletter.path().display(),
+            "events refused by the destination went to the dead-letter file: {reason}"
+        );
+        let mut status = self.status();
+        status.dead_lettered += records.len() as u64;
+        status.last_dead_letter_reason = Some(reason.to_owned());
+        Ok(())
+    }
+
+    /// Sends what is owed of the batch. `Ok` means every record is settled
+    /// (delivered or dead-lettered) and the batch may be acknowledged;
+    /// `Err` keeps what is still owed for the retry.
+    pub async fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let owed: Vec<usize> = match &self.owed {
+            Some(owed) => owed.clone(),
+            None => (0..self.ends.len()).collect(),
+        };
+        if owed.is_empty() {
+            return Ok(());
+        }
+        let records: Vec<&[u8]> = owed.iter().map(|&i| self.record(bytes, i)).collect();
+        let request = self.service.request(&records)?;
+        let reply = match self.exchange(request).await {
+            Ok(reply) => reply,
+            Err(error) => return Err(error),
+        };
+        let excerpt = excerpt(&reply.body);
+        {
+            let mut status = self.status();
+            status.last_response_code = Some(reply.status);
+            status.last_response_body = Some(excerpt.clone());
+        }
+        match judge(reply.status, &excerpt) {
+            Verdict::Retry(error) => Err(error),
+            Verdict::Refused(reason) => {
+                self.dead_letter(&records, &reason)?;
+                self.owed = Some(Vec::new());
+                Ok(())
+            }
+            Verdict::Accepted => {
+                let items = self.service.items(&reply, records.len());
+                if !items.refused.is_empty() {
+                    let refused: Vec<&[u8]> = items
+                        .refused
+                        .iter()
+                        .filter_map(|(i, _)| records.get(*i).copied())
+                        .collect();
+                    // One reason per call keeps the file readable; each
+                    // item's own reason is what an operator needs.
+                    for ((_, reason), record) in items.refused.iter().zip(&refused) {
+                        self.dead_letter(std::slice::from_ref(record), reason)?;
+                    }
+                }
+                if items.retry.is_empty() {
+                    self.owed = Some(Vec::new());
+                    return Ok(());
+                }
+                let again: Vec<usize> = items
+                    .retry
+                    .iter()
+                    .filter_map(|(i, _)| owed.get(*i).copied())
+                    .collect();
+                let first = items.retry[0].1.clone();
+                let count = again.len();
+                self.owed = Some(again);
+                Err(format!(
+                    "{count} of {} records to send again: {first}",
+                    records.len()
+                ))
+            }
+        }
+    }
+
+    async fn exchange(&self, request: Request) -> Result<Reply, String> {
+        let mut headers = request.headers;
+        let body = if self.gzip {
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            let body = encoder
+                .write_all(&request.body)
+                .and_then(|_| encoder.finish())
+                .map_err(|e| format!("cannot compress: {e}"))?;
+            headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            body
+        } else {
+            request.body
+        };
+        let response = self
+            .client
+            .post(request.url)
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| describe(&e))?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.map_err(|e| describe(&e))?;
+        Ok(Reply {
+            status,
+            body: body.to_vec(),
+        })
+    }
+}
+
+/// A reqwest error with its causes, without the URL's query (which may hold
+/// a database user name) — reqwest prints the URL it failed on.
+fn describe(error: &reqwest::Error) -> String {
+    let what = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    let mut text = what.to_owned();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// `Content-Type` and the extra headers of a request.
+pub fn headers(content_type: &'static str, extra: &[(HeaderName, HeaderValue)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    map.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    for (name, value) in extra {
+        map.append(name.clone(), value.clone());
+    }
+    map
+}
+
+/// A header value that is a secret: marked so that no debug output shows it.
+pub fn secret_header(value: &str) -> Result<HeaderValue, String> {
+    let mut value = HeaderValue::from_str(value)
+        .map_err(|_| "a credential holds a character a header cannot".to_owned())?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// `Basic base64(user:password)`.
+pub fn basic_auth(user: &str, password: &str) -> Result<HeaderValue, String> {
+    let token = crate::output::lua::sdk::base64_encode(format!("{user}:{password}").as_bytes());
+    secret_header(&format!("Basic {token}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_judged_by_status() {
+        assert_eq!(judge(204, ""), Verdict::Accepted);
+        assert!(matches!(judge(500, "x"), Verdict::Retry(_)));
+        assert!(matches!(judge(503, "x"), Verdict::Retry(_)));
+        assert!(matches!(judge(429, "x"), Verdict::Retry(_)));
+        assert!(matches!(judge(400, "x"), Verdict::Refused(_)));
+        assert!(matches!(judge(404, "x"), Verdict::Refused(_)));
+        assert!(matches!(judge(301, "x"), Verdict::Refused(_)));
+    }
+
+    #[test]
+    fn excerpts_cut_at_a_character() {
+        let body = "é".repeat(BODY_EXCERPT);
+        let cut = excerpt(body.as_bytes());
+        assert!(cut.len() <= BODY_EXCERPT);
+        assert!(cut.chars().all(|c| c == 'é'));
+    }
+}

@@ -1,0 +1,276 @@
+//! The `splunk` output: HTTP Event Collector events
+//! (`/services/collector/event`, the event's JSON form) or metrics
+//! (`/services/collector`, one `metric_name:<name>` field per metric
+//! event), authenticated with `Authorization: Splunk <token>`.
+
+use reqwest::header::AUTHORIZATION;
+use reqwest::Url;
+use serde_json::{Map, Value as Json};
+
+use super::http::{self, Request, Service};
+use super::kinds::{ParamSchema, BUFFER_AGE, BUFFER_SIZE};
+use super::{FieldErrors, OutputSpec, ParamType};
+use crate::cache::Cache;
+use crate::event::{Event, Value};
+
+const fn string(
+    name: &'static str,
+    required: bool,
+    default: Option<&'static str>,
+    choices: &'static [&'static str],
+    help: &'static str,
+) -> ParamSchema {
+    ParamSchema {
+        name,
+        ty: ParamType::String,
+        required,
+        default,
+        help,
+        secret: false,
+        choices,
+        min: None,
+    }
+}
+
+pub const PARAMETERS: &[ParamSchema] = &[
+    string(
+        "http_server_url",
+        true,
+        None,
+        &[],
+        "The collector's base URL, such as `https://splunk.example:8088`.",
+    ),
+    ParamSchema {
+        name: "splunk_token",
+        ty: ParamType::Password,
+        required: true,
+        default: None,
+        help: "The HEC token.",
+        secret: true,
+        choices: &[],
+        min: None,
+    },
+    string(
+        "splunk_mode",
+        false,
+        Some("events"),
+        &["events", "metrics"],
+        "`events`: every event, as JSON, to /services/collector/event. `metrics`: metric events as Splunk metrics to /services/collector.",
+    ),
+    string("splunk_index", false, None, &[], "The index; the token's default when empty."),
+    string("splunk_sourcetype", false, Some("_json"), &[], "The sourcetype of events."),
+    string("splunk_source", false, Some("brokerstream"), &[], "The source of events."),
+    BUFFER_SIZE,
+    BUFFER_AGE,
+    http::BUFFER_BYTES,
+    http::TIMEOUT,
+    http::GZIP,
+    http::VERIFY_PEER,
+    http::VERIFY_HOST,
+    http::CA_FILE,
+    http::CLIENT_CERT,
+    http::CLIENT_KEY,
+    http::PROXY,
+    http::PROXY_USER,
+    http::PROXY_PASSWORD,
+];
+
+pub fn check(spec: &OutputSpec, errors: &mut FieldErrors) {
+    if let Err(e) = Splunk::from_spec(spec) {
+        errors.add("parameters.http_server_url", e);
+    }
+}
+
+pub struct Splunk {
+    url: Url,
+    metrics: bool,
+    authorization: reqwest::header::HeaderValue,
+    index: Option<String>,
+    sourcetype: Option<String>,
+    source: Option<String>,
+}
+
+fn value(spec: &OutputSpec, name: &str) -> Option<String> {
+    spec.value(name)
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+impl Splunk {
+    pub fn from_spec(spec: &OutputSpec) -> Result<Splunk, String> {
+        let base = value(spec, "http_server_url").unwrap_or_default();
+        let metrics = spec.value("splunk_mode") == Some("metrics");
+        let path = if metrics {
+            "services/collector"
+        } else {
+            "services/collector/event"
+        };
+        let mut url = Url::parse(&base).map_err(|e| format!("`{base}` is not a URL: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("`{base}` is not an http:// or https:// URL"));
+        }
+        if !url.path().ends_with('/') {
+            let with_slash = format!("{}/", url.path());
+            url.set_path(&with_slash);
+        }
+        let url = url
+            .join(path)
+            .map_err(|e| format!("`{base}` does not make a collector URL: {e}"))?;
+        let token = spec.value("splunk_token").unwrap_or("");
+        Ok(Splunk {
+            url,
+            metrics,
+            authorization: http::secret_header(&format!("Splunk {token}"))?,
+            index: value(spec, "splunk_index"),
+            sourcetype: value(spec, "splunk_sourcetype"),
+            source: value(spec, "splunk_source"),
+        })
+    }
+
+    fn envelope(&self, time: Option<i64>, host: Option<String>) -> Map<String, Json> {
+        let mut object = Map::new();
+        if let Some(t) = time {
+            object.insert("time".into(), t.into());
+        }
+        if let Some(h) = host {
+            object.insert("host".into(), h.into());
+        }
+        if let Some(i) = &self.index {
+            object.insert("index".into(), i.clone().into());
+        }
+        if let Some(s) = &self.source {
+            object.insert("source".into(), s.clone().into());
+        }
+        object
+    }
+}
+
+fn int(event: &Event, key: &str) -> Option<i64> {
+    event.get(key).and_then(Value::as_i64)
+}
+
+impl Service for Splunk {
+    fn encode(&self, event: &Event, cache: &Cache, out: &mut Vec<u8>) {
+        let host = int(event, "host_id").and_then(|id| cache.host_name(id));
+        let record = if self.metrics {
+            let name = event.def().name;
+            if name != "metric" && name != "pb_metric" {
+                return;
+            }
+            let (Some(metric), Some(value)) = (
+                event.get("name").and_then(Value::as_str),
+                event.get("value").and_then(Value::as_f64),
+            ) else {
+                return;
+            };
+            if !value.is_finite() {
+                return;
+            }
+            let time = int(event, "ctime").or_else(|| int(event, "time"));
+            let mut object = self.envelope(time, host);
+            object.insert("event".into(), "metric".into());
+            let mut fields = Map::new();
+            fields.insert(format!("metric_name:{metric}"), value.into());
+            if let (Some(h), Some(s)) = (int(event, "host_id"), int(event, "service_id")) {
+                if let Some(d) = cache.service_description(h, s) {
+                    fields.insert("service".into(), d.into());
+                }
+            }
+            object.insert("fields".into(), fields.into());
+            Json::Object(object)
+        } else {
+            let time = int(event, "ctime")
+                .or_else(|| int(event, "last_check"))
+                .or_else(|| int(event, "time"));
+            let mut object = self.envelope(time, host);
+            if let Some(s) = &self.sourcetype {
+                object.insert("sourcetype".into(), s.clone().into());
+            }
+            let body = serde_json::to_value(event).unwrap_or(Json::Null);
+            object.insert("event".into(), body);
+            Json::Object(object)
+        };
+        let _ = serde_json::to_writer(&mut *out, &record);
+        out.push(b'\n');
+    }
+
+    fn request(&self, records: &[&[u8]]) -> Result<Request, String> {
+        let mut headers = http::headers("application/json", &[]);
+        headers.insert(AUTHORIZATION, self.authorization.clone());
+        Ok(Request {
+            url: self.url.clone(),
+            headers,
+            body: records.concat(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::Parameter;
+
+    fn spec(mode: &str) -> OutputSpec {
+        let mut spec = OutputSpec::blank("s");
+        spec.kind = "splunk".into();
+        spec.parameters = vec![
+            Parameter {
+                name: "http_server_url".into(),
+                ty: ParamType::String,
+                value: "https://splunk.example:8088".into(),
+            },
+            Parameter {
+                name: "splunk_token".into(),
+                ty: ParamType::Password,
+                value: "abc".into(),
+            },
+            Parameter {
+                name: "splunk_mode".into(),
+                ty: ParamType::String,
+                value: mode.into(),
+            },
+        ];
+        spec
+    }
+
+    #[test]
+    fn metrics_carry_metric_name_fields() {
+        let cache = Cache::new();
+        cache.update(
+            &Event::named("host")
+                .unwrap()
+                .with("host_id", 1i64)
+                .with("name", "srv"),
+        );
+        let splunk = Splunk::from_spec(&spec("metrics")).unwrap();
+        assert_eq!(
+            splunk.url.as_str(),
+            "https://splunk.example:8088/services/collector"
+        );
+        let metric = Event::named("metric")
+            .unwrap()
+            .with("host_id", 1i64)
+            .with("service_id", 3i64)
+            .with("name", "cpu")
+            .with("value", 4.5)
+            .with("ctime", 1_732_000_000i64);
+        let mut out = Vec::new();
+        splunk.encode(&metric, &cache, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"time\":1732000000,\"host\":\"srv\",\"source\":\"brokerstream\",\"event\":\"metric\",\"fields\":{\"metric_name:cpu\":4.5}}\n"
+        );
+    }
+
+    #[test]
+    fn events_go_to_the_event_endpoint_with_the_token() {
+        let splunk = Splunk::from_spec(&spec("events")).unwrap();
+        assert_eq!(
+            splunk.url.as_str(),
+            "https://splunk.example:8088/services/collector/event"
+        );
+        assert_eq!(splunk.authorization.to_str().unwrap(), "Splunk abc");
+        assert!(splunk.authorization.is_sensitive());
+    }
+}
