@@ -198,15 +198,39 @@ pub fn preview(
     cache: &crate::cache::Cache,
 ) -> Result<String, String> {
     let filter = Filter::parse(&spec.filters).map_err(|e| e.to_string())?;
+    let accepted = events.iter().filter(|e| filter.accepts(e.event_type()));
+    let mut out = Vec::new();
+    if let Some(service) = http_service(spec)? {
+        // What the batch's body would carry, one record per event, before
+        // the kind wraps it (a JSON array, gzip).
+        for event in accepted {
+            let before = out.len();
+            service.encode(event, cache, &mut out);
+            if out.len() > before && out.last() != Some(&b'\n') {
+                out.push(b'\n');
+            }
+        }
+        return Ok(String::from_utf8_lossy(&out).into_owned());
+    }
     let format = match spec.kind.as_str() {
         "file" => file::LineFormat::from_spec(spec)?,
         other => return Err(format!("kind `{other}` has no preview")),
     };
-    let mut out = Vec::new();
-    for event in events.iter().filter(|e| filter.accepts(e.event_type())) {
+    for event in accepted {
         format.encode(event, cache, &mut out);
     }
     Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// The service of an HTTP kind, `None` for the other kinds.
+pub(crate) fn http_service(spec: &OutputSpec) -> Result<Option<Box<dyn http::Service>>, String> {
+    Ok(Some(match spec.kind.as_str() {
+        "influxdb" => Box::new(influxdb::Influx::from_spec(spec)?),
+        "http" => Box::new(http_post::Post::from_spec(spec)?),
+        "splunk" => Box::new(splunk::Splunk::from_spec(spec)?),
+        "elasticsearch" => Box::new(elasticsearch::Elastic::from_spec(spec)?),
+        _ => return Ok(None),
+    }))
 }
 
 /// The batching settings every output has, from its parameters.
@@ -243,5 +267,68 @@ impl BatchSettings {
                 .unwrap_or(Self::FALLBACK_MAX_BYTES)
                 .clamp(1.0, 1024.0 * 1024.0 * 1024.0) as usize,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Event;
+
+    fn spec(kind: &str, parameters: &[(&str, &str)]) -> OutputSpec {
+        OutputSpec {
+            parameters: parameters
+                .iter()
+                .map(|(name, value)| Parameter {
+                    name: (*name).to_owned(),
+                    ty: ParamType::String,
+                    value: (*value).to_owned(),
+                })
+                .collect(),
+            kind: kind.to_owned(),
+            ..OutputSpec::blank("preview")
+        }
+    }
+
+    #[test]
+    fn preview_shows_what_an_http_kind_would_send() {
+        let cache = crate::cache::Cache::new();
+        cache.update(
+            &Event::named("host")
+                .unwrap()
+                .with("host_id", 1)
+                .with("name", "srv-01"),
+        );
+        cache.update(
+            &Event::named("service")
+                .unwrap()
+                .with("host_id", 1)
+                .with("service_id", 2)
+                .with("description", "Cpu"),
+        );
+        let metric = Event::named("metric")
+            .unwrap()
+            .with("host_id", 1)
+            .with("service_id", 2)
+            .with("metric_id", 3)
+            .with("name", "load")
+            .with("value", 0.5)
+            .with("ctime", 1732000000i64);
+        let influx = spec(
+            "influxdb",
+            &[
+                ("http_server_address", "127.0.0.1"),
+                ("influx_database", "db"),
+            ],
+        );
+        let text = preview(&influx, std::slice::from_ref(&metric), &cache).unwrap();
+        assert!(
+            text.starts_with("Cpu,host=srv-01 load=0.5 1732000000"),
+            "{text}"
+        );
+        let file = spec("file", &[("path", "/tmp/x")]);
+        assert!(preview(&file, &[metric], &cache)
+            .unwrap()
+            .contains("\"_type\":196609"));
     }
 }

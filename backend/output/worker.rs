@@ -48,11 +48,10 @@ impl Sink {
                 Arc::clone(status),
             )?)))
         };
+        if let Some(service) = super::http_service(spec)? {
+            return http(service);
+        }
         match spec.kind.as_str() {
-            "influxdb" => http(Box::new(super::influxdb::Influx::from_spec(spec)?)),
-            "http" => http(Box::new(super::http_post::Post::from_spec(spec)?)),
-            "splunk" => http(Box::new(super::splunk::Splunk::from_spec(spec)?)),
-            "elasticsearch" => http(Box::new(super::elasticsearch::Elastic::from_spec(spec)?)),
             "file" => {
                 let path = spec
                     .parameter("path")
