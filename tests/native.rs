@@ -450,6 +450,16 @@ async fn http_4xx_goes_to_the_dead_letter_file_and_is_acknowledged() {
     let record: Value = serde_json::from_str(first["record"].as_str().unwrap()).unwrap();
     assert_eq!(record["name"], "a");
     assert_eq!(first["reason"], "HTTP 400: bad payload");
+    let metrics = server.get("/metrics").await.text().await.unwrap();
+    for line in [
+        "brokerstream_output_dead_lettered_events_total{output=\"strict\"} 2",
+        "brokerstream_output_last_response_code{output=\"strict\"} 200",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no `{line}` in {metrics}"
+        );
+    }
     server.stop().await;
 }
 

@@ -117,6 +117,14 @@ async fn metrics_count_what_outputs_did() {
         get("brokerstream_output_flush_duration_seconds_bucket{output=\"m\",le=\"+Inf\"}"),
         get("brokerstream_output_flush_duration_seconds_count{output=\"m\"}")
     );
+    assert_eq!(
+        get("brokerstream_output_dead_lettered_events_total{output=\"m\"}"),
+        0.0
+    );
+    assert_eq!(
+        get("brokerstream_output_last_response_code{output=\"m\"}"),
+        0.0
+    );
     assert_eq!(get("brokerstream_journal_events"), 3.0);
     assert!(get("brokerstream_journal_bytes") > 0.0);
     assert_eq!(get("brokerstream_cache_objects{kind=\"host\"}"), 1.0);

@@ -176,7 +176,7 @@ pub async fn metrics(State(ctx): State<Context>) -> impl IntoResponse {
             );
         }
     }
-    let gauges: [(&str, &str, &str, OutputValue); 6] = [
+    let gauges: [(&str, &str, &str, OutputValue); 8] = [
         (
             "brokerstream_output_failed_flushes_total",
             "counter",
@@ -206,6 +206,18 @@ pub async fn metrics(State(ctx): State<Context>) -> impl IntoResponse {
             "counter",
             "Events deleted by retention limits or corruption before the output acknowledged them.",
             |s| s.lost as f64,
+        ),
+        (
+            "brokerstream_output_dead_lettered_events_total",
+            "counter",
+            "Events an HTTP destination refused for good, written to the dead-letter file.",
+            |s| s.dead_lettered as f64,
+        ),
+        (
+            "brokerstream_output_last_response_code",
+            "gauge",
+            "HTTP status of the destination's last answer (0: none yet).",
+            |s| s.last_response_code.map_or(0.0, f64::from),
         ),
         (
             "brokerstream_output_buffered_events",
