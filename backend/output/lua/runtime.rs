@@ -309,6 +309,39 @@ impl Script {
         message
     }
 
+    /// Centreon's rule for what `write` or `flush` returned (§1.5, §1.6):
+    /// `true` acknowledges everything handed to the script so far, `false`
+    /// nothing, and an error or a non-boolean nothing either, logged.
+    /// Gives what was returned (as text), the events acknowledged, the error.
+    fn settle(
+        &mut self,
+        function: &str,
+        result: mlua::Result<MultiValue>,
+    ) -> (Option<String>, u64, Option<String>) {
+        match result {
+            Err(e) => {
+                let error = self.error(format!(
+                    "lua: error running function `{function}' {}",
+                    lua_message(&e)
+                ));
+                (None, 0, Some(error))
+            }
+            Ok(values) => {
+                let returned = Some(describe(&values));
+                match values.iter().next() {
+                    Some(LuaValue::Boolean(true)) => {
+                        (returned, std::mem::take(&mut self.total), None)
+                    }
+                    Some(LuaValue::Boolean(false)) => (returned, 0, None),
+                    _ => {
+                        let error = self.error(format!("lua: `{function}' must return a boolean"));
+                        (returned, 0, Some(error))
+                    }
+                }
+            }
+        }
+    }
+
     /// Hands one event to the script (§1.5).
     pub fn write(&mut self, shared: &Shared) -> WriteOutcome {
         self.handed += 1;
@@ -383,27 +416,8 @@ impl Script {
             }
         };
         outcome.written = true;
-        match self.write.call::<MultiValue>(argument) {
-            Err(e) => {
-                outcome.error = Some(self.error(format!(
-                    "lua: error running function `write' {}",
-                    lua_message(&e)
-                )));
-            }
-            Ok(values) => {
-                outcome.returned = Some(describe(&values));
-                match values.iter().next() {
-                    Some(LuaValue::Boolean(true)) => {
-                        outcome.acked = std::mem::take(&mut self.total);
-                    }
-                    Some(LuaValue::Boolean(false)) => {}
-                    _ => {
-                        outcome.error =
-                            Some(self.error("lua: `write' must return a boolean".to_owned()));
-                    }
-                }
-            }
-        }
+        let result = self.write.call::<MultiValue>(argument);
+        (outcome.returned, outcome.acked, outcome.error) = self.settle("write", result);
         outcome
     }
 
@@ -429,27 +443,8 @@ impl Script {
             return outcome;
         };
         outcome.called = true;
-        match flush.call::<MultiValue>(()) {
-            Err(e) => {
-                outcome.error = Some(self.error(format!(
-                    "lua: error running function `flush' {}",
-                    lua_message(&e)
-                )));
-            }
-            Ok(values) => {
-                outcome.returned = Some(describe(&values));
-                match values.iter().next() {
-                    Some(LuaValue::Boolean(true)) => {
-                        outcome.acked = std::mem::take(&mut self.total);
-                    }
-                    Some(LuaValue::Boolean(false)) => {}
-                    _ => {
-                        outcome.error =
-                            Some(self.error("lua: `flush' must return a boolean".to_owned()));
-                    }
-                }
-            }
-        }
+        let result = flush.call::<MultiValue>(());
+        (outcome.returned, outcome.acked, outcome.error) = self.settle("flush", result);
         outcome
     }
 
