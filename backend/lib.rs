@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod bbdo;
+pub mod bench;
 pub mod cache;
 pub mod config;
 pub mod event;

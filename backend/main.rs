@@ -44,6 +44,34 @@ enum Command {
     /// Operate on the journal while the service is stopped.
     #[command(subcommand)]
     Journal(JournalCommand),
+    /// Benchmark tool: send metric events to a BBDO listener as a Centreon
+    /// Broker would, and report how fast brokerstream acknowledged them.
+    Load(LoadArgs),
+    /// Benchmark tool: an HTTP destination that answers 204 to everything
+    /// (`GET /stats` counts requests and bytes).
+    Blackhole(BlackholeArgs),
+}
+
+#[derive(clap::Args)]
+struct LoadArgs {
+    /// brokerstream's BBDO listener.
+    #[arg(long, default_value = "127.0.0.1:5669")]
+    bbdo: SocketAddr,
+    /// Events to send.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    /// Events per write.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Speak BBDO 3 (protobuf events) instead of BBDO 2.
+    #[arg(long)]
+    bbdo3: bool,
+}
+
+#[derive(clap::Args)]
+struct BlackholeArgs {
+    #[arg(long, default_value = "127.0.0.1:8086")]
+    addr: SocketAddr,
 }
 
 #[derive(Subcommand)]
@@ -154,6 +182,8 @@ fn main() -> ExitCode {
         Command::RunScript(args) => run_script(args).map(|()| ExitCode::SUCCESS),
         Command::Import(args) => import(args).map(|()| ExitCode::SUCCESS),
         Command::Journal(command) => journal(command),
+        Command::Load(args) => load(args).map(|()| ExitCode::SUCCESS),
+        Command::Blackhole(args) => blackhole(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -268,4 +298,31 @@ fn journal(command: JournalCommand) -> anyhow::Result<ExitCode> {
             ExitCode::from(2)
         })
     }
+}
+
+fn load(args: LoadArgs) -> anyhow::Result<()> {
+    use brokerstream::bbdo::Version;
+    let version = if args.bbdo3 { Version::V3 } else { Version::V2 };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let report = runtime.block_on(brokerstream::bench::load(
+        args.bbdo,
+        version,
+        args.events,
+        args.batch,
+    ))?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+fn blackhole(args: BlackholeArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let stats = std::sync::Arc::new(brokerstream::bench::BlackholeStats::default());
+        let listener = tokio::net::TcpListener::bind(args.addr).await?;
+        tracing::info!("blackhole listening on http://{}", listener.local_addr()?);
+        axum::serve(listener, brokerstream::bench::blackhole(stats))
+            .with_graceful_shutdown(brokerstream::app::shutdown_signal())
+            .await?;
+        Ok(())
+    })
 }

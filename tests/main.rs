@@ -4,6 +4,7 @@
 
 mod api;
 mod bbdo;
+mod bench_tools;
 mod common;
 mod file_output;
 mod journal;
