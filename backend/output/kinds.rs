@@ -36,6 +36,26 @@ pub struct Kind {
     check: fn(&OutputSpec, &mut FieldErrors),
 }
 
+/// A `string` parameter, for the kinds' schema tables.
+pub const fn string_param(
+    name: &'static str,
+    required: bool,
+    default: Option<&'static str>,
+    choices: &'static [&'static str],
+    help: &'static str,
+) -> ParamSchema {
+    ParamSchema {
+        name,
+        ty: ParamType::String,
+        required,
+        default,
+        help,
+        secret: false,
+        choices,
+        min: None,
+    }
+}
+
 /// `max_buffer_size` and `max_buffer_age`, the names Centreon's scripts
 /// use, shared by every kind.
 pub const BUFFER_SIZE: ParamSchema = ParamSchema {

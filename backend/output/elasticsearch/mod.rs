@@ -9,29 +9,10 @@ use reqwest::Url;
 use serde_json::{Map, Value as Json};
 
 use super::http::{self, Items, Reply, Request, Service};
-use super::kinds::{ParamSchema, BUFFER_AGE, BUFFER_SIZE};
-use super::{FieldErrors, OutputSpec, ParamType};
+use super::kinds::{string_param as string, ParamSchema, BUFFER_AGE, BUFFER_SIZE};
+use super::{FieldErrors, OutputSpec};
 use crate::cache::Cache;
 use crate::event::{Event, Value};
-
-const fn string(
-    name: &'static str,
-    required: bool,
-    default: Option<&'static str>,
-    choices: &'static [&'static str],
-    help: &'static str,
-) -> ParamSchema {
-    ParamSchema {
-        name,
-        ty: ParamType::String,
-        required,
-        default,
-        help,
-        secret: false,
-        choices,
-        min: None,
-    }
-}
 
 pub const PARAMETERS: &[ParamSchema] = &[
     string(
@@ -230,6 +211,7 @@ pub fn bulk_items(body: &[u8], records: usize) -> Items {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::ParamType;
     use crate::output::Parameter;
 
     #[test]

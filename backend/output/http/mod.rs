@@ -27,21 +27,13 @@ use tls::TlsSettings;
 /// How much of a response body the status keeps.
 pub const BODY_EXCERPT: usize = 512;
 
+/// An optional string parameter of the shared connection settings.
 const fn string(
     name: &'static str,
     default: Option<&'static str>,
     help: &'static str,
 ) -> ParamSchema {
-    ParamSchema {
-        name,
-        ty: ParamType::String,
-        required: false,
-        default,
-        help,
-        secret: false,
-        choices: &[],
-        min: None,
-    }
+    super::kinds::string_param(name, false, default, &[], help)
 }
 
 const fn switch(name: &'static str, default: &'static str, help: &'static str) -> ParamSchema {

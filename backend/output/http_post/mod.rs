@@ -5,29 +5,10 @@ use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use reqwest::Url;
 
 use super::http::{self, Request, Service};
-use super::kinds::{ParamSchema, BUFFER_AGE, BUFFER_SIZE};
-use super::{FieldErrors, OutputSpec, ParamType, Template};
+use super::kinds::{string_param as string, ParamSchema, BUFFER_AGE, BUFFER_SIZE};
+use super::{FieldErrors, OutputSpec, Template};
 use crate::cache::Cache;
 use crate::event::Event;
-
-const fn string(
-    name: &'static str,
-    required: bool,
-    default: Option<&'static str>,
-    choices: &'static [&'static str],
-    help: &'static str,
-) -> ParamSchema {
-    ParamSchema {
-        name,
-        ty: ParamType::String,
-        required,
-        default,
-        help,
-        secret: false,
-        choices,
-        min: None,
-    }
-}
 
 pub const PARAMETERS: &[ParamSchema] = &[
     string("http_url", true, None, &[], "The URL to POST batches to (`http://` or `https://`)."),

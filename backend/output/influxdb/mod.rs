@@ -8,30 +8,11 @@ use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::Url;
 
 use super::http::{self, Request, Service};
-use super::kinds::{ParamSchema, BUFFER_AGE, BUFFER_SIZE};
+use super::kinds::{string_param as string, ParamSchema, BUFFER_AGE, BUFFER_SIZE};
 use super::{FieldErrors, OutputSpec, ParamType};
 use crate::cache::Cache;
 use crate::event::Event;
 use encoder::{Encoder, Precision};
-
-const fn string(
-    name: &'static str,
-    required: bool,
-    default: Option<&'static str>,
-    choices: &'static [&'static str],
-    help: &'static str,
-) -> ParamSchema {
-    ParamSchema {
-        name,
-        ty: ParamType::String,
-        required,
-        default,
-        help,
-        secret: false,
-        choices,
-        min: None,
-    }
-}
 
 pub const PARAMETERS: &[ParamSchema] = &[
     string("http_server_address", true, None, &[], "InfluxDB's host name or address."),

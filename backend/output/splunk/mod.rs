@@ -8,29 +8,10 @@ use reqwest::Url;
 use serde_json::{Map, Value as Json};
 
 use super::http::{self, Request, Service};
-use super::kinds::{ParamSchema, BUFFER_AGE, BUFFER_SIZE};
+use super::kinds::{string_param as string, ParamSchema, BUFFER_AGE, BUFFER_SIZE};
 use super::{FieldErrors, OutputSpec, ParamType};
 use crate::cache::Cache;
 use crate::event::{Event, Value};
-
-const fn string(
-    name: &'static str,
-    required: bool,
-    default: Option<&'static str>,
-    choices: &'static [&'static str],
-    help: &'static str,
-) -> ParamSchema {
-    ParamSchema {
-        name,
-        ty: ParamType::String,
-        required,
-        default,
-        help,
-        secret: false,
-        choices,
-        min: None,
-    }
-}
 
 pub const PARAMETERS: &[ParamSchema] = &[
     string(
