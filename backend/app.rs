@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Auth;
 use crate::bbdo::{self, Inputs};
 use crate::cache::Cache;
 use crate::config::Config;
@@ -40,6 +41,9 @@ const CACHE_SAVE_INTERVAL: Duration = Duration::from_secs(10);
 
 pub async fn start(config: Config) -> anyhow::Result<App> {
     let store = Store::open(&config.data_dir).await?;
+    let auth = Arc::new(Auth::new(store.clone(), config.auth.clone()));
+    auth.bootstrap(config.admin_password.as_ref().map(|p| p.0.as_str()))
+        .await?;
     let journal = Journal::open(config.journal_config()?)?;
     let cache = Cache::load(&config.data_dir);
     let lua = config.lua_settings()?;
@@ -71,6 +75,8 @@ pub async fn start(config: Config) -> anyhow::Result<App> {
         Arc::clone(&ingest),
         Arc::clone(&journal),
         Arc::clone(&inputs),
+        auth,
+        false,
     );
     let stop = CancellationToken::new();
     // Listeners are bound before anything is spawned, so that a busy port
@@ -103,7 +109,8 @@ pub async fn start(config: Config) -> anyhow::Result<App> {
     let server_stop = stop.clone();
     let server = tokio::spawn(async move {
         let shutdown = async move { server_stop.cancelled().await };
-        if let Err(e) = axum::serve(listener, router)
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, service)
             .with_graceful_shutdown(shutdown)
             .await
         {

@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use std::time::Duration;
 
+use crate::auth::AuthSettings;
 use crate::bbdo::connector::ConnectorConfig;
 use crate::bbdo::{SessionConfig, Version};
 use crate::journal::{FsyncPolicy, FullPolicy, JournalConfig};
@@ -32,6 +33,20 @@ pub struct Config {
     /// depend on `data_dir` (see [`Config::lua_settings`]).
     pub lua: LuaFileConfig,
     pub bbdo: BbdoConfig,
+    pub auth: AuthSettings,
+    /// The first admin's password, from `BROKERSTREAM_ADMIN_PASSWORD`
+    /// (never a flag: flags show in `ps`). Used only on a first start.
+    pub admin_password: Option<Redacted>,
+}
+
+/// A secret that `Debug` does not print.
+#[derive(Clone)]
+pub struct Redacted(pub String);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("(hidden)")
+    }
 }
 
 /// BBDO inputs: where Centreon Brokers connect, which ones brokerstream
@@ -154,6 +169,8 @@ impl Default for Config {
             shutdown_timeout_secs: 10,
             lua: LuaFileConfig::default(),
             bbdo: BbdoConfig::default(),
+            auth: AuthSettings::default(),
+            admin_password: None,
         }
     }
 }
@@ -180,6 +197,7 @@ pub struct FileConfig {
     pub lua: LuaFileConfig,
     #[serde(default)]
     pub bbdo: BbdoFileConfig,
+    pub auth: Option<AuthSettings>,
 }
 
 /// ```toml
@@ -243,6 +261,7 @@ pub struct Overrides {
     pub simulate: Option<u32>,
     pub fsync: Option<String>,
     pub bbdo_listen: Option<Vec<SocketAddr>>,
+    pub admin_password: Option<String>,
 }
 
 impl Config {
@@ -268,6 +287,7 @@ impl Config {
         if let Some(listen) = overrides.bbdo_listen {
             config.bbdo.listen = listen;
         }
+        config.admin_password = overrides.admin_password.map(Redacted);
         config.journal_config()?;
         Ok(config)
     }
@@ -289,6 +309,13 @@ impl Config {
             self.journal = journal;
         }
         self.lua = file.lua;
+        if let Some(auth) = file.auth {
+            anyhow::ensure!(
+                auth.session_ttl_secs > 0,
+                "auth.session_ttl_secs must be at least 1"
+            );
+            self.auth = auth;
+        }
         let bbdo = file.bbdo;
         if let Some(listen) = bbdo.listen {
             self.bbdo.listen = listen;

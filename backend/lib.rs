@@ -4,6 +4,7 @@
 //! them to outputs.
 
 pub mod app;
+pub mod auth;
 pub mod bbdo;
 pub mod bench;
 pub mod cache;

@@ -202,6 +202,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         simulate: args.simulate,
         fsync: args.fsync,
         bbdo_listen: args.bbdo_addr.map(|a| a.0),
+        admin_password: std::env::var("BROKERSTREAM_ADMIN_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty()),
     })?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {

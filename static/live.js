@@ -14,7 +14,11 @@
   function refresh() {
     if (document.hidden || busy()) { return; }
     fetch(url, { headers: { "Accept": "text/html" } })
-      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (r) {
+        // The session ended: reloading sends the reader to the login page.
+        if (r.status === 401) { window.location.reload(); return null; }
+        return r.ok ? r.text() : null;
+      })
       .then(function (html) {
         if (html !== null && !busy()) { live.innerHTML = html; }
       })

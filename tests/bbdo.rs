@@ -812,6 +812,7 @@ async fn the_binary_listens_for_bbdo_where_the_flag_says() {
             .args(["serve", "--bbdo-addr", &bbdo_addr.to_string()])
             .env("BROKERSTREAM_HTTP_ADDR", format!("127.0.0.1:{http}"))
             .env("BROKERSTREAM_DATA_DIR", dir.path())
+            .env("BROKERSTREAM_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -831,7 +832,9 @@ async fn the_binary_listens_for_bbdo_where_the_flag_says() {
     peer.send(CAPTURE).await;
     assert_eq!(peer.read_hello().await.version, Version::V2);
     assert_eq!(peer.acks_until(953).await, [953]);
-    let all: Value = reqwest::get(format!("http://127.0.0.1:{http}/api/v1/inputs"))
+    let all: Value = admin_client()
+        .get(format!("http://127.0.0.1:{http}/api/v1/inputs"))
+        .send()
         .await
         .unwrap()
         .json()

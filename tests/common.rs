@@ -4,9 +4,35 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use brokerstream::app::{self, App};
-use brokerstream::config::{BbdoConfig, Config};
+use brokerstream::config::{BbdoConfig, Config, Redacted};
 use reqwest::{Client, Response};
 use serde_json::{json, Value};
+
+/// The password of the `admin` user every test service starts with.
+pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
+
+pub fn basic_auth(user: &str, password: &str) -> reqwest::header::HeaderValue {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    reqwest::header::HeaderValue::from_str(&format!("Basic {encoded}")).unwrap()
+}
+
+/// A client that sends `credentials` (an Authorization header value)
+/// with every request.
+pub fn client_as(credentials: reqwest::header::HeaderValue) -> reqwest::ClientBuilder {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, credentials);
+    Client::builder().default_headers(headers)
+}
+
+/// A client builder that authenticates as the test admin (HTTP Basic).
+pub fn admin_client_builder() -> reqwest::ClientBuilder {
+    client_as(basic_auth("admin", ADMIN_PASSWORD))
+}
+
+pub fn admin_client() -> Client {
+    admin_client_builder().build().unwrap()
+}
 
 /// A brokerstream running in this process on a loopback port.
 pub struct Server {
@@ -27,12 +53,15 @@ impl Server {
         Server::start_with(config).await
     }
 
-    pub async fn start_with(config: Config) -> Server {
+    pub async fn start_with(mut config: Config) -> Server {
+        if config.admin_password.is_none() {
+            config.admin_password = Some(Redacted(ADMIN_PASSWORD.into()));
+        }
         let app = app::start(config).await.expect("service starts");
         Server {
             base: format!("http://{}", app.http_addr),
             app: Some(app),
-            client: Client::new(),
+            client: admin_client(),
         }
     }
 
@@ -202,6 +231,7 @@ impl Process {
         // Tests run in parallel: no one may take the default BBDO port. A
         // test that wants a listener says so with --bbdo-addr.
         command.env("BROKERSTREAM_BBDO_ADDR", "none");
+        command.env("BROKERSTREAM_ADMIN_PASSWORD", ADMIN_PASSWORD);
         command
             .args(args)
             .stdout(Stdio::null())
@@ -212,7 +242,7 @@ impl Process {
         Process {
             child: command.spawn().expect("binary starts"),
             base: format!("http://127.0.0.1:{port}"),
-            client: reqwest::Client::new(),
+            client: admin_client(),
         }
     }
 

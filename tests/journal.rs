@@ -636,11 +636,12 @@ async fn a_full_disk_refuses_events_and_loses_none() {
         .args(["--data-dir", data.to_str().unwrap()])
         .env("BROKERSTREAM_LOG", "error")
         .env("BROKERSTREAM_BBDO_ADDR", "none")
+        .env("BROKERSTREAM_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .stdout(std::process::Stdio::null());
     let p = Process {
         child: command.spawn().expect("prlimit runs"),
         base: format!("http://127.0.0.1:{port}"),
-        client: reqwest::Client::new(),
+        client: admin_client(),
     };
     p.wait_ready().await;
     let mut output = file_output("ids", &out, &[]);

@@ -49,7 +49,7 @@ impl Multipart {
     async fn post(mut self, server: &Server, path: &str) -> (u16, String, String) {
         self.body
             .extend_from_slice(format!("--{}--\r\n", self.boundary).as_bytes());
-        let client = reqwest::Client::builder()
+        let client = admin_client_builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
@@ -696,8 +696,25 @@ async fn in_a_browser_add_an_output_watch_its_events_and_flush_it() {
     let browser = Driver::start().await;
     let out = dir.path().join("web.log");
 
-    // Add a file output; the first try forgets the path.
+    // Anonymous, the browser is sent to the login form, then back.
     browser.goto(&server.url("/outputs/new?kind=file")).await;
+    let at = browser.url().await;
+    assert!(
+        at.contains("/login?next=/outputs/new%3Fkind%3Dfile"),
+        "{at}"
+    );
+    browser.screenshot("00-login").await;
+    browser.type_into("#user", "admin").await;
+    browser.type_into("#password", "not the password").await;
+    browser.click("#login").await;
+    let error = browser.text("#login-error").await;
+    assert!(error.contains("Wrong user name or password"), "{error}");
+    browser.type_into("#password", ADMIN_PASSWORD).await;
+    browser.click("#login").await;
+
+    // Add a file output; the first try forgets the path.
+    browser.find("#output-form").await;
+    assert!(browser.url().await.ends_with("/outputs/new?kind=file"));
     browser.screenshot("01-form").await;
     browser.type_into("#name", "web-file").await;
     browser.type_into("#p-max_buffer_size", "100000").await;
@@ -877,7 +894,7 @@ async fn the_detail_page_shows_the_script_log_and_its_buttons_act() {
         "{page}"
     );
 
-    let client = reqwest::Client::builder()
+    let client = admin_client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();

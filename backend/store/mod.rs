@@ -11,6 +11,9 @@ use time::OffsetDateTime;
 
 use crate::output::{OutputSpec, ParamType, Parameter};
 
+mod auth;
+pub use auth::{AuditEntry, Principal, SessionRow, TokenInfo, User};
+
 pub const DATABASE_FILE: &str = "brokerstream.db";
 
 #[derive(Clone)]
@@ -24,6 +27,9 @@ pub enum StoreError {
     Duplicate(String),
     #[error("no output named `{0}`")]
     NotFound(String),
+    /// Something other than an output is missing; the text says what.
+    #[error("{0}")]
+    Missing(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("corrupt stored output `{name}`: {reason}")]
@@ -236,7 +242,7 @@ fn filters_text(spec: &OutputSpec) -> String {
     serde_json::Value::from(spec.filters.clone()).to_string()
 }
 
-fn now_text() -> String {
+pub(crate) fn now_text() -> String {
     OffsetDateTime::now_utc()
         .format(&Rfc3339)
         .unwrap_or_default()

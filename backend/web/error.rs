@@ -44,7 +44,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Duplicate(_) => ApiError::Conflict(e.to_string()),
-            StoreError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            StoreError::NotFound(_) | StoreError::Missing(_) => ApiError::NotFound(e.to_string()),
             StoreError::Database(_) | StoreError::Corrupt { .. } => {
                 tracing::error!("{e}");
                 ApiError::Internal(e.to_string())

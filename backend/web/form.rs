@@ -16,9 +16,10 @@ use axum::extract::{Multipart, Path, Query, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
+use super::auth::Caller;
 use super::error::ApiError;
 use super::outputs::save;
-use super::pages::render;
+use super::pages::{render, Me};
 use super::Context;
 use crate::event::CATEGORIES;
 use crate::journal::StartAt;
@@ -106,6 +107,7 @@ struct ScriptChoice {
 #[derive(Template)]
 #[template(path = "form.html")]
 struct FormPage {
+    me: Me,
     editing: bool,
     action_url: String,
     name: String,
@@ -154,6 +156,7 @@ pub struct NewQuery {
 
 pub async fn new_form(
     State(ctx): State<Context>,
+    caller: Caller,
     Query(query): Query<NewQuery>,
 ) -> Result<Html<String>, ApiError> {
     let kind = query
@@ -166,6 +169,7 @@ pub async fn new_form(
     };
     render(&page(
         &ctx,
+        &caller,
         &spec,
         None,
         false,
@@ -176,11 +180,13 @@ pub async fn new_form(
 
 pub async fn edit_form(
     State(ctx): State<Context>,
+    caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Html<String>, ApiError> {
     let stored = ctx.store.get_output(&name).await?;
     render(&page(
         &ctx,
+        &caller,
         &stored.spec,
         Some(&stored.spec),
         true,
@@ -191,21 +197,24 @@ pub async fn edit_form(
 
 pub async fn create(
     State(ctx): State<Context>,
+    caller: Caller,
     multipart: Multipart,
 ) -> Result<Response, ApiError> {
-    submit(ctx, None, multipart).await
+    submit(ctx, caller, None, multipart).await
 }
 
 pub async fn update(
     State(ctx): State<Context>,
+    caller: Caller,
     Path(name): Path<String>,
     multipart: Multipart,
 ) -> Result<Response, ApiError> {
-    submit(ctx, Some(name), multipart).await
+    submit(ctx, caller, Some(name), multipart).await
 }
 
 async fn submit(
     ctx: Context,
+    caller: Caller,
     editing: Option<String>,
     multipart: Multipart,
 ) -> Result<Response, ApiError> {
@@ -236,13 +245,21 @@ async fn submit(
         } else {
             None
         };
-        let page = page(&ctx, &spec, previous.as_ref(), editing_flag, errors, output);
+        let page = page(
+            &ctx,
+            &caller,
+            &spec,
+            previous.as_ref(),
+            editing_flag,
+            errors,
+            output,
+        );
         return Ok(typed_page(&page)?.into_response());
     }
     let result = {
         let _write = ctx.writes.lock().await;
         let creating = (!editing_flag).then_some(StartAt::Head);
-        save(&ctx, spec.clone(), errors, creating).await
+        save(&ctx, &caller, spec.clone(), errors, creating).await
     };
     match result {
         Ok(stored) => {
@@ -250,7 +267,15 @@ async fn submit(
             Ok(Redirect::to(&location).into_response())
         }
         Err(ApiError::Invalid(errors)) => {
-            let page = page(&ctx, &spec, previous.as_ref(), editing_flag, errors, None);
+            let page = page(
+                &ctx,
+                &caller,
+                &spec,
+                previous.as_ref(),
+                editing_flag,
+                errors,
+                None,
+            );
             Ok((
                 axum::http::StatusCode::UNPROCESSABLE_ENTITY,
                 typed_page(&page)?,
@@ -260,7 +285,15 @@ async fn submit(
         Err(ApiError::Conflict(message)) => {
             let mut errors = FieldErrors::default();
             errors.add("name", message);
-            let page = page(&ctx, &spec, previous.as_ref(), editing_flag, errors, None);
+            let page = page(
+                &ctx,
+                &caller,
+                &spec,
+                previous.as_ref(),
+                editing_flag,
+                errors,
+                None,
+            );
             Ok((axum::http::StatusCode::CONFLICT, typed_page(&page)?).into_response())
         }
         Err(other) => Err(other),
@@ -621,6 +654,7 @@ fn field(schema: &ParamSchema, spec: &OutputSpec) -> Field {
 /// the stored definition, to tell which passwords are stored.
 fn page(
     ctx: &Context,
+    caller: &Caller,
     spec: &OutputSpec,
     previous: Option<&OutputSpec>,
     editing: bool,
@@ -697,6 +731,7 @@ fn page(
         .collect::<Vec<_>>()
         .join(", ");
     FormPage {
+        me: Me::from(caller),
         editing,
         action_url: if editing {
             format!("/outputs/{}/edit", spec.name)

@@ -1,6 +1,7 @@
 //! The HTTP face of brokerstream: the REST API under `/api/v1` and the web
 //! pages. One [`Context`] holds what handlers share.
 
+mod auth;
 mod error;
 mod events;
 mod form;
@@ -12,20 +13,27 @@ mod outputs;
 mod pages;
 mod rates;
 mod tail;
+mod users;
 
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, put};
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::middleware;
+use axum::response::IntoResponse;
+use axum::routing::{on, MethodFilter};
 use axum::Router;
 use tower_http::services::ServeDir;
 
+use crate::auth::{Auth, Role};
 use crate::bbdo::Inputs;
 use crate::ingest::Ingest;
 use crate::journal::Journal;
 use crate::output::Supervisor;
 use crate::store::Store;
 
+pub use auth::{Access, Caller};
 pub use error::ApiError;
 
 /// Largest request body accepted (an NDJSON batch).
@@ -41,6 +49,9 @@ pub struct Shared {
     pub journal: Arc<Journal>,
     /// BBDO listeners, connectors and their connections.
     pub inputs: Arc<Inputs>,
+    pub auth: Arc<Auth>,
+    /// Cookies get `Secure` (and responses HSTS) when the server speaks TLS.
+    pub secure_cookies: bool,
     /// Serializes definition changes, so the store and the running workers
     /// see them in the same order.
     pub writes: tokio::sync::Mutex<()>,
@@ -66,6 +77,8 @@ impl Context {
         ingest: Arc<Ingest>,
         journal: Arc<Journal>,
         inputs: Arc<Inputs>,
+        auth: Arc<Auth>,
+        secure_cookies: bool,
     ) -> Self {
         let shared = Arc::new(Shared {
             store,
@@ -73,6 +86,8 @@ impl Context {
             ingest,
             journal,
             inputs,
+            auth,
+            secure_cookies,
             writes: tokio::sync::Mutex::new(()),
             rates: rates::Rates::default(),
             closing: tokio_util::sync::CancellationToken::new(),
@@ -83,50 +98,202 @@ impl Context {
     }
 }
 
+/// A route and who may reach it. The router is built from these rules
+/// only, so a route cannot exist without an access level, and the test of
+/// the access table walks every one of them.
+#[derive(Clone, Debug)]
+pub struct RouteRule {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+struct Routes {
+    router: Router<Context>,
+    rules: Vec<RouteRule>,
+}
+
+impl Routes {
+    fn add<H, T>(mut self, method: Method, path: &'static str, access: Access, handler: H) -> Self
+    where
+        H: Handler<T, Context>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone()).expect("a method axum routes");
+        let route = on(filter, handler).route_layer(middleware::from_fn(
+            move |request: axum::extract::Request, next: middleware::Next| {
+                auth::guard(access, request, next)
+            },
+        ));
+        self.router = self.router.route(path, route);
+        self.rules.push(RouteRule {
+            method,
+            path,
+            access,
+        });
+        self
+    }
+}
+
+fn routes() -> Routes {
+    use Method as M;
+    const PUBLIC: Access = Access::Public;
+    const VIEWER: Access = Access::Role(Role::Viewer);
+    const OPERATOR: Access = Access::Role(Role::Operator);
+    const ADMIN: Access = Access::Role(Role::Admin);
+    Routes {
+        router: Router::new(),
+        rules: Vec::new(),
+    }
+    // Events come from producers that also operate outputs; a read-only
+    // viewer must not inject events.
+    .add(M::POST, "/api/v1/events", OPERATOR, events::ingest)
+    .add(M::GET, "/api/v1/inputs", VIEWER, inputs::list)
+    .add(M::GET, "/api/v1/kinds", VIEWER, kinds::list)
+    .add(M::GET, "/api/v1/journal", VIEWER, journal_info)
+    .add(M::GET, "/api/v1/outputs", VIEWER, outputs::list)
+    .add(M::POST, "/api/v1/outputs", ADMIN, outputs::create)
+    .add(M::GET, "/api/v1/outputs/{name}", VIEWER, outputs::get)
+    .add(M::PUT, "/api/v1/outputs/{name}", ADMIN, outputs::replace)
+    .add(M::PATCH, "/api/v1/outputs/{name}", ADMIN, outputs::patch)
+    .add(M::DELETE, "/api/v1/outputs/{name}", ADMIN, outputs::delete)
+    .add(
+        M::GET,
+        "/api/v1/outputs/{name}/parameters",
+        VIEWER,
+        outputs::list_parameters,
+    )
+    .add(
+        M::PUT,
+        "/api/v1/outputs/{name}/parameters/{param}",
+        ADMIN,
+        outputs::put_parameter,
+    )
+    .add(
+        M::DELETE,
+        "/api/v1/outputs/{name}/parameters/{param}",
+        ADMIN,
+        outputs::delete_parameter,
+    )
+    .add(
+        M::GET,
+        "/api/v1/outputs/{name}/status",
+        VIEWER,
+        outputs::status,
+    )
+    .add(M::GET, "/api/v1/outputs/{name}/tail", VIEWER, tail::stream)
+    .add(
+        M::POST,
+        "/api/v1/outputs/{name}/flush",
+        OPERATOR,
+        outputs::flush,
+    )
+    .add(
+        M::POST,
+        "/api/v1/outputs/{name}/replay",
+        OPERATOR,
+        outputs::replay,
+    )
+    .add(
+        M::POST,
+        "/api/v1/outputs/{name}/skip",
+        OPERATOR,
+        outputs::skip,
+    )
+    .add(
+        M::POST,
+        "/api/v1/outputs/{name}/pause",
+        OPERATOR,
+        outputs::pause,
+    )
+    .add(
+        M::POST,
+        "/api/v1/outputs/{name}/resume",
+        OPERATOR,
+        outputs::resume,
+    )
+    .add(
+        M::POST,
+        "/api/v1/outputs/{name}/restart",
+        OPERATOR,
+        outputs::restart,
+    )
+    .add(M::GET, "/api/v1/me", VIEWER, users::me)
+    .add(
+        M::PUT,
+        "/api/v1/me/password",
+        VIEWER,
+        users::change_own_password_api,
+    )
+    .add(M::GET, "/api/v1/users", ADMIN, users::list)
+    .add(M::POST, "/api/v1/users", ADMIN, users::create)
+    .add(M::GET, "/api/v1/users/{user}", ADMIN, users::get)
+    .add(M::PATCH, "/api/v1/users/{user}", ADMIN, users::update)
+    .add(M::DELETE, "/api/v1/users/{user}", ADMIN, users::delete)
+    .add(M::GET, "/api/v1/tokens", ADMIN, users::list_tokens)
+    .add(M::POST, "/api/v1/tokens", ADMIN, users::create_token_api)
+    .add(M::DELETE, "/api/v1/tokens/{id}", ADMIN, users::revoke)
+    .add(M::GET, "/api/v1/audit", ADMIN, users::audit_log)
+    .add(M::GET, "/", VIEWER, pages::overview)
+    .add(
+        M::GET,
+        "/fragments/overview",
+        VIEWER,
+        pages::overview_fragment,
+    )
+    .add(
+        M::GET,
+        "/fragments/outputs/{name}",
+        VIEWER,
+        pages::detail_fragment,
+    )
+    .add(M::GET, "/outputs/new", ADMIN, form::new_form)
+    .add(M::POST, "/outputs/new", ADMIN, form::create)
+    .add(M::GET, "/outputs/{name}", VIEWER, pages::detail)
+    .add(M::GET, "/outputs/{name}/edit", ADMIN, form::edit_form)
+    .add(M::POST, "/outputs/{name}/edit", ADMIN, form::update)
+    .add(M::POST, "/outputs/{name}/action", OPERATOR, pages::action)
+    .add(M::GET, "/account", VIEWER, users::account_page)
+    .add(M::POST, "/account", VIEWER, users::account_submit)
+    .add(M::GET, "/users", ADMIN, users::users_page)
+    .add(M::POST, "/users", ADMIN, users::users_submit)
+    .add(M::GET, "/tokens", ADMIN, users::tokens_page)
+    .add(M::POST, "/tokens", ADMIN, users::tokens_submit)
+    .add(M::GET, "/audit", ADMIN, users::audit_page)
+    .add(M::GET, "/login", PUBLIC, auth::login_page)
+    .add(M::POST, "/login", PUBLIC, auth::login)
+    .add(M::POST, "/logout", VIEWER, auth::logout)
+    // Probes are anonymous; /readyz details outputs only to a caller.
+    .add(M::GET, "/healthz", PUBLIC, health::healthz)
+    .add(M::GET, "/readyz", PUBLIC, health::readyz)
+    .add(M::GET, "/metrics", VIEWER, metrics::metrics)
+}
+
+/// Every route with its access level, for tests and documentation.
+pub fn route_table() -> Vec<RouteRule> {
+    routes().rules
+}
+
 pub fn router(ctx: Context) -> Router {
-    let api = Router::new()
-        .route("/events", post(events::ingest))
-        .route("/inputs", get(inputs::list))
-        .route("/kinds", get(kinds::list))
-        .route("/outputs", get(outputs::list).post(outputs::create))
-        .route(
-            "/outputs/{name}",
-            get(outputs::get)
-                .put(outputs::replace)
-                .patch(outputs::patch)
-                .delete(outputs::delete),
-        )
-        .route("/outputs/{name}/parameters", get(outputs::list_parameters))
-        .route(
-            "/outputs/{name}/parameters/{param}",
-            put(outputs::put_parameter).delete(outputs::delete_parameter),
-        )
-        .route("/outputs/{name}/status", get(outputs::status))
-        .route("/outputs/{name}/flush", post(outputs::flush))
-        .route("/outputs/{name}/replay", post(outputs::replay))
-        .route("/outputs/{name}/skip", post(outputs::skip))
-        .route("/outputs/{name}/pause", post(outputs::pause))
-        .route("/outputs/{name}/resume", post(outputs::resume))
-        .route("/outputs/{name}/restart", post(outputs::restart))
-        .route("/outputs/{name}/tail", get(tail::stream))
-        .route("/journal", get(journal_info))
-        .fallback(|| async { ApiError::NotFound("no such API route".into()) });
-    Router::new()
-        .nest("/api/v1", api)
-        .route("/", get(pages::overview))
-        .route("/fragments/overview", get(pages::overview_fragment))
-        .route("/outputs/new", get(form::new_form).post(form::create))
-        .route("/outputs/{name}", get(pages::detail))
-        .route(
-            "/outputs/{name}/edit",
-            get(form::edit_form).post(form::update),
-        )
-        .route("/outputs/{name}/action", post(pages::action))
-        .route("/fragments/outputs/{name}", get(pages::detail_fragment))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics::metrics))
+    routes()
+        .router
+        // Stylesheets and scripts: the login page needs them too.
         .nest_service("/static", ServeDir::new(static_dir()))
+        .fallback(|uri: axum::http::Uri| async move {
+            if uri.path().starts_with("/api/") {
+                ApiError::NotFound("no such API route".into()).into_response()
+            } else {
+                (axum::http::StatusCode::NOT_FOUND, "no such page").into_response()
+            }
+        })
+        .layer(middleware::from_fn_with_state(
+            ctx.clone(),
+            auth::authenticate,
+        ))
+        .layer(middleware::from_fn_with_state(
+            ctx.clone(),
+            auth::security_headers,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(ctx)
 }

@@ -13,6 +13,7 @@ use axum::Json;
 use serde_json::{json, Map, Value};
 use time::format_description::well_known::Rfc3339;
 
+use super::auth::{audit, Caller};
 use super::error::ApiError;
 use super::Context;
 use crate::journal::{Reposition, StartAt};
@@ -243,6 +244,7 @@ fn read_parameter(
 /// that the store and the running workers see changes in the same order.
 pub(super) async fn save(
     ctx: &Context,
+    caller: &Caller,
     spec: OutputSpec,
     mut errors: FieldErrors,
     creating: Option<StartAt>,
@@ -256,7 +258,15 @@ pub(super) async fn save(
         ctx.store.update_output(&spec).await?;
     }
     ctx.supervisor.apply(spec.clone()).await;
-    Ok(ctx.store.get_output(&spec.name).await?)
+    let stored = ctx.store.get_output(&spec.name).await?;
+    let action = if creating.is_some() {
+        "output.create"
+    } else {
+        "output.update"
+    };
+    // output_json leaves password values out: the audit log never holds one.
+    audit(ctx, &caller.name, action, &spec.name, output_json(&stored)).await;
+    Ok(stored)
 }
 
 pub async fn list(State(ctx): State<Context>) -> Result<Json<Value>, ApiError> {
@@ -264,7 +274,11 @@ pub async fn list(State(ctx): State<Context>) -> Result<Json<Value>, ApiError> {
     Ok(Json(outputs.iter().map(output_json).collect()))
 }
 
-pub async fn create(State(ctx): State<Context>, body: Bytes) -> Result<Response, ApiError> {
+pub async fn create(
+    State(ctx): State<Context>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let mut body = parse_body(&body)?;
     let mut spec = OutputSpec::blank("");
     let mut errors = FieldErrors::default();
@@ -281,7 +295,7 @@ pub async fn create(State(ctx): State<Context>, body: Bytes) -> Result<Response,
     merge_body(&mut spec, &body, None, &mut errors);
     require(&body, &["name", "kind"], &mut errors);
     let _write = ctx.writes.lock().await;
-    let stored = save(&ctx, spec, errors, Some(start)).await?;
+    let stored = save(&ctx, &caller, spec, errors, Some(start)).await?;
     let location = format!("/api/v1/outputs/{}", stored.spec.name);
     Ok((
         StatusCode::CREATED,
@@ -310,6 +324,7 @@ pub async fn get(
 /// default (enabled, every event, no parameters).
 pub async fn replace(
     State(ctx): State<Context>,
+    caller: Caller,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
@@ -320,13 +335,16 @@ pub async fn replace(
     let mut errors = FieldErrors::default();
     merge_body(&mut spec, &body, Some(&previous), &mut errors);
     require(&body, &["kind"], &mut errors);
-    Ok(Json(output_json(&save(&ctx, spec, errors, None).await?)))
+    Ok(Json(output_json(
+        &save(&ctx, &caller, spec, errors, None).await?,
+    )))
 }
 
 /// PATCH changes only the fields the body names; `parameters`, when given,
 /// is the new list (the parameters sub-resource changes one at a time).
 pub async fn patch(
     State(ctx): State<Context>,
+    caller: Caller,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
@@ -336,16 +354,20 @@ pub async fn patch(
     let mut spec = previous.clone();
     let mut errors = FieldErrors::default();
     merge_body(&mut spec, &body, Some(&previous), &mut errors);
-    Ok(Json(output_json(&save(&ctx, spec, errors, None).await?)))
+    Ok(Json(output_json(
+        &save(&ctx, &caller, spec, errors, None).await?,
+    )))
 }
 
 pub async fn delete(
     State(ctx): State<Context>,
+    caller: Caller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let _write = ctx.writes.lock().await;
     ctx.store.delete_output(&name).await?;
     ctx.supervisor.remove(&name).await;
+    audit(&ctx, &caller.name, "output.delete", &name, json!({})).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -361,6 +383,7 @@ pub async fn list_parameters(
 
 pub async fn put_parameter(
     State(ctx): State<Context>,
+    caller: Caller,
     Path((name, param)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -393,7 +416,7 @@ pub async fn put_parameter(
             true
         }
     };
-    save(&ctx, spec, FieldErrors::default(), None).await?;
+    save(&ctx, &caller, spec, FieldErrors::default(), None).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -404,6 +427,7 @@ pub async fn put_parameter(
 
 pub async fn delete_parameter(
     State(ctx): State<Context>,
+    caller: Caller,
     Path((name, param)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let _write = ctx.writes.lock().await;
@@ -415,7 +439,7 @@ pub async fn delete_parameter(
             "output `{name}` has no parameter `{param}`"
         )));
     }
-    save(&ctx, spec, FieldErrors::default(), None).await?;
+    save(&ctx, &caller, spec, FieldErrors::default(), None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -438,6 +462,7 @@ pub async fn status(
 /// holds from there.
 pub async fn replay(
     State(ctx): State<Context>,
+    caller: Caller,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
@@ -456,19 +481,26 @@ pub async fn replay(
             ))
         }
     };
-    reposition(&ctx, &name, to).await
+    reposition(&ctx, &caller, &name, to).await
 }
 
 /// `POST /outputs/{name}/skip`: drops this output's backlog, resuming at
 /// the newest event.
 pub async fn skip(
     State(ctx): State<Context>,
+    caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    reposition(&ctx, &name, Reposition::Head).await
+    reposition(&ctx, &caller, &name, Reposition::Head).await
 }
 
-async fn reposition(ctx: &Context, name: &str, to: Reposition) -> Result<Json<Value>, ApiError> {
+/// Moves an output's cursor, for the API and the detail page's button.
+pub async fn reposition(
+    ctx: &Context,
+    caller: &Caller,
+    name: &str,
+    to: Reposition,
+) -> Result<Json<Value>, ApiError> {
     let _write = ctx.writes.lock().await;
     let position = ctx
         .supervisor
@@ -476,6 +508,14 @@ async fn reposition(ctx: &Context, name: &str, to: Reposition) -> Result<Json<Va
         .await
         .ok_or_else(|| ApiError::NotFound(format!("no output named `{name}`")))?;
     tracing::info!(output = name, position, "cursor moved: {to:?}");
+    let (action, detail) = match to {
+        Reposition::Head => ("output.skip", json!({"position": position})),
+        other => (
+            "output.replay",
+            json!({"from": format!("{other:?}"), "position": position}),
+        ),
+    };
+    audit(ctx, &caller.name, action, name, detail).await;
     Ok(Json(json!({ "position": position })))
 }
 
@@ -483,23 +523,26 @@ async fn reposition(ctx: &Context, name: &str, to: Reposition) -> Result<Json<Va
 /// the output is in afterwards.
 pub async fn pause(
     State(ctx): State<Context>,
+    caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    control(&ctx, &name, Control::Pause).await
+    control(&ctx, &caller, &name, Control::Pause).await
 }
 
 pub async fn resume(
     State(ctx): State<Context>,
+    caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    control(&ctx, &name, Control::Resume).await
+    control(&ctx, &caller, &name, Control::Resume).await
 }
 
 pub async fn restart(
     State(ctx): State<Context>,
+    caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    control(&ctx, &name, Control::Restart).await
+    control(&ctx, &caller, &name, Control::Restart).await
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -509,7 +552,12 @@ pub enum Control {
     Restart,
 }
 
-pub async fn control(ctx: &Context, name: &str, what: Control) -> Result<Json<Value>, ApiError> {
+pub async fn control(
+    ctx: &Context,
+    caller: &Caller,
+    name: &str,
+    what: Control,
+) -> Result<Json<Value>, ApiError> {
     use crate::output::ControlError;
     // Taken so that an edit never races a pause into a running worker.
     let _write = ctx.writes.lock().await;
@@ -523,18 +571,43 @@ pub async fn control(ctx: &Context, name: &str, what: Control) -> Result<Json<Va
         ControlError::Disabled(_) => ApiError::Conflict(e.to_string()),
     })?;
     tracing::info!(output = name, "{what:?} by request");
+    let action = match what {
+        Control::Pause => "output.pause",
+        Control::Resume => "output.resume",
+        Control::Restart => "output.restart",
+    };
+    audit(ctx, &caller.name, action, name, json!({"state": state})).await;
     Ok(Json(json!({ "state": state })))
+}
+
+/// Flushes an output now, for the API and the detail page's button.
+pub async fn flush_output(
+    ctx: &Context,
+    caller: &Caller,
+    name: &str,
+) -> Result<output::status::FlushRecord, ApiError> {
+    use crate::output::FlushError;
+    let record = ctx.supervisor.flush(name).await.map_err(|e| match e {
+        FlushError::NotFound(_) => ApiError::NotFound(e.to_string()),
+        FlushError::NotRunning(_) => ApiError::Conflict(e.to_string()),
+    })?;
+    audit(
+        ctx,
+        &caller.name,
+        "output.flush",
+        name,
+        json!({"events": record.events, "result": record.result}),
+    )
+    .await;
+    Ok(record)
 }
 
 pub async fn flush(
     State(ctx): State<Context>,
+    caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    use crate::output::FlushError;
-    let record = ctx.supervisor.flush(&name).await.map_err(|e| match e {
-        FlushError::NotFound(_) => ApiError::NotFound(e.to_string()),
-        FlushError::NotRunning(_) => ApiError::Conflict(e.to_string()),
-    })?;
+    let record = flush_output(&ctx, &caller, &name).await?;
     serde_json::to_value(record)
         .map(Json)
         .map_err(|e| ApiError::Internal(e.to_string()))

@@ -9,14 +9,37 @@ use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use super::auth::Caller;
 use super::error::ApiError;
-use super::outputs::{control, Control};
+use super::outputs::{control, flush_output, reposition, Control};
 use super::rates::{self, sparkline_points, INGEST};
 use super::Context;
+use crate::auth::Role;
 use crate::journal::Reposition;
 use crate::output::status::FlushRecord;
 use crate::output::tail::LogLine;
-use crate::output::{FlushError, OutputStatus, ParamType};
+use crate::output::{OutputStatus, ParamType};
+
+/// The signed-in user, as every page's header and buttons need them.
+pub struct Me {
+    pub name: String,
+    pub role: String,
+    pub csrf: String,
+    pub can_operate: bool,
+    pub is_admin: bool,
+}
+
+impl From<&Caller> for Me {
+    fn from(caller: &Caller) -> Me {
+        Me {
+            name: caller.name.clone(),
+            role: caller.role.to_string(),
+            csrf: caller.csrf().to_owned(),
+            can_operate: caller.role >= Role::Operator,
+            is_admin: caller.role >= Role::Admin,
+        }
+    }
+}
 
 pub fn render(page: &impl Template) -> Result<Html<String>, ApiError> {
     page.render()
@@ -133,6 +156,7 @@ fn bbdo_rows(inputs: &serde_json::Value) -> Vec<BbdoRow> {
 #[derive(Template)]
 #[template(path = "overview.html")]
 struct Overview {
+    me: Me,
     body: OverviewBody,
 }
 
@@ -182,8 +206,12 @@ async fn overview_body(ctx: &Context) -> Result<OverviewBody, ApiError> {
     })
 }
 
-pub async fn overview(State(ctx): State<Context>) -> Result<Html<String>, ApiError> {
+pub async fn overview(
+    State(ctx): State<Context>,
+    caller: Caller,
+) -> Result<Html<String>, ApiError> {
     render(&Overview {
+        me: Me::from(&caller),
         body: overview_body(&ctx).await?,
     })
 }
@@ -243,6 +271,7 @@ struct DetailBody {
 #[derive(Template)]
 #[template(path = "detail.html")]
 struct Detail {
+    me: Me,
     name: String,
     kind: String,
     path: String,
@@ -337,6 +366,7 @@ pub struct DetailQuery {
 
 pub async fn detail(
     State(ctx): State<Context>,
+    caller: Caller,
     Path(name): Path<String>,
     Query(query): Query<DetailQuery>,
 ) -> Result<Html<String>, ApiError> {
@@ -344,6 +374,7 @@ pub async fn detail(
     let spec = stored.spec;
     let body = detail_body(&ctx, &name).await?;
     render(&Detail {
+        me: Me::from(&caller),
         kind: spec.kind.clone(),
         path: spec.path.clone().unwrap_or_default(),
         enabled: spec.enabled,
@@ -389,11 +420,12 @@ pub struct ActionForm {
 /// scripts); the answer sends the browser back to the page with a notice.
 pub async fn action(
     State(ctx): State<Context>,
+    caller: Caller,
     Path(name): Path<String>,
     Form(form): Form<ActionForm>,
 ) -> Result<Response, ApiError> {
     let notice = match form.action.as_str() {
-        "flush" => match ctx.supervisor.flush(&name).await {
+        "flush" => match flush_output(&ctx, &caller, &name).await {
             Ok(record) => format!(
                 "Flushed: {} events, {}",
                 record.events,
@@ -403,9 +435,7 @@ pub async fn action(
                     record.result.as_str()
                 }
             ),
-            Err(FlushError::NotFound(_)) => {
-                return Err(ApiError::NotFound(format!("no output named `{name}`")))
-            }
+            Err(ApiError::NotFound(m)) => return Err(ApiError::NotFound(m)),
             Err(e) => format!("Cannot flush: {e}"),
         },
         "pause" | "resume" | "restart" => {
@@ -414,7 +444,7 @@ pub async fn action(
                 "resume" => Control::Resume,
                 _ => Control::Restart,
             };
-            match control(&ctx, &name, what).await {
+            match control(&ctx, &caller, &name, what).await {
                 Ok(_) => format!("{what:?} done"),
                 Err(ApiError::NotFound(m)) => return Err(ApiError::NotFound(m)),
                 Err(e) => format!("{what:?} refused: {e}"),
@@ -427,15 +457,10 @@ pub async fn action(
                 parse_local_utc(form.since.trim()).map(|t| Reposition::Since(t.into()))
             };
             match to {
-                Ok(to) => {
-                    let _write = ctx.writes.lock().await;
-                    match ctx.supervisor.reposition(&name, to).await {
-                        Some(position) => format!("Replaying from position {position}"),
-                        None => {
-                            return Err(ApiError::NotFound(format!("no output named `{name}`")))
-                        }
-                    }
-                }
+                Ok(to) => match reposition(&ctx, &caller, &name, to).await {
+                    Ok(answer) => format!("Replaying from position {}", answer.0["position"]),
+                    Err(e) => return Err(e),
+                },
                 Err(message) => format!("Cannot replay: {message}"),
             }
         }

@@ -1,0 +1,413 @@
+//! Who may do what: local users with argon2id password hashes, browser
+//! sessions, API tokens, and a limit on failed logins. HTTP concerns
+//! (cookies, headers, redirects) live in `web::auth`; this module only
+//! answers "who is this?" and "may they?".
+
+pub mod crypto;
+mod limiter;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::store::{Principal, SessionRow, Store, StoreError};
+pub use limiter::LoginLimiter;
+
+/// What a caller may do; each role includes the ones below it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads everything but secrets.
+    Viewer,
+    /// Also pauses, resumes, restarts, flushes, replays and skips outputs,
+    /// and posts events.
+    Operator,
+    /// Everything: outputs, scripts, users, tokens, the audit log.
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Viewer, Role::Operator, Role::Admin];
+
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "viewer" => Some(Role::Viewer),
+            "operator" => Some(Role::Operator),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `[auth]` table.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// A browser session ends this long after login.
+    pub session_ttl_secs: u64,
+    /// Failed logins allowed per user name within the window…
+    pub max_failures_per_user: u32,
+    /// …and per client address (an IPv6 client counts by its /64).
+    pub max_failures_per_client: u32,
+    pub failure_window_secs: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            session_ttl_secs: 8 * 3600,
+            max_failures_per_user: 5,
+            max_failures_per_client: 20,
+            failure_window_secs: 15 * 60,
+        }
+    }
+}
+
+pub const MIN_PASSWORD_LEN: usize = 12;
+/// Argon2 hashes any length; this bounds the work a request can ask for.
+pub const MAX_PASSWORD_LEN: usize = 1024;
+pub const TOKEN_PREFIX: &str = "bst_";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("wrong user name or password")]
+    Refused,
+    #[error("too many failed logins; try again in {} s", retry_after.as_secs().max(1))]
+    Limited { retry_after: Duration },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A password's quality, checked where users choose one.
+pub fn check_new_password(password: &str) -> Result<(), String> {
+    let chars = password.chars().count();
+    if chars < MIN_PASSWORD_LEN {
+        return Err(format!(
+            "must be at least {MIN_PASSWORD_LEN} characters long"
+        ));
+    }
+    if password.len() > MAX_PASSWORD_LEN {
+        return Err(format!("must be at most {MAX_PASSWORD_LEN} bytes long"));
+    }
+    Ok(())
+}
+
+pub fn check_user_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+    if valid {
+        Ok(())
+    } else {
+        Err("1 to 64 characters among letters, digits and . _ - @".into())
+    }
+}
+
+/// An argon2id PHC string (the crate's defaults: 19 MiB, 2 passes, as
+/// OWASP recommends). Slow on purpose: call it off the async threads.
+pub fn hash_password(password: &str) -> Result<String, String> {
+    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| format!("cannot hash the password: {e}"))
+}
+
+fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// A hash to verify against when the user does not exist, so that a
+/// login for an unknown name takes as long as a wrong password.
+fn decoy_hash() -> &'static str {
+    static DECOY: OnceLock<String> = OnceLock::new();
+    DECOY.get_or_init(|| hash_password(&crypto::random_text(24)).unwrap_or_default())
+}
+
+async fn hash_blocking(password: String) -> Result<String, String> {
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| e.to_string())?
+}
+
+/// How long a verified HTTP Basic credential is trusted without running
+/// argon2 again: scripts send it with every request.
+const BASIC_CACHE_TTL: Duration = Duration::from_secs(60);
+const BASIC_CACHE_MAX: usize = 1024;
+
+pub struct Auth {
+    store: Store,
+    pub settings: AuthSettings,
+    limiter: LoginLimiter,
+    /// SHA-256 of `user:password` → who, since when.
+    basic_cache: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
+}
+
+/// A new session's cookie value and its CSRF token.
+pub struct NewSession {
+    pub cookie: String,
+    pub csrf: String,
+}
+
+impl Auth {
+    pub fn new(store: Store, settings: AuthSettings) -> Auth {
+        let window = Duration::from_secs(settings.failure_window_secs.max(1));
+        Auth {
+            limiter: LoginLimiter::new(
+                settings.max_failures_per_user,
+                settings.max_failures_per_client,
+                window,
+            ),
+            store,
+            settings,
+            basic_cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// With no user at all, creates `admin` with `admin_password`, or with
+    /// a random password printed once on the console.
+    pub async fn bootstrap(&self, admin_password: Option<&str>) -> anyhow::Result<()> {
+        if self.store.count_users().await? > 0 {
+            if admin_password.is_some() {
+                tracing::info!(
+                    "BROKERSTREAM_ADMIN_PASSWORD ignored: users exist already (change passwords on the Users page or with the API)"
+                );
+            }
+            return Ok(());
+        }
+        let (password, generated) = match admin_password {
+            Some(p) => {
+                check_new_password(p)
+                    .map_err(|e| anyhow::anyhow!("BROKERSTREAM_ADMIN_PASSWORD {e}"))?;
+                (p.to_owned(), false)
+            }
+            None => (crypto::random_text(20), true),
+        };
+        let hash = hash_blocking(password.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        self.store.create_user("admin", &hash, Role::Admin).await?;
+        self.store
+            .audit(
+                "brokerstream",
+                "user.create",
+                "admin",
+                &serde_json::json!({"role": "admin", "bootstrap": true}),
+            )
+            .await?;
+        if generated {
+            // On the console, not in the log: log files are kept and shipped.
+            eprintln!(
+                "\n  brokerstream created the user `admin` with the password:\n\n      {password}\n\n  It is shown this once. Log in and change it, or set\n  BROKERSTREAM_ADMIN_PASSWORD before the first start.\n"
+            );
+        } else {
+            tracing::info!("created the user `admin` with BROKERSTREAM_ADMIN_PASSWORD");
+        }
+        Ok(())
+    }
+
+    /// Checks a user name and password, counting failures per user and per
+    /// client; refuses at once while either is over its limit.
+    pub async fn check_password(
+        &self,
+        client: IpAddr,
+        name: &str,
+        password: &str,
+    ) -> Result<Principal, LoginError> {
+        if let Some(retry_after) = self.limiter.blocked(client, name) {
+            return Err(LoginError::Limited { retry_after });
+        }
+        let user = self.store.get_user(name).await?;
+        let hash = user
+            .as_ref()
+            .map_or_else(|| decoy_hash().to_owned(), |u| u.password_hash.clone());
+        let candidate = password.to_owned();
+        let matches = password.len() <= MAX_PASSWORD_LEN
+            && tokio::task::spawn_blocking(move || verify_password(&candidate, &hash))
+                .await
+                .unwrap_or(false);
+        match user {
+            Some(user) if matches => {
+                self.limiter.succeeded(name);
+                Ok(Principal {
+                    user_id: user.id,
+                    name: user.name,
+                    role: user.role,
+                })
+            }
+            _ => {
+                self.limiter.failed(client, name);
+                tracing::warn!("failed login for user `{name}` from {client}");
+                Err(LoginError::Refused)
+            }
+        }
+    }
+
+    /// HTTP Basic: the password check, with recent successes remembered.
+    pub async fn basic(
+        &self,
+        client: IpAddr,
+        name: &str,
+        password: &str,
+    ) -> Result<Principal, LoginError> {
+        let key = crypto::sha256(format!("{name}:{password}").as_bytes());
+        if let Ok(cache) = self.basic_cache.lock() {
+            if let Some((principal, at)) = cache.get(&key) {
+                if at.elapsed() < BASIC_CACHE_TTL {
+                    return Ok(principal.clone());
+                }
+            }
+        }
+        let principal = self.check_password(client, name, password).await?;
+        if let Ok(mut cache) = self.basic_cache.lock() {
+            if cache.len() >= BASIC_CACHE_MAX {
+                cache.retain(|_, (_, at)| at.elapsed() < BASIC_CACHE_TTL);
+                if cache.len() >= BASIC_CACHE_MAX {
+                    cache.clear();
+                }
+            }
+            cache.insert(key, (principal.clone(), Instant::now()));
+        }
+        Ok(principal)
+    }
+
+    /// Forgets remembered Basic credentials: a password, a role or a user
+    /// changed.
+    pub fn users_changed(&self) {
+        if let Ok(mut cache) = self.basic_cache.lock() {
+            cache.clear();
+        }
+    }
+
+    /// Counts a failed token against the client's limit.
+    pub fn token_failed(&self, client: IpAddr) {
+        self.limiter.failed_client(client);
+    }
+
+    pub fn client_blocked(&self, client: IpAddr) -> Option<Duration> {
+        self.limiter.blocked_client(client)
+    }
+
+    pub async fn start_session(&self, principal: &Principal) -> Result<NewSession, StoreError> {
+        let cookie = crypto::random_token();
+        let csrf = crypto::random_token();
+        let expires_at = OffsetDateTime::now_utc()
+            + time::Duration::seconds(self.settings.session_ttl_secs.min(i64::MAX as u64) as i64);
+        self.store
+            .create_session(
+                &crypto::digest(&cookie),
+                principal.user_id,
+                &csrf,
+                expires_at,
+            )
+            .await?;
+        Ok(NewSession { cookie, csrf })
+    }
+
+    /// The live session behind a cookie value; `Err(true)` when it existed
+    /// but expired (the login page then says so).
+    pub async fn session(&self, cookie: &str) -> Result<Result<SessionRow, bool>, StoreError> {
+        let digest = crypto::digest(cookie);
+        match self.store.find_session(&digest).await? {
+            None => Ok(Err(false)),
+            Some(row) if row.expires_at <= OffsetDateTime::now_utc() => {
+                self.store.delete_session(&digest).await?;
+                Ok(Err(true))
+            }
+            Some(row) => Ok(Ok(row)),
+        }
+    }
+
+    pub async fn end_session(&self, cookie: &str) -> Result<(), StoreError> {
+        self.store.delete_session(&crypto::digest(cookie)).await
+    }
+
+    pub async fn token(&self, token: &str) -> Result<Option<Principal>, StoreError> {
+        if !token.starts_with(TOKEN_PREFIX) || token.len() > 128 {
+            return Ok(None);
+        }
+        self.store.use_token(&crypto::digest(token)).await
+    }
+
+    /// A new API token: its clear value (shown once) and its id.
+    pub async fn create_token(
+        &self,
+        user_id: i64,
+        name: &str,
+        expires_at: Option<OffsetDateTime>,
+    ) -> Result<(String, String, i64), StoreError> {
+        let token = format!("{TOKEN_PREFIX}{}", crypto::random_token());
+        let prefix: String = token.chars().take(TOKEN_PREFIX.len() + 6).collect();
+        let id = self
+            .store
+            .create_token(user_id, name, &crypto::digest(&token), &prefix, expires_at)
+            .await?;
+        Ok((token, prefix, id))
+    }
+
+    pub async fn hash(&self, password: &str) -> Result<String, String> {
+        hash_blocking(password.to_owned()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hash_verifies_only_its_password() {
+        let hash = hash_password("correct horse battery").unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse battery", &hash));
+        assert!(!verify_password("correct horse batterx", &hash));
+        assert!(!verify_password("correct horse battery", "not a hash"));
+    }
+
+    #[test]
+    fn roles_are_ordered() {
+        assert!(Role::Viewer < Role::Operator && Role::Operator < Role::Admin);
+        for role in Role::ALL {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        assert_eq!(Role::parse("Admin"), None);
+    }
+
+    #[test]
+    fn passwords_and_names_are_checked() {
+        assert!(check_new_password("short").is_err());
+        assert!(check_new_password("long enough password").is_ok());
+        assert!(check_new_password(&"x".repeat(MAX_PASSWORD_LEN + 1)).is_err());
+        assert!(check_user_name("ops.team-1@site").is_ok());
+        for bad in ["", "a b", "a/b", "é", &"a".repeat(65)] {
+            assert!(check_user_name(bad).is_err(), "{bad}");
+        }
+    }
+}
