@@ -279,6 +279,11 @@ impl Auth {
         password: &str,
     ) -> Result<Principal, LoginError> {
         let key = crypto::sha256(format!("{name}:{password}").as_bytes());
+        // A client or user over its failure limit is refused even with
+        // remembered credentials: the limit means "no more attempts".
+        if let Some(retry_after) = self.limiter.blocked(client, name) {
+            return Err(LoginError::Limited { retry_after });
+        }
         if let Ok(cache) = self.basic_cache.lock() {
             if let Some((principal, at)) = cache.get(&key) {
                 if at.elapsed() < BASIC_CACHE_TTL {
@@ -338,10 +343,9 @@ impl Auth {
         let digest = crypto::digest(cookie);
         match self.store.find_session(&digest).await? {
             None => Ok(Err(false)),
-            Some(row) if row.expires_at <= OffsetDateTime::now_utc() => {
-                self.store.delete_session(&digest).await?;
-                Ok(Err(true))
-            }
+            // Kept until the next login sweeps it, so that every request
+            // made with it hears why it no longer works.
+            Some(row) if row.expires_at <= OffsetDateTime::now_utc() => Ok(Err(true)),
             Some(row) => Ok(Ok(row)),
         }
     }

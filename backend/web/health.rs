@@ -10,13 +10,20 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Map, Value};
 
+use super::auth::MaybeCaller;
 use super::Context;
 
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
-pub async fn readyz(State(ctx): State<Context>) -> (StatusCode, Json<Value>) {
+/// Anonymous probes (a load balancer, Kubernetes) get the checks; a
+/// signed-in caller also gets each output's state and last error, which
+/// may name hosts and paths.
+pub async fn readyz(
+    State(ctx): State<Context>,
+    MaybeCaller(caller): MaybeCaller,
+) -> (StatusCode, Json<Value>) {
     let store = match ctx.store.ping().await {
         Ok(()) => json!({"ok": true}),
         Err(e) => json!({"ok": false, "error": e.to_string()}),
@@ -39,15 +46,17 @@ pub async fn readyz(State(ctx): State<Context>) -> (StatusCode, Json<Value>) {
         );
     }
     let ready = store["ok"] == true && journal["ok"] == true;
-    let body = json!({
+    let mut body = json!({
         "ready": ready,
         "checks": {
             "store": store,
             "journal": journal,
             "bbdo_listeners": {"ok": true, "bound": listeners},
         },
-        "outputs": outputs,
     });
+    if caller.is_some() {
+        body["outputs"] = Value::Object(outputs);
+    }
     let code = if ready {
         StatusCode::OK
     } else {
