@@ -161,7 +161,23 @@ pub async fn import(file: &Path, store: &Store, settings: &LuaSettings) -> anyho
             continue;
         }
         match store.create_output(&spec).await {
-            Ok(_) => report.created.push(spec.name.clone()),
+            Ok(_) => {
+                // Password values stay out of the audit log, as everywhere.
+                let parameters: Vec<serde_json::Value> = spec
+                    .parameters
+                    .iter()
+                    .map(|p| serde_json::json!({"name": p.name, "type": p.ty.as_str()}))
+                    .collect();
+                store
+                    .audit(
+                        "brokerstream import",
+                        "output.create",
+                        &spec.name,
+                        &serde_json::json!({"kind": spec.kind, "path": spec.path, "parameters": parameters}),
+                    )
+                    .await?;
+                report.created.push(spec.name.clone());
+            }
             Err(StoreError::Duplicate(_)) => skipped.push((
                 spec.name.clone(),
                 "an output of this name already exists".into(),
