@@ -329,3 +329,20 @@ pub fn file_output(name: &str, path: &Path, filters: &[&str]) -> Value {
         ],
     })
 }
+
+/// Reads a server-sent event stream until `done` says what was read is enough.
+pub async fn read_sse(response: &mut reqwest::Response, done: impl Fn(&str) -> bool) -> String {
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done(&text) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "timed out; read so far:\n{text}");
+        match tokio::time::timeout(left, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
+            Ok(Ok(None)) => panic!("the stream ended; read:\n{text}"),
+            Ok(Err(e)) => panic!("{e}"),
+            Err(_) => panic!("timed out; read so far:\n{text}"),
+        }
+    }
+    text
+}

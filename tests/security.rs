@@ -900,3 +900,188 @@ async fn the_users_and_tokens_pages_work_without_scripts() {
     assert!(!audit.contains(&token) && !audit.contains("pat&#39;s password"));
     server.stop().await;
 }
+
+/// A secret set through the API: the script and the native output get it,
+/// and it never comes back in an API response, a page, a log line, a tail
+/// event or the audit log.
+#[tokio::test]
+async fn a_secret_set_through_the_api_never_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let scripts = data.join("scripts");
+    std::fs::create_dir_all(&scripts).unwrap();
+    let secret = format!("Zq{}-hunter2", std::process::id());
+    let reversed: String = secret.chars().rev().collect();
+    // The script proves it got the clear value without holding it.
+    std::fs::write(
+        scripts.join("secret.lua"),
+        format!(
+            "function init(conf)\n\
+             if conf.token:reverse() == \"{reversed}\" then broker_log:info(0, \"the secret arrived\") end\n\
+             end\n\
+             function write(e) return true end\n"
+        ),
+    )
+    .unwrap();
+    let closed = free_port();
+    let port = free_port();
+    let log_path = dir.path().join("stderr.log");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_brokerstream"));
+    command
+        .args(["serve", "--http-addr", &format!("127.0.0.1:{port}")])
+        .args(["--data-dir", data.to_str().unwrap()])
+        .env("BROKERSTREAM_BBDO_ADDR", "none")
+        .env("BROKERSTREAM_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("BROKERSTREAM_LOG", "debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap());
+    let p = Process {
+        child: command.spawn().unwrap(),
+        base: format!("http://127.0.0.1:{port}"),
+        client: admin_client(),
+    };
+    p.wait_ready().await;
+    let mut seen = String::new();
+    let send = |method: Method, path: &str, body: Value| {
+        p.client
+            .request(method, format!("{}{path}", p.base))
+            .json(&body)
+            .send()
+    };
+    let mut record = |what: &str, text: String| {
+        seen.push_str(&format!("\n== {what}\n{text}"));
+    };
+
+    let lua = json!({
+        "name": "lua-secret", "kind": "lua", "path": "secret.lua",
+        "parameters": [{"name": "token", "type": "password", "value": secret}],
+    });
+    let response = send(Method::POST, "/api/v1/outputs", lua).await.unwrap();
+    assert_eq!(response.status(), 201);
+    record("create lua", response.text().await.unwrap());
+    // A native output whose destination is down: its errors are logged.
+    let influx = json!({
+        "name": "influx-secret", "kind": "influxdb",
+        "parameters": [
+            {"name": "http_server_address", "type": "string", "value": "127.0.0.1"},
+            {"name": "http_server_port", "type": "number", "value": closed.to_string()},
+            {"name": "influx_database", "type": "string", "value": "db"},
+            {"name": "influx_user", "type": "string", "value": "u"},
+            {"name": "influx_password", "type": "password", "value": secret},
+            {"name": "max_buffer_size", "type": "number", "value": "1"},
+        ],
+    });
+    let response = send(Method::POST, "/api/v1/outputs", influx).await.unwrap();
+    assert_eq!(response.status(), 201);
+    record("create influx", response.text().await.unwrap());
+    // Every way of setting it again, the failing ones included.
+    for (method, path, body) in [
+        (
+            Method::PUT,
+            "/api/v1/outputs/lua-secret/parameters/token",
+            json!({"type": "password", "value": secret}),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/outputs/lua-secret/parameters/other",
+            json!({"type": "number", "value": secret}),
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/outputs/influx-secret",
+            json!({"parameters": [{"name": "influx_password", "type": "password", "value": secret}, {"name": "nonsense", "type": "password", "value": secret}]}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/outputs",
+            json!({"name": "bad name!", "kind": "lua", "path": "../x.lua", "parameters": [{"name": "p", "type": "password", "value": secret}]}),
+        ),
+    ] {
+        let response = send(method.clone(), path, body).await.unwrap();
+        record(&format!("{method} {path}"), response.text().await.unwrap());
+    }
+
+    // Events flow; the tail shows them.
+    let mut tail = p
+        .client
+        .get(format!(
+            "{}/api/v1/outputs/influx-secret/tail?stage=received&rate=500",
+            p.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    let body: String = (0..5)
+        .map(|i| format!("{}\n", metric(1, 1, "cpu", f64::from(i))))
+        .collect();
+    let response = p
+        .client
+        .post(format!("{}/api/v1/events", p.base))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // The destination is down: the output holds its first event.
+    let events = read_sse(&mut tail, |t| t.contains("event: tail")).await;
+    record("tail", events);
+    drop(tail);
+
+    // The influx output retries against the closed port, logging why.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = p.get_json("/api/v1/outputs/influx-secret/status").await;
+        if status["last_error"].is_string() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Every page and resource a caller can read.
+    for rule in route_table() {
+        if rule.method != Method::GET || rule.path.ends_with("/tail") {
+            continue;
+        }
+        for name in ["lua-secret", "influx-secret"] {
+            let path = rule
+                .path
+                .replace("{name}", name)
+                .replace("{user}", "admin")
+                .replace("{id}", "1");
+            let response = p
+                .client
+                .get(format!("{}{path}", p.base))
+                .send()
+                .await
+                .unwrap();
+            record(&format!("GET {path}"), response.text().await.unwrap());
+        }
+    }
+    let detail = p
+        .client
+        .get(format!("{}/outputs/lua-secret", p.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(detail.contains("the secret arrived"), "{detail}");
+    let audit = p.get_json("/api/v1/audit?limit=1000").await;
+    assert!(audit.as_array().unwrap().len() >= 4, "{audit}");
+    record("audit", audit.to_string());
+    let status = p.terminate().await;
+    assert!(status.success());
+    record("log", std::fs::read_to_string(&log_path).unwrap());
+    assert!(
+        seen.contains("influx-secret") && seen.contains("connect"),
+        "{seen}"
+    );
+    if let Some(at) = seen.find(&secret) {
+        let from = seen[..at].rfind("\n== ").unwrap_or(0);
+        panic!(
+            "the secret came back:\n{}",
+            &seen[from..(at + 200).min(seen.len())]
+        );
+    }
+}

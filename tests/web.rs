@@ -266,22 +266,6 @@ async fn the_test_button_shows_what_a_file_output_would_write() {
 }
 
 /// Reads server-sent events until `done` holds for the text read so far.
-async fn read_sse(response: &mut reqwest::Response, done: impl Fn(&str) -> bool) -> String {
-    let mut text = String::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done(&text) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "timed out; read so far:\n{text}");
-        match tokio::time::timeout(left, response.chunk()).await {
-            Ok(Ok(Some(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
-            Ok(Ok(None)) => panic!("the stream ended; read:\n{text}"),
-            Ok(Err(e)) => panic!("{e}"),
-            Err(_) => panic!("timed out; read so far:\n{text}"),
-        }
-    }
-    text
-}
-
 #[tokio::test]
 async fn the_tail_streams_each_stage_and_counts_what_it_samples_out() {
     let dir = tempfile::tempdir().unwrap();
