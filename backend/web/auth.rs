@@ -650,3 +650,61 @@ fn forbidden_page(message: &str) -> Response {
         Err(e) => e.into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn after_login_only_a_path_of_this_site_is_followed() {
+        assert_eq!(safe_next(Some("/outputs/a?x=1")), "/outputs/a?x=1");
+        for foreign in [
+            "//evil.example/",
+            "https://evil.example/",
+            "/\\evil.example",
+            "evil",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(foreign)), "/", "{foreign}");
+        }
+        assert_eq!(safe_next(None), "/");
+        assert_eq!(
+            encode_next("/outputs/new?kind=lua&x"),
+            "/outputs/new%3Fkind%3Dlua%26x"
+        );
+    }
+
+    #[test]
+    fn cross_site_requests_are_told_apart() {
+        let request = |method: Method, headers: &[(&str, &str)]| {
+            let mut builder = Request::builder().method(method).uri("/api/v1/outputs");
+            for (k, v) in headers {
+                builder = builder.header(*k, *v);
+            }
+            builder.body(Body::empty()).unwrap()
+        };
+        let host = ("host", "brokerstream.example:8080");
+        assert!(cross_site(&request(Method::POST, &[host])).is_none());
+        assert!(cross_site(&request(
+            Method::POST,
+            &[host, ("origin", "https://brokerstream.example:8080")]
+        ))
+        .is_none());
+        assert!(cross_site(&request(
+            Method::POST,
+            &[host, ("origin", "https://evil.example")]
+        ))
+        .is_some());
+        assert!(cross_site(&request(
+            Method::POST,
+            &[host, ("sec-fetch-site", "cross-site")]
+        ))
+        .is_some());
+        // Reading is never refused on these grounds.
+        assert!(cross_site(&request(
+            Method::GET,
+            &[host, ("origin", "https://evil.example")]
+        ))
+        .is_none());
+    }
+}
