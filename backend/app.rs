@@ -16,7 +16,7 @@ use crate::ingest::{simulator, Ingest};
 use crate::journal::Journal;
 use crate::output::Supervisor;
 use crate::store::Store;
-use crate::web::{self, Context};
+use crate::web::{self, Context, WebSettings};
 
 pub struct App {
     /// The address the HTTP server listens on (useful with port 0).
@@ -71,7 +71,12 @@ pub async fn start(config: Config) -> anyhow::Result<App> {
         Arc::clone(&ingest),
         Arc::clone(&journal),
         Arc::clone(&inputs),
+        WebSettings {
+            limits: config.limits.clone(),
+        },
     );
+    let mut session = config.bbdo.session.clone();
+    session.max_event_bytes = config.limits.max_bbdo_event_bytes;
     let stop = CancellationToken::new();
     // Listeners are bound before anything is spawned, so that a busy port
     // fails the start instead of a background task.
@@ -84,7 +89,7 @@ pub async fn start(config: Config) -> anyhow::Result<App> {
     let mut bbdo_tasks = Vec::new();
     for listener in bbdo_listeners {
         bbdo_tasks.push(tokio::spawn(listener.run(
-            config.bbdo.session.clone(),
+            session.clone(),
             Arc::clone(&ingest),
             Arc::clone(&inputs),
             bbdo_stop.clone(),
@@ -93,7 +98,7 @@ pub async fn start(config: Config) -> anyhow::Result<App> {
     for peer in &config.bbdo.connectors {
         bbdo_tasks.push(tokio::spawn(bbdo::connector::run(
             peer.clone(),
-            config.bbdo.session.clone(),
+            session.clone(),
             Arc::clone(&ingest),
             Arc::clone(&inputs),
             bbdo_stop.clone(),

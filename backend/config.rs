@@ -32,6 +32,74 @@ pub struct Config {
     /// depend on `data_dir` (see [`Config::lua_settings`]).
     pub lua: LuaFileConfig,
     pub bbdo: BbdoConfig,
+    pub limits: Limits,
+}
+
+/// `[limits]`: sizes and counts that nothing legitimate comes near, so that
+/// no client or peer can make the service hold unbounded memory. Each
+/// refusal names the limit it hit.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest HTTP request body (an NDJSON batch, a form with a script).
+    pub max_body_bytes: usize,
+    /// Largest line of an NDJSON request (one event).
+    pub max_ndjson_line_bytes: usize,
+    /// Outputs that may exist at once.
+    pub max_outputs: usize,
+    /// Parameters of one output.
+    pub max_parameters: usize,
+    pub max_parameter_name_bytes: usize,
+    pub max_parameter_value_bytes: usize,
+    /// Largest BBDO event once its packets are joined; a peer sending a
+    /// larger one is disconnected. Compressed chunks are held to the same
+    /// size (plus room for headers) before and after inflating.
+    pub max_bbdo_event_bytes: usize,
+}
+
+const MIB: usize = 1024 * 1024;
+
+/// The web form posts a script of up to 1 MiB with its fields: a smaller
+/// body limit would refuse it.
+pub const MIN_BODY_BYTES: usize = 2 * MIB;
+/// Protocol messages (a handshake, an ack) must always fit.
+pub const MIN_BBDO_EVENT_BYTES: usize = 64 * 1024;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 32 * MIB,
+            max_ndjson_line_bytes: MIB,
+            max_outputs: 1000,
+            max_parameters: 256,
+            max_parameter_name_bytes: 255,
+            max_parameter_value_bytes: 64 * 1024,
+            max_bbdo_event_bytes: crate::bbdo::frame::MAX_EVENT_SIZE,
+        }
+    }
+}
+
+impl Limits {
+    fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.max_body_bytes >= MIN_BODY_BYTES,
+            "limits.max_body_bytes must be at least {MIN_BODY_BYTES} (a form posting a 1 MiB script must fit)"
+        );
+        anyhow::ensure!(
+            self.max_bbdo_event_bytes >= MIN_BBDO_EVENT_BYTES,
+            "limits.max_bbdo_event_bytes must be at least {MIN_BBDO_EVENT_BYTES}"
+        );
+        for (name, value) in [
+            ("max_ndjson_line_bytes", self.max_ndjson_line_bytes),
+            ("max_outputs", self.max_outputs),
+            ("max_parameters", self.max_parameters),
+            ("max_parameter_name_bytes", self.max_parameter_name_bytes),
+            ("max_parameter_value_bytes", self.max_parameter_value_bytes),
+        ] {
+            anyhow::ensure!(value > 0, "limits.{name} must be at least 1");
+        }
+        Ok(())
+    }
 }
 
 /// BBDO inputs: where Centreon Brokers connect, which ones brokerstream
@@ -154,6 +222,7 @@ impl Default for Config {
             shutdown_timeout_secs: 10,
             lua: LuaFileConfig::default(),
             bbdo: BbdoConfig::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -180,6 +249,7 @@ pub struct FileConfig {
     pub lua: LuaFileConfig,
     #[serde(default)]
     pub bbdo: BbdoFileConfig,
+    pub limits: Option<Limits>,
 }
 
 /// ```toml
@@ -289,6 +359,10 @@ impl Config {
             self.journal = journal;
         }
         self.lua = file.lua;
+        if let Some(limits) = file.limits {
+            limits.check()?;
+            self.limits = limits;
+        }
         let bbdo = file.bbdo;
         if let Some(listen) = bbdo.listen {
             self.bbdo.listen = listen;
@@ -405,5 +479,29 @@ mod tests {
                 .unwrap();
         assert!(Config::default().apply_file(bad).is_err());
         assert!(toml::from_str::<FileConfig>("[bbdo]\nlisten_typo = []\n").is_err());
+    }
+
+    #[test]
+    fn limits_table_with_defaults_and_checks() {
+        let file: FileConfig =
+            toml::from_str("[limits]\nmax_outputs = 5\nmax_bbdo_event_bytes = 1048576\n").unwrap();
+        let mut config = Config::default();
+        config.apply_file(file).unwrap();
+        assert_eq!(config.limits.max_outputs, 5);
+        assert_eq!(config.limits.max_bbdo_event_bytes, 1 << 20);
+        assert_eq!(
+            config.limits.max_body_bytes,
+            Limits::default().max_body_bytes
+        );
+        assert!(toml::from_str::<FileConfig>("[limits]\nmax_output = 5\n").is_err());
+        for bad in [
+            "max_body_bytes = 1000",
+            "max_bbdo_event_bytes = 100",
+            "max_parameters = 0",
+        ] {
+            let file: FileConfig = toml::from_str(&format!("[limits]\n{bad}\n")).unwrap();
+            let error = Config::default().apply_file(file).unwrap_err().to_string();
+            assert!(error.starts_with("limits."), "{bad}: {error}");
+        }
     }
 }

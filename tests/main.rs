@@ -8,6 +8,7 @@ mod bench_tools;
 mod common;
 mod file_output;
 mod journal;
+mod limits;
 mod lua;
 mod lua_destinations;
 mod lua_modules;

@@ -15,12 +15,15 @@ mod tail;
 
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
 use tower_http::services::ServeDir;
 
 use crate::bbdo::Inputs;
+use crate::config::Limits;
 use crate::ingest::Ingest;
 use crate::journal::Journal;
 use crate::output::Supervisor;
@@ -28,8 +31,11 @@ use crate::store::Store;
 
 pub use error::ApiError;
 
-/// Largest request body accepted (an NDJSON batch).
-pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+/// What the web layer takes from the configuration.
+#[derive(Clone, Debug, Default)]
+pub struct WebSettings {
+    pub limits: Limits,
+}
 
 #[derive(Clone)]
 pub struct Context(Arc<Shared>);
@@ -46,6 +52,8 @@ pub struct Shared {
     pub writes: tokio::sync::Mutex<()>,
     /// Counters sampled for the pages' sparklines.
     pub rates: rates::Rates,
+    /// `[limits]`: body and NDJSON line sizes, outputs and parameters.
+    pub limits: Limits,
     /// Cancelled when the service stops: long-lived responses (the live
     /// tail) end then, or the HTTP server's graceful shutdown would wait
     /// for every watching browser.
@@ -66,6 +74,7 @@ impl Context {
         ingest: Arc<Ingest>,
         journal: Arc<Journal>,
         inputs: Arc<Inputs>,
+        settings: WebSettings,
     ) -> Self {
         let shared = Arc::new(Shared {
             store,
@@ -75,6 +84,7 @@ impl Context {
             inputs,
             writes: tokio::sync::Mutex::new(()),
             rates: rates::Rates::default(),
+            limits: settings.limits,
             closing: tokio_util::sync::CancellationToken::new(),
         });
         // Holds a weak reference, so it ends when the service drops its context.
@@ -84,6 +94,7 @@ impl Context {
 }
 
 pub fn router(ctx: Context) -> Router {
+    let max_body = ctx.limits.max_body_bytes;
     let api = Router::new()
         .route("/events", post(events::ingest))
         .route("/inputs", get(inputs::list))
@@ -127,8 +138,29 @@ pub fn router(ctx: Context) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
         .nest_service("/static", ServeDir::new(static_dir()))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::map_response_with_state(
+            max_body,
+            body_limit_as_json,
+        ))
         .with_state(ctx)
+}
+
+/// axum's extractors answer a body over the limit with a plain-text 413;
+/// every error of this service is JSON and names the limit.
+async fn body_limit_as_json(State(limit): State<usize>, response: Response) -> Response {
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
+        return ApiError::PayloadTooLarge(body_limit_message(limit)).into_response();
+    }
+    response
+}
+
+pub(crate) fn body_limit_message(limit: usize) -> String {
+    format!("the request body is larger than the {limit}-byte limit (limits.max_body_bytes)")
 }
 
 async fn journal_info(
