@@ -90,6 +90,7 @@ pub async fn start(config: Config) -> anyhow::Result<App> {
     for listener in bbdo_listeners {
         bbdo_tasks.push(tokio::spawn(listener.run(
             session.clone(),
+            config.bbdo.allow.clone(),
             Arc::clone(&ingest),
             Arc::clone(&inputs),
             bbdo_stop.clone(),

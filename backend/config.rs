@@ -1,7 +1,7 @@
 //! Configuration: embedded defaults, overridden by an optional TOML file,
 //! then by environment variables, then by command-line flags.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -108,6 +108,8 @@ impl Limits {
 pub struct BbdoConfig {
     /// Addresses to listen on; empty = no listener.
     pub listen: Vec<SocketAddr>,
+    /// Peers the listeners accept; empty = every peer.
+    pub allow: AllowList,
     pub connectors: Vec<ConnectorConfig>,
     pub session: SessionConfig,
 }
@@ -116,10 +118,69 @@ impl Default for BbdoConfig {
     fn default() -> Self {
         BbdoConfig {
             listen: vec![DEFAULT_BBDO_ADDR.parse().expect("valid default address")],
+            allow: AllowList::default(),
             connectors: Vec::new(),
             session: SessionConfig::default(),
         }
     }
+}
+
+/// The peers a BBDO listener accepts: addresses and networks. Empty means
+/// every peer.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AllowList(Vec<ipnet::IpNet>);
+
+impl AllowList {
+    /// Parses `127.0.0.1`, `::1`, `10.0.0.0/8`, `fd00::/8`…
+    pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<AllowList, String> {
+        entries
+            .iter()
+            .map(|entry| {
+                let entry = entry.as_ref().trim();
+                entry
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| entry.parse::<IpAddr>().map(ipnet::IpNet::from))
+                    .map(|net| net.trunc())
+                    .map_err(|_| {
+                        format!(
+                            "`{entry}` is not an IP address or network (such as 192.0.2.7, 10.0.0.0/8 or ::1)"
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()
+            .map(AllowList)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Each entry as a network (`127.0.0.1/32`).
+    pub fn entries(&self) -> Vec<String> {
+        self.0.iter().map(ToString::to_string).collect()
+    }
+
+    pub fn allows(&self, peer: IpAddr) -> bool {
+        // A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d.
+        let peer = peer.to_canonical();
+        self.0.is_empty() || self.0.iter().any(|net| net.contains(&peer))
+    }
+}
+
+impl std::fmt::Display for AllowList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.entries().join(", "))
+    }
+}
+
+/// `--bbdo-allow`: a comma-separated list; empty for every peer.
+pub fn parse_allow_list(text: &str) -> Result<AllowList, String> {
+    let entries: Vec<&str> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .collect();
+    AllowList::parse(&entries)
 }
 
 impl BbdoConfig {
@@ -255,6 +316,7 @@ pub struct FileConfig {
 /// ```toml
 /// [bbdo]
 /// listen = ["127.0.0.1:5669"]   # [] for none
+/// allow = ["127.0.0.1", "10.0.0.0/8"]   # [] (default) for every peer
 /// ack_limit = 1000
 /// compression = true
 ///
@@ -266,6 +328,7 @@ pub struct FileConfig {
 #[serde(deny_unknown_fields)]
 pub struct BbdoFileConfig {
     pub listen: Option<Vec<SocketAddr>>,
+    pub allow: Option<Vec<String>>,
     pub ack_limit: Option<u32>,
     pub compression: Option<bool>,
     pub handshake_timeout_secs: Option<u64>,
@@ -313,6 +376,7 @@ pub struct Overrides {
     pub simulate: Option<u32>,
     pub fsync: Option<String>,
     pub bbdo_listen: Option<Vec<SocketAddr>>,
+    pub bbdo_allow: Option<AllowList>,
 }
 
 impl Config {
@@ -337,6 +401,9 @@ impl Config {
         }
         if let Some(listen) = overrides.bbdo_listen {
             config.bbdo.listen = listen;
+        }
+        if let Some(allow) = overrides.bbdo_allow {
+            config.bbdo.allow = allow;
         }
         config.journal_config()?;
         Ok(config)
@@ -366,6 +433,10 @@ impl Config {
         let bbdo = file.bbdo;
         if let Some(listen) = bbdo.listen {
             self.bbdo.listen = listen;
+        }
+        if let Some(allow) = bbdo.allow {
+            self.bbdo.allow =
+                AllowList::parse(&allow).map_err(|e| anyhow::anyhow!("bbdo.allow: {e}"))?;
         }
         if let Some(limit) = bbdo.ack_limit {
             anyhow::ensure!(limit > 0, "bbdo.ack_limit must be at least 1");
@@ -479,6 +550,38 @@ mod tests {
                 .unwrap();
         assert!(Config::default().apply_file(bad).is_err());
         assert!(toml::from_str::<FileConfig>("[bbdo]\nlisten_typo = []\n").is_err());
+    }
+
+    #[test]
+    fn allow_lists_take_addresses_and_networks() {
+        let allow = AllowList::parse(&["127.0.0.1", "10.0.0.0/8", "::1", "fd00::/8"]).unwrap();
+        for ok in ["127.0.0.1", "10.1.2.3", "::1", "fd12::1", "::ffff:10.9.9.9"] {
+            assert!(allow.allows(ok.parse().unwrap()), "{ok}");
+        }
+        for refused in ["127.0.0.2", "11.0.0.1", "::2", "::ffff:127.0.0.2"] {
+            assert!(!allow.allows(refused.parse().unwrap()), "{refused}");
+        }
+        assert!(AllowList::default().allows("192.0.2.1".parse().unwrap()));
+        // A network written with host bits set means the network.
+        assert_eq!(
+            AllowList::parse(&["10.1.2.3/8"]).unwrap().entries(),
+            ["10.0.0.0/8"]
+        );
+        let error = AllowList::parse(&["10.0.0.0/33"]).unwrap_err();
+        assert!(
+            error.contains("`10.0.0.0/33` is not an IP address or network"),
+            "{error}"
+        );
+        assert!(AllowList::parse(&["localhost"]).is_err());
+        assert_eq!(parse_allow_list(" "), Ok(AllowList::default()));
+        assert_eq!(
+            parse_allow_list("127.0.0.1, 10.0.0.0/8").unwrap().entries(),
+            ["127.0.0.1/32", "10.0.0.0/8"]
+        );
+
+        let file: FileConfig = toml::from_str("[bbdo]\nallow = [\"::1\", \"nope\"]\n").unwrap();
+        let error = Config::default().apply_file(file).unwrap_err().to_string();
+        assert!(error.starts_with("bbdo.allow: `nope`"), "{error}");
     }
 
     #[test]

@@ -1,12 +1,12 @@
-//! `[limits]`: each limit refused with a clear error naming it, next to
-//! the same request within the limit.
+//! `[limits]` and the BBDO allow-list: each limit refused with a clear
+//! error naming it, next to the same request within the limit.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use brokerstream::bbdo::{self, compression, frame::Deframer, handshake, Version};
-use brokerstream::config::{BbdoConfig, Config, Limits};
+use brokerstream::config::{AllowList, BbdoConfig, Config, Limits};
 use brokerstream::event::Event;
 use bytes::BytesMut;
 use serde_json::{json, Value};
@@ -330,9 +330,10 @@ async fn parameters_past_their_limits_are_refused_per_field() {
 
 // ---- BBDO
 
-fn bbdo_config(dir: &Path, max_event: usize) -> Config {
+fn bbdo_config(dir: &Path, max_event: usize, allow: &[&str]) -> Config {
     let mut bbdo = BbdoConfig::disabled();
     bbdo.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    bbdo.allow = AllowList::parse(allow).unwrap();
     Config {
         data_dir: dir.to_owned(),
         http_addr: "127.0.0.1:0".parse().unwrap(),
@@ -345,8 +346,8 @@ fn bbdo_config(dir: &Path, max_event: usize) -> Config {
     }
 }
 
-async fn start_bbdo(dir: &Path, max_event: usize) -> (Server, SocketAddr) {
-    let server = Server::start_with(bbdo_config(dir, max_event)).await;
+async fn start_bbdo(dir: &Path, max_event: usize, allow: &[&str]) -> (Server, SocketAddr) {
+    let server = Server::start_with(bbdo_config(dir, max_event, allow)).await;
     let addr = server.app.as_ref().unwrap().bbdo_addrs[0];
     (server, addr)
 }
@@ -450,7 +451,7 @@ async fn file_output(server: &Server, path: &Path) {
 #[tokio::test]
 async fn a_bbdo_event_over_the_limit_closes_the_connection_and_is_counted() {
     let dir = tempfile::tempdir().unwrap();
-    let (server, addr) = start_bbdo(dir.path(), 256 * 1024).await;
+    let (server, addr) = start_bbdo(dir.path(), 256 * 1024, &[]).await;
     let path = dir.path().join("bbdo.log");
     file_output(&server, &path).await;
 
@@ -484,7 +485,7 @@ async fn a_bbdo_event_over_the_limit_closes_the_connection_and_is_counted() {
 #[tokio::test]
 async fn compressed_chunks_cannot_inflate_past_the_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let (server, addr) = start_bbdo(dir.path(), 256 * 1024).await;
+    let (server, addr) = start_bbdo(dir.path(), 256 * 1024, &[]).await;
     let path = dir.path().join("bbdo.log");
     file_output(&server, &path).await;
     let limit = compression::chunk_limit(256 * 1024);
@@ -526,4 +527,134 @@ async fn compressed_chunks_cannot_inflate_past_the_limit() {
         "{message}"
     );
     server.stop().await;
+}
+
+// ---- BBDO allow-list
+
+/// True when brokerstream closed the connection without a byte of answer.
+async fn refused(addr: SocketAddr) -> bool {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut hello = BytesMut::new();
+    handshake::encode(Version::V2, &[], "test-broker", &mut hello);
+    // The close may come first: a failed write is a refusal as well.
+    let _ = stream.write_all(&hello).await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(WAIT, stream.read_to_end(&mut answer))
+        .await
+        .expect("brokerstream closes the connection in time");
+    match read {
+        Ok(_) => answer.is_empty(),
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    }
+}
+
+#[tokio::test]
+async fn a_peer_outside_the_allow_list_is_closed_at_once_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, addr) = start_bbdo(dir.path(), 256 * 1024, &["10.0.0.0/8", "::1"]).await;
+    assert!(refused(addr).await);
+    assert!(refused(addr).await);
+    let listener = server.get_json("/api/v1/inputs").await["listeners"][0].clone();
+    assert_eq!(listener["connections_refused"], 2, "{listener:#}");
+    assert_eq!(listener["connections_accepted"], 0);
+    assert_eq!(listener["connections"], json!([]));
+    assert_eq!(listener["allow"], json!(["10.0.0.0/8", "::1/128"]));
+    assert!(listener["last_refused"]["peer"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
+    let metrics = server.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "brokerstream_bbdo_refused_connections_total{{input=\"{addr}\"}} 2"
+        )),
+        "{metrics}"
+    );
+    server.stop().await;
+
+    // The same peer, allowed.
+    let dir = tempfile::tempdir().unwrap();
+    let (server, addr) = start_bbdo(dir.path(), 256 * 1024, &["10.0.0.0/8", "127.0.0.0/8"]).await;
+    let mut peer = Peer::open(addr, &[]).await;
+    let mut stop = encode_all(&[host_status_v2(1, "allowed")]);
+    bbdo::frame::encode(handshake::STOP, &[], &mut stop);
+    peer.stream.write_all(&stop).await.unwrap();
+    let ack = peer.next_packet().await.expect("an ack");
+    assert_eq!(ack.event_type, handshake::ACK);
+    let ack = bbdo::decode(ack.event_type, &ack.payload).unwrap();
+    assert_eq!(ack.get("acknowledged_events").unwrap().as_i64(), Some(1));
+    let listener = server.get_json("/api/v1/inputs").await["listeners"][0].clone();
+    assert_eq!(listener["connections_refused"], 0);
+    assert_eq!(listener["connections_accepted"], 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_allow_list_flag_of_the_binary_and_its_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let bbdo_port = free_port();
+    let bbdo_addr = format!("127.0.0.1:{bbdo_port}");
+    let p = Process::spawn(
+        &[
+            "serve",
+            "--http-addr",
+            &format!("127.0.0.1:{port}"),
+            "--bbdo-addr",
+            &bbdo_addr,
+            "--bbdo-allow",
+            "192.0.2.0/24, ::1",
+        ],
+        &[("BROKERSTREAM_DATA_DIR", dir.path().to_str().unwrap())],
+        port,
+    );
+    p.wait_ready().await;
+    assert!(refused(bbdo_addr.parse().unwrap()).await);
+    let inputs = p.get_json("/api/v1/inputs").await;
+    assert_eq!(inputs["listeners"][0]["connections_refused"], 1);
+    assert!(p.terminate().await.success());
+
+    for (args, env, expected) in [
+        (
+            vec!["--bbdo-allow", "10.0.0.0/8,nope"],
+            vec![],
+            "`nope` is not an IP address or network",
+        ),
+        (
+            vec![],
+            vec![("BROKERSTREAM_BBDO_ALLOW", "10.0.0.300")],
+            "`10.0.0.300` is not an IP address or network",
+        ),
+    ] {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_brokerstream"));
+        command
+            .args(["serve", "--bbdo-addr", "none", "--http-addr", "127.0.0.1:0"])
+            .args(&args)
+            .env("BROKERSTREAM_DATA_DIR", dir.path());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let output = command.output().unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{stderr}");
+    }
+
+    let config = dir.path().join("bad.toml");
+    std::fs::write(
+        &config,
+        "[bbdo]\nlisten = []\nallow = [\"10.0.0.0/8\", \"*\"]\n",
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_brokerstream"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env("BROKERSTREAM_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("bbdo.allow: `*` is not an IP address or network"),
+        "{stderr}"
+    );
 }
