@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -16,11 +15,14 @@ use crate::ingest::{simulator, Ingest};
 use crate::journal::Journal;
 use crate::output::Supervisor;
 use crate::store::Store;
+use crate::web::server::{load_tls_config, HttpListener};
 use crate::web::{self, Context, WebSettings};
 
 pub struct App {
     /// The address the HTTP server listens on (useful with port 0).
     pub http_addr: SocketAddr,
+    /// The HTTP server speaks HTTPS.
+    pub http_tls: bool,
     /// The addresses the BBDO listeners are bound to (useful with port 0).
     pub bbdo_addrs: Vec<SocketAddr>,
     pub context: Context,
@@ -39,6 +41,14 @@ pub struct App {
 const CACHE_SAVE_INTERVAL: Duration = Duration::from_secs(10);
 
 pub async fn start(config: Config) -> anyhow::Result<App> {
+    // Before anything is opened: a bad certificate is the operator's first
+    // thing to fix.
+    let tls = match (&config.http.tls_cert, &config.http.tls_key) {
+        (Some(cert), Some(key)) => Some(load_tls_config(cert, key)?),
+        (None, None) => None,
+        _ => anyhow::bail!("http.tls_cert and http.tls_key go together: give both or neither"),
+    };
+    let http_tls = tls.is_some();
     let store = Store::open(&config.data_dir).await?;
     let journal = Journal::open(config.journal_config()?)?;
     let cache = Cache::load(&config.data_dir);
@@ -60,9 +70,8 @@ pub async fn start(config: Config) -> anyhow::Result<App> {
     for output in store.list_outputs().await? {
         supervisor.apply(output.spec).await;
     }
-    let listener = tokio::net::TcpListener::bind(config.http_addr)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.http_addr))?;
+    let listener =
+        HttpListener::bind(config.http_addr, tls, config.http.tls_handshake_timeout()).await?;
     let http_addr = listener.local_addr()?;
     let inputs = Inputs::new();
     let context = Context::new(
@@ -73,6 +82,7 @@ pub async fn start(config: Config) -> anyhow::Result<App> {
         Arc::clone(&inputs),
         WebSettings {
             limits: config.limits.clone(),
+            tls: http_tls,
         },
     );
     let mut session = config.bbdo.session.clone();
@@ -109,15 +119,13 @@ pub async fn start(config: Config) -> anyhow::Result<App> {
     let server_stop = stop.clone();
     let server = tokio::spawn(async move {
         let shutdown = async move { server_stop.cancelled().await };
-        if let Err(e) = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
+        if let Err(e) = listener.serve(router, shutdown).await {
             tracing::error!("HTTP server failed: {e}");
         }
     });
     tracing::info!(
-        "brokerstream listening on http://{http_addr}, data in {}",
+        "brokerstream listening on {}://{http_addr}, data in {}",
+        if http_tls { "https" } else { "http" },
         config.data_dir.display()
     );
     let cache_saver = tokio::spawn(save_cache_periodically(
@@ -129,6 +137,7 @@ pub async fn start(config: Config) -> anyhow::Result<App> {
         .then(|| tokio::spawn(simulator::run(ingest, config.simulate, stop.clone())));
     Ok(App {
         http_addr,
+        http_tls,
         bbdo_addrs,
         context,
         stop,

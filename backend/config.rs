@@ -33,6 +33,50 @@ pub struct Config {
     pub lua: LuaFileConfig,
     pub bbdo: BbdoConfig,
     pub limits: Limits,
+    /// The `[http]` table: TLS for the HTTP server.
+    pub http: HttpSettings,
+}
+
+/// `[http]`: HTTPS instead of HTTP when both PEM files are given.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// The certificate chain, leaf first.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// How long a client has to finish its TLS handshake.
+    pub tls_handshake_timeout_secs: u64,
+}
+
+/// The default of `http.tls_handshake_timeout_secs`.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS: u64 = 10;
+
+impl HttpSettings {
+    /// True when the server speaks HTTPS: the web layer marks its cookies
+    /// `Secure` then.
+    pub fn tls_enabled(&self) -> bool {
+        self.tls_cert.is_some()
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => anyhow::bail!(
+                "a TLS certificate is given without its key: set http.tls_key (--tls-key, BROKERSTREAM_TLS_KEY) too"
+            ),
+            (None, Some(_)) => anyhow::bail!(
+                "a TLS key is given without its certificate: set http.tls_cert (--tls-cert, BROKERSTREAM_TLS_CERT) too"
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn tls_handshake_timeout(&self) -> Duration {
+        let secs = match self.tls_handshake_timeout_secs {
+            0 => DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS,
+            secs => secs,
+        };
+        Duration::from_secs(secs)
+    }
 }
 
 /// `[limits]`: sizes and counts that nothing legitimate comes near, so that
@@ -284,6 +328,7 @@ impl Default for Config {
             lua: LuaFileConfig::default(),
             bbdo: BbdoConfig::default(),
             limits: Limits::default(),
+            http: HttpSettings::default(),
         }
     }
 }
@@ -311,6 +356,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub bbdo: BbdoFileConfig,
     pub limits: Option<Limits>,
+    pub http: Option<HttpSettings>,
 }
 
 /// ```toml
@@ -377,6 +423,8 @@ pub struct Overrides {
     pub fsync: Option<String>,
     pub bbdo_listen: Option<Vec<SocketAddr>>,
     pub bbdo_allow: Option<AllowList>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Config {
@@ -405,7 +453,14 @@ impl Config {
         if let Some(allow) = overrides.bbdo_allow {
             config.bbdo.allow = allow;
         }
+        if let Some(cert) = overrides.tls_cert {
+            config.http.tls_cert = Some(cert);
+        }
+        if let Some(key) = overrides.tls_key {
+            config.http.tls_key = Some(key);
+        }
         config.journal_config()?;
+        config.http.check()?;
         Ok(config)
     }
 
@@ -429,6 +484,9 @@ impl Config {
         if let Some(limits) = file.limits {
             limits.check()?;
             self.limits = limits;
+        }
+        if let Some(http) = file.http {
+            self.http = http;
         }
         let bbdo = file.bbdo;
         if let Some(listen) = bbdo.listen {
@@ -606,5 +664,20 @@ mod tests {
             let error = Config::default().apply_file(file).unwrap_err().to_string();
             assert!(error.starts_with("limits."), "{bad}: {error}");
         }
+    }
+
+    #[test]
+    fn tls_needs_a_certificate_and_its_key() {
+        let file: FileConfig =
+            toml::from_str("[http]\ntls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\n").unwrap();
+        let mut config = Config::default();
+        config.apply_file(file).unwrap();
+        assert!(config.http.tls_enabled());
+        assert_eq!(config.http.tls_handshake_timeout(), Duration::from_secs(10));
+        config.http.tls_key = None;
+        let error = config.http.check().unwrap_err().to_string();
+        assert!(error.contains("without its key"), "{error}");
+        assert!(!Config::default().http.tls_enabled());
+        assert!(toml::from_str::<FileConfig>("[http]\ntls_certificate = \"x\"\n").is_err());
     }
 }

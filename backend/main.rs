@@ -153,6 +153,12 @@ struct ServeArgs {
     /// [default: every peer]
     #[arg(long, value_name = "NETS", env = "BROKERSTREAM_BBDO_ALLOW", value_parser = parse_allow_list)]
     bbdo_allow: Option<AllowList>,
+    /// PEM certificate chain: the HTTP server speaks HTTPS (with --tls-key).
+    #[arg(long, value_name = "FILE", env = "BROKERSTREAM_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", env = "BROKERSTREAM_TLS_KEY")]
+    tls_key: Option<PathBuf>,
 }
 
 /// A whole list in one value, so that clap does not take it for a
@@ -208,6 +214,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         fsync: args.fsync,
         bbdo_listen: args.bbdo_addr.map(|a| a.0),
         bbdo_allow: args.bbdo_allow,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
     })?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {

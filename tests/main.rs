@@ -15,4 +15,5 @@ mod lua_modules;
 mod native;
 mod observe;
 mod serve;
+mod tls;
 mod web;

@@ -11,6 +11,7 @@ mod metrics;
 mod outputs;
 mod pages;
 mod rates;
+pub mod server;
 mod tail;
 
 use std::sync::Arc;
@@ -35,6 +36,8 @@ pub use error::ApiError;
 #[derive(Clone, Debug, Default)]
 pub struct WebSettings {
     pub limits: Limits,
+    /// The server speaks HTTPS (`http.tls_cert`): cookies may be `Secure`.
+    pub tls: bool,
 }
 
 #[derive(Clone)]
@@ -54,6 +57,8 @@ pub struct Shared {
     pub rates: rates::Rates,
     /// `[limits]`: body and NDJSON line sizes, outputs and parameters.
     pub limits: Limits,
+    /// The server speaks HTTPS.
+    pub tls: bool,
     /// Cancelled when the service stops: long-lived responses (the live
     /// tail) end then, or the HTTP server's graceful shutdown would wait
     /// for every watching browser.
@@ -85,6 +90,7 @@ impl Context {
             writes: tokio::sync::Mutex::new(()),
             rates: rates::Rates::default(),
             limits: settings.limits,
+            tls: settings.tls,
             closing: tokio_util::sync::CancellationToken::new(),
         });
         // Holds a weak reference, so it ends when the service drops its context.
