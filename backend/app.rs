@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -17,11 +16,14 @@ use crate::ingest::{simulator, Ingest};
 use crate::journal::Journal;
 use crate::output::Supervisor;
 use crate::store::Store;
-use crate::web::{self, Context};
+use crate::web::server::{load_tls_config, HttpListener};
+use crate::web::{self, Context, WebSettings};
 
 pub struct App {
     /// The address the HTTP server listens on (useful with port 0).
     pub http_addr: SocketAddr,
+    /// The HTTP server speaks HTTPS.
+    pub http_tls: bool,
     /// The addresses the BBDO listeners are bound to (useful with port 0).
     pub bbdo_addrs: Vec<SocketAddr>,
     pub context: Context,
@@ -40,6 +42,14 @@ pub struct App {
 const CACHE_SAVE_INTERVAL: Duration = Duration::from_secs(10);
 
 pub async fn start(config: Config) -> anyhow::Result<App> {
+    // Before anything is opened: a bad certificate is the operator's first
+    // thing to fix.
+    let tls = match (&config.http.tls_cert, &config.http.tls_key) {
+        (Some(cert), Some(key)) => Some(load_tls_config(cert, key)?),
+        (None, None) => None,
+        _ => anyhow::bail!("http.tls_cert and http.tls_key go together: give both or neither"),
+    };
+    let http_tls = tls.is_some();
     let store = Store::open(&config.data_dir).await?;
     let auth = Arc::new(Auth::new(store.clone(), config.auth.clone()));
     auth.bootstrap(config.admin_password.as_ref().map(|p| p.0.as_str()))
@@ -64,9 +74,8 @@ pub async fn start(config: Config) -> anyhow::Result<App> {
     for output in store.list_outputs().await? {
         supervisor.apply(output.spec).await;
     }
-    let listener = tokio::net::TcpListener::bind(config.http_addr)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.http_addr))?;
+    let listener =
+        HttpListener::bind(config.http_addr, tls, config.http.tls_handshake_timeout()).await?;
     let http_addr = listener.local_addr()?;
     let inputs = Inputs::new();
     let context = Context::new(
@@ -76,8 +85,13 @@ pub async fn start(config: Config) -> anyhow::Result<App> {
         Arc::clone(&journal),
         Arc::clone(&inputs),
         auth,
-        false,
+        WebSettings {
+            limits: config.limits.clone(),
+            tls: http_tls,
+        },
     );
+    let mut session = config.bbdo.session.clone();
+    session.max_event_bytes = config.limits.max_bbdo_event_bytes;
     let stop = CancellationToken::new();
     // Listeners are bound before anything is spawned, so that a busy port
     // fails the start instead of a background task.
@@ -90,7 +104,8 @@ pub async fn start(config: Config) -> anyhow::Result<App> {
     let mut bbdo_tasks = Vec::new();
     for listener in bbdo_listeners {
         bbdo_tasks.push(tokio::spawn(listener.run(
-            config.bbdo.session.clone(),
+            session.clone(),
+            config.bbdo.allow.clone(),
             Arc::clone(&ingest),
             Arc::clone(&inputs),
             bbdo_stop.clone(),
@@ -99,7 +114,7 @@ pub async fn start(config: Config) -> anyhow::Result<App> {
     for peer in &config.bbdo.connectors {
         bbdo_tasks.push(tokio::spawn(bbdo::connector::run(
             peer.clone(),
-            config.bbdo.session.clone(),
+            session.clone(),
             Arc::clone(&ingest),
             Arc::clone(&inputs),
             bbdo_stop.clone(),
@@ -109,16 +124,13 @@ pub async fn start(config: Config) -> anyhow::Result<App> {
     let server_stop = stop.clone();
     let server = tokio::spawn(async move {
         let shutdown = async move { server_stop.cancelled().await };
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(listener, service)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
+        if let Err(e) = listener.serve(router, shutdown).await {
             tracing::error!("HTTP server failed: {e}");
         }
     });
     tracing::info!(
-        "brokerstream listening on http://{http_addr}, data in {}",
+        "brokerstream listening on {}://{http_addr}, data in {}",
+        if http_tls { "https" } else { "http" },
         config.data_dir.display()
     );
     let cache_saver = tokio::spawn(save_cache_periodically(
@@ -130,6 +142,7 @@ pub async fn start(config: Config) -> anyhow::Result<App> {
         .then(|| tokio::spawn(simulator::run(ingest, config.simulate, stop.clone())));
     Ok(App {
         http_addr,
+        http_tls,
         bbdo_addrs,
         context,
         stop,

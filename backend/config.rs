@@ -1,7 +1,7 @@
 //! Configuration: embedded defaults, overridden by an optional TOML file,
 //! then by environment variables, then by command-line flags.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -37,6 +37,9 @@ pub struct Config {
     /// The first admin's password, from `BROKERSTREAM_ADMIN_PASSWORD`
     /// (never a flag: flags show in `ps`). Used only on a first start.
     pub admin_password: Option<Redacted>,
+    pub limits: Limits,
+    /// The `[http]` table: TLS for the HTTP server.
+    pub http: HttpSettings,
 }
 
 /// A secret that `Debug` does not print.
@@ -49,12 +52,123 @@ impl std::fmt::Debug for Redacted {
     }
 }
 
+/// `[http]`: HTTPS instead of HTTP when both PEM files are given.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// The certificate chain, leaf first.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// How long a client has to finish its TLS handshake.
+    pub tls_handshake_timeout_secs: u64,
+}
+
+/// The default of `http.tls_handshake_timeout_secs`.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS: u64 = 10;
+
+impl HttpSettings {
+    /// True when the server speaks HTTPS: the web layer marks its cookies
+    /// `Secure` then.
+    pub fn tls_enabled(&self) -> bool {
+        self.tls_cert.is_some()
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => anyhow::bail!(
+                "a TLS certificate is given without its key: set http.tls_key (--tls-key, BROKERSTREAM_TLS_KEY) too"
+            ),
+            (None, Some(_)) => anyhow::bail!(
+                "a TLS key is given without its certificate: set http.tls_cert (--tls-cert, BROKERSTREAM_TLS_CERT) too"
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn tls_handshake_timeout(&self) -> Duration {
+        let secs = match self.tls_handshake_timeout_secs {
+            0 => DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS,
+            secs => secs,
+        };
+        Duration::from_secs(secs)
+    }
+}
+
+/// `[limits]`: sizes and counts that nothing legitimate comes near, so that
+/// no client or peer can make the service hold unbounded memory. Each
+/// refusal names the limit it hit.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest HTTP request body (an NDJSON batch, a form with a script).
+    pub max_body_bytes: usize,
+    /// Largest line of an NDJSON request (one event).
+    pub max_ndjson_line_bytes: usize,
+    /// Outputs that may exist at once.
+    pub max_outputs: usize,
+    /// Parameters of one output.
+    pub max_parameters: usize,
+    pub max_parameter_name_bytes: usize,
+    pub max_parameter_value_bytes: usize,
+    /// Largest BBDO event once its packets are joined; a peer sending a
+    /// larger one is disconnected. Compressed chunks are held to the same
+    /// size (plus room for headers) before and after inflating.
+    pub max_bbdo_event_bytes: usize,
+}
+
+const MIB: usize = 1024 * 1024;
+
+/// The web form posts a script of up to 1 MiB with its fields: a smaller
+/// body limit would refuse it.
+pub const MIN_BODY_BYTES: usize = 2 * MIB;
+/// Protocol messages (a handshake, an ack) must always fit.
+pub const MIN_BBDO_EVENT_BYTES: usize = 64 * 1024;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 32 * MIB,
+            max_ndjson_line_bytes: MIB,
+            max_outputs: 1000,
+            max_parameters: 256,
+            max_parameter_name_bytes: 255,
+            max_parameter_value_bytes: 64 * 1024,
+            max_bbdo_event_bytes: crate::bbdo::frame::MAX_EVENT_SIZE,
+        }
+    }
+}
+
+impl Limits {
+    fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.max_body_bytes >= MIN_BODY_BYTES,
+            "limits.max_body_bytes must be at least {MIN_BODY_BYTES} (a form posting a 1 MiB script must fit)"
+        );
+        anyhow::ensure!(
+            self.max_bbdo_event_bytes >= MIN_BBDO_EVENT_BYTES,
+            "limits.max_bbdo_event_bytes must be at least {MIN_BBDO_EVENT_BYTES}"
+        );
+        for (name, value) in [
+            ("max_ndjson_line_bytes", self.max_ndjson_line_bytes),
+            ("max_outputs", self.max_outputs),
+            ("max_parameters", self.max_parameters),
+            ("max_parameter_name_bytes", self.max_parameter_name_bytes),
+            ("max_parameter_value_bytes", self.max_parameter_value_bytes),
+        ] {
+            anyhow::ensure!(value > 0, "limits.{name} must be at least 1");
+        }
+        Ok(())
+    }
+}
+
 /// BBDO inputs: where Centreon Brokers connect, which ones brokerstream
 /// dials, and how sessions behave.
 #[derive(Clone, Debug)]
 pub struct BbdoConfig {
     /// Addresses to listen on; empty = no listener.
     pub listen: Vec<SocketAddr>,
+    /// Peers the listeners accept; empty = every peer.
+    pub allow: AllowList,
     pub connectors: Vec<ConnectorConfig>,
     pub session: SessionConfig,
 }
@@ -63,10 +177,69 @@ impl Default for BbdoConfig {
     fn default() -> Self {
         BbdoConfig {
             listen: vec![DEFAULT_BBDO_ADDR.parse().expect("valid default address")],
+            allow: AllowList::default(),
             connectors: Vec::new(),
             session: SessionConfig::default(),
         }
     }
+}
+
+/// The peers a BBDO listener accepts: addresses and networks. Empty means
+/// every peer.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AllowList(Vec<ipnet::IpNet>);
+
+impl AllowList {
+    /// Parses `127.0.0.1`, `::1`, `10.0.0.0/8`, `fd00::/8`…
+    pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<AllowList, String> {
+        entries
+            .iter()
+            .map(|entry| {
+                let entry = entry.as_ref().trim();
+                entry
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| entry.parse::<IpAddr>().map(ipnet::IpNet::from))
+                    .map(|net| net.trunc())
+                    .map_err(|_| {
+                        format!(
+                            "`{entry}` is not an IP address or network (such as 192.0.2.7, 10.0.0.0/8 or ::1)"
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()
+            .map(AllowList)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Each entry as a network (`127.0.0.1/32`).
+    pub fn entries(&self) -> Vec<String> {
+        self.0.iter().map(ToString::to_string).collect()
+    }
+
+    pub fn allows(&self, peer: IpAddr) -> bool {
+        // A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d.
+        let peer = peer.to_canonical();
+        self.0.is_empty() || self.0.iter().any(|net| net.contains(&peer))
+    }
+}
+
+impl std::fmt::Display for AllowList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.entries().join(", "))
+    }
+}
+
+/// `--bbdo-allow`: a comma-separated list; empty for every peer.
+pub fn parse_allow_list(text: &str) -> Result<AllowList, String> {
+    let entries: Vec<&str> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .collect();
+    AllowList::parse(&entries)
 }
 
 impl BbdoConfig {
@@ -171,6 +344,8 @@ impl Default for Config {
             bbdo: BbdoConfig::default(),
             auth: AuthSettings::default(),
             admin_password: None,
+            limits: Limits::default(),
+            http: HttpSettings::default(),
         }
     }
 }
@@ -198,11 +373,14 @@ pub struct FileConfig {
     #[serde(default)]
     pub bbdo: BbdoFileConfig,
     pub auth: Option<AuthSettings>,
+    pub limits: Option<Limits>,
+    pub http: Option<HttpSettings>,
 }
 
 /// ```toml
 /// [bbdo]
 /// listen = ["127.0.0.1:5669"]   # [] for none
+/// allow = ["127.0.0.1", "10.0.0.0/8"]   # [] (default) for every peer
 /// ack_limit = 1000
 /// compression = true
 ///
@@ -214,6 +392,7 @@ pub struct FileConfig {
 #[serde(deny_unknown_fields)]
 pub struct BbdoFileConfig {
     pub listen: Option<Vec<SocketAddr>>,
+    pub allow: Option<Vec<String>>,
     pub ack_limit: Option<u32>,
     pub compression: Option<bool>,
     pub handshake_timeout_secs: Option<u64>,
@@ -262,6 +441,9 @@ pub struct Overrides {
     pub fsync: Option<String>,
     pub bbdo_listen: Option<Vec<SocketAddr>>,
     pub admin_password: Option<String>,
+    pub bbdo_allow: Option<AllowList>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Config {
@@ -288,7 +470,17 @@ impl Config {
             config.bbdo.listen = listen;
         }
         config.admin_password = overrides.admin_password.map(Redacted);
+        if let Some(allow) = overrides.bbdo_allow {
+            config.bbdo.allow = allow;
+        }
+        if let Some(cert) = overrides.tls_cert {
+            config.http.tls_cert = Some(cert);
+        }
+        if let Some(key) = overrides.tls_key {
+            config.http.tls_key = Some(key);
+        }
         config.journal_config()?;
+        config.http.check()?;
         Ok(config)
     }
 
@@ -316,9 +508,20 @@ impl Config {
             );
             self.auth = auth;
         }
+        if let Some(limits) = file.limits {
+            limits.check()?;
+            self.limits = limits;
+        }
+        if let Some(http) = file.http {
+            self.http = http;
+        }
         let bbdo = file.bbdo;
         if let Some(listen) = bbdo.listen {
             self.bbdo.listen = listen;
+        }
+        if let Some(allow) = bbdo.allow {
+            self.bbdo.allow =
+                AllowList::parse(&allow).map_err(|e| anyhow::anyhow!("bbdo.allow: {e}"))?;
         }
         if let Some(limit) = bbdo.ack_limit {
             anyhow::ensure!(limit > 0, "bbdo.ack_limit must be at least 1");
@@ -432,5 +635,76 @@ mod tests {
                 .unwrap();
         assert!(Config::default().apply_file(bad).is_err());
         assert!(toml::from_str::<FileConfig>("[bbdo]\nlisten_typo = []\n").is_err());
+    }
+
+    #[test]
+    fn allow_lists_take_addresses_and_networks() {
+        let allow = AllowList::parse(&["127.0.0.1", "10.0.0.0/8", "::1", "fd00::/8"]).unwrap();
+        for ok in ["127.0.0.1", "10.1.2.3", "::1", "fd12::1", "::ffff:10.9.9.9"] {
+            assert!(allow.allows(ok.parse().unwrap()), "{ok}");
+        }
+        for refused in ["127.0.0.2", "11.0.0.1", "::2", "::ffff:127.0.0.2"] {
+            assert!(!allow.allows(refused.parse().unwrap()), "{refused}");
+        }
+        assert!(AllowList::default().allows("192.0.2.1".parse().unwrap()));
+        // A network written with host bits set means the network.
+        assert_eq!(
+            AllowList::parse(&["10.1.2.3/8"]).unwrap().entries(),
+            ["10.0.0.0/8"]
+        );
+        let error = AllowList::parse(&["10.0.0.0/33"]).unwrap_err();
+        assert!(
+            error.contains("`10.0.0.0/33` is not an IP address or network"),
+            "{error}"
+        );
+        assert!(AllowList::parse(&["localhost"]).is_err());
+        assert_eq!(parse_allow_list(" "), Ok(AllowList::default()));
+        assert_eq!(
+            parse_allow_list("127.0.0.1, 10.0.0.0/8").unwrap().entries(),
+            ["127.0.0.1/32", "10.0.0.0/8"]
+        );
+
+        let file: FileConfig = toml::from_str("[bbdo]\nallow = [\"::1\", \"nope\"]\n").unwrap();
+        let error = Config::default().apply_file(file).unwrap_err().to_string();
+        assert!(error.starts_with("bbdo.allow: `nope`"), "{error}");
+    }
+
+    #[test]
+    fn limits_table_with_defaults_and_checks() {
+        let file: FileConfig =
+            toml::from_str("[limits]\nmax_outputs = 5\nmax_bbdo_event_bytes = 1048576\n").unwrap();
+        let mut config = Config::default();
+        config.apply_file(file).unwrap();
+        assert_eq!(config.limits.max_outputs, 5);
+        assert_eq!(config.limits.max_bbdo_event_bytes, 1 << 20);
+        assert_eq!(
+            config.limits.max_body_bytes,
+            Limits::default().max_body_bytes
+        );
+        assert!(toml::from_str::<FileConfig>("[limits]\nmax_output = 5\n").is_err());
+        for bad in [
+            "max_body_bytes = 1000",
+            "max_bbdo_event_bytes = 100",
+            "max_parameters = 0",
+        ] {
+            let file: FileConfig = toml::from_str(&format!("[limits]\n{bad}\n")).unwrap();
+            let error = Config::default().apply_file(file).unwrap_err().to_string();
+            assert!(error.starts_with("limits."), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn tls_needs_a_certificate_and_its_key() {
+        let file: FileConfig =
+            toml::from_str("[http]\ntls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\n").unwrap();
+        let mut config = Config::default();
+        config.apply_file(file).unwrap();
+        assert!(config.http.tls_enabled());
+        assert_eq!(config.http.tls_handshake_timeout(), Duration::from_secs(10));
+        config.http.tls_key = None;
+        let error = config.http.check().unwrap_err().to_string();
+        assert!(error.contains("without its key"), "{error}");
+        assert!(!Config::default().http.tls_enabled());
+        assert!(toml::from_str::<FileConfig>("[http]\ntls_certificate = \"x\"\n").is_err());
     }
 }

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use brokerstream::config::{parse_listen_list, Config, Overrides};
+use brokerstream::config::{parse_allow_list, parse_listen_list, AllowList, Config, Overrides};
 
 /// brokerstream: stream connectors for Centreon monitoring data.
 #[derive(Parser)]
@@ -148,6 +148,17 @@ struct ServeArgs {
     /// BBDO listen addresses, comma-separated, or `none` [default: 127.0.0.1:5669]
     #[arg(long, value_name = "ADDRS", env = "BROKERSTREAM_BBDO_ADDR", value_parser = parse_addrs)]
     bbdo_addr: Option<ListenAddrs>,
+    /// Peers the BBDO listeners accept: addresses and networks,
+    /// comma-separated (127.0.0.1,10.0.0.0/8,::1); empty for every peer
+    /// [default: every peer]
+    #[arg(long, value_name = "NETS", env = "BROKERSTREAM_BBDO_ALLOW", value_parser = parse_allow_list)]
+    bbdo_allow: Option<AllowList>,
+    /// PEM certificate chain: the HTTP server speaks HTTPS (with --tls-key).
+    #[arg(long, value_name = "FILE", env = "BROKERSTREAM_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", env = "BROKERSTREAM_TLS_KEY")]
+    tls_key: Option<PathBuf>,
 }
 
 /// A whole list in one value, so that clap does not take it for a
@@ -205,6 +216,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         admin_password: std::env::var("BROKERSTREAM_ADMIN_PASSWORD")
             .ok()
             .filter(|p| !p.is_empty()),
+        bbdo_allow: args.bbdo_allow,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
     })?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {

@@ -15,15 +15,27 @@ use flate2::write::ZlibEncoder;
 
 use super::frame;
 
-/// Largest chunk accepted, compressed or not. Centreon allows 100 000 000;
-/// a smaller cap bounds what one peer can make us hold, and a real chunk
-/// (one flush of a few packets) is far smaller.
+/// Largest chunk accepted by [`decompress`], compressed or not. Centreon
+/// allows 100 000 000; a smaller cap bounds what one peer can make us hold,
+/// and a real chunk (one flush of a few packets) is far smaller. Sessions
+/// use [`chunk_limit`] of their event limit instead.
 pub const MAX_CHUNK: usize = 16 * 1024 * 1024;
+
+/// Room in a chunk besides its largest event: packet headers, and a few
+/// small events flushed with it.
+const CHUNK_SLACK: usize = 1024 * 1024;
+
+/// The largest chunk, compressed or inflated, that a session accepts when
+/// events may be `max_event` bytes: Centreon compresses what one write
+/// flushes, about one event's packets.
+pub fn chunk_limit(max_event: usize) -> usize {
+    max_event.saturating_add(CHUNK_SLACK)
+}
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum CompressionError {
-    #[error("compressed chunk of {0} bytes is larger than the {MAX_CHUNK}-byte limit")]
-    TooLarge(usize),
+    #[error("compressed chunk of {size} bytes is larger than the {limit}-byte limit (limits.max_bbdo_event_bytes + 1 MiB)")]
+    TooLarge { size: usize, limit: usize },
     #[error("compressed chunk of {0} bytes is too short")]
     TooShort(usize),
     #[error("corrupted compressed chunk: {0}")]
@@ -61,46 +73,67 @@ pub fn sniff(buf: &[u8]) -> Sniffed {
     }
 }
 
-/// Moves every whole chunk of `raw` into `plain`, decompressed.
+/// Moves every whole chunk of `raw` into `plain`, decompressed, each at
+/// most [`MAX_CHUNK`] bytes. For a peer's stream, prefer
+/// [`decompress_chunk`]: many small chunks can each inflate to the limit.
 pub fn decompress(raw: &mut BytesMut, plain: &mut BytesMut) -> Result<(), CompressionError> {
-    loop {
-        if raw.len() < 4 {
-            return Ok(());
-        }
-        let len = u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize;
-        if len > MAX_CHUNK {
-            return Err(CompressionError::TooLarge(len));
-        }
-        if len < 4 {
-            return Err(CompressionError::TooShort(len));
-        }
-        if raw.len() < 4 + len {
-            raw.reserve(4 + len - raw.len());
-            return Ok(());
-        }
-        raw.advance(4);
-        let chunk = raw.split_to(len);
-        let expected = u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]) as usize;
-        if expected > MAX_CHUNK {
-            return Err(CompressionError::TooLarge(expected));
-        }
-        if expected == 0 {
-            continue;
-        }
-        let mut out = Vec::with_capacity(expected);
-        ZlibDecoder::new(&chunk[4..])
-            .take(expected as u64 + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| CompressionError::Corrupt(e.to_string()))?;
-        if out.len() != expected {
-            return Err(CompressionError::Corrupt(format!(
-                "{} bytes announced, {} found",
-                expected,
-                out.len()
-            )));
-        }
-        plain.extend_from_slice(&out);
+    while decompress_chunk(raw, plain, MAX_CHUNK)? {}
+    Ok(())
+}
+
+/// Moves the first chunk of `raw` into `plain`, decompressed, if it is
+/// whole; `false` when more bytes are needed. A chunk larger than `limit`,
+/// compressed or inflated, is an error, and inflating stops one byte past
+/// the size the chunk announces: a zlib bomb costs at most `limit` bytes.
+pub fn decompress_chunk(
+    raw: &mut BytesMut,
+    plain: &mut BytesMut,
+    limit: usize,
+) -> Result<bool, CompressionError> {
+    if raw.len() < 4 {
+        return Ok(false);
     }
+    let len = u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize;
+    if len > limit {
+        return Err(CompressionError::TooLarge { size: len, limit });
+    }
+    if len < 4 {
+        return Err(CompressionError::TooShort(len));
+    }
+    if raw.len() < 4 + len {
+        raw.reserve(4 + len - raw.len());
+        return Ok(false);
+    }
+    let expected = u32::from_be_bytes([raw[4], raw[5], raw[6], raw[7]]) as usize;
+    if expected > limit {
+        return Err(CompressionError::TooLarge {
+            size: expected,
+            limit,
+        });
+    }
+    raw.advance(4);
+    let chunk = raw.split_to(len);
+    if expected == 0 {
+        return Ok(true);
+    }
+    let mut out = Vec::with_capacity(expected);
+    ZlibDecoder::new(&chunk[4..])
+        .take(expected as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| CompressionError::Corrupt(e.to_string()))?;
+    if out.len() != expected {
+        return Err(CompressionError::Corrupt(format!(
+            "{} bytes announced, {} found",
+            expected,
+            if out.len() > expected {
+                "more".to_owned()
+            } else {
+                out.len().to_string()
+            }
+        )));
+    }
+    plain.extend_from_slice(&out);
+    Ok(true)
 }
 
 /// Appends one chunk holding `data`, compressed.
@@ -149,12 +182,49 @@ mod tests {
         let mut raw = BytesMut::from(&[0xff, 0xff, 0xff, 0xff][..]);
         assert!(matches!(
             decompress(&mut raw, &mut BytesMut::new()),
-            Err(CompressionError::TooLarge(_))
+            Err(CompressionError::TooLarge { .. })
         ));
         let mut raw = BytesMut::from(&[0, 0, 0, 6, 0, 0, 0, 9, 0x78, 0x9c][..]);
         assert!(matches!(
             decompress(&mut raw, &mut BytesMut::new()),
             Err(CompressionError::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn zlib_bombs_inflate_no_further_than_the_limit() {
+        let zeros = vec![0u8; 4 * 1024 * 1024];
+        let mut bomb = BytesMut::new();
+        compress(&zeros, &mut bomb);
+        assert!(bomb.len() < 64 * 1024, "{}", bomb.len());
+        // Announced honestly: refused before inflating.
+        let mut raw = bomb.clone();
+        let mut plain = BytesMut::new();
+        assert_eq!(
+            decompress_chunk(&mut raw, &mut plain, 1024 * 1024),
+            Err(CompressionError::TooLarge {
+                size: zeros.len(),
+                limit: 1024 * 1024
+            })
+        );
+        assert!(plain.is_empty());
+        // Announcing 10 bytes: inflating stops at 11.
+        let mut raw = bomb.clone();
+        raw[4..8].copy_from_slice(&10u32.to_be_bytes());
+        let error = decompress_chunk(&mut raw, &mut plain, 1024 * 1024).unwrap_err();
+        assert_eq!(
+            error,
+            CompressionError::Corrupt("10 bytes announced, more found".into())
+        );
+        assert!(plain.is_empty());
+        // Within the limit it is taken, one chunk per call.
+        let mut raw = bomb.clone();
+        raw.extend_from_slice(&bomb);
+        assert_eq!(
+            decompress_chunk(&mut raw, &mut plain, 8 * 1024 * 1024),
+            Ok(true)
+        );
+        assert_eq!(plain.len(), zeros.len());
+        assert_eq!(raw.len(), bomb.len());
     }
 }

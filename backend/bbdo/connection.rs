@@ -64,6 +64,9 @@ pub struct SessionConfig {
     pub stall_timeout: Duration,
     /// Our name in protobuf `Welcome`.
     pub broker_name: String,
+    /// Largest event accepted (`limits.max_bbdo_event_bytes`); a peer that
+    /// sends a larger one is disconnected.
+    pub max_event_bytes: usize,
 }
 
 impl Default for SessionConfig {
@@ -75,6 +78,7 @@ impl Default for SessionConfig {
             handshake_timeout: Duration::from_secs(5),
             stall_timeout: Duration::from_secs(60),
             broker_name: "brokerstream".into(),
+            max_event_bytes: super::frame::MAX_EVENT_SIZE,
         }
     }
 }
@@ -106,6 +110,8 @@ pub enum SessionError {
     ClosedMidEvent(usize),
     #[error("the peer sent nothing for {0:?} in the middle of an event; closing the connection")]
     Stalled(Duration),
+    #[error("the peer sent an event of type {event_type} larger than the {limit}-byte limit (limits.max_bbdo_event_bytes); closing the connection")]
+    EventTooLarge { event_type: EventType, limit: usize },
     #[error("{0}; closing the connection")]
     Compression(#[from] compression::CompressionError),
     #[error("network error: {0}")]
@@ -173,6 +179,7 @@ impl Session {
         stop: CancellationToken,
     ) -> Self {
         let peer = stats.peer.clone();
+        let deframer = Deframer::with_max_event(config.max_event_bytes);
         Session {
             stream,
             peer,
@@ -183,7 +190,7 @@ impl Session {
             raw: BytesMut::with_capacity(READ_CHUNK),
             plain: BytesMut::new(),
             mode: Mode::Plain,
-            deframer: Deframer::new(),
+            deframer,
             version: Version::V2,
             peer_offers_tls: false,
             write_compressed: false,
@@ -288,7 +295,7 @@ impl Session {
     async fn read_packet(&mut self) -> Result<Packet, SessionError> {
         loop {
             let packet = self.deframer.next(&mut self.raw);
-            self.notices();
+            self.notices()?;
             if let Some(p) = packet {
                 return Ok(p);
             }
@@ -394,31 +401,59 @@ impl Session {
         {
             return Err(SessionError::TlsStarted);
         }
-        if self.mode == Mode::Compressed {
-            compression::decompress(&mut self.raw, &mut self.plain)?;
-        }
         Ok(())
     }
 
-    fn next_packet(&mut self) -> Option<Packet> {
-        match self.mode {
+    fn next_packet(&mut self) -> Result<Option<Packet>, SessionError> {
+        let packet = match self.mode {
             Mode::Plain => self.deframer.next(&mut self.raw),
-            Mode::Compressed => self.deframer.next(&mut self.plain),
+            Mode::Compressed => loop {
+                if let Some(packet) = self.deframer.next(&mut self.plain) {
+                    break Some(packet);
+                }
+                // One chunk at a time, as packets are taken: many small
+                // chunks that each inflate to the limit never pile up.
+                let limit = compression::chunk_limit(self.config.max_event_bytes);
+                match compression::decompress_chunk(&mut self.raw, &mut self.plain, limit) {
+                    Ok(true) => continue,
+                    Ok(false) => break None,
+                    Err(e) => {
+                        if matches!(e, compression::CompressionError::TooLarge { .. }) {
+                            self.stats.oversized_events.fetch_add(1, Ordering::Relaxed);
+                        }
+                        return Err(e.into());
+                    }
+                }
+            },
             Mode::Sniffing => None,
+        };
+        if self.deframer.has_notices() {
+            self.notices()?;
         }
+        Ok(packet)
     }
 
     /// Handles every whole packet buffered, then ingests the batch.
     async fn drain(&mut self) -> Result<(), SessionError> {
         let before = self.events_after_handshake;
-        while let Some(packet) = self.next_packet() {
+        loop {
+            let packet = match self.next_packet() {
+                Ok(Some(packet)) => packet,
+                Ok(None) => break,
+                Err(e) => {
+                    // The events before the bad part are good: have the
+                    // journal take them, so the last ack covers them.
+                    self.flush().await?;
+                    return Err(e);
+                }
+            };
             self.on_packet(packet).await?;
             if self.pending.len() >= BATCH_MAX {
                 self.flush().await?;
                 self.maybe_ack().await?;
             }
         }
-        self.notices();
+        self.notices()?;
         if self.events_after_handshake > before {
             // Once per read rather than per event: it takes a lock.
             self.stats.event_seen();
@@ -427,8 +462,11 @@ impl Session {
         Ok(())
     }
 
-    fn notices(&mut self) {
+    /// Logs and counts what the deframer noticed; an oversized event ends
+    /// the session.
+    fn notices(&mut self) -> Result<(), SessionError> {
         let stats = &self.stats;
+        let mut fatal = None;
         stats
             .crc_errors
             .store(self.deframer.crc_errors, Ordering::Relaxed);
@@ -449,14 +487,13 @@ impl Session {
                     "BBDO: peer {}: resynchronised after dropping {skipped} bytes",
                     self.peer
                 ),
-                Notice::Oversized { event_type } => {
+                Notice::Oversized { event_type, limit } => {
+                    // The deframer held none of it. Closing, rather than
+                    // dropping it and going on, keeps it in the peer's
+                    // retention until an operator raises the limit; the
+                    // session's end logs why.
                     stats.oversized_events.fetch_add(1, Ordering::Relaxed);
-                    let m = format!(
-                        "event {event_type} is larger than {} bytes: dropped",
-                        super::frame::MAX_EVENT_SIZE
-                    );
-                    tracing::warn!("BBDO: peer {}: {m}", self.peer);
-                    stats.error(m);
+                    fatal.get_or_insert(SessionError::EventTooLarge { event_type, limit });
                 }
                 Notice::Interrupted { event_type } => tracing::warn!(
                     "BBDO: peer {}: split event {event_type} ended without its last packet",
@@ -464,6 +501,7 @@ impl Session {
                 ),
             }
         }
+        fatal.map_or(Ok(()), Err)
     }
 
     async fn on_packet(&mut self, packet: Packet) -> Result<(), SessionError> {

@@ -15,9 +15,10 @@ use crate::event::EventType;
 pub const HEADER_SIZE: usize = 16;
 /// The payload size field of a packet that continues in the next one.
 pub const MAX_PACKET_PAYLOAD: usize = 0xFFFF;
-/// Largest event accepted once its packets are joined. Centreon sets no
-/// limit; this one bounds the memory a peer can make us hold, and is far
-/// above any real event (the cbd 21.10 capture's largest is 477 bytes).
+/// The default of the largest event accepted once its packets are joined
+/// (`limits.max_bbdo_event_bytes`). Centreon sets no limit; this one bounds
+/// the memory a peer can make us hold, and is far above any real event (the
+/// cbd 21.10 capture's largest is 477 bytes).
 pub const MAX_EVENT_SIZE: usize = 16 * 1024 * 1024;
 
 const CRC16: crc::Crc<u16> = crc::Crc::<u16>::new(&crc::CRC_16_IBM_SDLC);
@@ -93,8 +94,8 @@ pub enum Notice {
     BadCrc,
     /// A valid header was found again after `skipped` bytes were dropped.
     Resynchronised { skipped: u64 },
-    /// An event grew past [`MAX_EVENT_SIZE`]; its packets are dropped.
-    Oversized { event_type: EventType },
+    /// An event grew past the deframer's limit; its packets are dropped.
+    Oversized { event_type: EventType, limit: usize },
     /// A split event was interrupted by a packet of another type: the part
     /// received is handed on as if it were whole.
     Interrupted { event_type: EventType },
@@ -112,8 +113,11 @@ struct Partial {
 
 /// Parses packets out of a byte buffer, joins split events, and
 /// resynchronises after corrupted headers.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Deframer {
+    /// Largest event handed on; larger ones are dropped as they arrive,
+    /// never held whole.
+    max_event: usize,
     partial: Option<Partial>,
     /// Bytes dropped since the last valid header.
     skipping: u64,
@@ -122,14 +126,38 @@ pub struct Deframer {
     notices: Vec<Notice>,
 }
 
+impl Default for Deframer {
+    fn default() -> Self {
+        Deframer::with_max_event(MAX_EVENT_SIZE)
+    }
+}
+
 impl Deframer {
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// A deframer that drops events larger than `max_event` bytes.
+    pub fn with_max_event(max_event: usize) -> Self {
+        Deframer {
+            max_event,
+            partial: None,
+            skipping: 0,
+            crc_errors: 0,
+            bytes_skipped: 0,
+            notices: Vec::new(),
+        }
+    }
+
     /// What happened since the last call.
     pub fn take_notices(&mut self) -> Vec<Notice> {
         std::mem::take(&mut self.notices)
+    }
+
+    /// True when [`Deframer::take_notices`] has something: cheap enough to
+    /// ask after every packet.
+    pub fn has_notices(&self) -> bool {
+        !self.notices.is_empty()
     }
 
     /// True while part of an event is held or the buffer holds a partial
@@ -197,10 +225,13 @@ impl Deframer {
             let joined = match self.partial.take() {
                 Some(mut p) => {
                     if !p.discarding {
-                        if p.data.len() + size > MAX_EVENT_SIZE {
+                        if p.data.len() + size > self.max_event {
                             p.discarding = true;
                             p.data = BytesMut::new();
-                            self.notices.push(Notice::Oversized { event_type });
+                            self.notices.push(Notice::Oversized {
+                                event_type,
+                                limit: self.max_event,
+                            });
                         } else {
                             p.data.extend_from_slice(&payload);
                         }
@@ -213,6 +244,23 @@ impl Deframer {
                     } else {
                         Some(p.data.freeze())
                     }
+                }
+                None if size > self.max_event => {
+                    // A limit below one packet's size (0xFFFF) still holds.
+                    self.notices.push(Notice::Oversized {
+                        event_type,
+                        limit: self.max_event,
+                    });
+                    if continues {
+                        self.partial = Some(Partial {
+                            event_type,
+                            source,
+                            destination,
+                            data: BytesMut::new(),
+                            discarding: true,
+                        });
+                    }
+                    None
                 }
                 None if continues => {
                     self.partial = Some(Partial {
@@ -350,6 +398,34 @@ mod tests {
         assert_eq!(packets.len(), 2);
         assert_eq!(packets[0].payload.len(), 0xFFFF);
         assert_eq!(&packets[1].payload[..], b"m");
+    }
+
+    #[test]
+    fn a_lower_limit_drops_larger_events_and_keeps_smaller_ones() {
+        let mut d = Deframer::with_max_event(100_000);
+        let mut buf = BytesMut::new();
+        encode(ty(1, 14), &[1; 100_000], &mut buf);
+        encode(ty(1, 14), &[2; 100_001], &mut buf);
+        encode(ty(1, 14), &[3; 10], &mut buf);
+        let packets = parse_all(&mut d, &mut buf);
+        let sizes: Vec<usize> = packets.iter().map(|p| p.payload.len()).collect();
+        assert_eq!(sizes, [100_000, 10]);
+        assert_eq!(
+            d.take_notices(),
+            [Notice::Oversized {
+                event_type: ty(1, 14),
+                limit: 100_000
+            }]
+        );
+        // Below one packet's size too.
+        let mut d = Deframer::with_max_event(1000);
+        let mut buf = BytesMut::new();
+        encode(ty(1, 14), &[1; 1001], &mut buf);
+        encode(ty(1, 14), &[2; 1000], &mut buf);
+        let packets = parse_all(&mut d, &mut buf);
+        assert_eq!(packets.len(), 1);
+        assert_eq!(packets[0].payload.len(), 1000);
+        assert!(d.has_notices());
     }
 
     #[test]

@@ -220,11 +220,32 @@ impl Connections {
 #[derive(Debug)]
 pub struct ListenerStats {
     pub address: SocketAddr,
+    /// The allow-list, as shown; empty = every peer.
+    allow: Vec<String>,
     pub accepted: AtomicU64,
+    /// Connections closed at once because the peer is not allowed.
+    pub refused: AtomicU64,
+    last_refused: Mutex<Option<Refused>>,
     connections: Connections,
 }
 
+#[derive(Clone, Debug, Serialize)]
+struct Refused {
+    peer: String,
+    #[serde(with = "time::serde::rfc3339")]
+    at: OffsetDateTime,
+}
+
 impl ListenerStats {
+    /// A peer outside the allow-list was turned away.
+    pub fn refused(&self, peer: SocketAddr) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        *lock(&self.last_refused) = Some(Refused {
+            peer: peer.to_string(),
+            at: OffsetDateTime::now_utc(),
+        });
+    }
+
     pub fn connection(&self, peer: String) -> Arc<ConnectionStats> {
         self.accepted.fetch_add(1, Ordering::Relaxed);
         let c = ConnectionStats::new(peer);
@@ -304,10 +325,13 @@ impl Inputs {
         Arc::new(Inputs::default())
     }
 
-    pub fn listener(&self, address: SocketAddr) -> Arc<ListenerStats> {
+    pub fn listener(&self, address: SocketAddr, allow: Vec<String>) -> Arc<ListenerStats> {
         let l = Arc::new(ListenerStats {
             address,
+            allow,
             accepted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            last_refused: Mutex::new(None),
             connections: Connections::default(),
         });
         lock(&self.listeners).push(Arc::clone(&l));
@@ -338,7 +362,10 @@ impl Inputs {
                 serde_json::json!({
                     "kind": "listener",
                     "address": l.address.to_string(),
+                    "allow": l.allow,
                     "connections_accepted": l.accepted.load(Ordering::Relaxed),
+                    "connections_refused": l.refused.load(Ordering::Relaxed),
+                    "last_refused": *lock(&l.last_refused),
                     "connections": l.connections.snapshot(),
                 })
             })

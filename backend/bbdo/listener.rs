@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::connection::{Role, Session, SessionConfig};
 use super::inputs::Inputs;
+use crate::config::AllowList;
 use crate::ingest::Ingest;
 
 /// How long sessions get to acknowledge and close once asked to stop.
@@ -32,16 +33,22 @@ impl Listener {
     }
 
     /// Accepts peers until `stop`, then waits for their sessions to end
-    /// (each acknowledges what the journal holds before closing).
+    /// (each acknowledges what the journal holds before closing). A peer
+    /// outside `allow` is closed at once, before any of its bytes is read.
     pub async fn run(
         self,
         config: SessionConfig,
+        allow: AllowList,
         ingest: Arc<Ingest>,
         inputs: Arc<Inputs>,
         stop: CancellationToken,
     ) {
-        let stats = inputs.listener(self.address);
-        tracing::info!("BBDO listening on {}", self.address);
+        let stats = inputs.listener(self.address, allow.entries());
+        if allow.is_empty() {
+            tracing::info!("BBDO listening on {} (every peer allowed)", self.address);
+        } else {
+            tracing::info!("BBDO listening on {}, allowing {allow}", self.address);
+        }
         let mut sessions = JoinSet::new();
         loop {
             let accepted = tokio::select! {
@@ -60,6 +67,17 @@ impl Listener {
                     continue;
                 }
             };
+            if !allow.allows(peer.ip()) {
+                // Counted before the close, so whoever sees the close sees
+                // the count.
+                stats.refused(peer);
+                tracing::warn!(
+                    "BBDO listener {}: refused a connection from {peer}: not in bbdo.allow",
+                    self.address
+                );
+                drop(stream);
+                continue;
+            }
             let _ = stream.set_nodelay(true);
             let conn = stats.connection(peer.to_string());
             let session = Session::new(

@@ -3,7 +3,9 @@
 //! A request is taken whole or not at all: if any line is invalid, nothing
 //! is accepted and every bad line is reported with its number and reason
 //! (up to [`MAX_REPORTED_ERRORS`]). A producer can then fix and resend the
-//! same request without creating duplicates.
+//! same request without creating duplicates. A line longer than the limit
+//! (`limits.max_ndjson_line_bytes`) is such an invalid line: it is not
+//! parsed at all.
 
 use serde::Serialize;
 
@@ -18,12 +20,29 @@ pub struct LineError {
     pub message: String,
 }
 
-/// Parses a body; blank lines are skipped.
+/// Parses a body; blank lines are skipped. Lines are not limited in size.
 pub fn parse(body: &[u8]) -> Result<Vec<Event>, Vec<LineError>> {
+    parse_with_limit(body, usize::MAX)
+}
+
+/// Parses a body whose lines may hold at most `max_line` bytes.
+pub fn parse_with_limit(body: &[u8], max_line: usize) -> Result<Vec<Event>, Vec<LineError>> {
     let mut events = Vec::new();
     let mut errors = Vec::new();
     for (index, line) in body.split(|b| *b == b'\n').enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.len() > max_line {
+            if errors.len() < MAX_REPORTED_ERRORS {
+                errors.push(LineError {
+                    line: index + 1,
+                    message: format!(
+                        "the line is {} bytes, longer than the {max_line}-byte limit (limits.max_ndjson_line_bytes)",
+                        line.len()
+                    ),
+                });
+            }
+            continue;
+        }
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
@@ -91,6 +110,24 @@ mod tests {
     fn accepts_valid_lines_and_skips_blank_ones() {
         let body = b"{\"_type\":196609,\"metric_id\":1,\"value\":1.5}\r\n   \n{\"category\":3,\"element\":1}";
         assert_eq!(parse(body).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_line_over_the_limit_is_refused_unparsed_with_its_number() {
+        let good = br#"{"_type":196609,"metric_id":1,"value":1.5}"#;
+        let mut body = good.to_vec();
+        body.extend_from_slice(b"\n");
+        body.extend_from_slice(good);
+        body.extend_from_slice(b"\n");
+        assert_eq!(parse_with_limit(&body, good.len()).unwrap().len(), 2);
+        let errors = parse_with_limit(&body, good.len() - 1).unwrap_err();
+        assert_eq!(errors.len(), 2);
+        assert_eq!(errors[1].line, 2);
+        assert!(
+            errors[0].message.contains("limits.max_ndjson_line_bytes"),
+            "{}",
+            errors[0].message
+        );
     }
 
     #[test]

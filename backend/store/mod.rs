@@ -76,6 +76,14 @@ impl Store {
         self.pool.close().await;
     }
 
+    /// How many outputs exist (`limits.max_outputs` bounds it).
+    pub async fn count_outputs(&self) -> Result<usize, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outputs")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
     pub async fn list_outputs(&self) -> Result<Vec<StoredOutput>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, name, kind, path, enabled, filters, created_at, updated_at

@@ -70,6 +70,11 @@ impl Caller {
     }
 }
 
+/// `limits.max_body_bytes`, for the CSRF check that reads a form's body
+/// before its handler does.
+#[derive(Clone, Copy)]
+struct BodyLimit(usize);
+
 /// Set on a request whose session cookie had expired.
 #[derive(Clone, Copy)]
 struct SessionExpired;
@@ -154,6 +159,9 @@ pub async fn authenticate(
 ) -> Response {
     let path = request.uri().path().to_owned();
     let client = client_ip(&request);
+    request
+        .extensions_mut()
+        .insert(BodyLimit(ctx.limits.max_body_bytes));
     if let Some(refusal) = cross_site(&request) {
         return refusal;
     }
@@ -363,16 +371,18 @@ async fn csrf_checked(request: Request, expected: &str) -> Result<Request, Respo
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
+    let limit = request
+        .extensions()
+        .get::<BodyLimit>()
+        .map_or(crate::config::Limits::default().max_body_bytes, |l| l.0);
     let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, super::MAX_BODY_BYTES)
-        .await
-        .map_err(|_| {
-            refuse(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &path,
-                "request body too large",
-            )
-        })?;
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &path,
+            "request body too large",
+        )
+    })?;
     let reparse = || {
         // The method matters: a GET form is read from the query string.
         Request::builder()
@@ -440,7 +450,7 @@ pub async fn security_headers(
         "cross-origin-opener-policy",
         HeaderValue::from_static("same-origin"),
     );
-    if ctx.secure_cookies {
+    if ctx.tls {
         headers.insert(
             header::STRICT_TRANSPORT_SECURITY,
             HeaderValue::from_static("max-age=31536000"),
@@ -456,7 +466,7 @@ pub fn session_cookie(ctx: &Context, value: String, max_age_secs: i64) -> Header
     let cookie = Cookie::build((SESSION_COOKIE, value))
         .http_only(true)
         .same_site(SameSite::Strict)
-        .secure(ctx.secure_cookies)
+        .secure(ctx.tls)
         .path("/")
         .max_age(cookie::time::Duration::seconds(max_age_secs))
         .build();
@@ -467,7 +477,7 @@ fn login_cookie(ctx: &Context, value: &str) -> HeaderValue {
     let cookie = Cookie::build((LOGIN_COOKIE, value.to_owned()))
         .http_only(true)
         .same_site(SameSite::Strict)
-        .secure(ctx.secure_cookies)
+        .secure(ctx.tls)
         .path("/login")
         .build();
     HeaderValue::from_str(&cookie.to_string()).unwrap_or(HeaderValue::from_static(""))

@@ -25,6 +25,13 @@ pub enum ApiError {
     /// Some NDJSON lines are invalid; nothing was accepted.
     #[error("invalid events")]
     InvalidLines(Vec<LineError>),
+    /// The request goes past a limit of `[limits]` that no field names (the
+    /// number of outputs).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// The body is larger than `limits.max_body_bytes`.
+    #[error("{0}")]
+    PayloadTooLarge(String),
     /// Ingest is full; the client should retry after a while.
     #[error("{0}")]
     Unavailable(String),
@@ -97,6 +104,8 @@ impl IntoResponse for ApiError {
                     "lines": lines,
                 }),
             ),
+            ApiError::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, json!({ "error": m })),
+            ApiError::PayloadTooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, json!({ "error": m })),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, json!({ "error": m })),
             ApiError::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, json!({ "error": m })),
         };

@@ -12,7 +12,8 @@ use crate::ingest::ndjson;
 /// Takes the whole request or none of it (see [`ndjson`]); answers once the
 /// journal holds every event.
 pub async fn ingest(State(ctx): State<Context>, body: Bytes) -> Result<Json<Value>, ApiError> {
-    let events = ndjson::parse(&body).map_err(ApiError::InvalidLines)?;
+    let events = ndjson::parse_with_limit(&body, ctx.limits.max_ndjson_line_bytes)
+        .map_err(ApiError::InvalidLines)?;
     let accepted = events.len();
     if accepted > 0 {
         ctx.ingest

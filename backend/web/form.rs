@@ -28,7 +28,8 @@ use crate::output::{FieldErrors, OutputSpec, ParamType, Parameter};
 
 /// Largest script accepted by upload.
 pub const MAX_SCRIPT_BYTES: usize = 1024 * 1024;
-/// Largest text field: far above any sane parameter, far below memory trouble.
+/// Largest text field: far above any sane parameter, far below memory
+/// trouble; more if `limits.max_parameter_value_bytes` allows more.
 const MAX_FIELD_BYTES: usize = 64 * 1024;
 /// Empty parameter rows a page offers, for browsers without scripts.
 const EMPTY_ROWS: usize = 3;
@@ -223,7 +224,7 @@ async fn submit(
         None => None,
     };
     let mut errors = FieldErrors::default();
-    let mut posted = read_multipart(multipart, &mut errors).await?;
+    let mut posted = read_multipart(multipart, &ctx.limits, &mut errors).await?;
     if let Some(name) = &editing {
         // The name is the output's identity; the form shows it read-only.
         posted.name = name.clone();
@@ -296,6 +297,25 @@ async fn submit(
             );
             Ok((axum::http::StatusCode::CONFLICT, typed_page(&page)?).into_response())
         }
+        Err(ApiError::Unprocessable(message)) => {
+            // A limit no field shows (the number of outputs): the summary does.
+            let mut errors = FieldErrors::default();
+            errors.add("outputs", message);
+            let page = page(
+                &ctx,
+                &caller,
+                &spec,
+                previous.as_ref(),
+                editing_flag,
+                errors,
+                None,
+            );
+            Ok((
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                typed_page(&page)?,
+            )
+                .into_response())
+        }
         Err(other) => Err(other),
     }
 }
@@ -306,10 +326,16 @@ fn typed_page(page: &FormPage) -> Result<Html<String>, ApiError> {
 
 async fn read_multipart(
     mut multipart: Multipart,
+    limits: &crate::config::Limits,
     errors: &mut FieldErrors,
 ) -> Result<Posted, ApiError> {
+    let max_field = MAX_FIELD_BYTES.max(limits.max_parameter_value_bytes);
     let bad = |e: axum::extract::multipart::MultipartError| {
-        ApiError::BadRequest(format!("the form could not be read: {e}"))
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(super::body_limit_message(limits.max_body_bytes))
+        } else {
+            ApiError::BadRequest(format!("the form could not be read: {e}"))
+        }
     };
     let mut posted = Posted::default();
     while let Some(mut field) = multipart.next_field().await.map_err(bad)? {
@@ -338,10 +364,9 @@ async fn read_multipart(
         }
         let mut bytes = Vec::new();
         while let Some(chunk) = field.chunk().await.map_err(bad)? {
-            if bytes.len() + chunk.len() > MAX_FIELD_BYTES {
+            if bytes.len() + chunk.len() > max_field {
                 return Err(ApiError::BadRequest(format!(
-                    "form field `{key}` is larger than {} KiB",
-                    MAX_FIELD_BYTES / 1024
+                    "form field `{key}` is larger than {max_field} bytes"
                 )));
             }
             bytes.extend_from_slice(&chunk);

@@ -289,6 +289,20 @@ pub async fn metrics(State(ctx): State<Context>) -> impl IntoResponse {
             }
         }
     }
+    family(
+        &mut out,
+        "brokerstream_bbdo_refused_connections_total",
+        "counter",
+        "Connections a BBDO listener closed at once: the peer is not in bbdo.allow.",
+    );
+    for listener in inputs["listeners"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "brokerstream_bbdo_refused_connections_total{{input=\"{}\"}} {}",
+            label(listener["address"].as_str().unwrap_or("")),
+            listener["connections_refused"].as_u64().unwrap_or(0)
+        );
+    }
 
     (
         [(

@@ -12,22 +12,24 @@ mod metrics;
 mod outputs;
 mod pages;
 mod rates;
+pub mod server;
 mod tail;
 mod users;
 
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::handler::Handler;
-use axum::http::Method;
+use axum::http::{header, Method, StatusCode};
 use axum::middleware;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter};
 use axum::Router;
 use tower_http::services::ServeDir;
 
 use crate::auth::{Auth, Role};
 use crate::bbdo::Inputs;
+use crate::config::Limits;
 use crate::ingest::Ingest;
 use crate::journal::Journal;
 use crate::output::Supervisor;
@@ -36,8 +38,13 @@ use crate::store::Store;
 pub use auth::{Access, Caller};
 pub use error::ApiError;
 
-/// Largest request body accepted (an NDJSON batch).
-pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+/// What the web layer takes from the configuration.
+#[derive(Clone, Debug, Default)]
+pub struct WebSettings {
+    pub limits: Limits,
+    /// The server speaks HTTPS (`http.tls_cert`): cookies may be `Secure`.
+    pub tls: bool,
+}
 
 #[derive(Clone)]
 pub struct Context(Arc<Shared>);
@@ -50,13 +57,15 @@ pub struct Shared {
     /// BBDO listeners, connectors and their connections.
     pub inputs: Arc<Inputs>,
     pub auth: Arc<Auth>,
-    /// Cookies get `Secure` (and responses HSTS) when the server speaks TLS.
-    pub secure_cookies: bool,
     /// Serializes definition changes, so the store and the running workers
     /// see them in the same order.
     pub writes: tokio::sync::Mutex<()>,
     /// Counters sampled for the pages' sparklines.
     pub rates: rates::Rates,
+    /// `[limits]`: body and NDJSON line sizes, outputs and parameters.
+    pub limits: Limits,
+    /// The server speaks HTTPS: cookies get `Secure`, responses HSTS.
+    pub tls: bool,
     /// Cancelled when the service stops: long-lived responses (the live
     /// tail) end then, or the HTTP server's graceful shutdown would wait
     /// for every watching browser.
@@ -78,7 +87,7 @@ impl Context {
         journal: Arc<Journal>,
         inputs: Arc<Inputs>,
         auth: Arc<Auth>,
-        secure_cookies: bool,
+        settings: WebSettings,
     ) -> Self {
         let shared = Arc::new(Shared {
             store,
@@ -87,9 +96,10 @@ impl Context {
             journal,
             inputs,
             auth,
-            secure_cookies,
             writes: tokio::sync::Mutex::new(()),
             rates: rates::Rates::default(),
+            limits: settings.limits,
+            tls: settings.tls,
             closing: tokio_util::sync::CancellationToken::new(),
         });
         // Holds a weak reference, so it ends when the service drops its context.
@@ -275,6 +285,7 @@ pub fn route_table() -> Vec<RouteRule> {
 }
 
 pub fn router(ctx: Context) -> Router {
+    let max_body = ctx.limits.max_body_bytes;
     routes()
         .router
         // Stylesheets and scripts: the login page needs them too.
@@ -294,8 +305,29 @@ pub fn router(ctx: Context) -> Router {
             ctx.clone(),
             auth::security_headers,
         ))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::map_response_with_state(
+            max_body,
+            body_limit_as_json,
+        ))
         .with_state(ctx)
+}
+
+/// axum's extractors answer a body over the limit with a plain-text 413;
+/// every error of this service is JSON and names the limit.
+async fn body_limit_as_json(State(limit): State<usize>, response: Response) -> Response {
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
+        return ApiError::PayloadTooLarge(body_limit_message(limit)).into_response();
+    }
+    response
+}
+
+pub(crate) fn body_limit_message(limit: usize) -> String {
+    format!("the request body is larger than the {limit}-byte limit (limits.max_body_bytes)")
 }
 
 async fn journal_info(

@@ -249,8 +249,25 @@ pub(super) async fn save(
     mut errors: FieldErrors,
     creating: Option<StartAt>,
 ) -> Result<StoredOutput, ApiError> {
+    let mut over = FieldErrors::default();
+    output::check_limits(&spec, &ctx.limits, &mut over);
+    if !over.is_empty() {
+        // Nothing else is checked on a definition past the limits: its
+        // errors would repeat the oversized names and values.
+        errors.0.extend(over.0);
+        return Err(errors.into());
+    }
     ctx.supervisor.validate(&spec, &mut errors);
     errors.into_result()?;
+    if creating.is_some() {
+        let count = ctx.store.count_outputs().await?;
+        let max = ctx.limits.max_outputs;
+        if count >= max {
+            return Err(ApiError::Unprocessable(format!(
+                "cannot create another output: {count} exist and limits.max_outputs is {max}; delete one first"
+            )));
+        }
+    }
     if let Some(start) = creating {
         ctx.store.create_output(&spec).await?;
         ctx.supervisor.create_cursor(&spec.name, start);
