@@ -246,10 +246,12 @@ fn check_value(schema: &ParamSchema, p: &Parameter) -> Result<(), String> {
 }
 
 /// A `number` parameter's value, as text that must read as a finite number.
+/// The error does not quote the value: a password typed into a field of
+/// the wrong type must not come back in an answer or a page.
 pub fn parse_number(value: &str) -> Result<f64, String> {
     match value.trim().parse::<f64>() {
         Ok(n) if n.is_finite() => Ok(n),
-        _ => Err(format!("`{value}` is not a number")),
+        _ => Err("is not a number".to_owned()),
     }
 }
 

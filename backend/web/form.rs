@@ -232,7 +232,11 @@ async fn submit(
     if posted.action == "test" {
         ctx.supervisor.validate(&spec, &mut errors);
         let output = if errors.is_empty() {
-            Some(run_test(&ctx, &spec).await)
+            // The script's log, its errors and what it returned are shown
+            // to whoever opened the form: a stored password it prints must
+            // not come out this way.
+            let text = run_test(&ctx, &spec).await;
+            Some(crate::output::Secrets::of(&spec).redact_owned(text))
         } else {
             None
         };
