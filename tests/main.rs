@@ -13,5 +13,6 @@ mod lua_destinations;
 mod lua_modules;
 mod native;
 mod observe;
+mod secrets;
 mod serve;
 mod web;

@@ -77,7 +77,7 @@ impl fmt::Debug for Parameter {
         let mut out = f.debug_struct("Parameter");
         out.field("name", &self.name).field("ty", &self.ty);
         match self.ty {
-            ParamType::Password => out.field("value", &format_args!("<redacted>")),
+            ParamType::Password => out.field("value", &format_args!("[redacted]")),
             _ => out.field("value", &self.value),
         };
         out.finish()
@@ -137,21 +137,27 @@ struct RedactedValue(String);
 
 impl fmt::Debug for RedactedValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
+        f.write_str("[redacted]")
     }
 }
 
 /// What stands for a password value in a text.
-pub const REDACTED: &str = "<redacted>";
+pub const REDACTED: &str = "[redacted]";
 
 impl Secrets {
     pub fn of(spec: &OutputSpec) -> Secrets {
-        let mut values: Vec<String> = spec
-            .parameters
-            .iter()
-            .filter(|p| p.ty == ParamType::Password && !p.value.is_empty())
-            .map(|p| p.value.clone())
-            .collect();
+        let mut values: Vec<String> = Vec::new();
+        for p in &spec.parameters {
+            if p.ty != ParamType::Password || p.value.is_empty() {
+                continue;
+            }
+            values.push(p.value.clone());
+            // As a script puts it in a URL (`broker.url_encode`, cURL's escape).
+            let encoded = lua::sdk::url_encode(p.value.as_bytes());
+            if encoded != p.value {
+                values.push(encoded);
+            }
+        }
         // The longest first, so that a password containing another is
         // replaced whole.
         values.sort_by_key(|v| std::cmp::Reverse(v.len()));
@@ -395,7 +401,7 @@ mod tests {
         let spec = with_password("hunter2-debug");
         let shown = format!("{spec:?} {:#?}", spec.parameters);
         assert!(!shown.contains("hunter2-debug"), "{shown}");
-        assert!(shown.contains("<redacted>"), "{shown}");
+        assert!(shown.contains("[redacted]"), "{shown}");
         // Other values are still shown: they are what a log needs.
         assert!(shown.contains("http://127.0.0.1:1/"), "{shown}");
         let connection = http::Connection {
@@ -427,7 +433,7 @@ mod tests {
         let secrets = Secrets::of(&output);
         assert_eq!(
             secrets.redact("GET /?p=password-long&q=pass failed"),
-            "GET /?p=<redacted>&q=<redacted> failed",
+            "GET /?p=[redacted]&q=[redacted] failed",
             "the longer value first, whole"
         );
         assert!(matches!(
@@ -435,6 +441,17 @@ mod tests {
             std::borrow::Cow::Borrowed(_)
         ));
         assert!(!format!("{secrets:?}").contains("pass"));
+        // Also as a URL carries it.
+        let mut encoded = spec("http", &[]);
+        encoded.parameters.push(Parameter {
+            name: "p".into(),
+            ty: ParamType::Password,
+            value: "a b&c".into(),
+        });
+        assert_eq!(
+            Secrets::of(&encoded).redact("?p=a%20b%26c or a b&c"),
+            "?p=[redacted] or [redacted]"
+        );
         let mut status = OutputStatus::new("o", OutputState::Retrying);
         status.last_error = Some("cannot connect to u:pass@host".into());
         status.last_response_body = Some("echo pass".into());
@@ -451,7 +468,7 @@ mod tests {
         secrets.redact_status(&mut status);
         let text = serde_json::to_string(&status).unwrap();
         assert!(!text.contains("pass"), "{text}");
-        assert_eq!(text.matches("<redacted>").count(), 5, "{text}");
+        assert_eq!(text.matches("[redacted]").count(), 5, "{text}");
         assert!(Secrets::of(&spec("file", &[("path", "/x")])).is_empty());
     }
 

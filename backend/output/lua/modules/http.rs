@@ -272,7 +272,9 @@ pub(crate) fn send(
     }
     builder
         .send()
-        .map_err(|e| classify(&e, settings.proxy.is_some()))
+        // Without the URL: libcurl's messages have none, and a script's URL
+        // may carry credentials in its query.
+        .map_err(|e| classify(&e.without_url(), settings.proxy.is_some()))
 }
 
 /// Turns a reqwest error into libcurl's classification, with the causes
