@@ -13,6 +13,7 @@ mod lua_destinations;
 mod lua_modules;
 mod native;
 mod observe;
+mod scripts;
 mod secrets;
 mod serve;
 mod web;

@@ -11,6 +11,7 @@ mod metrics;
 mod outputs;
 mod pages;
 mod rates;
+mod scripts;
 mod tail;
 
 use std::sync::Arc;
@@ -110,6 +111,12 @@ pub fn router(ctx: Context) -> Router {
         .route("/outputs/{name}/restart", post(outputs::restart))
         .route("/outputs/{name}/tail", get(tail::stream))
         .route("/journal", get(journal_info))
+        // viewer: the list; admin: a script's text, PUT, DELETE.
+        .route("/scripts", get(scripts::list))
+        .route(
+            "/scripts/{name}",
+            get(scripts::get).put(scripts::put).delete(scripts::delete),
+        )
         .fallback(|| async { ApiError::NotFound("no such API route".into()) });
     Router::new()
         .nest("/api/v1", api)
