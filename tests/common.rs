@@ -227,15 +227,34 @@ impl Drop for Process {
 
 impl Process {
     pub fn spawn(args: &[&str], env: &[(&str, &str)], port: u16) -> Process {
+        Process::spawn_to(args, env, port, Stdio::null(), Stdio::inherit())
+    }
+
+    /// [`Process::spawn`] with everything the service prints (its log goes
+    /// to standard output) written to `log`, for a test that reads it.
+    pub fn spawn_logging(
+        args: &[&str],
+        env: &[(&str, &str)],
+        port: u16,
+        log: std::fs::File,
+    ) -> Process {
+        let stderr = log.try_clone().expect("log file");
+        Process::spawn_to(args, env, port, log.into(), stderr.into())
+    }
+
+    fn spawn_to(
+        args: &[&str],
+        env: &[(&str, &str)],
+        port: u16,
+        stdout: Stdio,
+        stderr: Stdio,
+    ) -> Process {
         let mut command = Command::new(env!("CARGO_BIN_EXE_brokerstream"));
         // Tests run in parallel: no one may take the default BBDO port. A
         // test that wants a listener says so with --bbdo-addr.
         command.env("BROKERSTREAM_BBDO_ADDR", "none");
         command.env("BROKERSTREAM_ADMIN_PASSWORD", ADMIN_PASSWORD);
-        command
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+        command.args(args).stdout(stdout).stderr(stderr);
         for (k, v) in env {
             command.env(k, v);
         }

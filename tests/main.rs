@@ -14,6 +14,8 @@ mod lua_destinations;
 mod lua_modules;
 mod native;
 mod observe;
+mod scripts;
+mod secrets;
 mod security;
 mod serve;
 mod tls;

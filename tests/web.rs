@@ -13,20 +13,20 @@ use serde_json::{json, Value};
 use crate::common::*;
 
 /// A `multipart/form-data` body, built by hand as a browser would send it.
-struct Multipart {
+pub(crate) struct Multipart {
     boundary: String,
     body: Vec<u8>,
 }
 
 impl Multipart {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Multipart {
             boundary: "----brokerstream-test-boundary-7d93".into(),
             body: Vec::new(),
         }
     }
 
-    fn text(mut self, name: &str, value: &str) -> Self {
+    pub(crate) fn text(mut self, name: &str, value: &str) -> Self {
         let part = format!(
             "--{}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n",
             self.boundary
@@ -35,7 +35,7 @@ impl Multipart {
         self
     }
 
-    fn file(mut self, name: &str, file_name: &str, content: &[u8]) -> Self {
+    pub(crate) fn file(mut self, name: &str, file_name: &str, content: &[u8]) -> Self {
         let head = format!(
             "--{}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{file_name}\"\r\nContent-Type: application/octet-stream\r\n\r\n",
             self.boundary
@@ -46,7 +46,7 @@ impl Multipart {
         self
     }
 
-    async fn post(mut self, server: &Server, path: &str) -> (u16, String, String) {
+    pub(crate) async fn post(mut self, server: &Server, path: &str) -> (u16, String, String) {
         self.body
             .extend_from_slice(format!("--{}--\r\n", self.boundary).as_bytes());
         let client = admin_client_builder()

@@ -63,11 +63,25 @@ impl fmt::Display for ParamType {
 }
 
 /// One parameter, its value kept as text as Centreon keeps it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Parameter {
     pub name: String,
     pub ty: ParamType,
     pub value: String,
+}
+
+/// A password's value is left out, so that a `{:?}` of a parameter, an
+/// output or anything holding one (a log line, a panic) cannot show it.
+impl fmt::Debug for Parameter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = f.debug_struct("Parameter");
+        out.field("name", &self.name).field("ty", &self.ty);
+        match self.ty {
+            ParamType::Password => out.field("value", &format_args!("[redacted]")),
+            _ => out.field("value", &self.value),
+        };
+        out.finish()
+    }
 }
 
 /// An output as stored and as the supervisor runs it.
@@ -108,6 +122,88 @@ impl OutputSpec {
                 .and_then(|kind| kind.schema(name))
                 .and_then(|schema| schema.default)
         })
+    }
+}
+
+/// The password values of an output, to take out of any text that could
+/// carry one into a log, a status or a page: what a script logs or raises,
+/// what a destination answers.
+#[derive(Clone, Debug, Default)]
+pub struct Secrets(Vec<RedactedValue>);
+
+/// A value kept for redaction; its `Debug` does not show it.
+#[derive(Clone)]
+struct RedactedValue(String);
+
+impl fmt::Debug for RedactedValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// What stands for a password value in a text.
+pub const REDACTED: &str = "[redacted]";
+
+impl Secrets {
+    pub fn of(spec: &OutputSpec) -> Secrets {
+        let mut values: Vec<String> = Vec::new();
+        for p in &spec.parameters {
+            if p.ty != ParamType::Password || p.value.is_empty() {
+                continue;
+            }
+            values.push(p.value.clone());
+            // As a script puts it in a URL (`broker.url_encode`, cURL's escape).
+            let encoded = lua::sdk::url_encode(p.value.as_bytes());
+            if encoded != p.value {
+                values.push(encoded);
+            }
+        }
+        // The longest first, so that a password containing another is
+        // replaced whole.
+        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        values.dedup();
+        Secrets(values.into_iter().map(RedactedValue).collect())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `text` with every password value replaced by [`REDACTED`].
+    pub fn redact<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        let mut out = std::borrow::Cow::Borrowed(text);
+        for RedactedValue(value) in &self.0 {
+            if out.contains(value.as_str()) {
+                out = std::borrow::Cow::Owned(out.replace(value.as_str(), REDACTED));
+            }
+        }
+        out
+    }
+
+    pub fn redact_owned(&self, text: String) -> String {
+        match self.redact(&text) {
+            std::borrow::Cow::Borrowed(_) => text,
+            std::borrow::Cow::Owned(redacted) => redacted,
+        }
+    }
+
+    /// Redacts every text of a status: errors, answers, flush results.
+    pub fn redact_status(&self, status: &mut OutputStatus) {
+        if self.is_empty() {
+            return;
+        }
+        let texts = [
+            status.last_error.as_mut(),
+            status.last_response_body.as_mut(),
+            status.last_dead_letter_reason.as_mut(),
+            status.last_flush.as_mut().map(|f| &mut f.result),
+        ];
+        for text in texts.into_iter().flatten() {
+            *text = self.redact_owned(std::mem::take(text));
+        }
+        for flush in &mut status.flushes {
+            flush.result = self.redact_owned(std::mem::take(&mut flush.result));
+        }
     }
 }
 
@@ -325,6 +421,92 @@ mod tests {
             kind: kind.to_owned(),
             ..OutputSpec::blank("preview")
         }
+    }
+
+    fn with_password(value: &str) -> OutputSpec {
+        let mut spec = spec("http", &[("http_url", "http://127.0.0.1:1/")]);
+        spec.parameters.push(Parameter {
+            name: "http_password".into(),
+            ty: ParamType::Password,
+            value: value.into(),
+        });
+        spec
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_password() {
+        let spec = with_password("hunter2-debug");
+        let shown = format!("{spec:?} {:#?}", spec.parameters);
+        assert!(!shown.contains("hunter2-debug"), "{shown}");
+        assert!(shown.contains("[redacted]"), "{shown}");
+        // Other values are still shown: they are what a log needs.
+        assert!(shown.contains("http://127.0.0.1:1/"), "{shown}");
+        let connection = http::Connection {
+            proxy: Some((
+                "http://127.0.0.1:3128".into(),
+                Some(("me".into(), "hunter2-proxy".into())),
+            )),
+            ..http::Connection::from_spec(&spec).unwrap()
+        };
+        let shown = format!("{connection:?}");
+        assert!(!shown.contains("hunter2-proxy"), "{shown}");
+        assert!(shown.contains("\"me\""), "{shown}");
+    }
+
+    #[test]
+    fn secrets_are_taken_out_of_texts_and_statuses() {
+        let mut output = with_password("pass");
+        output.parameters.push(Parameter {
+            name: "token".into(),
+            ty: ParamType::Password,
+            value: "password-long".into(),
+        });
+        // An empty password is nothing to hide (and would match everywhere).
+        output.parameters.push(Parameter {
+            name: "empty".into(),
+            ty: ParamType::Password,
+            value: String::new(),
+        });
+        let secrets = Secrets::of(&output);
+        assert_eq!(
+            secrets.redact("GET /?p=password-long&q=pass failed"),
+            "GET /?p=[redacted]&q=[redacted] failed",
+            "the longer value first, whole"
+        );
+        assert!(matches!(
+            secrets.redact("nothing here"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert!(!format!("{secrets:?}").contains("pass"));
+        // Also as a URL carries it.
+        let mut encoded = spec("http", &[]);
+        encoded.parameters.push(Parameter {
+            name: "p".into(),
+            ty: ParamType::Password,
+            value: "a b&c".into(),
+        });
+        assert_eq!(
+            Secrets::of(&encoded).redact("?p=a%20b%26c or a b&c"),
+            "?p=[redacted] or [redacted]"
+        );
+        let mut status = OutputStatus::new("o", OutputState::Retrying);
+        status.last_error = Some("cannot connect to u:pass@host".into());
+        status.last_response_body = Some("echo pass".into());
+        status.last_dead_letter_reason = Some("HTTP 401: pass".into());
+        let record = FlushRecord {
+            at: time::OffsetDateTime::UNIX_EPOCH,
+            reason: FlushReason::Manual,
+            events: 0,
+            bytes: 0,
+            duration_ms: 0.0,
+            result: "refused pass".into(),
+        };
+        status.record_flush(record);
+        secrets.redact_status(&mut status);
+        let text = serde_json::to_string(&status).unwrap();
+        assert!(!text.contains("pass"), "{text}");
+        assert_eq!(text.matches("[redacted]").count(), 5, "{text}");
+        assert!(Secrets::of(&spec("file", &[("path", "/x")])).is_empty());
     }
 
     #[test]

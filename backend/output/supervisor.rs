@@ -15,7 +15,7 @@ use super::lua::LuaSettings;
 use super::status::{age_secs, backoff, FlushRecord, OutputState, OutputStatus};
 use super::tail::Tail;
 use super::worker::{Command, Worker, RETRY_BASE, RETRY_MAX};
-use super::{FieldErrors, OutputSpec};
+use super::{FieldErrors, OutputSpec, Secrets};
 use crate::cache::Cache;
 use crate::journal::{Journal, Reposition, Seq, StartAt};
 
@@ -251,7 +251,7 @@ impl Supervisor {
     }
 
     pub async fn flush(&self, name: &str) -> Result<FlushRecord, FlushError> {
-        let commands = {
+        let (commands, secrets) = {
             let outputs = self.outputs.lock().await;
             let output = outputs
                 .get(name)
@@ -260,16 +260,18 @@ impl Supervisor {
                 .running
                 .as_ref()
                 .ok_or_else(|| FlushError::NotRunning(name.to_owned()))?;
-            running.commands.clone()
+            (running.commands.clone(), Secrets::of(&output.spec))
         };
         let (reply, answer) = oneshot::channel();
         commands
             .send(Command::Flush(reply))
             .await
             .map_err(|_| FlushError::NotRunning(name.to_owned()))?;
-        answer
+        let mut record = answer
             .await
-            .map_err(|_| FlushError::NotRunning(name.to_owned()))
+            .map_err(|_| FlushError::NotRunning(name.to_owned()))?;
+        record.result = secrets.redact_owned(record.result);
+        Ok(record)
     }
 
     pub fn cache(&self) -> &Arc<Cache> {
@@ -290,11 +292,15 @@ impl Supervisor {
     }
 
     pub async fn status(&self, name: &str) -> Option<OutputStatus> {
-        let status = {
+        let (status, secrets) = {
             let outputs = self.outputs.lock().await;
-            Arc::clone(&outputs.get(name)?.status)
+            let output = outputs.get(name)?;
+            (Arc::clone(&output.status), Secrets::of(&output.spec))
         };
         let mut status = lock(&status).clone();
+        // Whatever a script raised or a destination answered may hold a
+        // password; what leaves the supervisor never does.
+        secrets.redact_status(&mut status);
         let backlog = self.journal.backlog(name);
         status.position = backlog.position;
         status.queue_depth = backlog.unacked;
@@ -383,6 +389,7 @@ impl Supervisor {
                 ) {
                     Ok(worker) => worker,
                     Err(error) => {
+                        let error = Secrets::of(&spec).redact_owned(error);
                         tracing::error!(output = %spec.name, "cannot start: {error}");
                         {
                             let mut status = lock(&status);

@@ -15,7 +15,7 @@ use super::file::{FileSink, LineFormat};
 use super::http::{HttpSink, Service};
 use super::status::{backoff, FlushReason, FlushRecord, OutputState, OutputStatus};
 use super::tail::{Stage, Tail};
-use super::{BatchSettings, OutputSpec};
+use super::{BatchSettings, OutputSpec, Secrets};
 use crate::cache::Cache;
 use crate::event::{Event, Filter};
 use crate::journal::{Cursor, Entry, Seq};
@@ -109,6 +109,8 @@ pub struct Worker {
     batch: Batch,
     /// When the failed batch is tried again; nothing new is read until then.
     retry_at: Option<Instant>,
+    /// Taken out of every error before it is logged or shown.
+    secrets: Secrets,
 }
 
 #[derive(Default)]
@@ -156,6 +158,7 @@ impl Worker {
             tail,
             batch: Batch::default(),
             retry_at: None,
+            secrets: Secrets::of(spec),
         })
     }
 
@@ -269,6 +272,7 @@ impl Worker {
     }
 
     fn fail(&mut self, error: String) {
+        let error = self.secrets.redact_owned(error);
         let attempt = self.status().attempts + 1;
         let delay = backoff(attempt, RETRY_BASE, RETRY_MAX);
         tracing::warn!(output = %self.name, attempt, retry_in_ms = delay.as_millis() as u64, "{error}");
@@ -288,6 +292,7 @@ impl Worker {
         } else {
             self.sink.send(&self.batch.bytes).await
         };
+        let result = result.map_err(|e| self.secrets.redact_owned(e));
         let record = FlushRecord {
             at,
             reason,

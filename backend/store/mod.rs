@@ -1,8 +1,15 @@
 //! SQLite persistence of what administrators define. SQL lives in
 //! `migrations/` and in the queries below; nothing else touches the database.
+//!
+//! `password` parameters are sealed here on the way in and opened on the
+//! way out ([`secrets`]): the rest of the service sees clear values, the
+//! database file never holds one.
+
+pub mod secrets;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{Row, SqlitePool};
@@ -10,6 +17,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::output::{OutputSpec, ParamType, Parameter};
+use secrets::SecretKey;
 
 mod auth;
 pub use auth::{AuditEntry, Principal, SessionRow, TokenInfo, User};
@@ -19,6 +27,7 @@ pub const DATABASE_FILE: &str = "brokerstream.db";
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
+    key: Arc<SecretKey>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,14 +65,22 @@ impl Store {
             .filename(&path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // What a row held before an update or a delete is zeroed, not
+            // left in free space: a password sealed from clear text (or a
+            // deleted one) leaves no trace in the file.
+            .pragma("secure_delete", "ON");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
             .await
             .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", path.display()))?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Store { pool })
+        let key = unlock_secrets(&pool, data_dir).await?;
+        Ok(Store {
+            pool,
+            key: Arc::new(key),
+        })
     }
 
     /// Checks that the database answers.
@@ -138,11 +155,21 @@ impl Store {
         let mut parameters = Vec::with_capacity(params.len());
         for p in params {
             let ty: String = p.try_get("type")?;
+            let ty =
+                ParamType::parse(&ty).ok_or_else(|| corrupt(format!("parameter type `{ty}`")))?;
+            let param_name: String = p.try_get("name")?;
+            let mut value: String = p.try_get("value")?;
+            if ty == ParamType::Password {
+                value = self.key.open(&name, &param_name, &value).map_err(|e| {
+                    corrupt(format!(
+                        "password parameter `{param_name}` cannot be decrypted: {e}"
+                    ))
+                })?;
+            }
             parameters.push(Parameter {
-                name: p.try_get("name")?,
-                ty: ParamType::parse(&ty)
-                    .ok_or_else(|| corrupt(format!("parameter type `{ty}`")))?,
-                value: p.try_get("value")?,
+                name: param_name,
+                ty,
+                value,
             });
         }
         Ok(StoredOutput {
@@ -179,7 +206,7 @@ impl Store {
             return Err(StoreError::Duplicate(spec.name.clone()));
         }
         let id = inserted.last_insert_rowid();
-        insert_parameters(&mut tx, id, &spec.parameters).await?;
+        insert_parameters(&mut tx, &self.key, id, spec).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -208,7 +235,7 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        insert_parameters(&mut tx, id, &spec.parameters).await?;
+        insert_parameters(&mut tx, &self.key, id, spec).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -225,12 +252,19 @@ impl Store {
     }
 }
 
+/// Writes the parameters of `spec`, each password sealed under the names
+/// it is written with.
 async fn insert_parameters(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    key: &SecretKey,
     output_id: i64,
-    parameters: &[Parameter],
+    spec: &OutputSpec,
 ) -> Result<(), StoreError> {
-    for (position, p) in parameters.iter().enumerate() {
+    for (position, p) in spec.parameters.iter().enumerate() {
+        let value = match p.ty {
+            ParamType::Password => key.seal(&spec.name, &p.name, &p.value),
+            _ => p.value.clone(),
+        };
         sqlx::query(
             "INSERT INTO output_parameters (output_id, position, name, type, value)
              VALUES (?, ?, ?, ?, ?)",
@@ -239,11 +273,75 @@ async fn insert_parameters(
         .bind(position as i64)
         .bind(&p.name)
         .bind(p.ty.as_str())
-        .bind(&p.value)
+        .bind(value)
         .execute(&mut **tx)
         .await?;
     }
     Ok(())
+}
+
+/// Loads the secret key (creating it for a database that has no sealed
+/// value yet), checks that it opens every sealed value, and seals the
+/// values an earlier version stored in clear, all of them in one
+/// transaction. Any failure stops the start: a password is never dropped
+/// nor left unreadable without saying so.
+async fn unlock_secrets(pool: &SqlitePool, data_dir: &Path) -> anyhow::Result<SecretKey> {
+    let rows = sqlx::query(
+        "SELECT p.output_id, o.name AS output, p.name, p.value
+         FROM output_parameters p JOIN outputs o ON o.id = p.output_id
+         WHERE p.type = 'password'",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut passwords = Vec::with_capacity(rows.len());
+    for row in rows {
+        let output_id: i64 = row.try_get("output_id")?;
+        let output: String = row.try_get("output")?;
+        let name: String = row.try_get("name")?;
+        let value: String = row.try_get("value")?;
+        passwords.push((output_id, output, name, value));
+    }
+    let any_sealed = passwords.iter().any(|(.., v)| secrets::is_sealed(v));
+    let key = SecretKey::load(data_dir, !any_sealed)?;
+    for (_, output, name, value) in passwords.iter().filter(|(.., v)| secrets::is_sealed(v)) {
+        if let Err(e) = key.open(output, name, value) {
+            anyhow::bail!(
+                "cannot decrypt password parameter `{name}` of output `{output}` with the key in \
+                 {}: {e}. Put back the key file this database was encrypted with (from the \
+                 backup of the data directory); brokerstream will not start without it",
+                key.path().display()
+            );
+        }
+    }
+    let clear: Vec<_> = passwords
+        .iter()
+        .filter(|(.., v)| !secrets::is_sealed(v))
+        .collect();
+    if !clear.is_empty() {
+        let mut tx = pool.begin().await?;
+        for (output_id, output, name, value) in &clear {
+            sqlx::query(
+                "UPDATE output_parameters SET value = ?
+                 WHERE output_id = ? AND name = ? AND type = 'password'",
+            )
+            .bind(key.seal(output, name, value))
+            .bind(output_id)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        // The old pages may still sit in the write-ahead log: fold it into
+        // the database (where secure_delete zeroed them) and empty it.
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(pool)
+            .await?;
+        tracing::info!(
+            "encrypted {} password parameter(s) that an earlier version stored in clear",
+            clear.len()
+        );
+    }
+    Ok(key)
 }
 
 fn filters_text(spec: &OutputSpec) -> String {

@@ -26,8 +26,7 @@ use crate::journal::StartAt;
 use crate::output::kinds::{self, ParamSchema, BUFFER_AGE, BUFFER_SIZE, KINDS};
 use crate::output::{FieldErrors, OutputSpec, ParamType, Parameter};
 
-/// Largest script accepted by upload.
-pub const MAX_SCRIPT_BYTES: usize = 1024 * 1024;
+use crate::output::lua::scripts::{self, MAX_SCRIPT_BYTES};
 /// Largest text field: far above any sane parameter, far below memory
 /// trouble; more if `limits.max_parameter_value_bytes` allows more.
 const MAX_FIELD_BYTES: usize = 64 * 1024;
@@ -242,7 +241,11 @@ async fn submit(
     if posted.action == "test" {
         ctx.supervisor.validate(&spec, &mut errors);
         let output = if errors.is_empty() {
-            Some(run_test(&ctx, &spec).await)
+            // The script's log, its errors and what it returned are shown
+            // to whoever opened the form: a stored password it prints must
+            // not come out this way.
+            let text = run_test(&ctx, &spec).await;
+            Some(crate::output::Secrets::of(&spec).redact_owned(text))
         } else {
             None
         };
@@ -502,48 +505,25 @@ fn to_spec(posted: &Posted, previous: Option<&OutputSpec>, errors: &mut FieldErr
 /// own name made safe. Never overwrites: a running output may use it.
 fn save_script(ctx: &Context, file_name: &str, bytes: &[u8]) -> Result<String, String> {
     let name = safe_script_name(file_name)?;
-    let dir = ctx
-        .supervisor
-        .lua_settings()
-        .script_dirs
-        .first()
-        .ok_or("no script directory is configured")?;
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let path = dir.join(&name);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => format!(
-                "a script named `{name}` exists already; choose it in the list, or rename the file"
-            ),
-            _ => format!("cannot save {}: {e}", path.display()),
-        })?;
-    std::io::Write::write_all(&mut file, bytes)
-        .map_err(|e| format!("cannot save {}: {e}", path.display()))?;
-    Ok(name)
+    match scripts::write(
+        ctx.supervisor.lua_settings(),
+        &name,
+        bytes,
+        scripts::Existing::Keep,
+    ) {
+        Ok(_) => Ok(name),
+        Err(scripts::ScriptError::Exists(_)) => Err(format!(
+            "a script named `{name}` exists already; choose it in the list, or rename the file"
+        )),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
-/// The last component of what the browser sent, if it is a plain
-/// `something.lua` name: no directories, no leading dot, no odd characters.
+/// The last component of what the browser sent (some send a whole path,
+/// `C:\Users\me\x.lua`), if it is a plain `something.lua` name.
 pub fn safe_script_name(file_name: &str) -> Result<String, String> {
     let base = file_name.rsplit(['/', '\\']).next().unwrap_or_default();
-    if base.is_empty() {
-        return Err("the uploaded file has no name".into());
-    }
-    if !base.ends_with(".lua") || base.len() <= 4 {
-        return Err("the script's file name must end in .lua".into());
-    }
-    if base.starts_with('.') || base.len() > 100 {
-        return Err("the file name must not start with a dot nor exceed 100 characters".into());
-    }
-    if !base
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
-        return Err("the file name may hold only letters, digits, '-', '_' and '.'".into());
-    }
+    scripts::check_name(base)?;
     Ok(base.to_owned())
 }
 
@@ -617,27 +597,13 @@ async fn run_test(ctx: &Context, spec: &OutputSpec) -> String {
     }
 }
 
-/// Script files offered in the list: `.lua` files of every script
-/// directory, relative to the first one (as `path` is read) or absolute.
-fn scripts(ctx: &Context, current: &str) -> Vec<ScriptChoice> {
-    let dirs = &ctx.supervisor.lua_settings().script_dirs;
-    let mut found = Vec::new();
-    for (i, dir) in dirs.iter().enumerate() {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.extension().is_some_and(|e| e == "lua") && path.is_file() {
-                let shown = if i == 0 {
-                    entry.file_name().to_string_lossy().into_owned()
-                } else {
-                    path.display().to_string()
-                };
-                found.push(shown);
-            }
-        }
-    }
+/// Script files offered in the list: those of every script directory that
+/// an output can run, named as `path` takes them.
+fn script_choices(ctx: &Context, current: &str) -> Vec<ScriptChoice> {
+    let mut found: Vec<String> = scripts::list(ctx.supervisor.lua_settings())
+        .into_iter()
+        .map(|s| s.path)
+        .collect();
     found.sort();
     if !current.is_empty() && !found.iter().any(|p| p == current) {
         found.insert(0, current.to_owned());
@@ -768,7 +734,7 @@ fn page(
         kinds: KINDS.iter().map(|k| (k.name, k.description)).collect(),
         enabled: spec.enabled,
         is_script,
-        scripts: scripts(ctx, spec.path.as_deref().unwrap_or("")),
+        scripts: script_choices(ctx, spec.path.as_deref().unwrap_or("")),
         script_dir: ctx
             .supervisor
             .lua_settings()

@@ -12,6 +12,7 @@ mod metrics;
 mod outputs;
 mod pages;
 mod rates;
+mod scripts;
 pub mod server;
 mod tail;
 mod users;
@@ -228,6 +229,11 @@ fn routes() -> Routes {
         OPERATOR,
         outputs::restart,
     )
+    .add(M::GET, "/api/v1/scripts", VIEWER, scripts::list)
+    // A script's text may hold credentials: admins only.
+    .add(M::GET, "/api/v1/scripts/{name}", ADMIN, scripts::get)
+    .add(M::PUT, "/api/v1/scripts/{name}", ADMIN, scripts::put)
+    .add(M::DELETE, "/api/v1/scripts/{name}", ADMIN, scripts::delete)
     .add(M::GET, "/api/v1/me", VIEWER, users::me)
     .add(
         M::PUT,

@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 
 use super::kinds::ParamSchema;
 use super::status::OutputStatus;
-use super::{OutputSpec, ParamType};
+use super::{OutputSpec, ParamType, Secrets};
 use crate::cache::Cache;
 use crate::event::Event;
 use tls::TlsSettings;
@@ -129,12 +129,33 @@ pub fn flag(spec: &OutputSpec, name: &str) -> bool {
 }
 
 /// The connection settings of an output.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Connection {
     pub tls: TlsSettings,
+    /// The proxy's address, and its user and password.
     pub proxy: Option<(String, Option<(String, String)>)>,
     pub timeout: Duration,
     pub gzip: bool,
+}
+
+/// Without the proxy password.
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let proxy = self.proxy.as_ref().map(|(address, credentials)| {
+            (
+                address,
+                credentials
+                    .as_ref()
+                    .map(|(user, _)| (user, super::REDACTED)),
+            )
+        });
+        f.debug_struct("Connection")
+            .field("tls", &self.tls)
+            .field("proxy", &proxy)
+            .field("timeout", &self.timeout)
+            .field("gzip", &self.gzip)
+            .finish()
+    }
 }
 
 impl Connection {
@@ -334,6 +355,9 @@ pub struct HttpSink {
     /// Records still owed, by index: all of them until a partial answer
     /// settles some.
     owed: Option<Vec<usize>>,
+    /// A destination may echo a credential in its answer (a URL, a header):
+    /// taken out of what is kept, logged and dead-lettered.
+    secrets: Secrets,
 }
 
 impl HttpSink {
@@ -352,6 +376,7 @@ impl HttpSink {
             status,
             ends: Vec::new(),
             owed: None,
+            secrets: Secrets::of(spec),
         })
     }
 
@@ -379,6 +404,8 @@ impl HttpSink {
     }
 
     fn dead_letter(&self, records: &[&[u8]], reason: &str) -> Result<(), String> {
+        let reason = self.secrets.redact(reason);
+        let reason = reason.as_ref();
         self.deadletter.write(records, reason)?;
         tracing::warn!(
             records = records.len(),
@@ -408,7 +435,7 @@ impl HttpSink {
             Ok(reply) => reply,
             Err(error) => return Err(error),
         };
-        let excerpt = excerpt(&reply.body);
+        let excerpt = self.secrets.redact_owned(excerpt(&reply.body));
         {
             let mut status = self.status();
             status.last_response_code = Some(reply.status);

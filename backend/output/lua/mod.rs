@@ -16,6 +16,7 @@ pub mod modules;
 pub mod perfdata;
 pub mod run_script;
 pub mod runtime;
+pub mod scripts;
 pub mod sdk;
 pub mod worker;
 

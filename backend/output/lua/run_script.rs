@@ -147,6 +147,7 @@ pub fn run_with(
         filters: Vec::new(),
         parameters,
     };
+    let secrets = crate::output::Secrets::of(&spec);
     let log_print = Arc::clone(&print);
     let log: LogSink = Arc::new(move |severity: Severity, text: &str| {
         log_print(&format!("log {}{text}", severity.header()))
@@ -191,7 +192,7 @@ pub fn run_with(
     });
     let s = lock(&status);
     if let (Some(error), 0) = (&s.last_error, s.counters.received) {
-        bail!("{error}");
+        bail!("{}", secrets.redact(error));
     }
     print(&format!(
         "summary: {} events, {} handed to write(), {} filtered out, {} acknowledged, {} not acknowledged",

@@ -116,12 +116,10 @@ pub fn conf_value(p: &Parameter) -> Result<ConfValue, String> {
                 Ok(ConfValue::Str(p.value.clone()))
             }
         }
-        ParamType::Number => parse_number(&p.value).ok_or_else(|| {
-            format!(
-                "lua: unable to read '{}' content ({}) as a number",
-                p.name, p.value
-            )
-        }),
+        // Centreon's message also quotes the content; not here, since a
+        // password typed into a row of the wrong type would be shown.
+        ParamType::Number => parse_number(&p.value)
+            .ok_or_else(|| format!("lua: unable to read '{}' content as a number", p.name)),
     }
 }
 

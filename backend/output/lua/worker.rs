@@ -26,7 +26,7 @@ use crate::journal::{Cursor, Seq};
 use crate::output::status::{backoff, FlushReason, FlushRecord, OutputState, OutputStatus};
 use crate::output::tail::{Stage, Tail};
 use crate::output::worker::Command;
-use crate::output::OutputSpec;
+use crate::output::{OutputSpec, Secrets};
 
 /// Events read from the journal at a time.
 const READ_BATCH: usize = 1000;
@@ -45,6 +45,26 @@ pub fn tracing_sink(output: &str) -> LogSink {
         Severity::Warning => tracing::warn!(output = %output, "{text}"),
         Severity::Error => tracing::error!(output = %output, "{text}"),
     })
+}
+
+/// A sink that takes the output's passwords out of every line first: a
+/// script may log its `conf`, or raise an error holding a URL with its
+/// credentials, and neither the service log nor the page may show them.
+pub fn redacting(log: LogSink, secrets: Secrets) -> LogSink {
+    if secrets.is_empty() {
+        return log;
+    }
+    Arc::new(move |severity, text| log(severity, &secrets.redact(text)))
+}
+
+fn redacting_trace(
+    trace: super::runtime::TraceSink,
+    secrets: Secrets,
+) -> super::runtime::TraceSink {
+    if secrets.is_empty() {
+        return trace;
+    }
+    Arc::new(move |text| trace(&secrets.redact(text)))
 }
 
 /// Runs the output until it is told to stop; resolves once its thread has
@@ -89,11 +109,12 @@ pub async fn run_traced(
                 .build();
             match runtime {
                 Ok(runtime) => {
+                    let log = log.unwrap_or_else(|| tracing_sink(&spec.name));
                     let env = ScriptEnv {
                         cache,
                         settings,
-                        log: log.unwrap_or_else(|| tracing_sink(&spec.name)),
-                        trace: trace.clone(),
+                        log: redacting(log, Secrets::of(&spec)),
+                        trace: trace.map(|trace| redacting_trace(trace, Secrets::of(&spec))),
                     };
                     let mut thread = Thread {
                         spec,

@@ -588,7 +588,8 @@ fn transfer(lua: &Lua, easy: &Easy, info: &mut Info) -> mlua::Result<Outcome> {
         Err(e) => return Ok(failure_outcome(&e)),
     };
     if easy.verbose {
-        tracing::debug!(method = %request.method, url = %request.url, "cURL perform");
+        let url = http::url_for_log(&request.url);
+        tracing::debug!(method = %request.method, url = %url, "cURL perform");
     }
     let mut response = match http::send(lua, &settings, request) {
         Ok(r) => r,

@@ -272,7 +272,9 @@ pub(crate) fn send(
     }
     builder
         .send()
-        .map_err(|e| classify(&e, settings.proxy.is_some()))
+        // Without the URL: libcurl's messages have none, and a script's URL
+        // may carry credentials in its query.
+        .map_err(|e| classify(&e.without_url(), settings.proxy.is_some()))
 }
 
 /// Turns a reqwest error into libcurl's classification, with the causes
@@ -361,9 +363,41 @@ fn tls_failure(error: &(dyn std::error::Error + 'static)) -> Option<Failure> {
     None
 }
 
+/// A URL as a log may show it: without user information and query, where
+/// scripts put credentials (InfluxDB 1.x's `?u=…&p=…`, tokens).
+pub fn url_for_log(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut parsed) => {
+            let hidden = parsed.query().is_some();
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.set_query(None);
+            let mut shown = parsed.to_string();
+            if hidden {
+                shown.push_str("?…");
+            }
+            shown
+        }
+        Err(_) => "(not a URL)".to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::ProxySettings;
+
+    #[test]
+    fn logged_urls_carry_no_credentials() {
+        assert_eq!(
+            super::url_for_log("http://u:pw@127.0.0.1:8086/write?db=x&u=me&p=hunter2"),
+            "http://127.0.0.1:8086/write?…"
+        );
+        assert_eq!(
+            super::url_for_log("https://127.0.0.1/a"),
+            "https://127.0.0.1/a"
+        );
+        assert_eq!(super::url_for_log("::not a url"), "(not a URL)");
+    }
 
     #[test]
     fn proxy_strings_as_libcurl_reads_them() {
