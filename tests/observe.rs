@@ -174,16 +174,20 @@ async fn json_logs_are_one_object_per_line() {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = std::io::BufReader::new(stdout).lines();
-    let first = lines.next().expect("a log line").unwrap();
-    let line: Value = serde_json::from_str(&first).unwrap_or_else(|e| panic!("{e}: {first}"));
-    assert_eq!(line["level"], "INFO");
-    assert!(
-        line["fields"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("listening"),
-        "{line}"
-    );
+    // Every line up to the one saying where it listens is a JSON object
+    // (the first start also says it created the secret key).
+    for _ in 0..20 {
+        let text = lines.next().expect("a log line").unwrap();
+        let line: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        assert_eq!(line["level"], "INFO", "{line}");
+        let message = line["fields"]["message"].as_str().unwrap().to_owned();
+        if message.contains("listening") {
+            let _ = child.kill();
+            let _ = child.wait();
+            return;
+        }
+    }
     let _ = child.kill();
     let _ = child.wait();
+    panic!("no line said where the service listens");
 }
