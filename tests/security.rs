@@ -929,7 +929,7 @@ async fn a_secret_set_through_the_api_never_comes_back() {
     .unwrap();
     let closed = free_port();
     let port = free_port();
-    let log_path = dir.path().join("stderr.log");
+    let log_path = dir.path().join("service.log");
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_brokerstream"));
     command
         .args(["serve", "--http-addr", &format!("127.0.0.1:{port}")])
@@ -937,8 +937,9 @@ async fn a_secret_set_through_the_api_never_comes_back() {
         .env("BROKERSTREAM_BBDO_ADDR", "none")
         .env("BROKERSTREAM_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .env("BROKERSTREAM_LOG", "debug")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap());
+        // Logs go to stdout; the console (a generated password) to stderr.
+        .stdout(std::fs::File::create(&log_path).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("console.log")).unwrap());
     let p = Process {
         child: command.spawn().unwrap(),
         base: format!("http://127.0.0.1:{port}"),
@@ -1076,10 +1077,16 @@ async fn a_secret_set_through_the_api_never_comes_back() {
     record("audit", audit.to_string());
     let status = p.terminate().await;
     assert!(status.success());
-    record("log", std::fs::read_to_string(&log_path).unwrap());
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    // The log did see the failing output and its error.
     assert!(
-        seen.contains("influx-secret") && seen.contains("connect"),
-        "{seen}"
+        log.contains("influx-secret") && log.contains("listening"),
+        "{log}"
+    );
+    record("log", log);
+    record(
+        "console",
+        std::fs::read_to_string(dir.path().join("console.log")).unwrap(),
     );
     if let Some(at) = seen.find(&secret) {
         let from = seen[..at].rfind("\n== ").unwrap_or(0);
