@@ -176,8 +176,16 @@ async fn kill9_loop_loses_no_acknowledged_event() {
     let mut next = 1;
     // BBDO events are numbered apart from the HTTP ones.
     let mut next_bbdo = 1_000_000_000;
+    let mut starts_by_policy = [0; 3];
     for iteration in 0..iterations {
-        let p = Process::spawn(&args, &quiet_env(), port);
+        // Every fsync policy promises that an acknowledged event survives
+        // the death of the process; each start runs one of them, on the
+        // journal the previous one left.
+        let policy = rng.gen_range(0..3);
+        starts_by_policy[policy] += 1;
+        let fsync = ["always", "interval", "never"][policy];
+        let env = [("BROKERSTREAM_LOG", "error"), ("BROKERSTREAM_FSYNC", fsync)];
+        let p = Process::spawn(&args, &env, port);
         p.wait_ready().await;
         if iteration == 0 {
             let mut output = file_output("sink", &out, &[]);
@@ -226,7 +234,7 @@ async fn kill9_loop_loses_no_acknowledged_event() {
         .collect();
     let duplicates: u32 = counts.values().map(|c| c - 1).sum();
     eprintln!(
-        "kill -9 loop: {} events acknowledged, {} delivered, {} duplicates, {} missing, {} torn lines",
+        "kill -9 loop: starts under always/interval/never: {starts_by_policy:?}; {} events acknowledged, {} delivered, {} duplicates, {} missing, {} torn lines",
         acked.len(),
         counts.len(),
         duplicates,

@@ -38,18 +38,40 @@ pub enum RecordError {
 
 /// Appends the record of one event to `out`.
 pub fn encode_record(seq: u64, received_at: SystemTime, payload: &[u8], out: &mut Vec<u8>) {
-    let millis = received_at
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    let mut tail = [0u8; 16];
-    tail[..8].copy_from_slice(&seq.to_le_bytes());
-    tail[8..].copy_from_slice(&millis.to_le_bytes());
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&tail), payload);
+    let start = out.len();
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc.to_le_bytes());
-    out.extend_from_slice(&tail);
+    out.extend_from_slice(&[0; HEADER_LEN - 4]);
     out.extend_from_slice(payload);
+    seal_record(&mut out[start..], seq, unix_millis(received_at));
+}
+
+/// Appends the record of `event` to `out` with its length but without its
+/// sequence number, time and checksum, which [`seal_record`] fills in once
+/// they are known. Producers encode this way before taking the journal's
+/// lock, straight into the bytes that are written: no second copy.
+pub fn encode_unsealed(event: &Event, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; HEADER_LEN]);
+    encode_event(event, out);
+    let payload_len = (out.len() - start - HEADER_LEN) as u32;
+    out[start..start + 4].copy_from_slice(&payload_len.to_le_bytes());
+}
+
+/// Completes the header of the one record `record` holds (as
+/// [`encode_unsealed`] left it): sequence number, time, and the checksum
+/// over both and the payload, computed in one pass over contiguous bytes.
+pub fn seal_record(record: &mut [u8], seq: u64, received_millis: i64) {
+    record[8..16].copy_from_slice(&seq.to_le_bytes());
+    record[16..24].copy_from_slice(&received_millis.to_le_bytes());
+    let crc = crc32c::crc32c(&record[8..]);
+    record[4..8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// The time as a record stores it: milliseconds since the Unix epoch.
+pub fn unix_millis(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// A record read back: where it ends and what it holds.
@@ -77,7 +99,7 @@ pub fn decode_record(buf: &[u8]) -> Result<RawRecord<'_>, RecordError> {
     }
     let crc = u32::from_le_bytes(buf[4..8].try_into().map_err(|_| RecordError::Truncated)?);
     let payload = &buf[HEADER_LEN..HEADER_LEN + len];
-    if crc32c::crc32c_append(crc32c::crc32c(&buf[8..24]), payload) != crc {
+    if crc32c::crc32c(&buf[8..HEADER_LEN + len]) != crc {
         return Err(RecordError::Checksum);
     }
     let seq = u64::from_le_bytes(buf[8..16].try_into().map_err(|_| RecordError::Truncated)?);
@@ -320,6 +342,46 @@ mod tests {
             decode_record(&record[..10]).unwrap_err(),
             RecordError::Truncated
         );
+    }
+
+    #[test]
+    fn records_sealed_in_place_keep_the_format() {
+        let mut unsealed = Vec::new();
+        let events = golden_events();
+        for event in &events {
+            encode_unsealed(event, &mut unsealed);
+        }
+        let received = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        let mut offset = 0;
+        for (seq, event) in (1u64..).zip(&events) {
+            let mut payload = Vec::new();
+            encode_event(event, &mut payload);
+            let end = offset + HEADER_LEN + payload.len();
+            seal_record(&mut unsealed[offset..end], seq, unix_millis(received));
+            // The checksum as the format defines it: over seq and time, then
+            // the payload.
+            let mut tail = Vec::new();
+            tail.extend_from_slice(&seq.to_le_bytes());
+            tail.extend_from_slice(&1_700_000_000_123i64.to_le_bytes());
+            let crc = crc32c::crc32c_append(crc32c::crc32c(&tail), &payload);
+            let mut expected = Vec::new();
+            expected.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            expected.extend_from_slice(&crc.to_le_bytes());
+            expected.extend_from_slice(&tail);
+            expected.extend_from_slice(&payload);
+            assert_eq!(unsealed[offset..end], expected[..]);
+            let mut encoded = Vec::new();
+            encode_record(seq, received, &payload, &mut encoded);
+            assert_eq!(encoded, expected);
+            let raw = decode_record(&unsealed[offset..]).unwrap();
+            assert_eq!(
+                (raw.seq, raw.received_at, raw.len),
+                (seq, received, end - offset)
+            );
+            assert_eq!(&decode_event(raw.payload).unwrap(), event);
+            offset = end;
+        }
+        assert_eq!(offset, unsealed.len());
     }
 
     #[test]
