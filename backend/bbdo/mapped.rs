@@ -98,7 +98,15 @@ pub fn decode(def: &'static EventDef, payload: &[u8]) -> Result<Event, DecodeErr
             FieldType::ULong | FieldType::Time => {
                 Value::Int(i64::from_be_bytes(array(r.take(8, field)?)))
             }
-            FieldType::Str => Value::Str(String::from_utf8_lossy(r.cstr(field)?).into_owned()),
+            FieldType::Str => {
+                let bytes = r.cstr(field)?;
+                // Checking is quicker than the lossy conversion's chunking,
+                // and nearly every string is valid UTF-8.
+                Value::Str(match std::str::from_utf8(bytes) {
+                    Ok(text) => text.to_owned(),
+                    Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+                })
+            }
             FieldType::Double => {
                 let text = r.cstr(field)?;
                 Value::Float(parse_double(text).ok_or_else(|| DecodeError::Field {
