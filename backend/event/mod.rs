@@ -21,7 +21,6 @@ mod value;
 mod tests;
 
 pub use filter::{Filter, FilterError};
-pub(crate) use json::apply_nil_rule;
 pub use json::{EventJsonError, MAX_NESTING};
 pub use types::{
     category_by_name, category_name, Category, EventDef, EventType, FieldDef, FieldType, Label,
