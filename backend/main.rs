@@ -66,6 +66,19 @@ struct LoadArgs {
     /// Speak BBDO 3 (protobuf events) instead of BBDO 2.
     #[arg(long)]
     bbdo3: bool,
+    /// Send for this many seconds instead of a number of events.
+    #[arg(long, value_name = "SECONDS")]
+    seconds: Option<f64>,
+    /// Events per second (default: as fast as brokerstream reads).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Send 300 hosts and 1500 services first, so outputs know their names.
+    #[arg(long)]
+    names: bool,
+    /// The blackhole's URL (http://127.0.0.1:PORT): wait until it received
+    /// every event and report ingest-to-destination latency.
+    #[arg(long, value_name = "URL")]
+    blackhole: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -320,13 +333,20 @@ fn journal(command: JournalCommand) -> anyhow::Result<ExitCode> {
 fn load(args: LoadArgs) -> anyhow::Result<()> {
     use brokerstream::bbdo::Version;
     let version = if args.bbdo3 { Version::V3 } else { Version::V2 };
-    let runtime = tokio::runtime::Runtime::new()?;
-    let report = runtime.block_on(brokerstream::bench::load(
-        args.bbdo,
+    let options = brokerstream::bench::LoadOptions {
         version,
-        args.events,
-        args.batch,
-    ))?;
+        events: args.events,
+        duration: args
+            .seconds
+            .map(std::time::Duration::try_from_secs_f64)
+            .transpose()?,
+        batch: args.batch,
+        rate: args.rate,
+        names: args.names,
+        blackhole: args.blackhole,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let report = runtime.block_on(brokerstream::bench::load(args.bbdo, &options))?;
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }

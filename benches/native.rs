@@ -55,10 +55,7 @@ fn setup() -> (std::sync::Arc<Cache>, Vec<Event>) {
 
 fn encoder(c: &mut Criterion) {
     let (cache, events) = setup();
-    let encoder = Encoder {
-        precision: Precision::Seconds,
-        status_perfdata: false,
-    };
+    let mut encoder = Encoder::new(Precision::Seconds, false);
     let mut group = c.benchmark_group("influxdb");
     group.throughput(Throughput::Elements(events.len() as u64));
     let mut out = Vec::with_capacity(128 * 1024);

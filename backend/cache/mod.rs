@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,9 @@ pub struct Cache {
     state: RwLock<State>,
     /// Changed since the last save.
     dirty: AtomicBool,
+    /// Moves whenever something but a status changed: encoders that keep
+    /// names (the influxdb output's heads) start over when it moves.
+    names: AtomicU64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -100,6 +103,19 @@ fn id(event: &Event, key: &str) -> Option<i64> {
 }
 
 /// False only when the event says `enabled: false`.
+/// Statuses only copy state fields into the cached host or service.
+fn is_status(name: &str) -> bool {
+    matches!(
+        name,
+        "host_status"
+            | "HostStatus"
+            | "AdaptiveHostStatus"
+            | "service_status"
+            | "ServiceStatus"
+            | "AdaptiveServiceStatus"
+    )
+}
+
 fn enabled(event: &Event) -> bool {
     event.get("enabled").and_then(Value::as_bool) != Some(false)
 }
@@ -241,7 +257,16 @@ impl Cache {
         let changed = self.apply(event);
         if changed {
             self.dirty.store(true, Ordering::Relaxed);
+            if !is_status(event.def().name) {
+                self.names.fetch_add(1, Ordering::Release);
+            }
         }
+    }
+
+    /// See [`Cache::names`]: equal generations mean the same names,
+    /// mappings and groups.
+    pub fn names_generation(&self) -> u64 {
+        self.names.load(Ordering::Acquire)
     }
 
     fn apply(&self, event: &Event) -> bool {
@@ -643,6 +668,7 @@ impl Cache {
     }
 
     fn restore(&self, snapshot: Snapshot) {
+        self.names.fetch_add(1, Ordering::Release);
         let mut state = self.write();
         let parse = |json: &Json| match Event::from_json(json) {
             Ok(e) => Some(Arc::new(e)),

@@ -158,7 +158,7 @@ fn field_from_json(field: &FieldDef, json: &Json) -> Result<Option<Value>, Event
 }
 
 /// `None` when the value is the field's nil sentinel.
-pub(crate) fn apply_nil_rule(field: &FieldDef, value: Value) -> Option<Value> {
+fn apply_nil_rule(field: &FieldDef, value: Value) -> Option<Value> {
     let nil = match (field.nil, &value) {
         (NilRule::Zero, Value::Int(0)) => true,
         (NilRule::Zero, Value::Str(s)) => s.is_empty(),

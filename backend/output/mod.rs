@@ -333,7 +333,7 @@ pub fn preview(
     let filter = Filter::parse(&spec.filters).map_err(|e| e.to_string())?;
     let accepted = events.iter().filter(|e| filter.accepts(e.event_type()));
     let mut out = Vec::new();
-    if let Some(service) = http_service(spec)? {
+    if let Some(mut service) = http_service(spec)? {
         // What the batch's body would carry, one record per event, before
         // the kind wraps it (a JSON array, gzip).
         for event in accepted {

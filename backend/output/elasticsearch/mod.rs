@@ -110,7 +110,7 @@ impl Elastic {
 }
 
 impl Service for Elastic {
-    fn encode(&self, event: &Event, cache: &Cache, out: &mut Vec<u8>) {
+    fn encode(&mut self, event: &Event, cache: &Cache, out: &mut Vec<u8>) {
         let Ok(Json::Object(mut doc)) = serde_json::to_value(event) else {
             return;
         };
@@ -234,7 +234,7 @@ mod tests {
             param("elastic_username", ParamType::String, "u"),
             param("elastic_password", ParamType::Password, "p"),
         ];
-        let elastic = Elastic::from_spec(&spec).unwrap();
+        let mut elastic = Elastic::from_spec(&spec).unwrap();
         assert_eq!(elastic.url.as_str(), "http://127.0.0.1:9200/es/_bulk");
         let auth = elastic.authorization.as_ref().unwrap();
         assert_eq!(auth.to_str().unwrap(), "Basic dTpw");

@@ -263,8 +263,9 @@ pub struct Reply {
 /// events becomes a request, and how the answer is read.
 pub trait Service: Send + Sync {
     /// Appends the record of one event to `out`; nothing when the event has
-    /// nothing for this destination.
-    fn encode(&self, event: &Event, cache: &Cache, out: &mut Vec<u8>);
+    /// nothing for this destination. `&mut`: an encoder may remember what
+    /// it worked out for earlier events (names).
+    fn encode(&mut self, event: &Event, cache: &Cache, out: &mut Vec<u8>);
 
     /// The request carrying these records (each one as `encode` wrote it).
     fn request(&self, records: &[&[u8]]) -> Result<Request, String>;

@@ -147,7 +147,7 @@ impl Post {
 }
 
 impl Service for Post {
-    fn encode(&self, event: &Event, cache: &Cache, out: &mut Vec<u8>) {
+    fn encode(&mut self, event: &Event, cache: &Cache, out: &mut Vec<u8>) {
         match &self.template {
             Some(template) => {
                 let mut text = String::new();

@@ -157,10 +157,7 @@ impl Influx {
             }
         };
         Ok(Influx {
-            encoder: Encoder {
-                precision,
-                status_perfdata: http::flag(spec, "influx_status_perfdata"),
-            },
+            encoder: Encoder::new(precision, http::flag(spec, "influx_status_perfdata")),
             url,
             authorization,
         })
@@ -168,7 +165,7 @@ impl Influx {
 }
 
 impl Service for Influx {
-    fn encode(&self, event: &Event, cache: &Cache, out: &mut Vec<u8>) {
+    fn encode(&mut self, event: &Event, cache: &Cache, out: &mut Vec<u8>) {
         self.encoder.encode(event, cache, out);
     }
 

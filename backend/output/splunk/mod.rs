@@ -132,7 +132,7 @@ fn int(event: &Event, key: &str) -> Option<i64> {
 }
 
 impl Service for Splunk {
-    fn encode(&self, event: &Event, cache: &Cache, out: &mut Vec<u8>) {
+    fn encode(&mut self, event: &Event, cache: &Cache, out: &mut Vec<u8>) {
         let host = int(event, "host_id").and_then(|id| cache.host_name(id));
         let record = if self.metrics {
             let name = event.def().name;
@@ -224,7 +224,7 @@ mod tests {
                 .with("host_id", 1i64)
                 .with("name", "srv"),
         );
-        let splunk = Splunk::from_spec(&spec("metrics")).unwrap();
+        let mut splunk = Splunk::from_spec(&spec("metrics")).unwrap();
         assert_eq!(
             splunk.url.as_str(),
             "https://splunk.example:8088/services/collector"
