@@ -1,11 +1,13 @@
 //! The decoding and encoding hot paths: BBDO frames, BBDO 2 and BBDO 3
-//! events, and the JSON form outputs write. Throughput is in events.
+//! events, the JSON form outputs write, and an event as the Lua table a
+//! script's write() gets. Throughput is in events.
 //!
 //! `cargo bench --bench codec`
 
 use brokerstream::bbdo::{self, frame::Deframer, Packet};
 use brokerstream::event::Event;
 use brokerstream::ingest::simulator::Checks;
+use brokerstream::output::lua::event::to_table;
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -94,6 +96,20 @@ fn bench(c: &mut Criterion) {
                 out.push(b'\n');
             }
             out.len()
+        })
+    });
+    group.finish();
+
+    // What a Lua script's write() receives in API v1: a table per event.
+    let lua = mlua::Lua::new();
+    let mut group = c.benchmark_group("lua");
+    group.throughput(Throughput::Elements(events.len() as u64));
+    group.bench_function("event_to_lua_table", |b| {
+        b.iter(|| {
+            events
+                .iter()
+                .filter_map(|event| to_table(&lua, event).ok())
+                .count()
         })
     });
     group.finish();
