@@ -203,7 +203,7 @@ async fn trim_memory_when_idle(ingest: Arc<Ingest>, stop: CancellationToken) {
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn trim_memory() {
+pub(crate) fn trim_memory() {
     // SAFETY: malloc_trim only releases free pages of the allocator's own
     // arenas; it takes their locks and is safe to call from any thread.
     unsafe {
@@ -212,7 +212,7 @@ fn trim_memory() {
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn trim_memory() {}
+pub(crate) fn trim_memory() {}
 
 impl App {
     /// Stops taking events and requests, then stops every worker, each

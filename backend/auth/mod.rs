@@ -152,10 +152,27 @@ fn decoy_hash() -> &'static str {
     DECOY.get_or_init(|| hash_password(&crypto::random_text(24)).unwrap_or_default())
 }
 
+/// Runs argon2 off the async threads. Each run allocates its 19 MiB of
+/// blocks; glibc keeps such a block in its heap once its adaptive mmap
+/// threshold has grown past it, which alone put an idle service over 30 MiB
+/// (`scripts/bench-e2e idle`): hand the pages back at once, logins being
+/// rare and Basic credentials remembered.
+async fn argon2_blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    tokio::task::spawn_blocking(move || {
+        let result = work();
+        crate::app::trim_memory();
+        result
+    })
+    .await
+    .ok()
+}
+
 async fn hash_blocking(password: String) -> Result<String, String> {
-    tokio::task::spawn_blocking(move || hash_password(&password))
+    argon2_blocking(move || hash_password(&password))
         .await
-        .map_err(|e| e.to_string())?
+        .unwrap_or_else(|| Err("the password hashing task failed".into()))
 }
 
 /// How long a verified HTTP Basic credential is trusted without running
@@ -246,14 +263,18 @@ impl Auth {
             return Err(LoginError::Limited { retry_after });
         }
         let user = self.store.get_user(name).await?;
-        let hash = user
-            .as_ref()
-            .map_or_else(|| decoy_hash().to_owned(), |u| u.password_hash.clone());
+        let hash = user.as_ref().map(|u| u.password_hash.clone());
         let candidate = password.to_owned();
         let matches = password.len() <= MAX_PASSWORD_LEN
-            && tokio::task::spawn_blocking(move || verify_password(&candidate, &hash))
-                .await
-                .unwrap_or(false);
+            && argon2_blocking(move || {
+                // The decoy too is made off the async threads.
+                match &hash {
+                    Some(hash) => verify_password(&candidate, hash),
+                    None => verify_password(&candidate, decoy_hash()),
+                }
+            })
+            .await
+            .unwrap_or(false);
         match user {
             Some(user) if matches => {
                 self.limiter.succeeded(name);
