@@ -250,7 +250,17 @@ async fn kill9_loop_loses_no_acknowledged_event() {
         "no BBDO event was acknowledged"
     );
     assert!(missing.is_empty(), "acknowledged events lost: {missing:?}");
-    assert_eq!(torn, 0, "torn lines in the output");
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    let bad: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<Value>(l)
+                .ok()
+                .and_then(|v| v["metric_id"].as_i64())
+                .is_none()
+        })
+        .collect();
+    assert_eq!(torn, 0, "torn lines in the output: {bad:?}");
 }
 
 #[tokio::test]

@@ -54,6 +54,37 @@ pub struct FileSink {
     file: Option<File>,
 }
 
+/// A process killed in the middle of a write leaves the last line without
+/// its newline. That line was never acknowledged (a batch is acknowledged
+/// once wholly on disk), so its events come again: cut it off before
+/// appending, or the file would hold a torn line followed by the replay.
+async fn cut_torn_tail(file: &File) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let len = file.metadata().await?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut reader = file.try_clone().await?;
+    let mut end = len;
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let size = (end - start) as usize;
+        reader.seek(std::io::SeekFrom::Start(start)).await?;
+        reader.read_exact(&mut chunk[..size]).await?;
+        if end == len && chunk[size - 1] == b'\n' {
+            return Ok(());
+        }
+        if let Some(at) = chunk[..size].iter().rposition(|b| *b == b'\n') {
+            return file.set_len(start + at as u64 + 1).await;
+        }
+        if start == 0 {
+            return file.set_len(0).await;
+        }
+        end = start;
+    }
+}
+
 impl FileSink {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         FileSink {
@@ -67,9 +98,13 @@ impl FileSink {
             let file = OpenOptions::new()
                 .create(true)
                 .append(true)
+                .read(true)
                 .open(&self.path)
                 .await
                 .map_err(|e| format!("cannot open {}: {e}", self.path.display()))?;
+            cut_torn_tail(&file)
+                .await
+                .map_err(|e| format!("cannot repair {}: {e}", self.path.display()))?;
             self.file = Some(file);
         }
         // Just set above when it was None.
@@ -102,5 +137,33 @@ impl FileSink {
             return Err(format!("cannot write to {}: {e}", path.display()));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod torn_tail_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_line_cut_by_a_crash_is_removed_before_appending() {
+        let dir = tempfile::tempdir().unwrap();
+        for (before, after) in [
+            ("a\nb\npart", "a\nb\nnew\n"),
+            ("a\n", "a\nnew\n"),
+            ("only part", "new\n"),
+            ("", "new\n"),
+        ] {
+            let path = dir.path().join("out.log");
+            std::fs::write(&path, before).unwrap();
+            let mut sink = FileSink::new(&path);
+            sink.write(b"new\n").await.unwrap();
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), after, "{before:?}");
+        }
+        // Longer than one read chunk, the cut still finds its line.
+        let path = dir.path().join("long.log");
+        let long = format!("first\n{}", "x".repeat(200_000));
+        std::fs::write(&path, long).unwrap();
+        FileSink::new(&path).write(b"new\n").await.unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "first\nnew\n");
     }
 }
