@@ -72,6 +72,13 @@ pub struct AuthSettings {
     pub failure_window_secs: u64,
 }
 
+impl AuthSettings {
+    /// `session_ttl_secs` as the signed seconds that dates and cookies take.
+    pub fn session_seconds(&self) -> i64 {
+        self.session_ttl_secs.min(i64::MAX as u64) as i64
+    }
+}
+
 impl Default for AuthSettings {
     fn default() -> Self {
         AuthSettings {
@@ -345,8 +352,8 @@ impl Auth {
     pub async fn start_session(&self, principal: &Principal) -> Result<NewSession, StoreError> {
         let cookie = crypto::random_token();
         let csrf = crypto::random_token();
-        let expires_at = OffsetDateTime::now_utc()
-            + time::Duration::seconds(self.settings.session_ttl_secs.min(i64::MAX as u64) as i64);
+        let expires_at =
+            OffsetDateTime::now_utc() + time::Duration::seconds(self.settings.session_seconds());
         self.store
             .create_session(
                 &crypto::digest(&cookie),

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::Context;
-use crate::auth::{crypto, LoginError, Role};
+use crate::auth::{crypto, LoginError, NewSession, Role};
 
 pub const SESSION_COOKIE: &str = "brokerstream_session";
 /// A login form's CSRF token, before there is a session to hold one.
@@ -462,25 +462,39 @@ pub async fn security_headers(
     response
 }
 
-pub fn session_cookie(ctx: &Context, value: String, max_age_secs: i64) -> HeaderValue {
-    let cookie = Cookie::build((SESSION_COOKIE, value))
+/// Every cookie of the service: out of scripts' reach, never sent by
+/// another site, and only over TLS when the server speaks it.
+fn cookie(
+    ctx: &Context,
+    name: &'static str,
+    value: String,
+    path: &'static str,
+    max_age_secs: Option<i64>,
+) -> HeaderValue {
+    let mut cookie = Cookie::build((name, value))
         .http_only(true)
         .same_site(SameSite::Strict)
         .secure(ctx.tls)
-        .path("/")
-        .max_age(cookie::time::Duration::seconds(max_age_secs))
-        .build();
-    HeaderValue::from_str(&cookie.to_string()).unwrap_or(HeaderValue::from_static(""))
+        .path(path);
+    if let Some(secs) = max_age_secs {
+        cookie = cookie.max_age(cookie::time::Duration::seconds(secs));
+    }
+    HeaderValue::from_str(&cookie.build().to_string()).unwrap_or(HeaderValue::from_static(""))
+}
+
+/// The cookie of a session just started, lasting as long as the session.
+pub fn session_cookie(ctx: &Context, session: NewSession) -> HeaderValue {
+    let ttl = ctx.auth.settings.session_seconds();
+    cookie(ctx, SESSION_COOKIE, session.cookie, "/", Some(ttl))
+}
+
+/// Tells the browser to forget its session cookie.
+fn ended_session_cookie(ctx: &Context) -> HeaderValue {
+    cookie(ctx, SESSION_COOKIE, String::new(), "/", Some(0))
 }
 
 fn login_cookie(ctx: &Context, value: &str) -> HeaderValue {
-    let cookie = Cookie::build((LOGIN_COOKIE, value.to_owned()))
-        .http_only(true)
-        .same_site(SameSite::Strict)
-        .secure(ctx.tls)
-        .path("/login")
-        .build();
-    HeaderValue::from_str(&cookie.to_string()).unwrap_or(HeaderValue::from_static(""))
+    cookie(ctx, LOGIN_COOKIE, value.to_owned(), "/login", None)
 }
 
 #[derive(askama::Template)]
@@ -582,11 +596,9 @@ pub async fn login(State(ctx): State<Context>, request: Request) -> Response {
             Ok(session) => {
                 audit(&ctx, &principal.name, "login", &principal.name, json!({})).await;
                 let mut response = Redirect::to(&next).into_response();
-                let ttl = ctx.auth.settings.session_ttl_secs.min(i64::MAX as u64) as i64;
-                response.headers_mut().insert(
-                    header::SET_COOKIE,
-                    session_cookie(&ctx, session.cookie, ttl),
-                );
+                response
+                    .headers_mut()
+                    .insert(header::SET_COOKIE, session_cookie(&ctx, session));
                 response
             }
             Err(e) => super::ApiError::from(e).into_response(),
@@ -628,7 +640,7 @@ pub async fn logout(State(ctx): State<Context>, caller: Caller) -> Response {
     let mut response = Redirect::to("/login").into_response();
     response
         .headers_mut()
-        .insert(header::SET_COOKIE, session_cookie(&ctx, String::new(), 0));
+        .insert(header::SET_COOKIE, ended_session_cookie(&ctx));
     response
 }
 

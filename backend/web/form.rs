@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use askama::Template;
 use axum::extract::{Multipart, Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
@@ -265,62 +266,35 @@ async fn submit(
         let creating = (!editing_flag).then_some(StartAt::Head);
         save(&ctx, &caller, spec.clone(), errors, creating).await
     };
-    match result {
+    // Refusals show on the form again, each where the reader looks for it.
+    let one = |field: &str, message: String| {
+        let mut errors = FieldErrors::default();
+        errors.add(field, message);
+        errors
+    };
+    let (status, errors) = match result {
         Ok(stored) => {
             let location = format!("/outputs/{}?notice=Saved", stored.spec.name);
-            Ok(Redirect::to(&location).into_response())
+            return Ok(Redirect::to(&location).into_response());
         }
-        Err(ApiError::Invalid(errors)) => {
-            let page = page(
-                &ctx,
-                &caller,
-                &spec,
-                previous.as_ref(),
-                editing_flag,
-                errors,
-                None,
-            );
-            Ok((
-                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                typed_page(&page)?,
-            )
-                .into_response())
-        }
-        Err(ApiError::Conflict(message)) => {
-            let mut errors = FieldErrors::default();
-            errors.add("name", message);
-            let page = page(
-                &ctx,
-                &caller,
-                &spec,
-                previous.as_ref(),
-                editing_flag,
-                errors,
-                None,
-            );
-            Ok((axum::http::StatusCode::CONFLICT, typed_page(&page)?).into_response())
-        }
+        Err(ApiError::Invalid(errors)) => (StatusCode::UNPROCESSABLE_ENTITY, errors),
+        Err(ApiError::Conflict(message)) => (StatusCode::CONFLICT, one("name", message)),
+        // A limit no field shows (the number of outputs): the summary does.
         Err(ApiError::Unprocessable(message)) => {
-            // A limit no field shows (the number of outputs): the summary does.
-            let mut errors = FieldErrors::default();
-            errors.add("outputs", message);
-            let page = page(
-                &ctx,
-                &caller,
-                &spec,
-                previous.as_ref(),
-                editing_flag,
-                errors,
-                None,
-            );
-            Ok((
-                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                typed_page(&page)?,
-            )
-                .into_response())
+            (StatusCode::UNPROCESSABLE_ENTITY, one("outputs", message))
         }
-        Err(other) => Err(other),
-    }
+        Err(other) => return Err(other),
+    };
+    let page = page(
+        &ctx,
+        &caller,
+        &spec,
+        previous.as_ref(),
+        editing_flag,
+        errors,
+        None,
+    );
+    Ok((status, typed_page(&page)?).into_response())
 }
 
 fn typed_page(page: &FormPage) -> Result<Html<String>, ApiError> {
@@ -334,7 +308,7 @@ async fn read_multipart(
 ) -> Result<Posted, ApiError> {
     let max_field = MAX_FIELD_BYTES.max(limits.max_parameter_value_bytes);
     let bad = |e: axum::extract::multipart::MultipartError| {
-        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge(super::body_limit_message(limits.max_body_bytes))
         } else {
             ApiError::BadRequest(format!("the form could not be read: {e}"))

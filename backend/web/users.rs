@@ -461,18 +461,16 @@ pub async fn account_submit(
             };
             let session = ctx.auth.start_session(&principal).await?;
             let mut me = Me::from(&caller);
-            me.csrf = session.csrf;
+            me.csrf = session.csrf.clone();
             let mut response = render(&AccountPage {
                 me,
                 error: String::new(),
                 done: true,
             })?
             .into_response();
-            let ttl = ctx.auth.settings.session_ttl_secs.min(i64::MAX as u64) as i64;
-            response.headers_mut().insert(
-                header::SET_COOKIE,
-                session_cookie(&ctx, session.cookie, ttl),
-            );
+            response
+                .headers_mut()
+                .insert(header::SET_COOKIE, session_cookie(&ctx, session));
             Ok(response)
         }
         Err(e) => Ok((
