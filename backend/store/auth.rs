@@ -87,6 +87,9 @@ fn principal_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Principal, StoreE
     })
 }
 
+/// How stale a token's `last_used_at` may be.
+const LAST_USE_PRECISION: time::Duration = time::Duration::minutes(1);
+
 fn time_text(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).unwrap_or_default()
 }
@@ -279,23 +282,31 @@ impl Store {
     /// The token's owner, if the token exists and has not expired; notes
     /// its use.
     pub async fn use_token(&self, token_hash: &str) -> Result<Option<Principal>, StoreError> {
-        let now = now_text();
+        let now = OffsetDateTime::now_utc();
         let row = sqlx::query(
-            "SELECT t.id, t.user_id, u.name, u.role FROM api_tokens t
+            "SELECT t.id, t.user_id, t.last_used_at, u.name, u.role FROM api_tokens t
              JOIN users u ON u.id = t.user_id
              WHERE t.token_hash = ? AND (t.expires_at IS NULL OR t.expires_at > ?)",
         )
         .bind(token_hash)
-        .bind(&now)
+        .bind(time_text(now))
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let id: i64 = row.try_get("id")?;
-        sqlx::query("UPDATE api_tokens SET last_used_at = ? WHERE id = ?")
-            .bind(&now)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        // A producer sends its token with every batch of events: the last
+        // use is kept to the minute, not written on every request.
+        let last_used: Option<String> = row.try_get("last_used_at")?;
+        let stale = last_used
+            .and_then(|text| OffsetDateTime::parse(&text, &Rfc3339).ok())
+            .is_none_or(|at| now - at >= LAST_USE_PRECISION);
+        if stale {
+            let id: i64 = row.try_get("id")?;
+            sqlx::query("UPDATE api_tokens SET last_used_at = ? WHERE id = ?")
+                .bind(time_text(now))
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        }
         Ok(Some(principal_from_row(&row)?))
     }
 

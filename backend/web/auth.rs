@@ -158,6 +158,11 @@ pub async fn authenticate(
     next: Next,
 ) -> Response {
     let path = request.uri().path().to_owned();
+    // Public files of every page: no credential to look up (a page load
+    // would otherwise query the sessions once per stylesheet and script).
+    if path.starts_with("/static/") && is_safe(request.method()) {
+        return next.run(request).await;
+    }
     let client = client_ip(&request);
     request
         .extensions_mut()

@@ -38,13 +38,6 @@ pub async fn readyz(
         .as_array()
         .map(|l| l.iter().map(|l| l["address"].clone()).collect())
         .unwrap_or_default();
-    let mut outputs = Map::new();
-    for status in ctx.supervisor.statuses().await {
-        outputs.insert(
-            status.name.clone(),
-            json!({"state": status.state, "last_error": status.last_error}),
-        );
-    }
     let ready = store["ok"] == true && journal["ok"] == true;
     let mut body = json!({
         "ready": ready,
@@ -54,7 +47,16 @@ pub async fn readyz(
             "bbdo_listeners": {"ok": true, "bound": listeners},
         },
     });
+    // Probes come every few seconds: the statuses are gathered only for
+    // a caller who may read them.
     if caller.is_some() {
+        let mut outputs = Map::new();
+        for status in ctx.supervisor.statuses().await {
+            outputs.insert(
+                status.name.clone(),
+                json!({"state": status.state, "last_error": status.last_error}),
+            );
+        }
         body["outputs"] = Value::Object(outputs);
     }
     let code = if ready {

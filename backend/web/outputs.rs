@@ -23,7 +23,8 @@ use crate::store::StoredOutput;
 /// Keys a client may send back unchanged from a GET; they are ignored.
 const READ_ONLY_KEYS: &[&str] = &["created_at", "updated_at"];
 
-fn parse_body(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
+/// A request body that must be a JSON object (400 otherwise).
+pub(super) fn parse_body(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(ApiError::BadRequest(

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use super::auth::{audit, session_cookie, Caller};
+use super::outputs::parse_body;
 use super::pages::{render, Me};
 use super::{ApiError, Context};
 use crate::auth::{check_new_password, check_user_name, LoginError, Role};
@@ -228,16 +229,6 @@ async fn change_own_password(
     Ok(())
 }
 
-fn body_object(body: &axum::body::Bytes) -> Result<serde_json::Map<String, Value>, ApiError> {
-    match serde_json::from_slice(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::BadRequest(
-            "the body must be a JSON object".into(),
-        )),
-        Err(e) => Err(ApiError::BadRequest(format!("the body is not JSON: {e}"))),
-    }
-}
-
 fn text_field<'a>(
     body: &'a serde_json::Map<String, Value>,
     key: &str,
@@ -265,7 +256,7 @@ pub async fn change_own_password_api(
     client: axum::extract::ConnectInfo<std::net::SocketAddr>,
     body: axum::body::Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let body = body_object(&body)?;
+    let body = parse_body(&body)?;
     let mut errors = FieldErrors::default();
     let current = text_field(&body, "current_password", &mut errors).unwrap_or("");
     let new = text_field(&body, "new_password", &mut errors).unwrap_or("");
@@ -294,7 +285,7 @@ pub async fn create(
     caller: Caller,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let body = body_object(&body)?;
+    let body = parse_body(&body)?;
     let mut errors = FieldErrors::default();
     let name = text_field(&body, "name", &mut errors).unwrap_or("");
     let password = text_field(&body, "password", &mut errors).unwrap_or("");
@@ -316,7 +307,7 @@ pub async fn update(
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<Option<User>>, ApiError> {
-    let body = body_object(&body)?;
+    let body = parse_body(&body)?;
     let mut errors = FieldErrors::default();
     let role = text_field(&body, "role", &mut errors);
     let password = text_field(&body, "password", &mut errors);
@@ -348,7 +339,7 @@ pub async fn create_token_api(
     caller: Caller,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let body = body_object(&body)?;
+    let body = parse_body(&body)?;
     let mut errors = FieldErrors::default();
     let name = text_field(&body, "name", &mut errors).unwrap_or("");
     let user = text_field(&body, "user", &mut errors);
