@@ -84,6 +84,17 @@ const EXPECTED: &[(&str, &str, &str)] = &[
 const VIEWER_PASSWORD: &str = "viewer-password-123";
 const OPERATOR_PASSWORD: &str = "operator-password-123";
 
+/// What `GET /api/v1/me` answers to these Basic credentials.
+async fn me_status(server: &Server, user: &str, password: &str) -> u16 {
+    as_user(user, password)
+        .get(server.url("/api/v1/me"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 fn no_redirects(builder: reqwest::ClientBuilder) -> Client {
     builder
         .redirect(reqwest::redirect::Policy::none())
@@ -635,18 +646,11 @@ async fn users_are_managed_and_the_last_admin_stays() {
         )
         .await;
     assert_eq!(changed.status(), 200);
-    let old = as_user("otto", OPERATOR_PASSWORD)
-        .get(server.url("/api/v1/me"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(old.status(), 401);
-    let new = as_user("otto", "a brand new password")
-        .get(server.url("/api/v1/me"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(new.status(), 200);
+    assert_eq!(me_status(&server, "otto", OPERATOR_PASSWORD).await, 401);
+    assert_eq!(
+        me_status(&server, "otto", "a brand new password").await,
+        200
+    );
 
     // Anyone changes their own password, proving the current one.
     let own = as_user("otto", "a brand new password")
@@ -671,12 +675,10 @@ async fn users_are_managed_and_the_last_admin_stays() {
         .await
         .unwrap();
     assert_eq!(gone.status(), 204);
-    let after = as_user("otto", "another new password")
-        .get(server.url("/api/v1/me"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(after.status(), 401);
+    assert_eq!(
+        me_status(&server, "otto", "another new password").await,
+        401
+    );
 
     // Every change is in the audit log, by whom, without a password.
     let audit = server.get_json("/api/v1/audit").await;
