@@ -178,11 +178,11 @@ async fn save_cache_periodically(
 /// How long ingest must have been quiet before freed memory is handed back.
 const TRIM_AFTER_IDLE: Duration = Duration::from_secs(10);
 
-/// glibc's malloc keeps what a burst of events freed in its arenas: after
-/// 200,000 events through 5 outputs, about 30 MiB of the service's RSS was
-/// free memory that only `malloc_trim` gave back (`scripts/bench-e2e
-/// idle`). Once ingest has been quiet for [`TRIM_AFTER_IDLE`], trim once;
-/// never while events flow, as trimming walks and locks every arena.
+/// Allocators keep what a burst of events freed: after 200,000 events
+/// through 5 outputs, about 30 MiB of the service's RSS was free memory
+/// that only an explicit trim gave back (`scripts/bench-e2e idle`). Once
+/// ingest has been quiet for [`TRIM_AFTER_IDLE`], trim once; never while
+/// events flow, as trimming walks and locks every heap.
 async fn trim_memory_when_idle(ingest: Arc<Ingest>, stop: CancellationToken) {
     let mut last = ingest.counts();
     let mut trimmed = true;
@@ -202,17 +202,21 @@ async fn trim_memory_when_idle(ingest: Arc<Ingest>, stop: CancellationToken) {
     }
 }
 
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+/// Hands freed memory back to the system: mimalloc's (Rust allocations)
+/// and glibc's (what C libraries such as SQLite allocate with malloc).
 pub(crate) fn trim_memory() {
-    // SAFETY: malloc_trim only releases free pages of the allocator's own
-    // arenas; it takes their locks and is safe to call from any thread.
+    // SAFETY: mi_collect only returns mimalloc's free pages; forcing it
+    // from any thread is allowed.
+    unsafe {
+        libmimalloc_sys::mi_collect(true);
+    }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free pages of glibc's own arenas;
+    // it takes their locks and is safe to call from any thread.
     unsafe {
         libc::malloc_trim(0);
     }
 }
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub(crate) fn trim_memory() {}
 
 impl App {
     /// Stops taking events and requests, then stops every worker, each
