@@ -152,6 +152,8 @@ pub enum Reposition {
 /// time) and none of an exceptional size, so that they hold 4 MiB at most.
 const MAX_SPARE_BUFFERS: usize = 4;
 const MAX_SPARE_BUFFER_BYTES: usize = 1 << 20;
+/// Slots the memory tail keeps allocated once empty: a batch's worth.
+const TAIL_SLOTS_KEPT: usize = 8192;
 
 struct WriteRequest {
     events: Vec<Event>,
@@ -461,6 +463,9 @@ impl Journal {
             let removed = state.cursors.remove(name).is_some();
             state.cursors_dirty |= removed;
             self.trim(&mut state);
+            let released = state.release_acked();
+            drop(state);
+            drop(released);
             removed
         };
         if removed {
@@ -490,7 +495,9 @@ impl Journal {
         cursor.next_read = position + 1;
         state.cursors_dirty = true;
         self.trim(&mut state);
+        let released = state.release_acked();
         drop(state);
+        drop(released);
         let _ = self.save_cursors();
         Some(position)
     }
@@ -592,12 +599,7 @@ impl Journal {
     /// Deletes the segments every cursor has acknowledged (never the active
     /// one). With no cursor at all, nothing is waiting for any event.
     fn trim(&self, state: &mut State) {
-        let min_acked = state
-            .cursors
-            .values()
-            .map(|c| c.acked)
-            .min()
-            .unwrap_or(state.head);
+        let min_acked = state.min_acked();
         while state.segments.len() > 1 && state.segments[0].last_seq <= min_acked {
             self.delete_oldest(state, "acknowledged by every output");
         }
@@ -905,7 +907,7 @@ impl Journal {
         }
         let mut replies = Vec::with_capacity(written.len());
         let mut spare = Vec::new();
-        let head = {
+        let (head, released) = {
             let mut state = self.lock();
             for (request, first, bytes) in written {
                 let WriteRequest {
@@ -945,14 +947,17 @@ impl Journal {
                     spare.push((records, ends));
                 }
             }
+            let mut released = state.release_acked();
             while state.tail_bytes > self.config.memory_bytes {
-                if state.pop_tail().is_none() {
-                    break;
+                match state.pop_tail() {
+                    Some(entry) => released.push(entry),
+                    None => break,
                 }
             }
             self.trim(&mut state);
-            state.head
+            (state.head, released)
         };
+        drop(released);
         self.head.send_replace(head);
         for (reply, last) in replies {
             let _ = reply.send(Ok(last));
@@ -1045,6 +1050,39 @@ impl Entry {
 }
 
 impl State {
+    /// The position every cursor has acknowledged; with no cursor at all,
+    /// nothing is waiting for any event.
+    fn min_acked(&self) -> Seq {
+        self.cursors
+            .values()
+            .map(|c| c.acked)
+            .min()
+            .unwrap_or(self.head)
+    }
+
+    /// Takes the events every cursor acknowledged out of the memory tail: a
+    /// cursor never reads behind its acknowledged position without a
+    /// rewind or replay, which read the disk anyway, so they only held
+    /// memory (64 MiB at rest after a burst, by default). The caller drops
+    /// them after releasing the lock: freeing a batch's thousands of events
+    /// under it would stall the producers.
+    fn release_acked(&mut self) -> Vec<Arc<Entry>> {
+        let min_acked = self.min_acked();
+        let count = self.tail.partition_point(|e| e.seq <= min_acked);
+        if count == 0 {
+            return Vec::new();
+        }
+        let freed: usize = self.tail_costs.drain(..count).sum();
+        self.tail_bytes -= freed;
+        let released = self.tail.drain(..count).collect();
+        if self.tail.is_empty() {
+            // A burst grows these to hundreds of thousands of slots.
+            self.tail.shrink_to(TAIL_SLOTS_KEPT);
+            self.tail_costs.shrink_to(TAIL_SLOTS_KEPT);
+        }
+        released
+    }
+
     fn pop_tail(&mut self) -> Option<Arc<Entry>> {
         let entry = self.tail.pop_front()?;
         self.tail_bytes -= self.tail_costs.pop_front().unwrap_or(0);
@@ -1243,6 +1281,9 @@ impl Cursor {
             }
         }
         self.journal.trim(&mut state);
+        let released = state.release_acked();
+        drop(state);
+        drop(released);
     }
 
     /// Hands the unacknowledged events out again from the oldest.

@@ -81,6 +81,51 @@ async fn old_events_are_read_from_disk_with_a_tiny_memory_tail() {
 }
 
 #[tokio::test]
+async fn the_memory_tail_lets_go_of_what_every_cursor_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(JournalConfig {
+        segment_bytes: 1 << 20,
+        ..JournalConfig::new(dir.path())
+    })
+    .unwrap();
+    let mut fast = journal.cursor("fast", StartAt::Head);
+    let mut slow = journal.cursor("slow", StartAt::Head);
+    append_range(&journal, 1..=100).await;
+    assert_eq!(journal.info().memory_tail_events, 100);
+
+    let read = fast.read(100);
+    fast.ack(read[99].seq);
+    assert_eq!(
+        journal.info().memory_tail_events,
+        100,
+        "the slow cursor still needs all of them"
+    );
+    let read = slow.read(40);
+    slow.ack(read[39].seq);
+    assert_eq!(journal.info().memory_tail_events, 60);
+    assert_eq!(ids(&slow.read(100)), (41..=100).collect::<Vec<_>>());
+    slow.ack(100);
+    assert_eq!(journal.info().memory_tail_events, 0);
+
+    // Released from memory, not from the journal: a replay reads the disk.
+    journal.reposition("fast", Reposition::Oldest);
+    fast.rewind();
+    let mut replayed = Vec::new();
+    loop {
+        let batch = fast.read(64);
+        if batch.is_empty() {
+            break;
+        }
+        replayed.extend(ids(&batch));
+    }
+    assert_eq!(replayed, (1..=100).collect::<Vec<_>>());
+    // New events go on through memory.
+    append_range(&journal, 101..=110).await;
+    assert_eq!(ids(&slow.read(100)), (101..=110).collect::<Vec<_>>());
+    journal.close();
+}
+
+#[tokio::test]
 async fn acknowledged_segments_are_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let journal = Journal::open(config(dir.path())).unwrap();
