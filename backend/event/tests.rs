@@ -164,6 +164,10 @@ fn events_per_category_match_the_spec() {
     assert_eq!(protobuf(7), 2);
     assert_eq!(protobuf(9), 1);
     assert!(catalogue::by_type(EventType::new(1, 43)).is_none());
+    // Outside the lookup table's range, and at its edges.
+    for (category, element) in [(0, 0), (1, 63), (15, 1), (16, 1), (1, 64), (65535, 65535)] {
+        assert!(catalogue::by_type(EventType::new(category, element)).is_none());
+    }
 }
 
 #[test]
