@@ -197,24 +197,8 @@ async fn trim_memory_when_idle(ingest: Arc<Ingest>, stop: CancellationToken) {
             trimmed = false;
         } else if !trimmed {
             trimmed = true;
-            let _ = tokio::task::spawn_blocking(trim_memory).await;
+            let _ = tokio::task::spawn_blocking(crate::memory::trim).await;
         }
-    }
-}
-
-/// Hands freed memory back to the system: mimalloc's (Rust allocations)
-/// and glibc's (what C libraries such as SQLite allocate with malloc).
-pub(crate) fn trim_memory() {
-    // SAFETY: mi_collect only returns mimalloc's free pages; forcing it
-    // from any thread is allowed.
-    unsafe {
-        libmimalloc_sys::mi_collect(true);
-    }
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free pages of glibc's own arenas;
-    // it takes their locks and is safe to call from any thread.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 

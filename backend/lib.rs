@@ -21,6 +21,7 @@ pub mod config;
 pub mod event;
 pub mod ingest;
 pub mod journal;
+pub mod memory;
 pub mod output;
 pub mod store;
 pub mod web;

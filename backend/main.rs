@@ -242,7 +242,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
     })?;
-    let runtime = tokio::runtime::Runtime::new()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_park(brokerstream::memory::collect_if_asked)
+        .build()?;
     runtime.block_on(async {
         let app = brokerstream::app::start(config).await?;
         brokerstream::app::shutdown_signal().await;

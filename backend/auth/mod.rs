@@ -169,7 +169,7 @@ async fn argon2_blocking<T: Send + 'static>(
 ) -> Option<T> {
     tokio::task::spawn_blocking(move || {
         let result = work();
-        crate::app::trim_memory();
+        crate::memory::collect_this_thread();
         result
     })
     .await
