@@ -139,7 +139,11 @@ pub async fn start(config: Config) -> anyhow::Result<App> {
         stop.clone(),
     ));
     // Ends with `stop`; nothing to wait for at shutdown.
-    tokio::spawn(trim_memory_when_idle(Arc::clone(&ingest), stop.clone()));
+    tokio::spawn(trim_memory_when_idle(
+        Arc::clone(&ingest),
+        Arc::clone(&journal),
+        stop.clone(),
+    ));
     let simulator = (config.simulate > 0)
         .then(|| tokio::spawn(simulator::run(ingest, config.simulate, stop.clone())));
     Ok(App {
@@ -183,7 +187,11 @@ const TRIM_AFTER_IDLE: Duration = Duration::from_secs(10);
 /// that only an explicit trim gave back (`scripts/bench-e2e idle`). Once
 /// ingest has been quiet for [`TRIM_AFTER_IDLE`], trim once; never while
 /// events flow, as trimming walks and locks every heap.
-async fn trim_memory_when_idle(ingest: Arc<Ingest>, stop: CancellationToken) {
+async fn trim_memory_when_idle(
+    ingest: Arc<Ingest>,
+    journal: Arc<Journal>,
+    stop: CancellationToken,
+) {
     let mut last = ingest.counts();
     let mut trimmed = true;
     loop {
@@ -197,6 +205,9 @@ async fn trim_memory_when_idle(ingest: Arc<Ingest>, stop: CancellationToken) {
             trimmed = false;
         } else if !trimmed {
             trimmed = true;
+            // Before the trim: the threads that allocated the buffers
+            // collect their pages when they honour it.
+            journal.release_spare_buffers();
             let _ = tokio::task::spawn_blocking(crate::memory::trim).await;
         }
     }

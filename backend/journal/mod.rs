@@ -563,6 +563,12 @@ impl Journal {
         }
     }
 
+    /// Drops the record buffers kept for the next appends (up to 4 MiB),
+    /// for when the service is idle: a burst rebuilds them in a few appends.
+    pub fn release_spare_buffers(&self) {
+        lock(&self.spare_buffers).clear();
+    }
+
     pub fn info(&self) -> JournalInfo {
         let state = self.lock();
         JournalInfo {
@@ -667,7 +673,9 @@ impl Journal {
                     let mut active = lock(&self.active);
                     self.write_group(group, &mut active);
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) => crate::memory::collect_if_asked(),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    crate::memory::collect_if_asked();
+                }
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
             if let FsyncPolicy::Interval(ms) = self.config.fsync {
