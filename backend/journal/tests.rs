@@ -25,6 +25,18 @@ fn ids(entries: &[Arc<Entry>]) -> Vec<i64> {
         .collect()
 }
 
+/// The ids of every event the cursor has left to read.
+fn read_all(cursor: &mut Cursor) -> Vec<i64> {
+    let mut seen = Vec::new();
+    loop {
+        let batch = cursor.read(64);
+        if batch.is_empty() {
+            return seen;
+        }
+        seen.extend(ids(&batch));
+    }
+}
+
 async fn append_range(journal: &Journal, range: std::ops::RangeInclusive<i64>) -> Seq {
     journal.append(range.map(metric).collect()).await.unwrap()
 }
@@ -68,15 +80,7 @@ async fn old_events_are_read_from_disk_with_a_tiny_memory_tail() {
     }
     assert!(journal.info().segments > 5, "{:?}", journal.info());
     assert!(journal.info().memory_tail_events <= 1);
-    let mut seen = Vec::new();
-    loop {
-        let batch = cursor.read(64);
-        if batch.is_empty() {
-            break;
-        }
-        seen.extend(ids(&batch));
-    }
-    assert_eq!(seen, (1..=1000).collect::<Vec<_>>());
+    assert_eq!(read_all(&mut cursor), (1..=1000).collect::<Vec<_>>());
     journal.close();
 }
 
@@ -110,15 +114,7 @@ async fn the_memory_tail_lets_go_of_what_every_cursor_acknowledged() {
     // Released from memory, not from the journal: a replay reads the disk.
     journal.reposition("fast", Reposition::Oldest);
     fast.rewind();
-    let mut replayed = Vec::new();
-    loop {
-        let batch = fast.read(64);
-        if batch.is_empty() {
-            break;
-        }
-        replayed.extend(ids(&batch));
-    }
-    assert_eq!(replayed, (1..=100).collect::<Vec<_>>());
+    assert_eq!(read_all(&mut fast), (1..=100).collect::<Vec<_>>());
     // New events go on through memory.
     append_range(&journal, 101..=110).await;
     assert_eq!(ids(&slow.read(100)), (101..=110).collect::<Vec<_>>());
@@ -320,14 +316,7 @@ async fn empty_and_missing_segments_are_reported() {
         missing_last - missing_first + 1
     );
     let mut cursor = journal.cursor("out", StartAt::Head);
-    let mut seen = 0;
-    loop {
-        let batch = cursor.read(1000);
-        if batch.is_empty() {
-            break;
-        }
-        seen += batch.len() as u64;
-    }
+    let seen = read_all(&mut cursor).len() as u64;
     assert_eq!(seen + (missing_last - missing_first + 1), 300);
     journal.close();
 }
