@@ -160,10 +160,10 @@ fn decoy_hash() -> &'static str {
 }
 
 /// Runs argon2 off the async threads. Each run allocates its 19 MiB of
-/// blocks; glibc keeps such a block in its heap once its adaptive mmap
-/// threshold has grown past it, which alone put an idle service over 30 MiB
-/// (`scripts/bench-e2e idle`): hand the pages back at once, logins being
-/// rare and Basic credentials remembered.
+/// blocks, and an allocator keeps freed pages for reuse (with glibc, this
+/// alone put an idle service over 30 MiB in `scripts/bench-e2e idle`):
+/// hand them back at once, logins being rare and Basic credentials
+/// remembered.
 async fn argon2_blocking<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Option<T> {
