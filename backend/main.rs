@@ -193,8 +193,8 @@ fn main() -> ExitCode {
     }
     // No transparent huge pages: the allocator asks for them on its heaps,
     // and a 2 MiB page is resident as soon as one byte of it is touched,
-    // which kept an idle service's RSS 8 to 10 MiB higher for no speed
-    // gain on this workload (`scripts/bench-e2e idle`).
+    // which kept an idle service's RSS 8 MiB higher (`scripts/bench-e2e
+    // idle`), for a throughput difference within the benchmark's noise.
     // SAFETY: a process-wide flag with no pointer arguments.
     #[cfg(target_os = "linux")]
     unsafe {
