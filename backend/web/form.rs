@@ -239,6 +239,17 @@ async fn submit(
         }
     }
     let editing_flag = editing.is_some();
+    let render = |errors, output| {
+        typed_page(&page(
+            &ctx,
+            &caller,
+            &spec,
+            previous.as_ref(),
+            editing_flag,
+            errors,
+            output,
+        ))
+    };
     if posted.action == "test" {
         ctx.supervisor.validate(&spec, &mut errors);
         let output = if errors.is_empty() {
@@ -250,16 +261,7 @@ async fn submit(
         } else {
             None
         };
-        let page = page(
-            &ctx,
-            &caller,
-            &spec,
-            previous.as_ref(),
-            editing_flag,
-            errors,
-            output,
-        );
-        return Ok(typed_page(&page)?.into_response());
+        return Ok(render(errors, output)?.into_response());
     }
     let result = {
         let _write = ctx.writes.lock().await;
@@ -285,16 +287,7 @@ async fn submit(
         }
         Err(other) => return Err(other),
     };
-    let page = page(
-        &ctx,
-        &caller,
-        &spec,
-        previous.as_ref(),
-        editing_flag,
-        errors,
-        None,
-    );
-    Ok((status, typed_page(&page)?).into_response())
+    Ok((status, render(errors, None)?).into_response())
 }
 
 fn typed_page(page: &FormPage) -> Result<Html<String>, ApiError> {
