@@ -13,20 +13,24 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 
+/// A server with one BBDO listener on a free loopback port.
+fn with_bbdo_listener(dir: &std::path::Path) -> Config {
+    Config {
+        data_dir: dir.to_owned(),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        bbdo: BbdoConfig {
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            ..BbdoConfig::disabled()
+        },
+        ..Config::default()
+    }
+}
+
 #[tokio::test]
 async fn the_load_tool_is_acknowledged_for_every_event_in_both_versions() {
     for (version, name) in [(Version::V2, "v2"), (Version::V3, "v3")] {
         let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            data_dir: dir.path().to_owned(),
-            http_addr: "127.0.0.1:0".parse().unwrap(),
-            bbdo: BbdoConfig {
-                listen: vec!["127.0.0.1:0".parse().unwrap()],
-                ..BbdoConfig::disabled()
-            },
-            ..Config::default()
-        };
-        let server = Server::start_with(config).await;
+        let server = Server::start_with(with_bbdo_listener(dir.path())).await;
         let addr = server.app.as_ref().unwrap().bbdo_addrs[0];
         let path = dir.path().join(format!("{name}.log"));
         server
@@ -94,16 +98,7 @@ async fn start_blackhole() -> (String, tokio::task::JoinHandle<()>) {
 async fn every_event_is_followed_from_the_load_tool_to_the_blackhole() {
     let (hole, hole_server) = start_blackhole().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        data_dir: dir.path().to_owned(),
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        bbdo: BbdoConfig {
-            listen: vec!["127.0.0.1:0".parse().unwrap()],
-            ..BbdoConfig::disabled()
-        },
-        ..Config::default()
-    };
-    let server = Server::start_with(config).await;
+    let server = Server::start_with(with_bbdo_listener(dir.path())).await;
     let addr = server.app.as_ref().unwrap().bbdo_addrs[0];
     let port = hole.rsplit(':').next().unwrap();
     let response = server

@@ -310,6 +310,17 @@ impl Process {
         response.json().await.unwrap()
     }
 
+    /// Posts NDJSON lines to `/api/v1/events`.
+    pub fn post_events(
+        &self,
+        body: impl Into<reqwest::Body>,
+    ) -> impl std::future::Future<Output = reqwest::Result<Response>> {
+        self.client
+            .post(format!("{}/api/v1/events", self.base))
+            .body(body)
+            .send()
+    }
+
     pub async fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();

@@ -567,13 +567,7 @@ async fn corruption_is_reported_by_check_repaired_at_start_and_counted() {
     let stuck = dir.path().join("none").join("x.log");
     create_output(&p, &file_output("stuck", &stuck, &[])).await;
     let body: String = (1..=10).map(metric_line).collect();
-    let response = p
-        .client
-        .post(format!("{}/api/v1/events", p.base))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let response = p.post_events(body).await.unwrap();
     assert_eq!(response.status(), 200);
     assert!(p.terminate().await.success());
 
@@ -615,13 +609,7 @@ async fn corruption_is_reported_by_check_repaired_at_start_and_counted() {
     // The lag counts journal positions: the lost event's position stays in
     // it until the output reads past it.
     assert_eq!(status["queue_depth"], 10);
-    let response = p
-        .client
-        .post(format!("{}/api/v1/events", p.base))
-        .body(metric_line(11))
-        .send()
-        .await
-        .unwrap();
+    let response = p.post_events(metric_line(11)).await.unwrap();
     assert_eq!(response.status(), 200, "ingest goes on");
     assert!(p.terminate().await.success());
     assert!(journal_dir.join("quarantine").read_dir().unwrap().count() >= 1);
@@ -675,13 +663,7 @@ async fn a_full_disk_refuses_events_and_loses_none() {
     for chunk in 0..200 {
         let ids: Vec<i64> = (chunk * 100 + 1..=chunk * 100 + 100).collect();
         let body: String = ids.iter().copied().map(metric_line).collect();
-        let response = p
-            .client
-            .post(format!("{}/api/v1/events", p.base))
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let response = p.post_events(body).await.unwrap();
         match response.status().as_u16() {
             200 => acked.extend(ids),
             503 => {
@@ -731,13 +713,7 @@ async fn a_full_disk_refuses_events_and_loses_none() {
     p.wait_ready().await;
     let journal = p.get_json("/api/v1/journal").await;
     assert_eq!(journal["recovery"]["events_lost"], 0, "{journal:#}");
-    let response = p
-        .client
-        .post(format!("{}/api/v1/events", p.base))
-        .body(metric_line(999_999))
-        .send()
-        .await
-        .unwrap();
+    let response = p.post_events(metric_line(999_999)).await.unwrap();
     assert_eq!(response.status(), 200);
     assert!(p.terminate().await.success());
 }
@@ -781,10 +757,7 @@ async fn memory_stays_flat_while_an_outage_backlog_grows_on_disk() {
                 format!("{}\n", host_status(id, 0, &output))
             })
             .collect();
-        p.client
-            .post(format!("{}/api/v1/events", p.base))
-            .body(body)
-            .send()
+        p.post_events(body)
     };
     for _ in 0..4 {
         assert_eq!(post_round().await.unwrap().status(), 200);

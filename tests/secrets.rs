@@ -217,17 +217,21 @@ async fn a_password_is_write_only_kept_by_every_update_and_never_shown() {
         json!({"name": "token", "type": "password"})
     );
     inits(&out, 5).await;
-    let (status, _, page) = Multipart::new()
-        .text("kind", "lua")
-        .text("enabled", "on")
-        .text("path", "keeper.lua")
-        .text("param_name", "out")
-        .text("param_type", "string")
-        .text("param_value", out.to_str().unwrap())
-        .text("param_name", "token")
-        .text("param_type", "password")
-        .text("param_value", "")
-        .text("action", "save")
+    // The edit form as a browser sends it: the password field left empty.
+    let edit_form = |out: &Path, action: &str| {
+        Multipart::new()
+            .text("kind", "lua")
+            .text("enabled", "on")
+            .text("path", "keeper.lua")
+            .text("param_name", "out")
+            .text("param_type", "string")
+            .text("param_value", out.to_str().unwrap())
+            .text("param_name", "token")
+            .text("param_type", "password")
+            .text("param_value", "")
+            .text("action", action)
+    };
+    let (status, _, page) = edit_form(&out, "save")
         .post(&server, "/outputs/keeper/edit")
         .await;
     assert_eq!(status, 303, "{page}");
@@ -240,17 +244,7 @@ async fn a_password_is_write_only_kept_by_every_update_and_never_shown() {
     // The Test button runs the script with the stored value, and shows its
     // log without it.
     let test_out = dir.path().join("test-inits.log");
-    let (status, _, page) = Multipart::new()
-        .text("kind", "lua")
-        .text("enabled", "on")
-        .text("path", "keeper.lua")
-        .text("param_name", "out")
-        .text("param_type", "string")
-        .text("param_value", test_out.to_str().unwrap())
-        .text("param_name", "token")
-        .text("param_type", "password")
-        .text("param_value", "")
-        .text("action", "test")
+    let (status, _, page) = edit_form(&test_out, "test")
         .post(&server, "/outputs/keeper/edit")
         .await;
     assert_eq!(status, 200, "{page}");
@@ -389,13 +383,7 @@ async fn the_service_log_never_holds_a_password() {
     )
     .await;
     let events = format!("{}\n", host_status(1, 1, "DOWN"));
-    let posted = p
-        .client
-        .post(format!("{}/api/v1/events", p.base))
-        .body(events)
-        .send()
-        .await
-        .unwrap();
+    let posted = p.post_events(events).await.unwrap();
     assert_eq!(posted.status(), 200);
     let deadline = Instant::now() + Duration::from_secs(20);
     for name in ["web", "leaky"] {

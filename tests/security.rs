@@ -1021,13 +1021,7 @@ async fn a_secret_set_through_the_api_never_comes_back() {
     let body: String = (0..5)
         .map(|i| format!("{}\n", metric(1, 1, "cpu", f64::from(i))))
         .collect();
-    let response = p
-        .client
-        .post(format!("{}/api/v1/events", p.base))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let response = p.post_events(body).await.unwrap();
     assert_eq!(response.status(), 200);
     // The destination is down: the output holds its first event.
     let events = read_sse(&mut tail, |t| t.contains("event: tail")).await;

@@ -26,13 +26,7 @@ async fn sigterm_flushes_buffered_events_and_exits_cleanly() {
     let body: String = (1..=3)
         .map(|i| format!("{}\n", host_status(i, 0, "OK")))
         .collect();
-    let response = p
-        .client
-        .post(format!("{}/api/v1/events", p.base))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let response = p.post_events(body).await.unwrap();
     assert_eq!(response.status(), 200);
     // Buffered, not written: a day-long age and a huge size.
     tokio::time::sleep(Duration::from_millis(200)).await;
