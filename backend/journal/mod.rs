@@ -462,8 +462,7 @@ impl Journal {
             let mut state = self.lock();
             let removed = state.cursors.remove(name).is_some();
             state.cursors_dirty |= removed;
-            self.trim(&mut state);
-            let released = state.release_acked();
+            let released = self.trim(&mut state);
             drop(state);
             drop(released);
             removed
@@ -494,8 +493,7 @@ impl Journal {
         cursor.acked = position;
         cursor.next_read = position + 1;
         state.cursors_dirty = true;
-        self.trim(&mut state);
-        let released = state.release_acked();
+        let released = self.trim(&mut state);
         drop(state);
         drop(released);
         let _ = self.save_cursors();
@@ -603,12 +601,25 @@ impl Journal {
     }
 
     /// Deletes the segments every cursor has acknowledged (never the active
-    /// one). With no cursor at all, nothing is waiting for any event.
-    fn trim(&self, state: &mut State) {
-        let min_acked = state.min_acked();
+    /// one), and takes those events out of the memory tail: a cursor never
+    /// reads behind its acknowledged position without a rewind or replay,
+    /// which read the disk anyway, so they would only hold memory (64 MiB at
+    /// rest after a burst, by default). With no cursor at all, nothing is
+    /// waiting for any event. The caller drops what this returns after
+    /// releasing the lock: freeing a batch's thousands of events under it
+    /// would stall the producers.
+    #[must_use = "drop the released events after releasing the lock"]
+    fn trim(&self, state: &mut State) -> Vec<Arc<Entry>> {
+        let min_acked = state
+            .cursors
+            .values()
+            .map(|c| c.acked)
+            .min()
+            .unwrap_or(state.head);
         while state.segments.len() > 1 && state.segments[0].last_seq <= min_acked {
             self.delete_oldest(state, "acknowledged by every output");
         }
+        state.release_through(min_acked)
     }
 
     /// Deletes the oldest segment, counting what cursors had not
@@ -728,7 +739,9 @@ impl Journal {
         while state.segments.len() > 1 && state.segments[0].newest.is_some_and(|n| n < limit) {
             self.delete_oldest(&mut state, "older than the age limit");
         }
-        self.trim(&mut state);
+        let released = self.trim(&mut state);
+        drop(state);
+        drop(released);
     }
 
     /// Writes a group of requests, syncs once if the policy says so, then
@@ -858,7 +871,9 @@ impl Journal {
                 active.file = new_file;
                 active.path = new_path;
                 let mut state = self.lock();
-                self.trim(&mut state);
+                let released = self.trim(&mut state);
+                drop(state);
+                drop(released);
             }
             Err(e) => tracing::error!("cannot start a new journal segment: {e}"),
         }
@@ -867,7 +882,9 @@ impl Journal {
     /// Makes room for `needed` more bytes under `max_bytes`.
     fn make_room(&self, needed: u64) -> Result<(), AppendError> {
         let mut state = self.lock();
-        self.trim(&mut state);
+        // Acknowledgements release their events themselves, so there is
+        // next to nothing here to free under the lock.
+        let _released = self.trim(&mut state);
         while state.total_bytes + needed > self.config.max_bytes {
             match self.config.full {
                 FullPolicy::Block => {
@@ -955,14 +972,13 @@ impl Journal {
                     spare.push((records, ends));
                 }
             }
-            let mut released = state.release_acked();
+            let mut released = self.trim(&mut state);
             while state.tail_bytes > self.config.memory_bytes {
                 match state.pop_tail() {
                     Some(entry) => released.push(entry),
                     None => break,
                 }
             }
-            self.trim(&mut state);
             (state.head, released)
         };
         drop(released);
@@ -1058,25 +1074,9 @@ impl Entry {
 }
 
 impl State {
-    /// The position every cursor has acknowledged; with no cursor at all,
-    /// nothing is waiting for any event.
-    fn min_acked(&self) -> Seq {
-        self.cursors
-            .values()
-            .map(|c| c.acked)
-            .min()
-            .unwrap_or(self.head)
-    }
-
-    /// Takes the events every cursor acknowledged out of the memory tail: a
-    /// cursor never reads behind its acknowledged position without a
-    /// rewind or replay, which read the disk anyway, so they only held
-    /// memory (64 MiB at rest after a burst, by default). The caller drops
-    /// them after releasing the lock: freeing a batch's thousands of events
-    /// under it would stall the producers.
-    fn release_acked(&mut self) -> Vec<Arc<Entry>> {
-        let min_acked = self.min_acked();
-        let count = self.tail.partition_point(|e| e.seq <= min_acked);
+    /// Takes the events up to `seq` out of the memory tail.
+    fn release_through(&mut self, seq: Seq) -> Vec<Arc<Entry>> {
+        let count = self.tail.partition_point(|e| e.seq <= seq);
         if count == 0 {
             return Vec::new();
         }
@@ -1288,8 +1288,7 @@ impl Cursor {
                 state.cursors_dirty = true;
             }
         }
-        self.journal.trim(&mut state);
-        let released = state.release_acked();
+        let released = self.journal.trim(&mut state);
         drop(state);
         drop(released);
     }
