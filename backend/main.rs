@@ -244,7 +244,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .on_thread_park(brokerstream::memory::on_thread_park)
+        .on_thread_park(brokerstream::memory::collect_if_asked)
         .build()?;
     runtime.block_on(async {
         let app = brokerstream::app::start(config).await?;

@@ -35,20 +35,12 @@ pub fn trim() {
 
 /// Called by long-lived threads as they go idle (a runtime's
 /// `on_thread_park`, a loop's wait): collects this thread's heap if a trim
-/// was asked since it last did, and says whether it did (for a thread to
-/// let go of its own reserves first). One atomic load otherwise.
-pub fn collect_if_asked() -> bool {
+/// was asked since it last did. One atomic load otherwise.
+pub fn collect_if_asked() {
     let epoch = TRIM_EPOCH.load(Ordering::Relaxed);
-    let asked = HONOURED_EPOCH.with(|honoured| honoured.replace(epoch)) != epoch;
-    if asked {
+    if HONOURED_EPOCH.with(|honoured| honoured.replace(epoch)) != epoch {
         collect_this_thread();
     }
-    asked
-}
-
-/// [`collect_if_asked`] in the shape a runtime's `on_thread_park` takes.
-pub fn on_thread_park() {
-    collect_if_asked();
 }
 
 /// Returns the calling thread's freed memory at once (after a burst that

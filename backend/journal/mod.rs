@@ -684,9 +684,7 @@ impl Journal {
                     let mut active = lock(&self.active);
                     self.write_group(group, &mut active);
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    crate::memory::collect_if_asked();
-                }
+                Err(mpsc::RecvTimeoutError::Timeout) => crate::memory::collect_if_asked(),
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
             if let FsyncPolicy::Interval(ms) = self.config.fsync {

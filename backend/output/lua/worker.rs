@@ -106,7 +106,7 @@ pub async fn run_traced(
         .spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_time()
-                .on_thread_park(crate::memory::on_thread_park)
+                .on_thread_park(crate::memory::collect_if_asked)
                 .build();
             match runtime {
                 Ok(runtime) => {
