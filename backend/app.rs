@@ -207,7 +207,7 @@ async fn trim_memory_when_idle(
             trimmed = true;
             // Before the trim: the threads that allocated the buffers
             // collect their pages when they honour it.
-            journal.release_spare_buffers();
+            journal.release_idle_memory();
             let _ = tokio::task::spawn_blocking(crate::memory::trim).await;
         }
     }

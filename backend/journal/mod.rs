@@ -152,7 +152,7 @@ pub enum Reposition {
 /// time) and none of an exceptional size, so that they hold 4 MiB at most.
 const MAX_SPARE_BUFFERS: usize = 4;
 const MAX_SPARE_BUFFER_BYTES: usize = 1 << 20;
-/// Slots the memory tail keeps allocated once empty: a batch's worth.
+/// Slots the memory tail keeps allocated when idle: a batch's worth.
 const TAIL_SLOTS_KEPT: usize = 8192;
 
 struct WriteRequest {
@@ -561,10 +561,16 @@ impl Journal {
         }
     }
 
-    /// Drops the record buffers kept for the next appends (up to 4 MiB),
-    /// for when the service is idle: a burst rebuilds them in a few appends.
-    pub fn release_spare_buffers(&self) {
+    /// For when the service is idle: drops the record buffers kept for the
+    /// next appends (up to 4 MiB), and the memory tail's slots beyond a
+    /// batch's worth (a burst grows them to hundreds of thousands). A burst
+    /// rebuilds both in a few appends; doing this while events flow would
+    /// reallocate them over and over.
+    pub fn release_idle_memory(&self) {
         lock(&self.spare_buffers).clear();
+        let mut state = self.lock();
+        state.tail.shrink_to(TAIL_SLOTS_KEPT);
+        state.tail_costs.shrink_to(TAIL_SLOTS_KEPT);
     }
 
     pub fn info(&self) -> JournalInfo {
@@ -1080,13 +1086,7 @@ impl State {
         }
         let freed: usize = self.tail_costs.drain(..count).sum();
         self.tail_bytes -= freed;
-        let released = self.tail.drain(..count).collect();
-        if self.tail.is_empty() {
-            // A burst grows these to hundreds of thousands of slots.
-            self.tail.shrink_to(TAIL_SLOTS_KEPT);
-            self.tail_costs.shrink_to(TAIL_SLOTS_KEPT);
-        }
-        released
+        self.tail.drain(..count).collect()
     }
 
     fn pop_tail(&mut self) -> Option<Arc<Entry>> {

@@ -118,6 +118,18 @@ async fn the_memory_tail_lets_go_of_what_every_cursor_acknowledged() {
     // New events go on through memory.
     append_range(&journal, 101..=110).await;
     assert_eq!(ids(&slow.read(100)), (101..=110).collect::<Vec<_>>());
+
+    // What a burst grew stays allocated while events flow, and goes when
+    // the service is idle.
+    append_range(&journal, 111..=30_110).await;
+    for cursor in [&mut fast, &mut slow] {
+        assert!(!read_all(cursor).is_empty());
+        cursor.ack(30_110);
+    }
+    assert_eq!(journal.info().memory_tail_events, 0);
+    assert!(journal.lock().tail.capacity() >= 30_000);
+    journal.release_idle_memory();
+    assert!(journal.lock().tail.capacity() <= 2 * TAIL_SLOTS_KEPT);
     journal.close();
 }
 
