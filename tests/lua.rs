@@ -450,6 +450,191 @@ fn broker_api_version_is_read_once_before_init() {
     assert_eq!(script.api_version(), 1);
 }
 
+// ---- loading files as luaL_loadfile does (§1.3 step 3)
+
+/// A connector as Centreon's packages ship them: a `#!` first line, and an
+/// error on line 3 so the line numbering can be checked.
+const SHEBANG_BROKEN_AT_3: &str =
+    "#!/usr/bin/lua\nfunction init(conf) end\nfunction write(d) return = true end\n";
+
+#[test]
+fn a_shebang_line_a_bom_or_both_are_skipped() {
+    let lab = Lab::new();
+    let bom = "\u{feff}";
+    for (what, source) in [
+        ("shebang", format!("#!/usr/bin/lua\n{MINIMAL}")),
+        ("shebang and CRLF", format!("#!/usr/bin/lua\r\n{MINIMAL}")),
+        ("BOM", format!("{bom}{MINIMAL}")),
+        ("BOM and shebang", format!("{bom}#!/usr/bin/lua\n{MINIMAL}")),
+    ] {
+        if let Err(e) = lab.try_load(&source, &[]) {
+            panic!("a script with a {what} does not load: {e}");
+        }
+    }
+    // The skipped line is the first one only.
+    let e = lab
+        .try_load(&format!("{MINIMAL}#!/usr/bin/lua\n"), &[])
+        .err()
+        .unwrap();
+    assert!(e.contains("script.lua:3:"), "{e}");
+}
+
+#[test]
+fn an_error_on_line_3_of_a_shebang_script_is_reported_as_line_3() {
+    let lab = Lab::new();
+    let e = lab.try_load(SHEBANG_BROKEN_AT_3, &[]).err().unwrap();
+    assert!(e.contains("could not be loaded"), "{e}");
+    assert!(e.contains("script.lua:3:"), "{e}");
+    let e = lab
+        .try_load(&format!("\u{feff}{SHEBANG_BROKEN_AT_3}"), &[])
+        .err()
+        .unwrap();
+    assert!(e.contains("script.lua:3:"), "{e}");
+    // At run time too: the traceback's line is the file's.
+    let script = lab.load(
+        "#!/usr/bin/lua\nfunction init(conf) end\nfunction write(d) error('boom') end\n",
+        &[],
+    );
+    let e = eval_err(&script, "write({})");
+    assert!(e.contains("script.lua:3: boom"), "{e}");
+}
+
+/// Lua 5.4 bytecode of `source`, as `luac5.4` or `string.dump` makes it.
+fn precompiled(source: &str) -> Vec<u8> {
+    let lua = mlua::Lua::new();
+    lua.load(source).into_function().unwrap().dump(false)
+}
+
+#[test]
+fn a_precompiled_chunk_loads_with_or_without_a_shebang_line() {
+    let lab = Lab::new();
+    let chunk = precompiled(&format!("answer = 42\n{MINIMAL}"));
+    for prefix in [&b""[..], b"#!/usr/bin/lua\n"] {
+        let path = lab.path("compiled.lua");
+        std::fs::write(&path, [prefix, &chunk].concat()).unwrap();
+        let script = Script::load(&path, &[], &lab.env())
+            .unwrap_or_else(|e| panic!("a precompiled script does not load: {e}"));
+        assert_eq!(eval::<i64>(&script, "answer"), 42);
+    }
+}
+
+/// Compiles `source` with Debian's `luac5.3` (package lua5.3, installed by
+/// scripts/setup): the bytecode Centreon's Debian packages would run.
+fn luac53(dir: &Path, source: &str) -> Vec<u8> {
+    let src = dir.join("for-luac.lua");
+    let out = dir.join("luac.out");
+    std::fs::write(&src, source).unwrap();
+    let status = std::process::Command::new("luac5.3")
+        .arg("-o")
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .unwrap_or_else(|e| {
+            panic!("luac5.3 cannot run ({e}): run scripts/setup, which installs Debian's lua5.3")
+        });
+    assert!(status.success(), "luac5.3 failed");
+    std::fs::read(&out).unwrap()
+}
+
+#[test]
+fn bytecode_of_another_lua_version_is_refused_naming_both_versions() {
+    let lab = Lab::new();
+    let work = tempfile::tempdir().unwrap();
+    let chunk = luac53(work.path(), MINIMAL);
+    let path = lab.path("compiled53.lua");
+    std::fs::write(&path, &chunk).unwrap();
+    let e = Script::load(&path, &[], &lab.env()).err().unwrap();
+    assert!(e.contains("could not be loaded"), "{e}");
+    assert!(e.contains("precompiled for Lua 5.3"), "{e}");
+    assert!(e.contains("runs Lua 5.4"), "{e}");
+    // The same refusal for a module found by `require`.
+    std::fs::write(lab.path("compiled_module.lua"), &chunk).unwrap();
+    let e = lab
+        .try_load(&format!("require 'compiled_module'\n{MINIMAL}"), &[])
+        .err()
+        .unwrap();
+    assert!(e.contains("error loading module 'compiled_module'"), "{e}");
+    assert!(e.contains("precompiled for Lua 5.3"), "{e}");
+}
+
+#[test]
+fn a_library_tree_on_the_package_path_loads_with_shebang_modules() {
+    let mut lab = Lab::new();
+    let lib = tempfile::tempdir().unwrap();
+    std::fs::create_dir(lib.path().join("mylib")).unwrap();
+    std::fs::write(
+        lib.path().join("mylib/sc_x.lua"),
+        "#!/usr/bin/lua\nlocal sc_y = require('mylib.sc_y')\nreturn { answer = sc_y.base + 1 }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        lib.path().join("mylib/sc_y.lua"),
+        "\u{feff}#!/usr/bin/lua\nreturn { base = 41 }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        lib.path().join("mylib/broken.lua"),
+        "#!/usr/bin/lua\nlocal x = 1\nreturn = x\n",
+    )
+    .unwrap();
+    lab.settings.package_path = format!("{}/?.lua", lib.path().display());
+    let script = lab.load(
+        &format!(
+            "#!/usr/bin/lua\nlocal sc_x = require('mylib.sc_x')\nanswer = sc_x.answer\n{MINIMAL}"
+        ),
+        &[],
+    );
+    assert_eq!(eval::<i64>(&script, "answer"), 42);
+    // The error of a broken module names its file and line.
+    let e = eval_err(&script, "require('mylib.broken')");
+    assert!(e.contains("error loading module 'mylib.broken'"), "{e}");
+    assert!(e.contains("broken.lua:3:"), "{e}");
+    // A module that does not exist lists where it was looked for.
+    let e = eval_err(&script, "require('mylib.absent')");
+    assert!(e.contains("module 'mylib.absent' not found"), "{e}");
+    assert!(e.contains("mylib/absent.lua"), "{e}");
+}
+
+#[test]
+fn dofile_and_loadfile_follow_the_same_rules() {
+    let lab = Lab::new();
+    std::fs::write(lab.path("part.lua"), "#!/usr/bin/lua\nreturn 7, 8\n").unwrap();
+    std::fs::write(lab.path("broken.lua"), "#!/usr/bin/lua\n\nreturn = 1\n").unwrap();
+    std::fs::write(lab.path("env.lua"), "#!/usr/bin/lua\nreturn value\n").unwrap();
+    std::fs::write(lab.path("compiled.lua"), precompiled("return 'compiled'")).unwrap();
+    let script = lab.load(MINIMAL, &[]);
+    let dir = lab.dir.path().display().to_string();
+    script.lua().globals().set("dir", dir).unwrap();
+    assert_eq!(
+        eval::<i64>(&script, "select(2, dofile(dir .. '/part.lua'))"),
+        8
+    );
+    assert_eq!(eval::<i64>(&script, "loadfile(dir .. '/part.lua')()"), 7);
+    assert_eq!(
+        eval::<String>(&script, "loadfile(dir .. '/compiled.lua')()"),
+        "compiled"
+    );
+    // loadfile answers nil and the message; dofile raises it.
+    let e: String = eval(&script, "select(2, loadfile(dir .. '/broken.lua'))");
+    assert!(e.contains("broken.lua:3:"), "{e}");
+    let e = eval_err(&script, "dofile(dir .. '/broken.lua')");
+    assert!(e.contains("broken.lua:3:"), "{e}");
+    let e: String = eval(&script, "select(2, loadfile(dir .. '/absent.lua'))");
+    assert!(e.contains("cannot open") && e.contains("absent.lua"), "{e}");
+    // The mode and environment arguments are Lua's.
+    let e: String = eval(&script, "select(2, loadfile(dir .. '/compiled.lua', 't'))");
+    assert!(e.contains("attempt to load a binary chunk"), "{e}");
+    assert_eq!(
+        eval::<String>(
+            &script,
+            "loadfile(dir .. '/env.lua', 't', { value = 'own' })()"
+        ),
+        "own"
+    );
+    let e = eval_err(&script, "dofile()");
+    assert!(e.contains("needs a file name"), "{e}");
+}
+
 // ---- acknowledgement (§1.5, §1.6)
 
 #[test]

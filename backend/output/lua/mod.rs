@@ -12,6 +12,7 @@
 pub mod event;
 pub mod import;
 pub mod json;
+pub mod loader;
 pub mod modules;
 pub mod perfdata;
 pub mod run_script;

@@ -199,13 +199,9 @@ impl Script {
             .set("broker_tcp_socket", LuaValue::Nil)
             .map_err(fail)?;
 
-        let source = std::fs::read(path)
-            .map_err(|e| format!("lua: '{shown}' could not be loaded: cannot open {shown}: {e}"))?;
-        let chunk = lua
-            .load(source)
-            .set_name(format!("@{shown}"))
-            .into_function()
-            .map_err(|e| format!("lua: '{shown}' could not be loaded: {}", lua_message(&e)))?;
+        super::loader::install(&lua).map_err(fail)?;
+        let chunk = super::loader::load_file(&lua, path, None, None)
+            .map_err(|e| format!("lua: '{shown}' could not be loaded: {e}"))?;
         // Centreon drops the Lua message here; it is kept, because the line
         // is what the operator needs.
         chunk
