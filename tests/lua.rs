@@ -10,6 +10,7 @@ use brokerstream::cache::Cache;
 use brokerstream::config::Config;
 use brokerstream::event::Event;
 use brokerstream::output::lua::event::Shared;
+use brokerstream::output::lua::logfile::Rotation;
 use brokerstream::output::lua::runtime::{Script, ScriptEnv};
 use brokerstream::output::lua::sdk::Severity;
 use brokerstream::output::lua::{EventJsonStyle, LuaSettings};
@@ -62,6 +63,7 @@ impl Lab {
                     .unwrap()
                     .push(format!("{}{text}", severity.header()))
             }),
+            file_log: None,
             trace: None,
         }
     }
@@ -779,6 +781,72 @@ fn broker_log_defaults_to_level_0_and_the_service_log() {
     assert!(e.contains("must be a string or a number"), "{e}");
 }
 
+#[test]
+fn broker_log_files_rotate_under_concurrent_writers_without_losing_a_line() {
+    const WRITERS: usize = 4;
+    const LINES: usize = 1500;
+    let mut lab = Lab::new();
+    // Small files and room for all of them, so every line can be counted.
+    lab.settings.log_rotation = Rotation {
+        max_bytes: 4096,
+        keep: 1000,
+    };
+    let log = lab.path("shared.log");
+    let lab = Arc::new(lab);
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let lab = Arc::clone(&lab);
+            let log = log.clone();
+            std::thread::spawn(move || {
+                // One Lua state per writer, as one per output.
+                let path = lab.path(&format!("writer{w}.lua"));
+                std::fs::write(&path, MINIMAL).unwrap();
+                let script = Script::load(&path, &[], &lab.env()).unwrap();
+                let lua = script.lua();
+                lua.globals().set("log", log.to_str().unwrap()).unwrap();
+                lua.globals().set("writer", w).unwrap();
+                lua.load(format!(
+                    "broker_log:set_parameters(3, log)\n\
+                     for i = 1, {LINES} do broker_log:info(1, 'writer ' .. writer .. ' line ' .. i .. ' end') end"
+                ))
+                .exec()
+                .unwrap();
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut files = 0;
+    for entry in std::fs::read_dir(lab.dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("shared.log") {
+            continue;
+        }
+        files += 1;
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.len() <= 4096, "{name} is {} bytes", text.len());
+        assert!(text.ends_with('\n'), "{name} ends inside a line");
+        for line in text.lines() {
+            let rest = line
+                .get(26..)
+                .unwrap_or_else(|| panic!("a torn line: {line:?}"));
+            assert!(
+                rest.starts_with("INFO: writer ") && rest.ends_with(" end"),
+                "{line:?}"
+            );
+            assert!(seen.insert(rest.to_owned()), "{rest} twice");
+        }
+    }
+    assert_eq!(seen.len(), WRITERS * LINES, "lines lost over {files} files");
+    assert!(
+        files > 10,
+        "only {files} files: the rotation was not exercised"
+    );
+}
+
 // ---- broker (§4)
 
 #[test]
@@ -1302,6 +1370,133 @@ async fn a_lua_output_created_over_the_api_writes_its_file() {
     server.stop().await;
 }
 
+/// What the output's script log (`GET /api/v1/outputs/{name}/logs`) holds,
+/// as `LEVEL: text` lines.
+async fn script_log(server: &Server, name: &str) -> Vec<String> {
+    let logs = server
+        .get_json(&format!("/api/v1/outputs/{name}/logs"))
+        .await;
+    logs["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            format!(
+                "{}: {}",
+                l["level"].as_str().unwrap(),
+                l["text"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn lines_a_script_writes_to_its_own_log_file_show_in_its_script_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), None).await;
+    let scripts = dir.path().join("scripts");
+    std::fs::create_dir_all(&scripts).unwrap();
+    // Like Centreon's library: a shebang line, the log file set in init(),
+    // in a directory that does not exist yet (/var/log/centreon-broker on a
+    // machine without Centreon).
+    std::fs::write(
+        scripts.join("own_log.lua"),
+        "#!/usr/bin/lua\n\
+         function init(conf)\n\
+           broker_log:info(0, 'before set_parameters')\n\
+           broker_log:set_parameters(2, conf.logfile)\n\
+           broker_log:info(1, 'init done')\n\
+           broker_log:error(3, 'too detailed')\n\
+         end\n\
+         function write(e)\n\
+           broker_log:warning(2, 'event ' .. e.category .. ':' .. e.element)\n\
+           return true\n\
+         end\n",
+    )
+    .unwrap();
+    let logfile = dir.path().join("var-log/centreon-broker/own_log.log");
+    create_lua(
+        &server,
+        "own-log",
+        "own_log.lua",
+        json!([{"name": "logfile", "type": "string", "value": logfile.to_str().unwrap()}]),
+    )
+    .await;
+    let (code, _) = server
+        .post_events(&[host(1, "srv-01"), host_status(1, 0, "UP")])
+        .await;
+    assert_eq!(code, 200);
+    server
+        .wait_status("own-log", "both acknowledged", |s| {
+            s["counters"]["acknowledged"] == 2
+        })
+        .await;
+    assert_eq!(
+        script_log(&server, "own-log").await,
+        [
+            "INFO: before set_parameters",
+            "INFO: init done",
+            "WARNING: event 1:12",
+            "WARNING: event 1:14"
+        ]
+    );
+    let text = std::fs::read_to_string(&logfile).unwrap();
+    let in_file: Vec<&str> = text.lines().map(|l| &l[26..]).collect();
+    assert_eq!(
+        in_file,
+        [
+            "INFO: init done",
+            "WARNING: event 1:12",
+            "WARNING: event 1:14"
+        ]
+    );
+    // The detail page shows them too.
+    let page = server.get("/outputs/own-log").await.text().await.unwrap();
+    assert!(page.contains("WARNING: event 1:14"), "{page}");
+
+    // A log file that cannot be written: said once, the lines still shown.
+    std::fs::write(dir.path().join("not-a-dir"), "").unwrap();
+    let blocked = dir.path().join("not-a-dir/own_log.log");
+    create_lua(
+        &server,
+        "blocked-log",
+        "own_log.lua",
+        json!([{"name": "logfile", "type": "string", "value": blocked.to_str().unwrap()}]),
+    )
+    .await;
+    server
+        .post_events(&[host_status(1, 1, "DOWN"), host_status(1, 0, "UP")])
+        .await;
+    server
+        // A new output starts at the journal's head: these two only.
+        .wait_status("blocked-log", "both acknowledged", |s| {
+            s["counters"]["acknowledged"] == 2
+        })
+        .await;
+    let lines = script_log(&server, "blocked-log").await;
+    let refusals: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("ERROR: Unable to open the log file"))
+        .collect();
+    assert_eq!(refusals.len(), 1, "{lines:#?}");
+    assert!(refusals[0].contains("not-a-dir/own_log.log"), "{lines:#?}");
+    assert!(
+        refusals[0].contains("shown in the output's script log only"),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("WARNING: event"))
+            .count(),
+        2,
+        "{lines:#?}"
+    );
+    let absent = server.get("/api/v1/outputs/absent/logs").await;
+    assert_eq!(absent.status(), 404);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_broken_script_is_retried_with_its_error_in_the_status() {
     let dir = tempfile::tempdir().unwrap();
@@ -1731,7 +1926,7 @@ fn the_lua_settings_come_from_the_configuration_file() {
     let file = dir.path().join("brokerstream.toml");
     std::fs::write(
         &file,
-        "data_dir = \"/var/lib/bs\"\n[lua]\nscript_dirs = [\"/opt/scripts\"]\npackage_path = \"/opt/lua/?.lua\"\nbbdo_version = \"3.0.1\"\nevent_queue_max_size = 50\nevent_json = \"21.10\"\n",
+        "data_dir = \"/var/lib/bs\"\n[lua]\nscript_dirs = [\"/opt/scripts\"]\npackage_path = \"/opt/lua/?.lua\"\nbbdo_version = \"3.0.1\"\nevent_queue_max_size = 50\nevent_json = \"21.10\"\nlog_rotate_bytes = 1048576\nlog_rotate_keep = 3\n",
     )
     .unwrap();
     let config = Config::load(Overrides {
@@ -1745,6 +1940,13 @@ fn the_lua_settings_come_from_the_configuration_file() {
     assert_eq!(settings.bbdo_version, "3.0.1");
     assert_eq!(settings.event_queue_max_size, 50);
     assert_eq!(settings.event_json, EventJsonStyle::Legacy2110);
+    assert_eq!(
+        settings.log_rotation,
+        Rotation {
+            max_bytes: 1_048_576,
+            keep: 3
+        }
+    );
     let defaults = Config::default().lua_settings().unwrap();
     assert_eq!(defaults.script_dirs[0], PathBuf::from("./data/scripts"));
     assert!(defaults
@@ -1752,6 +1954,7 @@ fn the_lua_settings_come_from_the_configuration_file() {
         .contains("/usr/share/lua/5.4/?.lua;/usr/share/lua/5.4/?/init.lua"));
     assert!(defaults.package_path.contains("/usr/share/lua/5.3/?.lua"));
     assert_eq!(defaults.event_queue_max_size, 10_000);
+    assert_eq!(defaults.log_rotation, Rotation::default());
     std::fs::write(&file, "[lua]\nevent_json = \"20.04\"\n").unwrap();
     let config = Config::load(Overrides {
         config_file: Some(file.clone()),
