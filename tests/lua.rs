@@ -1498,6 +1498,67 @@ async fn lines_a_script_writes_to_its_own_log_file_show_in_its_script_log() {
 }
 
 #[tokio::test]
+async fn parameters_reach_init_as_centreon_passes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), None).await;
+    let scripts = dir.path().join("scripts");
+    std::fs::create_dir_all(&scripts).unwrap();
+    // Logs each parameter as `name=math.type|type:value`, sorted.
+    std::fs::write(
+        scripts.join("conf.lua"),
+        "#!/usr/bin/lua\n\
+         function init(conf)\n\
+           local names = {}\n\
+           for name in pairs(conf) do names[#names + 1] = name end\n\
+           table.sort(names)\n\
+           for _, name in ipairs(names) do\n\
+             local v = conf[name]\n\
+             broker_log:info(0, name .. '=' .. (math.type(v) or type(v)) .. ':' .. tostring(v))\n\
+           end\n\
+         end\n\
+         function write(e) return true end\n",
+    )
+    .unwrap();
+    // The shapes Centreon's certified connectors document: the library's
+    // `_sc` names, empty strings it replaces with its defaults, 0/1
+    // numbers it checks itself, a number past 32 bits, typeless rows.
+    create_lua(
+        &server,
+        "conf",
+        "conf.lua",
+        json!([
+            {"name": "accepted_hostgroups", "type": "string", "value": ""},
+            {"name": "_sc_custom", "type": "string", "value": "a,b"},
+            {"name": "hard_only", "type": "number", "value": "0"},
+            {"name": "log_level", "type": "number", "value": 3},
+            {"name": "max_all_queues_age", "type": "number", "value": "4294967296"},
+            {"name": "ratio", "type": "number", "value": " 0.5 "},
+            {"name": "http_server_url", "type": "", "value": "https://x.example/api?a=1&b=%20"},
+            {"name": "proxy_password", "type": "password", "value": ""},
+        ]),
+    )
+    .await;
+    server
+        .wait_status("conf", "loaded", |s| s["state"] == "running")
+        .await;
+    let lines = script_log(&server, "conf").await;
+    assert_eq!(
+        lines,
+        [
+            "INFO: _sc_custom=string:a,b",
+            "INFO: accepted_hostgroups=string:",
+            "INFO: hard_only=integer:0",
+            "INFO: http_server_url=string:https://x.example/api?a=1&b=%20",
+            "INFO: log_level=integer:3",
+            "INFO: max_all_queues_age=float:4294967296.0",
+            "INFO: proxy_password=string:",
+            "INFO: ratio=float:0.5",
+        ]
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_broken_script_is_retried_with_its_error_in_the_status() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), None).await;
