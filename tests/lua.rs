@@ -757,6 +757,39 @@ fn broker_log_file_lines_have_centreon_s_format() {
 }
 
 #[test]
+fn passwords_are_redacted_from_the_script_s_own_log_file() {
+    let lab = Lab::new();
+    let log = lab.path("secret.log");
+    let path = lab.path("script.lua");
+    std::fs::write(
+        &path,
+        "function init(conf)\n\
+           broker_log:set_parameters(3, conf.logfile)\n\
+           broker_log:info(1, 'curl -H \"Authorization: Token ' .. conf.token .. '\" ' .. conf.url)\n\
+         end\n\
+         function write(d) return true end",
+    )
+    .unwrap();
+    let mut params = string_params(&[
+        ("logfile", log.to_str().unwrap()),
+        ("url", "http://127.0.0.1:9/?p=s%2Fcret%2B1"),
+    ]);
+    params.push(Parameter {
+        name: "token".into(),
+        ty: ParamType::Password,
+        value: "s/cret+1".into(),
+    });
+    Script::load(&path, &params, &lab.env()).unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.ends_with(
+            "INFO: curl -H \"Authorization: Token [redacted]\" http://127.0.0.1:9/?p=[redacted]\n"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
 fn broker_log_defaults_to_level_0_and_the_service_log() {
     let lab = Lab::new();
     let script = lab.load(MINIMAL, &[]);

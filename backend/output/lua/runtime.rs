@@ -255,6 +255,7 @@ impl Script {
                     Arc::clone(&env.log),
                     env.file_log.clone(),
                     env.settings.log_rotation,
+                    crate::output::Secrets::of_parameters(parameters),
                 ),
             )?;
             globals.set("broker_event", event_meta)?;

@@ -12,6 +12,7 @@ use super::logfile::{LogFile, Rotation};
 use super::{json, perfdata, EventJsonStyle};
 use crate::cache::Cache;
 use crate::event::{catalogue, Event, EventType, Value};
+use crate::output::Secrets;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Severity {
@@ -119,12 +120,21 @@ pub struct BrokerLog {
     rotation: Rotation,
     /// The file's last write error, reported once rather than per line.
     reported: Option<String>,
+    /// The output's passwords: the service writes the file, so it keeps
+    /// them out of it as out of every other log (Centreon's library logs
+    /// its curl commands, headers included).
+    secrets: Secrets,
 }
 
 impl BrokerLog {
     /// Level 0 and the logger until `set_parameters` says otherwise:
     /// Centreon leaves the level uninitialised, which is 0 in practice.
-    pub fn new(sink: LogSink, mirror: Option<LogSink>, rotation: Rotation) -> Self {
+    pub fn new(
+        sink: LogSink,
+        mirror: Option<LogSink>,
+        rotation: Rotation,
+        secrets: Secrets,
+    ) -> Self {
         BrokerLog {
             level: 0,
             file: None,
@@ -132,6 +142,7 @@ impl BrokerLog {
             mirror,
             rotation,
             reported: None,
+            secrets,
         }
     }
 
@@ -151,6 +162,15 @@ impl BrokerLog {
             return Ok(());
         };
         let text = text.as_deref().unwrap_or(b"(null)");
+        let redacted;
+        let text = if self.secrets.is_empty() {
+            text
+        } else {
+            redacted = self
+                .secrets
+                .redact_owned(String::from_utf8_lossy(text).into_owned());
+            redacted.as_bytes()
+        };
         let mut line = c_locale_time_prefix().into_bytes();
         line.extend_from_slice(severity.header().as_bytes());
         line.extend_from_slice(text);
