@@ -20,6 +20,7 @@
 //! For any other name the searcher returns `no fallback module 'x'`, which
 //! Lua 5.4 adds to its usual `module 'x' not found:` list.
 
+mod base64;
 mod luatz;
 
 use mlua::{Function, Lua, Table, Value};
@@ -43,6 +44,7 @@ pub(super) fn install(lua: &Lua) -> mlua::Result<()> {
 fn loader(lua: &Lua, name: &str) -> mlua::Result<Option<Function>> {
     Ok(Some(match name {
         "luatz.timetable" => luatz::loader(lua)?,
+        "base64" => base64::loader(lua)?,
         "cffi" | "ffi" => super::lua_part(lua, name, NO_FFI)?,
         _ => return Ok(None),
     }))
