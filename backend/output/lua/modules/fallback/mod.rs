@@ -21,6 +21,7 @@
 //! Lua 5.4 adds to its usual `module 'x' not found:` list.
 
 mod base64;
+mod crypto;
 mod luatz;
 
 use mlua::{Function, Lua, Table, Value};
@@ -45,6 +46,7 @@ fn loader(lua: &Lua, name: &str) -> mlua::Result<Option<Function>> {
     Ok(Some(match name {
         "luatz.timetable" => luatz::loader(lua)?,
         "base64" => base64::loader(lua)?,
+        "crypto" => crypto::loader(lua)?,
         "cffi" | "ffi" => super::lua_part(lua, name, NO_FFI)?,
         _ => return Ok(None),
     }))
