@@ -27,6 +27,7 @@
 use mlua::{AnyUserData, Function, Lua, LuaString, MultiValue, UserData, Value};
 use rsa::pkcs1::{DecodeRsaPrivateKey, DecodeRsaPublicKey};
 use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
+use rsa::traits::PublicKeyParts;
 use rsa::{Pkcs1v15Sign, RsaPrivateKey, RsaPublicKey};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
@@ -39,8 +40,8 @@ impl UserData for PKey {
     fn add_methods<M: mlua::UserDataMethods<Self>>(methods: &mut M) {
         methods.add_meta_method(mlua::MetaMethod::ToString, |_, key, ()| {
             Ok(match key {
-                PKey::Private(_) => "crypto.pkey (RSA private key)",
-                PKey::Public(_) => "crypto.pkey (RSA public key)",
+                PKey::Private(k) => format!("crypto.pkey (RSA-{} private key)", k.size() * 8),
+                PKey::Public(k) => format!("crypto.pkey (RSA-{} public key)", k.size() * 8),
             })
         });
     }
@@ -134,67 +135,102 @@ fn sign(key: &RsaPrivateKey, hash: Hash, data: &[u8]) -> rsa::Result<Vec<u8>> {
     }
 }
 
+/// What `super::raising` turns into results: `true, values...`.
+fn results(values: Vec<Value>) -> MultiValue {
+    let mut all = vec![Value::Boolean(true)];
+    all.extend(values);
+    MultiValue::from_vec(all)
+}
+
+/// LuaCrypto's soft failure: `nil, message`.
 fn failure(lua: &Lua, message: String) -> mlua::Result<MultiValue> {
-    Ok(MultiValue::from_vec(vec![
+    Ok(results(vec![
         Value::Nil,
         Value::String(lua.create_string(message)?),
     ]))
+}
+
+/// A Lua error, raised by `super::raising`.
+fn raise(lua: &Lua, message: String) -> mlua::Result<MultiValue> {
+    Ok(MultiValue::from_vec(vec![
+        Value::Boolean(false),
+        Value::String(lua.create_string(message)?),
+    ]))
+}
+
+/// A string argument, numbers accepted as `luaL_checkstring` does.
+fn string_arg(lua: &Lua, value: Value) -> mlua::Result<Result<LuaString, String>> {
+    let type_name = value.type_name();
+    Ok(lua
+        .coerce_string(value)?
+        .ok_or_else(|| format!("string expected, got {type_name}")))
+}
+
+fn from_pem(lua: &Lua, (pem, private): (Value, Value)) -> mlua::Result<MultiValue> {
+    let pem = match string_arg(lua, pem)? {
+        Ok(pem) => pem,
+        Err(e) => return raise(lua, format!("bad argument #1 to 'from_pem' ({e})")),
+    };
+    // LuaCrypto reads a private key only for a boolean true.
+    let private = matches!(private, Value::Boolean(true));
+    match read_key(&pem.to_string_lossy(), private) {
+        Ok(key) => Ok(results(vec![Value::UserData(lua.create_userdata(key)?)])),
+        Err(e) => failure(lua, format!("crypto.pkey.from_pem: {e}")),
+    }
+}
+
+fn sign_lua(lua: &Lua, (digest, data, key): (Value, Value, Value)) -> mlua::Result<MultiValue> {
+    let digest = match string_arg(lua, digest)? {
+        Ok(digest) => digest.to_string_lossy(),
+        Err(e) => return raise(lua, format!("bad argument #1 to 'sign' ({e})")),
+    };
+    let Some(hash) = hash_named(&digest) else {
+        return raise(
+            lua,
+            format!(
+                "bad argument #1 to 'sign' (unsupported digest type '{digest}'; \
+                 brokerstream's crypto offers sha256, sha384 and sha512)"
+            ),
+        );
+    };
+    let data = match string_arg(lua, data)? {
+        Ok(data) => data,
+        Err(e) => return raise(lua, format!("bad argument #2 to 'sign' ({e})")),
+    };
+    let key: AnyUserData = match key {
+        Value::UserData(ud) if ud.is::<PKey>() => ud,
+        other => {
+            return raise(
+                lua,
+                format!(
+                    "bad argument #3 to 'sign' (crypto.pkey expected, got {})",
+                    other.type_name()
+                ),
+            )
+        }
+    };
+    let key = key.borrow::<PKey>()?;
+    let PKey::Private(private) = &*key else {
+        return failure(
+            lua,
+            "crypto.sign: the key is a public key; signing needs a private key".to_owned(),
+        );
+    };
+    match sign(private, hash, &data.as_bytes()) {
+        Ok(signature) => Ok(results(vec![Value::String(lua.create_string(&signature)?)])),
+        Err(e) => failure(lua, format!("crypto.sign: {e}")),
+    }
 }
 
 pub(super) fn loader(lua: &Lua) -> mlua::Result<Function> {
     lua.create_function(|lua, _: MultiValue| {
         let m = lua.create_table()?;
         let pkey = lua.create_table()?;
-        pkey.set(
-            "from_pem",
-            lua.create_function(|lua, (pem, private): (LuaString, Value)| {
-                // LuaCrypto reads a private key only for a boolean true.
-                let private = matches!(private, Value::Boolean(true));
-                let text = pem.to_string_lossy();
-                match read_key(&text, private) {
-                    Ok(key) => Ok(MultiValue::from_vec(vec![Value::UserData(
-                        lua.create_userdata(key)?,
-                    )])),
-                    Err(e) => failure(lua, format!("crypto.pkey.from_pem: {e}")),
-                }
-            })?,
-        )?;
+        let from_pem = lua.create_function(from_pem)?;
+        pkey.set("from_pem", super::raising(lua, "crypto", from_pem)?)?;
         m.set("pkey", pkey)?;
-        m.set(
-            "sign",
-            lua.create_function(|lua, (digest, data, key): (LuaString, LuaString, Value)| {
-                let digest = digest.to_string_lossy();
-                let Some(hash) = hash_named(&digest) else {
-                    return Err(mlua::Error::runtime(format!(
-                        "bad argument #1 to 'sign' (unsupported digest type '{digest}'; \
-                             brokerstream's crypto offers sha256, sha384 and sha512)"
-                    )));
-                };
-                let key: AnyUserData = match key {
-                    Value::UserData(ud) if ud.is::<PKey>() => ud,
-                    other => {
-                        return Err(mlua::Error::runtime(format!(
-                            "bad argument #3 to 'sign' (crypto.pkey expected, got {})",
-                            other.type_name()
-                        )))
-                    }
-                };
-                let key = key.borrow::<PKey>()?;
-                let PKey::Private(private) = &*key else {
-                    return failure(
-                        lua,
-                        "crypto.sign: the key is a public key; signing needs a private key"
-                            .to_owned(),
-                    );
-                };
-                match sign(private, hash, &data.as_bytes()) {
-                    Ok(signature) => Ok(MultiValue::from_vec(vec![Value::String(
-                        lua.create_string(&signature)?,
-                    )])),
-                    Err(e) => failure(lua, format!("crypto.sign: {e}")),
-                }
-            })?,
-        )?;
+        let sign = lua.create_function(sign_lua)?;
+        m.set("sign", super::raising(lua, "crypto", sign)?)?;
         Ok(m)
     })
 }

@@ -32,7 +32,7 @@ pub(super) fn install(lua: &Lua) -> mlua::Result<()> {
         .globals()
         .get::<Table>("package")?
         .get::<Table>("searchers")?;
-    let searcher = lua.create_function(|lua, name: mlua::String| {
+    let searcher = lua.create_function(|lua, name: mlua::LuaString| {
         let name = name.to_str()?.to_owned();
         match loader(lua, &name)? {
             Some(found) => Ok(Value::Function(found)),
@@ -51,6 +51,24 @@ fn loader(lua: &Lua, name: &str) -> mlua::Result<Option<Function>> {
         _ => return Ok(None),
     }))
 }
+
+/// Wraps `f`, a Rust function returning `true, results...` or `false,
+/// message`, into one that returns the results or raises the message. The
+/// error is then a Lua string, as the C modules raise, so that a script's
+/// `"failed: " .. err` works (an error raised from Rust reaches Lua as a
+/// userdata). Level 2 puts the caller's file and line in front.
+fn raising(lua: &Lua, name: &str, f: Function) -> mlua::Result<Function> {
+    super::lua_part(lua, name, RAISING)?.call(f)
+}
+
+const RAISING: &str = r#"
+local f = ...
+return function(...)
+  local r = table.pack(f(...))
+  if r[1] then return table.unpack(r, 2, r.n) end
+  error(r[2], 2)
+end
+"#;
 
 /// Lua 5.4's `require` puts "\n\t" before each searcher's message itself.
 fn not_found(name: &str) -> String {
