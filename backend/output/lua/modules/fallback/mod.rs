@@ -12,10 +12,9 @@
 //! and without these fallbacks the Google, PagerDuty, Splunk and Prometheus
 //! connectors would stop at their first `require`.
 //!
-//! Unlike the modules in `package.preload` (cURL, socket.http…), which must
-//! answer the same way everywhere because brokerstream embeds the network
-//! layer, these are small, pure libraries whose real versions are fine to
-//! use when present.
+//! Unlike the modules in `package.preload` (cURL, socket.http…), which
+//! brokerstream always answers for itself, these are small libraries whose
+//! real versions are the reference and are used whenever present.
 //!
 //! For any other name the searcher returns `no fallback module 'x'`, which
 //! Lua 5.4 adds to its usual `module 'x' not found:` list.
@@ -33,7 +32,9 @@ pub(super) fn install(lua: &Lua) -> mlua::Result<()> {
         .get::<Table>("package")?
         .get::<Table>("searchers")?;
     let searcher = lua.create_function(|lua, name: mlua::LuaString| {
-        let name = name.to_str()?.to_owned();
+        // Lossy: a name that is not UTF-8 is simply not one of ours, and
+        // must not turn `require`'s usual message into an error here.
+        let name = name.to_string_lossy();
         match loader(lua, &name)? {
             Some(found) => Ok(Value::Function(found)),
             None => Ok(Value::String(lua.create_string(not_found(&name))?)),
