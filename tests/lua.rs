@@ -27,15 +27,16 @@ fn data(path: &str) -> PathBuf {
 }
 
 /// A script directory with scripts in it, and what their runtime needs.
-struct Lab {
+/// Also used by tests/lua_fallbacks.rs.
+pub(crate) struct Lab {
     dir: tempfile::TempDir,
     cache: Arc<Cache>,
-    settings: LuaSettings,
+    pub(crate) settings: LuaSettings,
     logs: Arc<Mutex<Vec<String>>>,
 }
 
 impl Lab {
-    fn new() -> Lab {
+    pub(crate) fn new() -> Lab {
         let dir = tempfile::tempdir().unwrap();
         let settings = LuaSettings {
             script_dirs: vec![dir.path().to_owned()],
@@ -49,7 +50,7 @@ impl Lab {
         }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
@@ -68,13 +69,13 @@ impl Lab {
         }
     }
 
-    fn try_load(&self, source: &str, params: &[(&str, &str)]) -> Result<Script, String> {
+    pub(crate) fn try_load(&self, source: &str, params: &[(&str, &str)]) -> Result<Script, String> {
         let path = self.path("script.lua");
         std::fs::write(&path, source).unwrap();
         Script::load(&path, &string_params(params), &self.env())
     }
 
-    fn load(&self, source: &str, params: &[(&str, &str)]) -> Script {
+    pub(crate) fn load(&self, source: &str, params: &[(&str, &str)]) -> Script {
         self.try_load(source, params)
             .unwrap_or_else(|e| panic!("script does not load: {e}"))
     }
@@ -109,7 +110,7 @@ fn ev(json: Value) -> Shared {
 }
 
 /// Evaluates a Lua expression in the script's state (after init).
-fn eval<T: mlua::FromLua>(script: &Script, expression: &str) -> T {
+pub(crate) fn eval<T: mlua::FromLua>(script: &Script, expression: &str) -> T {
     script
         .lua()
         .load(format!("return {expression}"))
