@@ -420,6 +420,8 @@ pub struct ConnectorFileConfig {
 /// event_json = "22.04"   # or "21.10": the header of json_encode(broker_event)
 /// log_rotate_bytes = 20971520   # broker_log files rotate past 20 MiB; 0 = never
 /// log_rotate_keep = 5           # x.log.1 … x.log.5 are kept
+/// call_cpu_budget_secs = 10     # one write()/flush()/init() call; 0 = no limit
+/// memory_limit_bytes = 1073741824   # per script; 0 = no limit
 /// ```
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -432,6 +434,8 @@ pub struct LuaFileConfig {
     pub event_json: Option<String>,
     pub log_rotate_bytes: Option<u64>,
     pub log_rotate_keep: Option<u32>,
+    pub call_cpu_budget_secs: Option<f64>,
+    pub memory_limit_bytes: Option<usize>,
 }
 
 /// What the command line (flags and environment variables, which clap
@@ -585,6 +589,16 @@ impl Config {
         }
         if let Some(keep) = lua.log_rotate_keep {
             settings.log_rotation.keep = keep;
+        }
+        if let Some(secs) = lua.call_cpu_budget_secs {
+            settings.call_cpu_budget = std::time::Duration::try_from_secs_f64(secs)
+                .ok()
+                .with_context(|| {
+                    format!("lua.call_cpu_budget_secs must be a number of seconds, 0 or more, not {secs}")
+                })?;
+        }
+        if let Some(bytes) = lua.memory_limit_bytes {
+            settings.memory_limit_bytes = bytes;
         }
         if let Some(style) = &lua.event_json {
             settings.event_json = EventJsonStyle::parse(style).with_context(|| {

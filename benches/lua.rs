@@ -63,6 +63,7 @@ fn main() {
         }),
         log: Arc::new(|_, _| {}),
         file_log: None,
+        interrupt: brokerstream::output::lua::interrupt::Interrupt::new(),
         trace: None,
     };
     let mut best = 0.0f64;

@@ -65,6 +65,7 @@ impl Lab {
                     .push(format!("{}{text}", severity.header()))
             }),
             file_log: None,
+            interrupt: brokerstream::output::lua::interrupt::Interrupt::new(),
             trace: None,
         }
     }
@@ -883,6 +884,175 @@ fn broker_log_files_rotate_under_concurrent_writers_without_losing_a_line() {
         files > 10,
         "only {files} files: the rotation was not exercised"
     );
+}
+
+// ---- runaway scripts: CPU budget, memory limit, stop
+
+#[test]
+fn a_call_over_its_cpu_budget_is_interrupted_and_the_script_goes_on() {
+    let mut lab = Lab::new();
+    lab.settings.call_cpu_budget = Duration::from_millis(300);
+    let mut script = lab.load(
+        "calls = 0\n\
+         function init(conf) end\n\
+         function write(e)\n\
+           calls = calls + 1\n\
+           if calls == 1 then while true do end end\n\
+           return true\n\
+         end\n",
+        &[],
+    );
+    let looping = script.write(&ev(json!({"_type": 65548, "host_id": 1, "name": "a"})));
+    let error = looping.error.expect("the loop was not interrupted");
+    assert!(
+        error.contains("lua: error running function `write'"),
+        "{error}"
+    );
+    assert!(
+        error.contains("used more than 0.3 s of CPU (lua.call_cpu_budget_secs)"),
+        "{error}"
+    );
+    assert_eq!(looping.acked, 0);
+    // The state is intact: the next call acknowledges both events.
+    let next = script.write(&ev(json!({"_type": 65548, "host_id": 2, "name": "b"})));
+    assert_eq!((next.error, next.acked), (None, 2));
+    // A loop that catches the interruption with pcall is caught again.
+    let mut script = lab.load(
+        "function init(conf) end\n\
+         function write(e)\n\
+           while true do pcall(function() while true do end end) end\n\
+         end\n",
+        &[],
+    );
+    let caught = script.write(&ev(json!({"_type": 65548, "host_id": 1, "name": "a"})));
+    assert!(caught
+        .error
+        .unwrap()
+        .contains("used more than 0.3 s of CPU"));
+}
+
+#[test]
+fn waiting_is_not_cpu_and_is_never_interrupted() {
+    let mut lab = Lab::new();
+    lab.settings.call_cpu_budget = Duration::from_millis(100);
+    // os.execute("sleep") waits in the kernel for 0.6 s: six budgets of
+    // wall time, almost no CPU.
+    let mut script = lab.load(
+        "function init(conf) end\n\
+         function write(e) os.execute('sleep 0.6') return true end\n",
+        &[],
+    );
+    let outcome = script.write(&ev(json!({"_type": 65548, "host_id": 1, "name": "a"})));
+    assert_eq!((outcome.error, outcome.acked), (None, 1));
+}
+
+#[test]
+fn a_script_past_its_memory_limit_gets_a_clear_error() {
+    let mut lab = Lab::new();
+    lab.settings.memory_limit_bytes = 64 * 1024 * 1024;
+    let mut script = lab.load(
+        "function init(conf) end\n\
+         function write(e)\n\
+           local t = {}\n\
+           for i = 1, 1e9 do t[i] = string.rep('x', 64) .. i end\n\
+           return true\n\
+         end\n",
+        &[],
+    );
+    let outcome = script.write(&ev(json!({"_type": 65548, "host_id": 1, "name": "a"})));
+    let error = outcome.error.expect("no memory error");
+    assert!(error.contains("not enough memory"), "{error}");
+    assert!(
+        error.contains("the script reached its memory limit of 64 MiB (lua.memory_limit_bytes)"),
+        "{error}"
+    );
+    // What it held is collectable, and the state goes on.
+    let next = script.write(&ev(json!({"_type": 65548, "host_id": 2, "name": "b"})));
+    assert!(next.error.is_some_and(|e| e.contains("memory limit")));
+    let e = lab
+        .try_load(
+            "local t = {} for i = 1, 1e9 do t[i] = string.rep('y', 64) .. i end\n",
+            &[],
+        )
+        .err()
+        .unwrap();
+    assert!(
+        e.contains("could not be compiled") && e.contains("memory limit of 64 MiB"),
+        "{e}"
+    );
+}
+
+/// The names of this process's threads (`/proc/self/task/*/comm`).
+fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim_end().to_owned())
+        .collect()
+}
+
+async fn wait_for_threads(what: &str, done: impl Fn(&[String]) -> bool) {
+    for _ in 0..200 {
+        if done(&thread_names()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "timed out waiting for {what}; threads: {:?}",
+        thread_names()
+    );
+}
+
+#[tokio::test]
+async fn a_looping_script_is_stopped_when_its_output_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), None).await;
+    let scripts = dir.path().join("scripts");
+    std::fs::create_dir_all(&scripts).unwrap();
+    std::fs::write(
+        scripts.join("spin_write.lua"),
+        "function init(conf) end\nfunction write(e) broker_log:info(0, 'looping') while true do end end\n",
+    )
+    .unwrap();
+    std::fs::write(
+        scripts.join("spin_init.lua"),
+        "function init(conf) while true do pcall(function() while true do end end) end end\n\
+         function write(e) return true end\n",
+    )
+    .unwrap();
+    create_lua(&server, "spin-write", "spin_write.lua", json!([])).await;
+    create_lua(&server, "spin-init", "spin_init.lua", json!([])).await;
+    server.post_events(&[host(1, "srv-01")]).await;
+    // The counters are written once a batch is handed: the log says when
+    // write() is entered.
+    for _ in 0..200 {
+        if script_log(&server, "spin-write").await == ["INFO: looping"] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(script_log(&server, "spin-write").await, ["INFO: looping"]);
+    let threads = thread_names();
+    for name in ["lua:spin-write", "lua:spin-init"] {
+        assert!(threads.iter().any(|t| t == name), "{threads:?}");
+    }
+    for name in ["spin-write", "spin-init"] {
+        let response = server
+            .send_json(
+                Method::DELETE,
+                &format!("/api/v1/outputs/{name}"),
+                &json!({}),
+            )
+            .await;
+        assert_eq!(response.status(), 204, "{name}");
+    }
+    // Their threads end (and with them the Lua states): nothing spins on.
+    wait_for_threads("the scripts' threads to end", |threads| {
+        !threads.iter().any(|t| t.starts_with("lua:spin-"))
+    })
+    .await;
+    server.stop().await;
 }
 
 // ---- broker (§4)

@@ -11,6 +11,7 @@ use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::lua::interrupt::Interrupt;
 use super::lua::LuaSettings;
 use super::status::{age_secs, backoff, FlushRecord, OutputState, OutputStatus};
 use super::tail::Tail;
@@ -44,7 +45,14 @@ struct Supervised {
 struct Running {
     commands: mpsc::Sender<Command>,
     task: JoinHandle<()>,
+    /// A Lua output's hold on a script that does not return.
+    interrupt: Option<Arc<Interrupt>>,
 }
+
+/// How long a stopping Lua worker may take to come back to its command loop
+/// on its own (finishing a `write()` or its final `flush()`) before the
+/// script is interrupted.
+const STOP_GRACE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum FlushError {
@@ -322,8 +330,22 @@ impl Supervisor {
     }
 
     async fn stop(&self, name: &str, running: Running) {
-        let Running { commands, mut task } = running;
+        let Running {
+            commands,
+            mut task,
+            interrupt,
+        } = running;
         let _ = commands.send(Command::Stop).await;
+        if let Some(interrupt) = interrupt {
+            if tokio::time::timeout(STOP_GRACE, &mut task).await.is_ok() {
+                return;
+            }
+            tracing::warn!(
+                output = name,
+                "the script did not return within {STOP_GRACE:?}; interrupting it"
+            );
+            interrupt.stop();
+        }
         if tokio::time::timeout(self.stop_timeout, &mut task)
             .await
             .is_err()
@@ -351,6 +373,8 @@ impl Supervisor {
         // Created before answering the request that made the output, so that
         // the events posted right after are its own.
         let lua_cursor = (spec.kind == "lua").then(|| journal.cursor(&spec.name, StartAt::Head));
+        let interrupt = lua_cursor.is_some().then(Interrupt::new);
+        let script_interrupt = interrupt.clone();
         let task = tokio::spawn(async move {
             if let Some(cursor) = lua_cursor {
                 // A script runs on a thread of its own, which keeps its own
@@ -372,6 +396,7 @@ impl Supervisor {
                     Some(log),
                     None,
                     tail,
+                    script_interrupt.unwrap_or_else(Interrupt::new),
                 )
                 .await;
                 return;
@@ -426,7 +451,11 @@ impl Supervisor {
                 }
             }
         });
-        Running { commands, task }
+        Running {
+            commands,
+            task,
+            interrupt,
+        }
     }
 }
 

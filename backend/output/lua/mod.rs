@@ -11,6 +11,7 @@
 
 pub mod event;
 pub mod import;
+pub mod interrupt;
 pub mod json;
 pub mod loader;
 pub mod logfile;
@@ -88,7 +89,19 @@ pub struct LuaSettings {
     pub event_json: EventJsonStyle,
     /// When the files of `broker_log:set_parameters` are rotated.
     pub log_rotation: logfile::Rotation,
+    /// CPU time one call into a script (`write`, `flush`, `init`…) may use
+    /// before it is interrupted with a Lua error; zero: no limit.
+    pub call_cpu_budget: std::time::Duration,
+    /// Memory one script's Lua state may hold; 0: no limit.
+    pub memory_limit_bytes: usize,
 }
+
+/// A call that computes for 10 s is a loop, not a connector: Centreon's
+/// certified ones spend milliseconds per call.
+pub const DEFAULT_CALL_CPU_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
+/// Enough for Centreon's connectors holding a full queue of
+/// `event_queue_max_size` events many times over.
+pub const DEFAULT_MEMORY_LIMIT_BYTES: usize = 1024 * 1024 * 1024;
 
 impl LuaSettings {
     /// The defaults for a data directory: `<data-dir>/scripts`, plus
@@ -106,6 +119,8 @@ impl LuaSettings {
             event_queue_max_size: DEFAULT_EVENT_QUEUE_MAX_SIZE,
             event_json: EventJsonStyle::Current,
             log_rotation: logfile::Rotation::default(),
+            call_cpu_budget: DEFAULT_CALL_CPU_BUDGET,
+            memory_limit_bytes: DEFAULT_MEMORY_LIMIT_BYTES,
         }
     }
 

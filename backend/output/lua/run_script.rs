@@ -171,6 +171,7 @@ pub fn run_with(
             Some(log),
             Some(trace),
             Arc::new(crate::output::tail::Tail::default()),
+            super::interrupt::Interrupt::new(),
         ));
         // Until every event is read and the queue has been idle long enough
         // for the after-burst flush, or the script failed to load.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use mlua::{Function, Lua, MultiValue, Value as LuaValue};
 
 use super::event::{event_metatable, to_table, LuaEvent, Shared};
+use super::interrupt::Interrupt;
 use super::sdk::{self, BrokerCache, BrokerLog, LogSink, Severity};
 use super::LuaSettings;
 use crate::cache::Cache;
@@ -26,6 +27,8 @@ pub struct ScriptEnv {
     pub file_log: Option<LogSink>,
     /// Told what every `write()`/`flush()` call returned (`run-script`).
     pub trace: Option<TraceSink>,
+    /// How the output stops a script that does not return.
+    pub interrupt: Arc<Interrupt>,
 }
 
 pub type TraceSink = Arc<dyn Fn(&str) + Send + Sync>;
@@ -55,6 +58,9 @@ pub struct FlushOutcome {
 }
 
 pub struct Script {
+    /// Declared first, so dropped first: the interrupt forgets the state
+    /// before the state is closed.
+    attached: Attached,
     lua: Lua,
     write: Function,
     filter: Option<Function>,
@@ -67,6 +73,50 @@ pub struct Script {
     trace: Option<TraceSink>,
     /// Events handed so far, for traces.
     handed: u64,
+    /// `lua.memory_limit_bytes` as set on this state (0: none).
+    memory_limit: usize,
+}
+
+/// The output's interrupt, attached to one state until it is closed.
+struct Attached(Arc<Interrupt>);
+
+impl Attached {
+    /// A call into the script, which the watchdog may find running long.
+    fn call<T>(&self, call: impl FnOnce() -> T) -> T {
+        self.0.enter();
+        let result = call();
+        self.0.leave();
+        result
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        self.0.detach();
+    }
+}
+
+/// [`lua_message`], saying which limit a script ran into when it did.
+fn explain(error: &mlua::Error, memory_limit: usize) -> String {
+    let message = lua_message(error);
+    if memory_limit > 0 && is_memory_error(error) {
+        format!(
+            "{message}: the script reached its memory limit of {} MiB (lua.memory_limit_bytes)",
+            memory_limit / (1024 * 1024)
+        )
+    } else {
+        message
+    }
+}
+
+fn is_memory_error(error: &mlua::Error) -> bool {
+    match error {
+        mlua::Error::MemoryError(_) => true,
+        mlua::Error::CallbackError { cause, .. } | mlua::Error::WithContext { cause, .. } => {
+            is_memory_error(cause)
+        }
+        _ => false,
+    }
 }
 
 /// The useful part of an mlua error: the Lua message with its position,
@@ -167,6 +217,15 @@ impl Script {
         let lua = unsafe { Lua::unsafe_new() };
         let fail =
             |e: mlua::Error| format!("lua: cannot set up the interpreter: {}", lua_message(&e));
+        let limit = env.settings.memory_limit_bytes;
+        if limit > 0 {
+            lua.set_memory_limit(limit).map_err(fail)?;
+        }
+        env.interrupt
+            .attach(&lua, env.settings.call_cpu_budget)
+            .map_err(fail)?;
+        let attached = Attached(Arc::clone(&env.interrupt));
+        let describe = |e: &mlua::Error| explain(e, limit);
         let dir = match shown.rfind('/') {
             Some(at) => shown[..at].to_owned(),
             None => ".".to_owned(),
@@ -207,9 +266,9 @@ impl Script {
             .map_err(|e| format!("lua: '{shown}' could not be loaded: {e}"))?;
         // Centreon drops the Lua message here; it is kept, because the line
         // is what the operator needs.
-        chunk
-            .call::<()>(())
-            .map_err(|e| format!("lua: '{shown}' could not be compiled: {}", lua_message(&e)))?;
+        attached
+            .call(|| chunk.call::<()>(()))
+            .map_err(|e| format!("lua: '{shown}' could not be compiled: {}", describe(&e)))?;
 
         let globals = lua.globals();
         let function = |name: &str| -> Option<Function> {
@@ -224,10 +283,10 @@ impl Script {
             .ok_or_else(|| format!("lua: '{shown}' write() global function is missing"))?;
         let mut filter = function("filter");
         if let Some(f) = &filter {
-            let disable = match f.call::<MultiValue>((1, 2)) {
+            let disable = match attached.call(|| f.call::<MultiValue>((1, 2))) {
                 Err(e) => Some(format!(
                     "lua: The filter() function doesn't work correctly: {}",
-                    lua_message(&e)
+                    describe(&e)
                 )),
                 Ok(values) => match values.iter().next() {
                     Some(LuaValue::Boolean(_)) => None,
@@ -281,9 +340,12 @@ impl Script {
             };
             set.map_err(fail)?;
         }
-        init.call::<()>(conf_table)
-            .map_err(|e| format!("lua: error running function `init' {}", lua_message(&e)))?;
+        attached
+            .call(|| init.call::<()>(conf_table))
+            .map_err(|e| format!("lua: error running function `init' {}", describe(&e)))?;
         Ok(Script {
+            attached,
+            memory_limit: limit,
             lua,
             write,
             filter,
@@ -327,7 +389,7 @@ impl Script {
             Err(e) => {
                 let error = self.error(format!(
                     "lua: error running function `{function}' {}",
-                    lua_message(&e)
+                    explain(&e, self.memory_limit)
                 ));
                 (None, 0, Some(error))
             }
@@ -350,7 +412,9 @@ impl Script {
     /// Hands one event to the script (§1.5).
     pub fn write(&mut self, shared: &Shared) -> WriteOutcome {
         self.handed += 1;
+        self.attached.0.enter();
         let outcome = self.write_inner(shared);
+        self.attached.0.leave();
         if let Some(trace) = &self.trace {
             let ty = shared.event().event_type();
             let what = if outcome.filtered {
@@ -428,7 +492,9 @@ impl Script {
 
     /// Calls `flush()` if the script has one (§1.6).
     pub fn flush(&mut self) -> FlushOutcome {
+        self.attached.0.enter();
         let outcome = self.flush_inner();
+        self.attached.0.leave();
         if let (Some(trace), true) = (&self.trace, outcome.called) {
             let what = match (&outcome.error, &outcome.returned) {
                 (Some(error), _) => error.clone(),

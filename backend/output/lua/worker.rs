@@ -17,6 +17,7 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
 use super::event::Shared;
+use super::interrupt::Interrupt;
 use super::runtime::{Script, ScriptEnv};
 use super::sdk::{LogSink, Severity};
 use super::LuaSettings;
@@ -79,7 +80,16 @@ pub async fn run(
 ) {
     let tail = Arc::new(Tail::default());
     run_traced(
-        spec, cursor, cache, status, commands, settings, None, None, tail,
+        spec,
+        cursor,
+        cache,
+        status,
+        commands,
+        settings,
+        None,
+        None,
+        tail,
+        Interrupt::new(),
     )
     .await
 }
@@ -97,6 +107,7 @@ pub async fn run_traced(
     log: Option<LogSink>,
     trace: Option<super::runtime::TraceSink>,
     tail: Arc<Tail>,
+    interrupt: Arc<Interrupt>,
 ) {
     let (done, finished) = oneshot::channel::<()>();
     let name = spec.name.clone();
@@ -119,6 +130,7 @@ pub async fn run_traced(
                         settings,
                         log: redacting(log, Secrets::of(&spec)),
                         file_log: Some(redacting(file_log, Secrets::of(&spec))),
+                        interrupt,
                         trace: trace.map(|trace| redacting_trace(trace, Secrets::of(&spec))),
                     };
                     let mut thread = Thread {
