@@ -418,6 +418,8 @@ pub struct ConnectorFileConfig {
 /// bbdo_version = "3.0.1"
 /// event_queue_max_size = 10000
 /// event_json = "22.04"   # or "21.10": the header of json_encode(broker_event)
+/// log_rotate_bytes = 20971520   # broker_log files rotate past 20 MiB; 0 = never
+/// log_rotate_keep = 5           # x.log.1 … x.log.5 are kept
 /// ```
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -428,6 +430,8 @@ pub struct LuaFileConfig {
     pub bbdo_version: Option<String>,
     pub event_queue_max_size: Option<usize>,
     pub event_json: Option<String>,
+    pub log_rotate_bytes: Option<u64>,
+    pub log_rotate_keep: Option<u32>,
 }
 
 /// What the command line (flags and environment variables, which clap
@@ -575,6 +579,12 @@ impl Config {
         }
         if let Some(max) = lua.event_queue_max_size {
             settings.event_queue_max_size = max;
+        }
+        if let Some(max_bytes) = lua.log_rotate_bytes {
+            settings.log_rotation.max_bytes = max_bytes;
+        }
+        if let Some(keep) = lua.log_rotate_keep {
+            settings.log_rotation.keep = keep;
         }
         if let Some(style) = &lua.event_json {
             settings.event_json = EventJsonStyle::parse(style).with_context(|| {

@@ -62,6 +62,7 @@ fn main() {
             ..LuaSettings::for_data_dir(&dir)
         }),
         log: Arc::new(|_, _| {}),
+        file_log: None,
         trace: None,
     };
     let mut best = 0.0f64;

@@ -10,6 +10,7 @@ use brokerstream::cache::Cache;
 use brokerstream::config::Config;
 use brokerstream::event::Event;
 use brokerstream::output::lua::event::Shared;
+use brokerstream::output::lua::logfile::Rotation;
 use brokerstream::output::lua::runtime::{Script, ScriptEnv};
 use brokerstream::output::lua::sdk::Severity;
 use brokerstream::output::lua::{EventJsonStyle, LuaSettings};
@@ -26,15 +27,16 @@ fn data(path: &str) -> PathBuf {
 }
 
 /// A script directory with scripts in it, and what their runtime needs.
-struct Lab {
+/// Also used by tests/lua_fallbacks.rs.
+pub(crate) struct Lab {
     dir: tempfile::TempDir,
     cache: Arc<Cache>,
-    settings: LuaSettings,
+    pub(crate) settings: LuaSettings,
     logs: Arc<Mutex<Vec<String>>>,
 }
 
 impl Lab {
-    fn new() -> Lab {
+    pub(crate) fn new() -> Lab {
         let dir = tempfile::tempdir().unwrap();
         let settings = LuaSettings {
             script_dirs: vec![dir.path().to_owned()],
@@ -48,7 +50,7 @@ impl Lab {
         }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
@@ -62,17 +64,18 @@ impl Lab {
                     .unwrap()
                     .push(format!("{}{text}", severity.header()))
             }),
+            file_log: None,
             trace: None,
         }
     }
 
-    fn try_load(&self, source: &str, params: &[(&str, &str)]) -> Result<Script, String> {
+    pub(crate) fn try_load(&self, source: &str, params: &[(&str, &str)]) -> Result<Script, String> {
         let path = self.path("script.lua");
         std::fs::write(&path, source).unwrap();
         Script::load(&path, &string_params(params), &self.env())
     }
 
-    fn load(&self, source: &str, params: &[(&str, &str)]) -> Script {
+    pub(crate) fn load(&self, source: &str, params: &[(&str, &str)]) -> Script {
         self.try_load(source, params)
             .unwrap_or_else(|e| panic!("script does not load: {e}"))
     }
@@ -107,7 +110,7 @@ fn ev(json: Value) -> Shared {
 }
 
 /// Evaluates a Lua expression in the script's state (after init).
-fn eval<T: mlua::FromLua>(script: &Script, expression: &str) -> T {
+pub(crate) fn eval<T: mlua::FromLua>(script: &Script, expression: &str) -> T {
     script
         .lua()
         .load(format!("return {expression}"))
@@ -755,6 +758,39 @@ fn broker_log_file_lines_have_centreon_s_format() {
 }
 
 #[test]
+fn passwords_are_redacted_from_the_script_s_own_log_file() {
+    let lab = Lab::new();
+    let log = lab.path("secret.log");
+    let path = lab.path("script.lua");
+    std::fs::write(
+        &path,
+        "function init(conf)\n\
+           broker_log:set_parameters(3, conf.logfile)\n\
+           broker_log:info(1, 'curl -H \"Authorization: Token ' .. conf.token .. '\" ' .. conf.url)\n\
+         end\n\
+         function write(d) return true end",
+    )
+    .unwrap();
+    let mut params = string_params(&[
+        ("logfile", log.to_str().unwrap()),
+        ("url", "http://127.0.0.1:9/?p=s%2Fcret%2B1"),
+    ]);
+    params.push(Parameter {
+        name: "token".into(),
+        ty: ParamType::Password,
+        value: "s/cret+1".into(),
+    });
+    Script::load(&path, &params, &lab.env()).unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.ends_with(
+            "INFO: curl -H \"Authorization: Token [redacted]\" http://127.0.0.1:9/?p=[redacted]\n"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
 fn broker_log_defaults_to_level_0_and_the_service_log() {
     let lab = Lab::new();
     let script = lab.load(MINIMAL, &[]);
@@ -777,6 +813,72 @@ fn broker_log_defaults_to_level_0_and_the_service_log() {
     assert!(e.contains("second argument to be a file path"), "{e}");
     let e = eval_err(&script, "broker_log:info(0, nil)");
     assert!(e.contains("must be a string or a number"), "{e}");
+}
+
+#[test]
+fn broker_log_files_rotate_under_concurrent_writers_without_losing_a_line() {
+    const WRITERS: usize = 4;
+    const LINES: usize = 1500;
+    let mut lab = Lab::new();
+    // Small files and room for all of them, so every line can be counted.
+    lab.settings.log_rotation = Rotation {
+        max_bytes: 4096,
+        keep: 1000,
+    };
+    let log = lab.path("shared.log");
+    let lab = Arc::new(lab);
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let lab = Arc::clone(&lab);
+            let log = log.clone();
+            std::thread::spawn(move || {
+                // One Lua state per writer, as one per output.
+                let path = lab.path(&format!("writer{w}.lua"));
+                std::fs::write(&path, MINIMAL).unwrap();
+                let script = Script::load(&path, &[], &lab.env()).unwrap();
+                let lua = script.lua();
+                lua.globals().set("log", log.to_str().unwrap()).unwrap();
+                lua.globals().set("writer", w).unwrap();
+                lua.load(format!(
+                    "broker_log:set_parameters(3, log)\n\
+                     for i = 1, {LINES} do broker_log:info(1, 'writer ' .. writer .. ' line ' .. i .. ' end') end"
+                ))
+                .exec()
+                .unwrap();
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut files = 0;
+    for entry in std::fs::read_dir(lab.dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("shared.log") {
+            continue;
+        }
+        files += 1;
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.len() <= 4096, "{name} is {} bytes", text.len());
+        assert!(text.ends_with('\n'), "{name} ends inside a line");
+        for line in text.lines() {
+            let rest = line
+                .get(26..)
+                .unwrap_or_else(|| panic!("a torn line: {line:?}"));
+            assert!(
+                rest.starts_with("INFO: writer ") && rest.ends_with(" end"),
+                "{line:?}"
+            );
+            assert!(seen.insert(rest.to_owned()), "{rest} twice");
+        }
+    }
+    assert_eq!(seen.len(), WRITERS * LINES, "lines lost over {files} files");
+    assert!(
+        files > 10,
+        "only {files} files: the rotation was not exercised"
+    );
 }
 
 // ---- broker (§4)
@@ -1302,6 +1404,194 @@ async fn a_lua_output_created_over_the_api_writes_its_file() {
     server.stop().await;
 }
 
+/// What the output's script log (`GET /api/v1/outputs/{name}/logs`) holds,
+/// as `LEVEL: text` lines.
+async fn script_log(server: &Server, name: &str) -> Vec<String> {
+    let logs = server
+        .get_json(&format!("/api/v1/outputs/{name}/logs"))
+        .await;
+    logs["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            format!(
+                "{}: {}",
+                l["level"].as_str().unwrap(),
+                l["text"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn lines_a_script_writes_to_its_own_log_file_show_in_its_script_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), None).await;
+    let scripts = dir.path().join("scripts");
+    std::fs::create_dir_all(&scripts).unwrap();
+    // Like Centreon's library: a shebang line, the log file set in init(),
+    // in a directory that does not exist yet (/var/log/centreon-broker on a
+    // machine without Centreon).
+    std::fs::write(
+        scripts.join("own_log.lua"),
+        "#!/usr/bin/lua\n\
+         function init(conf)\n\
+           broker_log:info(0, 'before set_parameters')\n\
+           broker_log:set_parameters(2, conf.logfile)\n\
+           broker_log:info(1, 'init done')\n\
+           broker_log:error(3, 'too detailed')\n\
+         end\n\
+         function write(e)\n\
+           broker_log:warning(2, 'event ' .. e.category .. ':' .. e.element)\n\
+           return true\n\
+         end\n",
+    )
+    .unwrap();
+    let logfile = dir.path().join("var-log/centreon-broker/own_log.log");
+    create_lua(
+        &server,
+        "own-log",
+        "own_log.lua",
+        json!([{"name": "logfile", "type": "string", "value": logfile.to_str().unwrap()}]),
+    )
+    .await;
+    let (code, _) = server
+        .post_events(&[host(1, "srv-01"), host_status(1, 0, "UP")])
+        .await;
+    assert_eq!(code, 200);
+    server
+        .wait_status("own-log", "both acknowledged", |s| {
+            s["counters"]["acknowledged"] == 2
+        })
+        .await;
+    assert_eq!(
+        script_log(&server, "own-log").await,
+        [
+            "INFO: before set_parameters",
+            "INFO: init done",
+            "WARNING: event 1:12",
+            "WARNING: event 1:14"
+        ]
+    );
+    let text = std::fs::read_to_string(&logfile).unwrap();
+    let in_file: Vec<&str> = text.lines().map(|l| &l[26..]).collect();
+    assert_eq!(
+        in_file,
+        [
+            "INFO: init done",
+            "WARNING: event 1:12",
+            "WARNING: event 1:14"
+        ]
+    );
+    // The detail page shows them too.
+    let page = server.get("/outputs/own-log").await.text().await.unwrap();
+    assert!(page.contains("WARNING: event 1:14"), "{page}");
+
+    // A log file that cannot be written: said once, the lines still shown.
+    std::fs::write(dir.path().join("not-a-dir"), "").unwrap();
+    let blocked = dir.path().join("not-a-dir/own_log.log");
+    create_lua(
+        &server,
+        "blocked-log",
+        "own_log.lua",
+        json!([{"name": "logfile", "type": "string", "value": blocked.to_str().unwrap()}]),
+    )
+    .await;
+    server
+        .post_events(&[host_status(1, 1, "DOWN"), host_status(1, 0, "UP")])
+        .await;
+    server
+        // A new output starts at the journal's head: these two only.
+        .wait_status("blocked-log", "both acknowledged", |s| {
+            s["counters"]["acknowledged"] == 2
+        })
+        .await;
+    let lines = script_log(&server, "blocked-log").await;
+    let refusals: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("ERROR: Unable to open the log file"))
+        .collect();
+    assert_eq!(refusals.len(), 1, "{lines:#?}");
+    assert!(refusals[0].contains("not-a-dir/own_log.log"), "{lines:#?}");
+    assert!(
+        refusals[0].contains("shown in the output's script log only"),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("WARNING: event"))
+            .count(),
+        2,
+        "{lines:#?}"
+    );
+    let absent = server.get("/api/v1/outputs/absent/logs").await;
+    assert_eq!(absent.status(), 404);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn parameters_reach_init_as_centreon_passes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), None).await;
+    let scripts = dir.path().join("scripts");
+    std::fs::create_dir_all(&scripts).unwrap();
+    // Logs each parameter as `name=math.type|type:value`, sorted.
+    std::fs::write(
+        scripts.join("conf.lua"),
+        "#!/usr/bin/lua\n\
+         function init(conf)\n\
+           local names = {}\n\
+           for name in pairs(conf) do names[#names + 1] = name end\n\
+           table.sort(names)\n\
+           for _, name in ipairs(names) do\n\
+             local v = conf[name]\n\
+             broker_log:info(0, name .. '=' .. (math.type(v) or type(v)) .. ':' .. tostring(v))\n\
+           end\n\
+         end\n\
+         function write(e) return true end\n",
+    )
+    .unwrap();
+    // The shapes Centreon's certified connectors document: the library's
+    // `_sc` names, empty strings it replaces with its defaults, 0/1
+    // numbers it checks itself, a number past 32 bits, typeless rows.
+    create_lua(
+        &server,
+        "conf",
+        "conf.lua",
+        json!([
+            {"name": "accepted_hostgroups", "type": "string", "value": ""},
+            {"name": "_sc_custom", "type": "string", "value": "a,b"},
+            {"name": "hard_only", "type": "number", "value": "0"},
+            {"name": "log_level", "type": "number", "value": 3},
+            {"name": "max_all_queues_age", "type": "number", "value": "4294967296"},
+            {"name": "ratio", "type": "number", "value": " 0.5 "},
+            {"name": "http_server_url", "type": "", "value": "https://x.example/api?a=1&b=%20"},
+            {"name": "proxy_password", "type": "password", "value": ""},
+        ]),
+    )
+    .await;
+    server
+        .wait_status("conf", "loaded", |s| s["state"] == "running")
+        .await;
+    let lines = script_log(&server, "conf").await;
+    assert_eq!(
+        lines,
+        [
+            "INFO: _sc_custom=string:a,b",
+            "INFO: accepted_hostgroups=string:",
+            "INFO: hard_only=integer:0",
+            "INFO: http_server_url=string:https://x.example/api?a=1&b=%20",
+            "INFO: log_level=integer:3",
+            "INFO: max_all_queues_age=float:4294967296.0",
+            "INFO: proxy_password=string:",
+            "INFO: ratio=float:0.5",
+        ]
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_broken_script_is_retried_with_its_error_in_the_status() {
     let dir = tempfile::tempdir().unwrap();
@@ -1731,7 +2021,7 @@ fn the_lua_settings_come_from_the_configuration_file() {
     let file = dir.path().join("brokerstream.toml");
     std::fs::write(
         &file,
-        "data_dir = \"/var/lib/bs\"\n[lua]\nscript_dirs = [\"/opt/scripts\"]\npackage_path = \"/opt/lua/?.lua\"\nbbdo_version = \"3.0.1\"\nevent_queue_max_size = 50\nevent_json = \"21.10\"\n",
+        "data_dir = \"/var/lib/bs\"\n[lua]\nscript_dirs = [\"/opt/scripts\"]\npackage_path = \"/opt/lua/?.lua\"\nbbdo_version = \"3.0.1\"\nevent_queue_max_size = 50\nevent_json = \"21.10\"\nlog_rotate_bytes = 1048576\nlog_rotate_keep = 3\n",
     )
     .unwrap();
     let config = Config::load(Overrides {
@@ -1745,6 +2035,13 @@ fn the_lua_settings_come_from_the_configuration_file() {
     assert_eq!(settings.bbdo_version, "3.0.1");
     assert_eq!(settings.event_queue_max_size, 50);
     assert_eq!(settings.event_json, EventJsonStyle::Legacy2110);
+    assert_eq!(
+        settings.log_rotation,
+        Rotation {
+            max_bytes: 1_048_576,
+            keep: 3
+        }
+    );
     let defaults = Config::default().lua_settings().unwrap();
     assert_eq!(defaults.script_dirs[0], PathBuf::from("./data/scripts"));
     assert!(defaults
@@ -1752,6 +2049,7 @@ fn the_lua_settings_come_from_the_configuration_file() {
         .contains("/usr/share/lua/5.4/?.lua;/usr/share/lua/5.4/?/init.lua"));
     assert!(defaults.package_path.contains("/usr/share/lua/5.3/?.lua"));
     assert_eq!(defaults.event_queue_max_size, 10_000);
+    assert_eq!(defaults.log_rotation, Rotation::default());
     std::fs::write(&file, "[lua]\nevent_json = \"20.04\"\n").unwrap();
     let config = Config::load(Overrides {
         config_file: Some(file.clone()),

@@ -11,6 +11,7 @@ mod journal;
 mod limits;
 mod lua;
 mod lua_destinations;
+mod lua_fallbacks;
 mod lua_modules;
 mod native;
 mod observe;

@@ -35,6 +35,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
         "admin",
     ),
     ("GET", "/api/v1/outputs/{name}/status", "viewer"),
+    ("GET", "/api/v1/outputs/{name}/logs", "viewer"),
     ("GET", "/api/v1/outputs/{name}/tail", "viewer"),
     ("POST", "/api/v1/outputs/{name}/flush", "operator"),
     ("POST", "/api/v1/outputs/{name}/replay", "operator"),

@@ -146,8 +146,12 @@ pub const REDACTED: &str = "[redacted]";
 
 impl Secrets {
     pub fn of(spec: &OutputSpec) -> Secrets {
+        Secrets::of_parameters(&spec.parameters)
+    }
+
+    pub fn of_parameters(parameters: &[Parameter]) -> Secrets {
         let mut values: Vec<String> = Vec::new();
-        for p in &spec.parameters {
+        for p in parameters {
             if p.ty != ParamType::Password || p.value.is_empty() {
                 continue;
             }

@@ -359,7 +359,7 @@ impl Supervisor {
                 let service_log = super::lua::worker::tracing_sink(&spec.name);
                 let page_tail = Arc::clone(&tail);
                 let log: super::lua::sdk::LogSink = Arc::new(move |severity, text| {
-                    page_tail.log(severity.header().trim_end_matches([':', ' ']), text);
+                    page_tail.log(severity.label(), text);
                     service_log(severity, text);
                 });
                 super::lua::worker::run_traced(

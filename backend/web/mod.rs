@@ -192,6 +192,7 @@ fn routes() -> Routes {
         VIEWER,
         outputs::status,
     )
+    .add(M::GET, "/api/v1/outputs/{name}/logs", VIEWER, outputs::logs)
     .add(M::GET, "/api/v1/outputs/{name}/tail", VIEWER, tail::stream)
     .add(
         M::POST,

@@ -475,6 +475,25 @@ pub async fn status(
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
+/// `GET /outputs/{name}/logs`: the script's last `broker_log` lines, oldest
+/// first, levels kept: those sent to Centreon's logger and those the script
+/// writes to its own file (`set_parameters`), which an operator could
+/// otherwise read only with a shell on the server.
+pub async fn logs(
+    State(ctx): State<Context>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let tail = ctx
+        .supervisor
+        .tail(&name)
+        .await
+        .ok_or_else(|| ApiError::NotFound(format!("no output named `{name}`")))?;
+    Ok(Json(json!({
+        "lines": tail.logs(),
+        "kept": crate::output::tail::LOG_LINES,
+    })))
+}
+
 /// `POST /outputs/{name}/replay` with `{"from": "oldest"}` or
 /// `{"since": "<RFC 3339 time>"}`: delivers again what the journal still
 /// holds from there.

@@ -13,6 +13,7 @@ pub mod event;
 pub mod import;
 pub mod json;
 pub mod loader;
+pub mod logfile;
 pub mod modules;
 pub mod perfdata;
 pub mod run_script;
@@ -85,6 +86,8 @@ pub struct LuaSettings {
     /// is no longer called (§1.7); 0 = unlimited.
     pub event_queue_max_size: usize,
     pub event_json: EventJsonStyle,
+    /// When the files of `broker_log:set_parameters` are rotated.
+    pub log_rotation: logfile::Rotation,
 }
 
 impl LuaSettings {
@@ -102,6 +105,7 @@ impl LuaSettings {
             bbdo_version: "2.0.0".to_owned(),
             event_queue_max_size: DEFAULT_EVENT_QUEUE_MAX_SIZE,
             event_json: EventJsonStyle::Current,
+            log_rotation: logfile::Rotation::default(),
         }
     }
 

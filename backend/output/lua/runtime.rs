@@ -21,6 +21,9 @@ pub struct ScriptEnv {
     pub settings: Arc<LuaSettings>,
     /// `broker_log` without a file, and the runtime's own error lines.
     pub log: LogSink,
+    /// Where the lines a script writes to its own `broker_log` file show
+    /// too (the output's script log); `None` keeps them in the file only.
+    pub file_log: Option<LogSink>,
     /// Told what every `write()`/`flush()` call returned (`run-script`).
     pub trace: Option<TraceSink>,
 }
@@ -246,7 +249,15 @@ impl Script {
 
         // Step 9: the SDK globals, in Centreon's order.
         let register = || -> mlua::Result<()> {
-            globals.set("broker_log", BrokerLog::new(Arc::clone(&env.log)))?;
+            globals.set(
+                "broker_log",
+                BrokerLog::new(
+                    Arc::clone(&env.log),
+                    env.file_log.clone(),
+                    env.settings.log_rotation,
+                    crate::output::Secrets::of_parameters(parameters),
+                ),
+            )?;
             globals.set("broker_event", event_meta)?;
             globals.set("broker_tcp_socket", socket)?;
             globals.set(

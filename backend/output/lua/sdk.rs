@@ -1,16 +1,18 @@
 //! The globals Centreon gives a script: `broker_log` (§2), `broker_cache`
 //! (§3) and the `broker` table (§4).
 
-use std::io::Write as _;
+use std::path::Path;
 use std::sync::Arc;
 
 use md5::{Digest, Md5};
 use mlua::{Lua, MultiValue, Table, UserData, UserDataMethods, Value as LuaValue};
 
 use super::event::{to_table, LuaEvent, Shared};
+use super::logfile::{LogFile, Rotation};
 use super::{json, perfdata, EventJsonStyle};
 use crate::cache::Cache;
 use crate::event::{catalogue, Event, EventType, Value};
+use crate::output::Secrets;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Severity {
@@ -20,6 +22,15 @@ pub enum Severity {
 }
 
 impl Severity {
+    /// The level as the script log shows it: `INFO`, `WARNING`, `ERROR`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Severity::Info => "INFO",
+            Severity::Warning => "WARNING",
+            Severity::Error => "ERROR",
+        }
+    }
+
     pub fn header(self) -> &'static str {
         match self {
             Severity::Info => "INFO: ",
@@ -100,28 +111,48 @@ fn check_integer(args: &MultiValue, n: usize, function: &str) -> mlua::Result<i6
 
 pub struct BrokerLog {
     level: i64,
-    file: String,
+    /// `None`: Centreon's logger mode, lines go to `sink`.
+    file: Option<Arc<LogFile>>,
     sink: LogSink,
+    /// Where the lines written to the file show too: the output's script
+    /// log, so that an operator sees them without a shell on the server.
+    mirror: Option<LogSink>,
+    rotation: Rotation,
+    /// The file's last write error, reported once rather than per line.
+    reported: Option<String>,
+    /// The output's passwords: the service writes the file, so it keeps
+    /// them out of it as out of every other log (Centreon's library logs
+    /// its curl commands, headers included).
+    secrets: Secrets,
 }
 
 impl BrokerLog {
     /// Level 0 and the logger until `set_parameters` says otherwise:
     /// Centreon leaves the level uninitialised, which is 0 in practice.
-    pub fn new(sink: LogSink) -> Self {
+    pub fn new(
+        sink: LogSink,
+        mirror: Option<LogSink>,
+        rotation: Rotation,
+        secrets: Secrets,
+    ) -> Self {
         BrokerLog {
             level: 0,
-            file: String::new(),
+            file: None,
             sink,
+            mirror,
+            rotation,
+            reported: None,
+            secrets,
         }
     }
 
-    fn log(&self, severity: Severity, args: &MultiValue) -> mlua::Result<()> {
+    fn log(&mut self, severity: Severity, args: &MultiValue) -> mlua::Result<()> {
         let level = args.front().map(to_integer).unwrap_or(0);
         if level > self.level {
             return Ok(());
         }
         let text = args.get(1).and_then(to_text);
-        if self.file.is_empty() {
+        let Some(file) = &self.file else {
             let Some(text) = text else {
                 return Err(mlua::Error::runtime(
                     "broker_log: the text to log must be a string or a number",
@@ -129,22 +160,44 @@ impl BrokerLog {
             };
             (self.sink)(severity, &String::from_utf8_lossy(&text));
             return Ok(());
-        }
+        };
+        let text = text.as_deref().unwrap_or(b"(null)");
+        let redacted;
+        let text = if self.secrets.is_empty() {
+            text
+        } else {
+            redacted = self
+                .secrets
+                .redact_owned(String::from_utf8_lossy(text).into_owned());
+            redacted.as_bytes()
+        };
         let mut line = c_locale_time_prefix().into_bytes();
         line.extend_from_slice(severity.header().as_bytes());
-        line.extend_from_slice(text.as_deref().unwrap_or(b"(null)"));
+        line.extend_from_slice(text);
         line.push(b'\n');
-        // Opened for each message, as Centreon does, so rotation is safe.
-        let written = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.file)
-            .and_then(|mut f| f.write_all(&line));
-        if written.is_err() {
-            (self.sink)(
-                Severity::Error,
-                &format!("Unable to open the log file '{}'", self.file),
-            );
+        if let Some(mirror) = &self.mirror {
+            mirror(severity, &String::from_utf8_lossy(text));
+        }
+        match file.append(&line, self.rotation) {
+            Ok(()) => self.reported = None,
+            Err(e) => {
+                let error = e.to_string();
+                if self.reported.as_ref() != Some(&error) {
+                    let still = if self.mirror.is_some() {
+                        "its lines are shown in the output's script log only"
+                    } else {
+                        "its lines are lost"
+                    };
+                    (self.sink)(
+                        Severity::Error,
+                        &format!(
+                            "Unable to open the log file '{}': {error}; {still}",
+                            file.path().display()
+                        ),
+                    );
+                    self.reported = Some(error);
+                }
+            }
         }
         Ok(())
     }
@@ -200,16 +253,19 @@ impl UserData for BrokerLog {
                 )
             })?;
             this.level = level;
-            this.file = String::from_utf8_lossy(&file).into_owned();
+            // An empty path is Centreon's "back to the broker logger".
+            this.file = (!file.is_empty())
+                .then(|| LogFile::open(Path::new(&*String::from_utf8_lossy(&file))));
+            this.reported = None;
             Ok(())
         });
-        methods.add_method("info", |_, this, args: MultiValue| {
+        methods.add_method_mut("info", |_, this, args: MultiValue| {
             this.log(Severity::Info, &args)
         });
-        methods.add_method("warning", |_, this, args: MultiValue| {
+        methods.add_method_mut("warning", |_, this, args: MultiValue| {
             this.log(Severity::Warning, &args)
         });
-        methods.add_method("error", |_, this, args: MultiValue| {
+        methods.add_method_mut("error", |_, this, args: MultiValue| {
             this.log(Severity::Error, &args)
         });
     }

@@ -111,10 +111,14 @@ pub async fn run_traced(
             match runtime {
                 Ok(runtime) => {
                     let log = log.unwrap_or_else(|| tracing_sink(&spec.name));
+                    let page = Arc::clone(&tail);
+                    let file_log: LogSink =
+                        Arc::new(move |severity, text| page.log(severity.label(), text));
                     let env = ScriptEnv {
                         cache,
                         settings,
                         log: redacting(log, Secrets::of(&spec)),
+                        file_log: Some(redacting(file_log, Secrets::of(&spec))),
                         trace: trace.map(|trace| redacting_trace(trace, Secrets::of(&spec))),
                     };
                     let mut thread = Thread {

@@ -7,11 +7,15 @@
 //! [`register`] installs them into a Lua state: the modules as
 //! `package.preload` loaders, so a script's `require "cURL"` finds them
 //! before any file on `package.path`, and `broker_tcp_socket` as a global.
+//! It also appends the searcher of `fallback`'s modules (`luatz.timetable`,
+//! `base64`, `crypto`), which, the other way round, answer only when no file
+//! on `package.path`/`package.cpath` does.
 //!
 //! Every call here blocks, as it does in Centreon Broker: the Lua state runs
 //! on a dedicated thread, never inside a tokio runtime.
 
 mod curl;
+mod fallback;
 mod http;
 mod ltn12;
 mod mime;
@@ -26,7 +30,9 @@ mod testsupport;
 
 use mlua::{Function, Lua, Table};
 
-/// Installs the built-in modules and the `broker_tcp_socket` global.
+/// Installs the built-in modules, the `broker_tcp_socket` global, and the
+/// searcher of the fallback modules (`fallback`: used only when no module of
+/// the name is on disk).
 pub fn register(lua: &Lua) -> mlua::Result<()> {
     let preload: Table = lua
         .globals()
@@ -44,7 +50,7 @@ pub fn register(lua: &Lua) -> mlua::Result<()> {
     preload.set("lcurl", curl::loader(lua)?)?;
     lua.globals()
         .set("broker_tcp_socket", tcp_socket::create(lua)?)?;
-    Ok(())
+    fallback::install(lua)
 }
 
 /// Runs a chunk of embedded Lua that builds (part of) a module. Parts of the

@@ -1,0 +1,207 @@
+//! The files `broker_log:set_parameters(level, path)` writes to, rotated by
+//! size.
+//!
+//! Centreon Broker appends each line to the file and never rotates it; its
+//! library warns that "this log file will grow quickly". Here a file is
+//! rotated once it would pass [`Rotation::max_bytes`]: `x.log` becomes
+//! `x.log.1`, `x.log.1` becomes `x.log.2`, and so on up to
+//! [`Rotation::keep`] files, the oldest dropped.
+//!
+//! Locking rule: every writer of one path in this process goes through the
+//! same [`LogFile`], whose mutex is held for the size check, the rotation
+//! and the write of one whole line. Several outputs often share a file (two
+//! instances of one connector keep its default `logfile`), so without the
+//! lock two rotations could race and a line land in a file that is being
+//! renamed away. The file is still opened for each line, in append mode, as
+//! Centreon does: a `logrotate` that moves the file away is followed at the
+//! next line, and a line always goes out in one `write`.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
+
+/// When a script's log file is rotated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rotation {
+    /// A file is rotated before a line would take it past this size; 0
+    /// never rotates (an external `logrotate` then owns the file).
+    pub max_bytes: u64,
+    /// Rotated files kept beside the current one (`x.log.1` … `x.log.N`).
+    pub keep: u32,
+}
+
+impl Default for Rotation {
+    fn default() -> Self {
+        Rotation {
+            max_bytes: 20 * 1024 * 1024,
+            keep: 5,
+        }
+    }
+}
+
+/// One log file, shared by every script of the process that writes to it.
+pub struct LogFile {
+    path: PathBuf,
+    /// Held while a line is written (and the file rotated before it).
+    write: Mutex<()>,
+}
+
+/// The files in use, by path, so that writers of one path share a lock.
+static OPEN: LazyLock<Mutex<HashMap<PathBuf, Weak<LogFile>>>> = LazyLock::new(Mutex::default);
+
+impl LogFile {
+    /// The shared handle of `path` (made absolute, so that `x.log` and
+    /// `./x.log` are one file).
+    pub fn open(path: &Path) -> Arc<LogFile> {
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(file) = open.get(&path).and_then(Weak::upgrade) {
+            return file;
+        }
+        open.retain(|_, file| file.strong_count() > 0);
+        let file = Arc::new(LogFile {
+            path: path.clone(),
+            write: Mutex::new(()),
+        });
+        open.insert(path, Arc::downgrade(&file));
+        file
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends `line` (one whole line, newline included), rotating first
+    /// when it would take the file past the limit. A missing directory is
+    /// created.
+    pub fn append(&self, line: &[u8], rotation: Rotation) -> io::Result<()> {
+        let _writing = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        let mut file = self.open_for_append()?;
+        if rotation.max_bytes > 0 {
+            let size = file.metadata()?.len();
+            // A line longer than the limit still goes out, alone in a file.
+            if size > 0 && size + line.len() as u64 > rotation.max_bytes {
+                drop(file);
+                self.rotate(rotation.keep)?;
+                file = self.open_for_append()?;
+            }
+        }
+        file.write_all(line)
+    }
+
+    fn open_for_append(&self) -> io::Result<File> {
+        let open = || {
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+        };
+        match open() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if let Some(dir) = self.path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        io::Error::new(
+                            e.kind(),
+                            format!("its directory {} cannot be created: {e}", dir.display()),
+                        )
+                    })?;
+                }
+                open()
+            }
+            other => other,
+        }
+    }
+
+    fn numbered(&self, n: u32) -> PathBuf {
+        let mut name = self.path.clone().into_os_string();
+        name.push(format!(".{n}"));
+        PathBuf::from(name)
+    }
+
+    /// `x.log.(N-1)` → `x.log.N`, …, `x.log` → `x.log.1`; with nothing to
+    /// keep, the file is emptied instead.
+    fn rotate(&self, keep: u32) -> io::Result<()> {
+        if keep == 0 {
+            return File::create(&self.path).map(drop);
+        }
+        for n in (1..keep).rev() {
+            match std::fs::rename(self.numbered(n), self.numbered(n + 1)) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                other => other?,
+            }
+        }
+        std::fs::rename(&self.path, self.numbered(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines_in(path: &Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .map(|t| t.lines().map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn files_rotate_by_size_keeping_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = LogFile::open(&dir.path().join("x.log"));
+        let rotation = Rotation {
+            max_bytes: 20,
+            keep: 2,
+        };
+        for i in 0..8 {
+            // 10 bytes a line: two lines a file.
+            file.append(format!("line {i:03}\n").as_bytes(), rotation)
+                .unwrap();
+        }
+        assert_eq!(lines_in(file.path()), ["line 006", "line 007"]);
+        assert_eq!(lines_in(&file.numbered(1)), ["line 004", "line 005"]);
+        assert_eq!(lines_in(&file.numbered(2)), ["line 002", "line 003"]);
+        assert!(!file.numbered(3).exists());
+    }
+
+    #[test]
+    fn without_rotation_or_files_to_keep() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = LogFile::open(&dir.path().join("never.log"));
+        let never = Rotation {
+            max_bytes: 0,
+            keep: 3,
+        };
+        for _ in 0..100 {
+            file.append(b"0123456789\n", never).unwrap();
+        }
+        assert_eq!(lines_in(file.path()).len(), 100);
+        let emptied = Rotation {
+            max_bytes: 30,
+            keep: 0,
+        };
+        file.append(b"after\n", emptied).unwrap();
+        assert_eq!(lines_in(file.path()), ["after"]);
+        assert!(!file.numbered(1).exists());
+    }
+
+    #[test]
+    fn one_path_is_one_shared_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = LogFile::open(&dir.path().join("same.log"));
+        let b = LogFile::open(&dir.path().join("./same.log"));
+        assert!(Arc::ptr_eq(&a, &b));
+    }
+
+    #[test]
+    fn a_missing_directory_is_created_and_an_impossible_one_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = LogFile::open(&dir.path().join("centreon-broker/deep/x.log"));
+        file.append(b"here\n", Rotation::default()).unwrap();
+        assert_eq!(lines_in(file.path()), ["here"]);
+        std::fs::write(dir.path().join("a-file"), "").unwrap();
+        let file = LogFile::open(&dir.path().join("a-file/x.log"));
+        assert!(file.append(b"lost?\n", Rotation::default()).is_err());
+    }
+}
