@@ -33,6 +33,7 @@ EVENTS_TOTAL = 953
 ADMIN_PASSWORD = "catalogue-admin-password"
 SN_INSTANCE = "catalogue"  # https://catalogue.service-now.com/
 SN_HOST = SN_INSTANCE + ".service-now.com"
+PD_ROUTING_KEY = "R0UT1NGKEY0123456789012345678901"  # 32 characters, as PagerDuty wants
 
 # --------------------------------------------------------------------------
 # Parameters, per connector. The library's dedup and hard-only filters are
@@ -98,7 +99,7 @@ def connectors(ports, logdir):
          [p for p in LIB_COMMON if p[0] != "max_buffer_size"]
          + [log("pagerduty-events"),
             ("http_server_url", "string", http("pagerduty") + "/v2/enqueue"),
-            ("pdy_routing_key", "password", "R0UT1NGKEY0123456789012345678901"),
+            ("pdy_routing_key", "password", PD_ROUTING_KEY),
             ("pdy_centreon_url", "string", "http://centreon.example.invalid")]),
         ("servicenow-events", "servicenow/servicenow-em-events-apiv2.lua", "servicenow",
          # https://<instance>.service-now.com/ through a loopback CONNECT
@@ -332,6 +333,10 @@ class PagerDuty(Sink):
             event = json.loads(body)
         except ValueError:
             self.answer(400, {"status": "invalid event", "message": "Event object is invalid", "errors": ["Invalid JSON"]})
+            return 400
+        if event.get("routing_key") != PD_ROUTING_KEY:
+            self.answer(400, {"status": "invalid event", "message": "Event object is invalid",
+                              "errors": ["Invalid routing key"]})
             return 400
         self.answer(202, {"status": "success", "message": "Event processed",
                           "dedup_key": event.get("dedup_key") or hashlib.md5(body).hexdigest()})
