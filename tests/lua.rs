@@ -595,7 +595,11 @@ fn a_library_tree_on_the_package_path_loads_with_shebang_modules() {
     // A module that does not exist lists where it was looked for.
     let e = eval_err(&script, "require('mylib.absent')");
     assert!(e.contains("module 'mylib.absent' not found"), "{e}");
-    assert!(e.contains("mylib/absent.lua"), "{e}");
+    assert!(
+        e.contains("\n\tno file '") && e.contains("mylib/absent.lua"),
+        "{e}"
+    );
+    assert!(!e.contains("\n\t\n\t"), "a blank line in: {e}");
 }
 
 #[test]

@@ -174,11 +174,9 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
         let (found, not_found): (Option<String>, Option<String>) =
             searchpath.call((name.as_str(), path))?;
         let Some(file) = found else {
+            // `require` puts "\n\t" before each searcher's message itself.
             let tried = not_found.unwrap_or_default();
-            return Ok((
-                LuaValue::String(lua.create_string(format!("\n\t{tried}"))?),
-                LuaValue::Nil,
-            ));
+            return Ok((LuaValue::String(lua.create_string(tried)?), LuaValue::Nil));
         };
         match load_file(lua, Path::new(&file), None, None) {
             Ok(loader) => Ok((
