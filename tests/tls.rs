@@ -68,6 +68,7 @@ fn tls_config(dir: &Path, pki: &Pki, handshake_timeout_secs: u64) -> Config {
             tls_cert: Some(pki.cert.clone()),
             tls_key: Some(pki.key.clone()),
             tls_handshake_timeout_secs: handshake_timeout_secs,
+            ..HttpSettings::default()
         },
         ..Config::default()
     }
