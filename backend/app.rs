@@ -106,6 +106,7 @@ pub async fn start(config: Config) -> anyhow::Result<App> {
         bbdo_tasks.push(tokio::spawn(listener.run(
             session.clone(),
             config.bbdo.allow.clone(),
+            config.bbdo.max_connections,
             Arc::clone(&ingest),
             Arc::clone(&inputs),
             bbdo_stop.clone(),

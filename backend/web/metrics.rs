@@ -304,6 +304,21 @@ pub async fn metrics(State(ctx): State<Context>) -> impl IntoResponse {
         );
     }
 
+    family(
+        &mut out,
+        "brokerstream_bbdo_over_limit_connections_total",
+        "counter",
+        "Connections a BBDO listener closed at once: it held bbdo.max_connections sessions.",
+    );
+    for listener in inputs["listeners"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "brokerstream_bbdo_over_limit_connections_total{{input=\"{}\"}} {}",
+            label(listener["address"].as_str().unwrap_or("")),
+            listener["connections_over_limit"].as_u64().unwrap_or(0)
+        );
+    }
+
     (
         [(
             header::CONTENT_TYPE,
