@@ -785,6 +785,18 @@ mod tests {
         assert!(toml::from_str::<FileConfig>("[http]\ntls_certificate = \"x\"\n").is_err());
     }
 
+    /// The README's examples of the file, as an operator copies them.
+    #[test]
+    fn the_readme_examples_of_the_file_are_valid() {
+        let readme = include_str!("../README.md");
+        for start in ["```toml\ndata_dir", "```toml\n[http]\nmax_connections"] {
+            let at = readme.find(start).expect(start) + "```toml\n".len();
+            let text = &readme[at..at + readme[at..].find("```").unwrap()];
+            let file: FileConfig = toml::from_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            Config::default().apply_file(file).unwrap();
+        }
+    }
+
     #[test]
     fn listener_timeouts_and_connection_limits() {
         let config = Config::default();
