@@ -63,9 +63,10 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{AllowList, HttpSettings};
 use crate::throttle::LogThrottle;
 
-/// The head timeout of a reserved connection, when `header_timeout_secs`
-/// is longer: a probe sends its request at once, and a silent client must
-/// not keep a reserved slot as long as an ordinary one.
+/// The head timeout (and TLS handshake timeout) of a reserved connection,
+/// when the configured one is longer: a probe sends its request at once,
+/// and a silent client must not keep a reserved slot as long as an
+/// ordinary one.
 pub const RESERVE_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 /// At most one log line per interval about refused connections.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
@@ -317,7 +318,12 @@ impl HttpListener {
                     connections.spawn(conn.serve(stream));
                 }
                 Some((acceptor, handshake_timeout)) => {
-                    let (acceptor, timeout) = (acceptor.clone(), *handshake_timeout);
+                    let timeout = if conn.slot.reserved {
+                        (*handshake_timeout).min(RESERVE_HEADER_TIMEOUT)
+                    } else {
+                        *handshake_timeout
+                    };
+                    let acceptor = acceptor.clone();
                     connections.spawn(async move {
                         let handshake = tokio::time::timeout(timeout, acceptor.accept(stream));
                         let result = tokio::select! {
