@@ -16,7 +16,7 @@ use crate::ingest::{simulator, Ingest};
 use crate::journal::Journal;
 use crate::output::Supervisor;
 use crate::store::Store;
-use crate::web::server::{load_tls_config, HttpListener};
+use crate::web::server::{load_tls_config, HttpListener, ServerLimits};
 use crate::web::{self, Context, WebSettings};
 
 pub struct App {
@@ -74,8 +74,9 @@ pub async fn start(config: Config) -> anyhow::Result<App> {
     for output in store.list_outputs().await? {
         supervisor.apply(output.spec).await;
     }
-    let listener =
-        HttpListener::bind(config.http_addr, tls, config.http.tls_handshake_timeout()).await?;
+    let listener = HttpListener::bind(config.http_addr, tls, config.http.tls_handshake_timeout())
+        .await?
+        .with_limits(ServerLimits::from_settings(&config.http)?);
     let http_addr = listener.local_addr()?;
     let inputs = Inputs::new();
     let context = Context::new(
@@ -88,6 +89,7 @@ pub async fn start(config: Config) -> anyhow::Result<App> {
         WebSettings {
             limits: config.limits.clone(),
             tls: http_tls,
+            http_stats: listener.stats(),
         },
     );
     let mut session = config.bbdo.session.clone();
@@ -106,6 +108,7 @@ pub async fn start(config: Config) -> anyhow::Result<App> {
         bbdo_tasks.push(tokio::spawn(listener.run(
             session.clone(),
             config.bbdo.allow.clone(),
+            config.bbdo.max_connections,
             Arc::clone(&ingest),
             Arc::clone(&inputs),
             bbdo_stop.clone(),

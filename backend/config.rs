@@ -52,8 +52,9 @@ impl std::fmt::Debug for Redacted {
     }
 }
 
-/// `[http]`: HTTPS instead of HTTP when both PEM files are given.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+/// `[http]`: HTTPS instead of HTTP when both PEM files are given, and the
+/// server's timeouts and connection limit.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSettings {
     /// The certificate chain, leaf first.
@@ -61,10 +62,44 @@ pub struct HttpSettings {
     pub tls_key: Option<PathBuf>,
     /// How long a client has to finish its TLS handshake.
     pub tls_handshake_timeout_secs: u64,
+    /// How long a client has to send a whole request head (request line
+    /// and headers), from the moment the server waits for one.
+    pub header_timeout_secs: u64,
+    /// How long a client has to send a whole request body, from the moment
+    /// its head arrived.
+    pub body_timeout_secs: u64,
+    /// How long a kept-alive connection may wait for its next request.
+    pub keep_alive_timeout_secs: u64,
+    /// Connections open at once (TLS handshakes included), beyond the
+    /// reserved ones.
+    pub max_connections: usize,
+    /// Connections accepted past `max_connections` that serve only
+    /// `/healthz`, `/readyz`, and every request of a peer in
+    /// `reserve_allow`, one request each.
+    pub reserved_connections: usize,
+    /// The peers (addresses and networks) whose every request a reserved
+    /// connection serves.
+    pub reserve_allow: Vec<String>,
 }
 
 /// The default of `http.tls_handshake_timeout_secs`.
 pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS: u64 = 10;
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            tls_cert: None,
+            tls_key: None,
+            tls_handshake_timeout_secs: DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS,
+            header_timeout_secs: 10,
+            body_timeout_secs: 60,
+            keep_alive_timeout_secs: 5,
+            max_connections: 1024,
+            reserved_connections: 16,
+            reserve_allow: vec!["127.0.0.1".into(), "::1".into()],
+        }
+    }
+}
 
 impl HttpSettings {
     /// True when the server speaks HTTPS: the web layer marks its cookies
@@ -81,8 +116,18 @@ impl HttpSettings {
             (None, Some(_)) => anyhow::bail!(
                 "a TLS key is given without its certificate: set http.tls_cert (--tls-cert, BROKERSTREAM_TLS_CERT) too"
             ),
-            _ => Ok(()),
+            _ => {}
         }
+        for (name, value) in [
+            ("header_timeout_secs", self.header_timeout_secs),
+            ("body_timeout_secs", self.body_timeout_secs),
+            ("keep_alive_timeout_secs", self.keep_alive_timeout_secs),
+            ("max_connections", self.max_connections as u64),
+        ] {
+            anyhow::ensure!(value > 0, "http.{name} must be at least 1");
+        }
+        self.reserve_allow()?;
+        Ok(())
     }
 
     pub fn tls_handshake_timeout(&self) -> Duration {
@@ -91,6 +136,12 @@ impl HttpSettings {
             secs => secs,
         };
         Duration::from_secs(secs)
+    }
+
+    /// `reserve_allow`, parsed.
+    pub fn reserve_allow(&self) -> anyhow::Result<AllowList> {
+        AllowList::parse(&self.reserve_allow)
+            .map_err(|e| anyhow::anyhow!("http.reserve_allow: {e}"))
     }
 }
 
@@ -171,7 +222,14 @@ pub struct BbdoConfig {
     pub allow: AllowList,
     pub connectors: Vec<ConnectorConfig>,
     pub session: SessionConfig,
+    /// Sessions each listener holds at once; a peer past them is closed
+    /// at once.
+    pub max_connections: usize,
 }
+
+/// The default of `bbdo.max_connections`: far above the brokers of a
+/// Centreon platform (each poller opens one or two connections).
+pub const DEFAULT_BBDO_MAX_CONNECTIONS: usize = 256;
 
 impl Default for BbdoConfig {
     fn default() -> Self {
@@ -180,6 +238,7 @@ impl Default for BbdoConfig {
             allow: AllowList::default(),
             connectors: Vec::new(),
             session: SessionConfig::default(),
+            max_connections: DEFAULT_BBDO_MAX_CONNECTIONS,
         }
     }
 }
@@ -383,6 +442,8 @@ pub struct FileConfig {
 /// allow = ["127.0.0.1", "10.0.0.0/8"]   # [] (default) for every peer
 /// ack_limit = 1000
 /// compression = true
+/// stall_timeout_secs = 60   # a packet begun must arrive whole within it
+/// max_connections = 256     # per listener
 ///
 /// [[bbdo.connectors]]
 /// address = "central:5669"
@@ -397,6 +458,7 @@ pub struct BbdoFileConfig {
     pub compression: Option<bool>,
     pub handshake_timeout_secs: Option<u64>,
     pub stall_timeout_secs: Option<u64>,
+    pub max_connections: Option<usize>,
     #[serde(default)]
     pub connectors: Vec<ConnectorFileConfig>,
 }
@@ -521,6 +583,7 @@ impl Config {
             self.limits = limits;
         }
         if let Some(http) = file.http {
+            http.check()?;
             self.http = http;
         }
         let bbdo = file.bbdo;
@@ -543,6 +606,10 @@ impl Config {
         }
         if let Some(secs) = bbdo.stall_timeout_secs {
             self.bbdo.session.stall_timeout = Duration::from_secs(secs.max(1));
+        }
+        if let Some(max) = bbdo.max_connections {
+            anyhow::ensure!(max > 0, "bbdo.max_connections must be at least 1");
+            self.bbdo.max_connections = max;
         }
         for c in bbdo.connectors {
             let version = match c.version {
@@ -730,5 +797,78 @@ mod tests {
         assert!(error.contains("without its key"), "{error}");
         assert!(!Config::default().http.tls_enabled());
         assert!(toml::from_str::<FileConfig>("[http]\ntls_certificate = \"x\"\n").is_err());
+    }
+
+    /// The README's examples of the file, as an operator copies them.
+    #[test]
+    fn the_readme_examples_of_the_file_are_valid() {
+        let readme = include_str!("../README.md");
+        for start in ["```toml\ndata_dir", "```toml\n[http]\nmax_connections"] {
+            let at = readme.find(start).expect(start) + "```toml\n".len();
+            let text = &readme[at..at + readme[at..].find("```").unwrap()];
+            let file: FileConfig = toml::from_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            Config::default().apply_file(file).unwrap();
+        }
+    }
+
+    #[test]
+    fn listener_timeouts_and_connection_limits() {
+        let config = Config::default();
+        let http = &config.http;
+        assert_eq!(
+            (
+                http.header_timeout_secs,
+                http.body_timeout_secs,
+                http.keep_alive_timeout_secs,
+                http.max_connections,
+                http.reserved_connections,
+            ),
+            (10, 60, 5, 1024, 16)
+        );
+        assert_eq!(
+            http.reserve_allow().unwrap().entries(),
+            ["127.0.0.1/32", "::1/128"]
+        );
+        assert_eq!(config.bbdo.max_connections, 256);
+
+        let file: FileConfig = toml::from_str(
+            "[http]\nheader_timeout_secs = 3\nmax_connections = 50\nreserved_connections = 0\n\
+             reserve_allow = [\"10.0.0.0/8\"]\n\n[bbdo]\nmax_connections = 7\n",
+        )
+        .unwrap();
+        let mut config = Config::default();
+        config.apply_file(file).unwrap();
+        assert_eq!(config.http.header_timeout_secs, 3);
+        assert_eq!(
+            config.http.body_timeout_secs, 60,
+            "unset keys keep their defaults"
+        );
+        assert_eq!(config.http.max_connections, 50);
+        assert_eq!(config.http.reserved_connections, 0);
+        assert_eq!(config.http.tls_handshake_timeout(), Duration::from_secs(10));
+        assert_eq!(config.bbdo.max_connections, 7);
+
+        for (bad, expected) in [
+            (
+                "[http]\nmax_connections = 0\n",
+                "http.max_connections must be at least 1",
+            ),
+            (
+                "[http]\nbody_timeout_secs = 0\n",
+                "http.body_timeout_secs must be at least 1",
+            ),
+            (
+                "[http]\nreserve_allow = [\"x\"]\n",
+                "http.reserve_allow: `x`",
+            ),
+            (
+                "[bbdo]\nmax_connections = 0\n",
+                "bbdo.max_connections must be at least 1",
+            ),
+        ] {
+            let file: FileConfig = toml::from_str(bad).unwrap();
+            let error = Config::default().apply_file(file).unwrap_err().to_string();
+            assert!(error.starts_with(expected), "{bad}: {error}");
+        }
     }
 }

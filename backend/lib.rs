@@ -24,4 +24,5 @@ pub mod journal;
 pub mod memory;
 pub mod output;
 pub mod store;
+pub mod throttle;
 pub mod web;

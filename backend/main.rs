@@ -227,7 +227,54 @@ fn main() -> ExitCode {
     }
 }
 
+/// Every connection is a file descriptor, and the usual soft limit (1024,
+/// or even 256) is far below `http.max_connections` plus
+/// `bbdo.max_connections`: raise it to the hard limit, which needs no
+/// privilege, and say what it is.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        tracing::warn!(
+            "cannot read the open files limit: {}",
+            std::io::Error::last_os_error()
+        );
+        return;
+    }
+    let before = limit.rlim_cur;
+    let mut raised = false;
+    if limit.rlim_cur < limit.rlim_max {
+        let wanted = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) } == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            raised = true;
+        } else {
+            tracing::warn!(
+                "cannot raise the open files limit from {before} to {}: {}",
+                limit.rlim_max,
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    if raised {
+        tracing::info!(
+            "open files limit: {} (raised from {before} to the hard limit)",
+            limit.rlim_cur
+        );
+    } else {
+        tracing::info!("open files limit: {before} (hard limit {})", limit.rlim_max);
+    }
+}
+
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    raise_open_files_limit();
     let config = Config::load(Overrides {
         config_file: args.config,
         data_dir: args.data_dir,

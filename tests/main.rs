@@ -9,6 +9,7 @@ mod common;
 mod file_output;
 mod journal;
 mod limits;
+mod listeners;
 mod lua;
 mod lua_destinations;
 mod lua_fallbacks;

@@ -22,13 +22,13 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// A CA, and a certificate it signed for 127.0.0.1 and localhost, as PEM
 /// files in `dir`.
-struct Pki {
-    ca_pem: String,
-    cert: PathBuf,
-    key: PathBuf,
+pub struct Pki {
+    pub ca_pem: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
-fn pki(dir: &Path) -> Pki {
+pub fn pki(dir: &Path) -> Pki {
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     params
@@ -52,14 +52,14 @@ fn pki(dir: &Path) -> Pki {
     }
 }
 
-fn trusting(pki: &Pki) -> reqwest::Client {
+pub fn trusting(pki: &Pki) -> reqwest::Client {
     admin_client_builder()
         .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap())
         .build()
         .unwrap()
 }
 
-fn tls_config(dir: &Path, pki: &Pki, handshake_timeout_secs: u64) -> Config {
+pub fn tls_config(dir: &Path, pki: &Pki, handshake_timeout_secs: u64) -> Config {
     Config {
         data_dir: dir.to_owned(),
         http_addr: "127.0.0.1:0".parse().unwrap(),
@@ -68,6 +68,7 @@ fn tls_config(dir: &Path, pki: &Pki, handshake_timeout_secs: u64) -> Config {
             tls_cert: Some(pki.cert.clone()),
             tls_key: Some(pki.key.clone()),
             tls_handshake_timeout_secs: handshake_timeout_secs,
+            ..HttpSettings::default()
         },
         ..Config::default()
     }

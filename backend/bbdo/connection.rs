@@ -59,8 +59,10 @@ pub struct SessionConfig {
     pub compression: bool,
     /// Longest wait for the peer's welcome.
     pub handshake_timeout: Duration,
-    /// Longest silence in the middle of an event before giving up on the
-    /// peer. A peer between events may stay silent for ever.
+    /// How long a packet may take to arrive whole once its first byte
+    /// came (a compressed chunk as well): a peer that trickles a byte now
+    /// and then is closed as one that went silent is. A peer between
+    /// events may stay silent for ever: Centreon sends nothing when idle.
     pub stall_timeout: Duration,
     /// Our name in protobuf `Welcome`.
     pub broker_name: String,
@@ -108,7 +110,7 @@ pub enum SessionError {
         "the peer closed the connection in the middle of an event ({0} bytes of it discarded)"
     )]
     ClosedMidEvent(usize),
-    #[error("the peer sent nothing for {0:?} in the middle of an event; closing the connection")]
+    #[error("the peer did not finish a packet within {0:?} of its first byte, in the middle of an event (bbdo.stall_timeout_secs); closing the connection")]
     Stalled(Duration),
     #[error("the peer sent an event of type {event_type} larger than the {limit}-byte limit (limits.max_bbdo_event_bytes); closing the connection")]
     EventTooLarge { event_type: EventType, limit: usize },
@@ -168,6 +170,12 @@ pub struct Session {
     stopped_by_peer: bool,
     events_after_handshake: u64,
     unknown_logged: HashSet<EventType>,
+    /// Compressed chunks inflated: progress, as packets are.
+    chunks: u64,
+    /// Since when the bytes buffered have not made a whole packet, and the
+    /// progress count then: the stall deadline is measured from it, so
+    /// that bytes trickling in do not push it back.
+    unfinished_since: Option<(Instant, u64)>,
 }
 
 impl Session {
@@ -201,6 +209,8 @@ impl Session {
             stopped_by_peer: false,
             events_after_handshake: 0,
             unknown_logged: HashSet::new(),
+            chunks: 0,
+            unfinished_since: None,
         }
     }
 
@@ -237,7 +247,9 @@ impl Session {
                 return Ok(());
             }
             self.maybe_ack().await?;
-            let mid_event = self.mid_event();
+            let stall_at = self.stall_deadline();
+            let mid_event = stall_at.is_some();
+            let stall_at = stall_at.unwrap_or_else(Instant::now);
             let ack_due = self.last_ack + self.config.ack_interval;
             let pending = self.unacked > 0;
             let stall = self.config.stall_timeout;
@@ -248,7 +260,7 @@ impl Session {
                 tokio::select! {
                     r = stream.read_buf(raw) => Wake::Read(r),
                     _ = tokio::time::sleep_until(ack_due), if pending => Wake::AckTimer,
-                    _ = tokio::time::sleep(stall), if mid_event => Wake::Stalled,
+                    _ = tokio::time::sleep_until(stall_at), if mid_event => Wake::Stalled,
                     _ = self.stop.cancelled() => Wake::Stop,
                 }
             };
@@ -265,6 +277,33 @@ impl Session {
                 Wake::Read(Err(e)) => return Err(e.into()),
             }
         }
+    }
+
+    /// Whole packets (and compressed chunks) read so far.
+    fn progress(&self) -> u64 {
+        self.deframer.packets + self.chunks
+    }
+
+    /// When the session gives up on the packet it is in the middle of;
+    /// `None` between events. The clock starts when the first bytes that do
+    /// not make a whole packet yet were read (about when the last packet
+    /// was finished, or when the first byte after a silence came) and only
+    /// a finished packet restarts it.
+    fn stall_deadline(&mut self) -> Option<Instant> {
+        if !self.mid_event() {
+            self.unfinished_since = None;
+            return None;
+        }
+        let progress = self.progress();
+        let since = match self.unfinished_since {
+            Some((since, at)) if at == progress => since,
+            _ => {
+                let now = Instant::now();
+                self.unfinished_since = Some((now, progress));
+                now
+            }
+        };
+        Some(since + self.config.stall_timeout)
     }
 
     fn mid_event(&self) -> bool {
@@ -415,7 +454,10 @@ impl Session {
                 // chunks that each inflate to the limit never pile up.
                 let limit = compression::chunk_limit(self.config.max_event_bytes);
                 match compression::decompress_chunk(&mut self.raw, &mut self.plain, limit) {
-                    Ok(true) => continue,
+                    Ok(true) => {
+                        self.chunks += 1;
+                        continue;
+                    }
                     Ok(false) => break None,
                     Err(e) => {
                         if matches!(e, compression::CompressionError::TooLarge { .. }) {
@@ -622,6 +664,9 @@ impl Session {
                         _ = tokio::time::sleep(pause) => {}
                         _ = self.stop.cancelled() => return Err(SessionError::Stopping),
                     }
+                    // We were not reading: the peer's packet clock starts
+                    // again once we do.
+                    self.unfinished_since = None;
                     pause = (pause * 2).min(FULL_PAUSE_MAX);
                 }
             }

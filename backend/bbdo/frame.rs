@@ -123,6 +123,9 @@ pub struct Deframer {
     skipping: u64,
     pub crc_errors: u64,
     pub bytes_skipped: u64,
+    /// Whole packets consumed (with a valid header), each part of a split
+    /// event counted: the measure of a peer's progress.
+    pub packets: u64,
     notices: Vec<Notice>,
 }
 
@@ -145,6 +148,7 @@ impl Deframer {
             skipping: 0,
             crc_errors: 0,
             bytes_skipped: 0,
+            packets: 0,
             notices: Vec::new(),
         }
     }
@@ -200,6 +204,7 @@ impl Deframer {
             let destination = u32::from_be_bytes([buf[12], buf[13], buf[14], buf[15]]);
             buf.advance(HEADER_SIZE);
             let payload = buf.split_to(size);
+            self.packets += 1;
 
             let mut out = None;
             if let Some(p) = &self.partial {

@@ -226,6 +226,12 @@ pub struct ListenerStats {
     /// Connections closed at once because the peer is not allowed.
     pub refused: AtomicU64,
     last_refused: Mutex<Option<Refused>>,
+    /// `bbdo.max_connections`.
+    pub max_connections: usize,
+    /// Connections closed at once because the listener held
+    /// `max_connections` sessions.
+    pub over_limit: AtomicU64,
+    last_over_limit: Mutex<Option<Refused>>,
     connections: Connections,
 }
 
@@ -241,6 +247,15 @@ impl ListenerStats {
     pub fn refused(&self, peer: SocketAddr) {
         self.refused.fetch_add(1, Ordering::Relaxed);
         *lock(&self.last_refused) = Some(Refused {
+            peer: peer.to_string(),
+            at: OffsetDateTime::now_utc(),
+        });
+    }
+
+    /// A peer was turned away: the listener was full.
+    pub fn over_limit(&self, peer: SocketAddr) {
+        self.over_limit.fetch_add(1, Ordering::Relaxed);
+        *lock(&self.last_over_limit) = Some(Refused {
             peer: peer.to_string(),
             at: OffsetDateTime::now_utc(),
         });
@@ -325,13 +340,21 @@ impl Inputs {
         Arc::new(Inputs::default())
     }
 
-    pub fn listener(&self, address: SocketAddr, allow: Vec<String>) -> Arc<ListenerStats> {
+    pub fn listener(
+        &self,
+        address: SocketAddr,
+        allow: Vec<String>,
+        max_connections: usize,
+    ) -> Arc<ListenerStats> {
         let l = Arc::new(ListenerStats {
             address,
             allow,
             accepted: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             last_refused: Mutex::new(None),
+            max_connections,
+            over_limit: AtomicU64::new(0),
+            last_over_limit: Mutex::new(None),
             connections: Connections::default(),
         });
         lock(&self.listeners).push(Arc::clone(&l));
@@ -366,6 +389,9 @@ impl Inputs {
                     "connections_accepted": l.accepted.load(Ordering::Relaxed),
                     "connections_refused": l.refused.load(Ordering::Relaxed),
                     "last_refused": *lock(&l.last_refused),
+                    "max_connections": l.max_connections,
+                    "connections_over_limit": l.over_limit.load(Ordering::Relaxed),
+                    "last_over_limit": *lock(&l.last_over_limit),
                     "connections": l.connections.snapshot(),
                 })
             })

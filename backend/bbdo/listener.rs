@@ -13,9 +13,12 @@ use super::connection::{Role, Session, SessionConfig};
 use super::inputs::Inputs;
 use crate::config::AllowList;
 use crate::ingest::Ingest;
+use crate::throttle::LogThrottle;
 
 /// How long sessions get to acknowledge and close once asked to stop.
 const SESSIONS_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// At most one log line per interval about peers refused for the limit.
+const OVER_LIMIT_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A bound listener, not yet accepting.
 pub struct Listener {
@@ -34,16 +37,23 @@ impl Listener {
 
     /// Accepts peers until `stop`, then waits for their sessions to end
     /// (each acknowledges what the journal holds before closing). A peer
-    /// outside `allow` is closed at once, before any of its bytes is read.
+    /// outside `allow`, or one that comes while `max_connections` sessions
+    /// are open, is closed at once, before any of its bytes is read.
+    ///
+    /// There is no reserve here, unlike HTTP's: every BBDO peer is a
+    /// broker, none more urgent than another, and a broker that is turned
+    /// away keeps its events in its retention and dials again.
     pub async fn run(
         self,
         config: SessionConfig,
         allow: AllowList,
+        max_connections: usize,
         ingest: Arc<Ingest>,
         inputs: Arc<Inputs>,
         stop: CancellationToken,
     ) {
-        let stats = inputs.listener(self.address, allow.entries());
+        let stats = inputs.listener(self.address, allow.entries(), max_connections);
+        let over_limit_log = LogThrottle::new(OVER_LIMIT_LOG_INTERVAL);
         if allow.is_empty() {
             tracing::info!("BBDO listening on {} (every peer allowed)", self.address);
         } else {
@@ -75,6 +85,19 @@ impl Listener {
                     "BBDO listener {}: refused a connection from {peer}: not in bbdo.allow",
                     self.address
                 );
+                drop(stream);
+                continue;
+            }
+            while sessions.try_join_next().is_some() {}
+            if sessions.len() >= max_connections {
+                stats.over_limit(peer);
+                if let Some(n) = over_limit_log.hit() {
+                    tracing::warn!(
+                        "BBDO listener {}: {} sessions open, at bbdo.max_connections: closing new connections at once ({n} refused since the last such line, the last from {peer}; see connections_over_limit in GET /api/v1/inputs)",
+                        self.address,
+                        sessions.len()
+                    );
+                }
                 drop(stream);
                 continue;
             }

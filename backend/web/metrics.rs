@@ -304,6 +304,23 @@ pub async fn metrics(State(ctx): State<Context>) -> impl IntoResponse {
         );
     }
 
+    family(
+        &mut out,
+        "brokerstream_bbdo_over_limit_connections_total",
+        "counter",
+        "Connections a BBDO listener closed at once: it held bbdo.max_connections sessions.",
+    );
+    for listener in inputs["listeners"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "brokerstream_bbdo_over_limit_connections_total{{input=\"{}\"}} {}",
+            label(listener["address"].as_str().unwrap_or("")),
+            listener["connections_over_limit"].as_u64().unwrap_or(0)
+        );
+    }
+
+    http_server(&mut out, &ctx.http_stats);
+
     (
         [(
             header::CONTENT_TYPE,
@@ -311,6 +328,59 @@ pub async fn metrics(State(ctx): State<Context>) -> impl IntoResponse {
         )],
         out,
     )
+}
+
+/// The HTTP server's connections and what its limits closed.
+fn http_server(out: &mut String, stats: &crate::web::server::HttpStats) {
+    use std::sync::atomic::Ordering::Relaxed;
+    family(
+        out,
+        "brokerstream_http_open_connections",
+        "gauge",
+        "HTTP connections open, TLS handshakes included.",
+    );
+    let _ = writeln!(
+        out,
+        "brokerstream_http_open_connections {}",
+        stats.open.load(Relaxed)
+    );
+    for (name, help, value) in [
+        (
+            "brokerstream_http_refused_connections_total",
+            "HTTP connections closed at once: http.max_connections and the reserved slots were all taken.",
+            &stats.refused_connections,
+        ),
+        (
+            "brokerstream_http_reserved_connections_total",
+            "HTTP connections accepted past http.max_connections, on a reserved slot.",
+            &stats.reserved_connections,
+        ),
+        (
+            "brokerstream_http_reserve_refused_requests_total",
+            "Requests a reserved HTTP connection answered 503: neither a health check nor from http.reserve_allow.",
+            &stats.reserve_refused_requests,
+        ),
+    ] {
+        family(out, name, "counter", help);
+        let _ = writeln!(out, "{name} {}", value.load(Relaxed));
+    }
+    family(
+        out,
+        "brokerstream_http_timeouts_total",
+        "counter",
+        "HTTP connections closed by a timeout of [http], by which.",
+    );
+    for (which, value) in [
+        ("header", &stats.header_timeouts),
+        ("body", &stats.body_timeouts),
+        ("keep_alive", &stats.idle_closed),
+    ] {
+        let _ = writeln!(
+            out,
+            "brokerstream_http_timeouts_total{{timeout=\"{which}\"}} {}",
+            value.load(Relaxed)
+        );
+    }
 }
 
 #[cfg(test)]

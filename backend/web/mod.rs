@@ -45,6 +45,8 @@ pub struct WebSettings {
     pub limits: Limits,
     /// The server speaks HTTPS (`http.tls_cert`): cookies may be `Secure`.
     pub tls: bool,
+    /// The HTTP server's connection counters, for `/metrics`.
+    pub http_stats: Arc<server::HttpStats>,
 }
 
 #[derive(Clone)]
@@ -67,6 +69,7 @@ pub struct Shared {
     pub limits: Limits,
     /// The server speaks HTTPS: cookies get `Secure`, responses HSTS.
     pub tls: bool,
+    pub http_stats: Arc<server::HttpStats>,
     /// Cancelled when the service stops: long-lived responses (the live
     /// tail) end then, or the HTTP server's graceful shutdown would wait
     /// for every watching browser.
@@ -101,6 +104,7 @@ impl Context {
             rates: rates::Rates::default(),
             limits: settings.limits,
             tls: settings.tls,
+            http_stats: settings.http_stats,
             closing: tokio_util::sync::CancellationToken::new(),
         });
         // Holds a weak reference, so it ends when the service drops its context.
