@@ -149,6 +149,15 @@ fn too_many(path: &str, error: &LoginError, retry_after: std::time::Duration) ->
     response
 }
 
+/// Every password-hashing slot is taken: 503, come back in a second.
+fn busy(path: &str, error: &LoginError) -> Response {
+    let mut response = refuse(StatusCode::SERVICE_UNAVAILABLE, path, &error.to_string());
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(1));
+    response
+}
+
 /// Finds the caller. Bad credentials are refused here (401, or 429 while
 /// the client is over its failure limit); no credentials pass on, for the
 /// route's guard to judge.
@@ -179,14 +188,16 @@ pub async fn authenticate(
             .split_once(' ')
             .unwrap_or((authorization.as_str(), ""));
         let principal = if scheme.eq_ignore_ascii_case("bearer") {
-            if let Some(retry_after) = ctx.auth.client_blocked(client) {
-                return too_many(&path, &LoginError::Limited { retry_after }, retry_after);
-            }
+            // A token that verifies is always taken: bad tokens from the
+            // same address (behind a proxy, everyone) must not shut out
+            // good ones. Only the failures are limited.
             match ctx.auth.token(credentials.trim()).await {
                 Ok(Some(principal)) => principal,
                 Ok(None) => {
-                    ctx.auth.token_failed(client);
                     tracing::warn!("unknown or expired API token from {client}");
+                    if let Some(retry_after) = ctx.auth.token_failed(client) {
+                        return too_many(&path, &LoginError::Limited { retry_after }, retry_after);
+                    }
                     return refuse(
                         StatusCode::UNAUTHORIZED,
                         &path,
@@ -212,6 +223,7 @@ pub async fn authenticate(
                 Err(e @ LoginError::Limited { retry_after }) => {
                     return too_many(&path, &e, retry_after)
                 }
+                Err(e @ LoginError::Busy) => return busy(&path, &e),
                 Err(e) => return refuse(StatusCode::UNAUTHORIZED, &path, &e.to_string()),
             }
         } else {
@@ -621,6 +633,20 @@ pub async fn login(State(ctx): State<Context>, request: Request) -> Response {
                 header::RETRY_AFTER,
                 HeaderValue::from(retry_after.as_secs().max(1)),
             );
+            response
+        }
+        Err(e @ LoginError::Busy) => {
+            let mut response = login_form(
+                &ctx,
+                StatusCode::SERVICE_UNAVAILABLE,
+                next,
+                form.user,
+                &e.to_string(),
+                "",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(1));
             response
         }
         Err(LoginError::Refused) => login_form(

@@ -209,7 +209,9 @@ async fn change_own_password(
                 "is not your password",
             ))
         }
-        Err(e @ LoginError::Limited { .. }) => return Err(ApiError::Unavailable(e.to_string())),
+        Err(e @ (LoginError::Limited { .. } | LoginError::Busy)) => {
+            return Err(ApiError::Unavailable(e.to_string()))
+        }
         Err(LoginError::Store(e)) => return Err(e.into()),
     }
     check_new_password(new).map_err(|e| ApiError::invalid("new_password", e))?;
