@@ -1302,3 +1302,64 @@ async fn me_status_from(ip: &str, server: &Server) -> u16 {
         .as_u16()
 }
 
+#[tokio::test]
+async fn after_login_next_leads_only_to_a_path_of_this_site() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    // As the query string arrives (percent-encoded), and what `next` holds
+    // once decoded, for the form.
+    let cases = [
+        ("/%09/evil.example/", "/\t/evil.example/"),
+        ("//evil", "//evil"),
+        ("/%5Cevil", "/\\evil"),
+        ("https://evil", "https://evil"),
+        ("/%0Aevil", "/\nevil"),
+        ("/%0d%0aSet-Cookie:%20x=1", "/\r\nSet-Cookie: x=1"),
+        ("/%2F/evil", "//evil"),
+        ("%FF", "\u{ff}"),
+    ];
+    let signed_in = as_user("admin", ADMIN_PASSWORD);
+    for (query, _) in &cases {
+        let response = signed_in
+            .get(server.url(&format!("/login?next={query}")))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_redirection(),
+            "{query}: {}",
+            response.status()
+        );
+        assert_eq!(response.headers()["location"], "/", "{query}");
+    }
+    // A local path is kept.
+    let response = signed_in
+        .get(server.url("/login?next=/outputs/x%3Fy"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["location"], "/outputs/x?y");
+    // The login form, with each `next`.
+    for (_, next) in &cases {
+        let client = anonymous();
+        let form = client.get(server.url("/login")).send().await.unwrap();
+        let login_cookie = cookie_pair(&set_cookie(&form, "brokerstream_login").unwrap());
+        let token = hidden_csrf(&form.text().await.unwrap());
+        let response = client
+            .post(server.url("/login"))
+            .header("cookie", &login_cookie)
+            .form(&[
+                ("user", "admin"),
+                ("password", ADMIN_PASSWORD),
+                ("csrf", &token),
+                ("next", next),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 303, "{next:?}");
+        assert_eq!(response.headers()["location"], "/", "{next:?}");
+    }
+    server.stop().await;
+}
+
