@@ -1363,3 +1363,62 @@ async fn after_login_next_leads_only_to_a_path_of_this_site() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn concurrent_admin_edits_never_fail_and_an_admin_always_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    add_user(&server, "root", "root-password-for-tests", "admin").await;
+    let admin = as_user("admin", ADMIN_PASSWORD);
+    let root = as_user("root", "root-password-for-tests");
+    let patch = |client: &Client, user: &str, role: &str| {
+        client
+            .patch(server.url(&format!("/api/v1/users/{user}")))
+            .json(&json!({"role": role}))
+            .send()
+    };
+    for round in 0..10 {
+        // Each demotes the other at the same time.
+        let (a, b) = tokio::join!(
+            patch(&admin, "root", "viewer"),
+            patch(&root, "admin", "viewer")
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let statuses = [a.status().as_u16(), b.status().as_u16()];
+        let bodies = [a.text().await.unwrap(), b.text().await.unwrap()];
+        assert!(
+            statuses.iter().all(|s| [200, 403, 409].contains(s)),
+            "round {round}: {statuses:?} {bodies:?}"
+        );
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 200).count(),
+            1,
+            "round {round}: exactly one wins: {statuses:?} {bodies:?}"
+        );
+        let mut users = Value::Null;
+        for client in [&admin, &root] {
+            let response = client
+                .get(server.url("/api/v1/users"))
+                .send()
+                .await
+                .unwrap();
+            if response.status() == 200 {
+                users = response.json().await.unwrap();
+            }
+        }
+        let admins = users
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|u| u["role"] == "admin")
+            .count();
+        assert_eq!(admins, 1, "round {round}: {users}");
+        // The one left promotes the other back.
+        let (a, b) = tokio::join!(
+            patch(&admin, "root", "admin"),
+            patch(&root, "admin", "admin")
+        );
+        let statuses = [a.unwrap().status().as_u16(), b.unwrap().status().as_u16()];
+        assert!(statuses.contains(&200), "round {round}: {statuses:?}");
+    }
+    server.stop().await;
+}

@@ -50,7 +50,9 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Duplicate(_) => ApiError::Conflict(e.to_string()),
+            StoreError::Duplicate(_) | StoreError::LastAdmin(_) => {
+                ApiError::Conflict(e.to_string())
+            }
             StoreError::NotFound(_) | StoreError::Missing(_) => ApiError::NotFound(e.to_string()),
             StoreError::Database(_) | StoreError::Corrupt { .. } => {
                 tracing::error!("{e}");
