@@ -658,3 +658,48 @@ async fn the_allow_list_flag_of_the_binary_and_its_errors() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn ndjson_refuses_nul_and_duplicate_keys_and_takes_a_byte_order_mark() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(config(dir.path(), Limits::default())).await;
+    let post = |body: Vec<u8>| {
+        server
+            .client
+            .post(server.url("/api/v1/events"))
+            .header("content-type", "application/x-ndjson")
+            .body(body)
+            .send()
+    };
+    let good = host_status(1, 0, "OK").to_string();
+    let nul = format!(
+        "{good}\n{}\n",
+        r#"{"_type": 65550, "host_id": 2, "output": "a\u0000b"}"#
+    );
+    let answer = error_of(post(nul.into_bytes()).await.unwrap(), 422).await;
+    assert_eq!(answer["accepted"], 0);
+    assert_eq!(answer["lines"][0]["line"], 2, "{answer}");
+    assert!(
+        answer["lines"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\\u0000 (NUL)"),
+        "{answer}"
+    );
+    let twice = format!("{}\n", r#"{"_type": 65550, "host_id": 2, "host_id": 3}"#);
+    let answer = error_of(post(twice.into_bytes()).await.unwrap(), 422).await;
+    assert_eq!(answer["lines"][0]["line"], 1, "{answer}");
+    assert_eq!(
+        answer["lines"][0]["message"], "duplicate key `host_id`",
+        "{answer}"
+    );
+    let mut bom = b"\xEF\xBB\xBF".to_vec();
+    bom.extend_from_slice(format!("{good}\n{good}\n").as_bytes());
+    let response = post(bom).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({"accepted": 2})
+    );
+    server.stop().await;
+}
