@@ -254,6 +254,9 @@ fn limiter_key(name: &str) -> &str {
 const BASIC_CACHE_TTL: Duration = Duration::from_secs(60);
 const BASIC_CACHE_MAX: usize = 1024;
 
+/// The outcome of a Basic check that parallel requests wait for.
+type PendingCheck = Arc<tokio::sync::OnceCell<Option<Principal>>>;
+
 pub struct Auth {
     store: Store,
     pub settings: AuthSettings,
@@ -264,7 +267,7 @@ pub struct Auth {
     /// Basic credentials being checked: parallel requests with the same
     /// ones (a script starting) wait for that one check instead of each
     /// counting an attempt.
-    basic_pending: Mutex<HashMap<[u8; 32], Arc<tokio::sync::OnceCell<Option<Principal>>>>>,
+    basic_pending: Mutex<HashMap<[u8; 32], PendingCheck>>,
 }
 
 /// A new session's cookie value and its CSRF token.
