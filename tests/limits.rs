@@ -703,3 +703,71 @@ async fn ndjson_refuses_nul_and_duplicate_keys_and_takes_a_byte_order_mark() {
     );
     server.stop().await;
 }
+
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .expect("VmHWM")
+        * 1024
+}
+
+#[tokio::test]
+async fn large_ndjson_bodies_are_read_one_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("brokerstream.toml");
+    std::fs::write(&config, "[limits]\nmax_concurrent_ingest = 1\n").unwrap();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let data = dir.path().join("data");
+    let process = Process::spawn(
+        &[
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--http-addr",
+            &addr,
+        ],
+        &[
+            ("BROKERSTREAM_FSYNC", "never"),
+            ("BROKERSTREAM_LOG", "warn"),
+        ],
+        port,
+    );
+    process.wait_ready().await;
+    let pid = process.child.id();
+    let body = ndjson_of_size(6 * MIB);
+    let idle = peak_rss(pid);
+    let response = process.post_events(body.clone()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let one = peak_rss(pid);
+    // Four at once: each holds its events until the journal has them all
+    // (a request is taken whole), so without a bound four cost four times
+    // one. With one permit, they are read one after the other and reuse
+    // the same memory.
+    let answers =
+        futures::future::join_all((0..4).map(|_| process.post_events(body.clone()))).await;
+    for answer in answers {
+        assert_eq!(answer.unwrap().status(), 200);
+    }
+    let four = peak_rss(pid);
+    let cost = one.saturating_sub(idle);
+    eprintln!(
+        "peak RSS: idle {} MiB, one 6 MiB body {} MiB, four at once {} MiB",
+        idle >> 20,
+        one >> 20,
+        four >> 20
+    );
+    assert!(
+        four < one + cost / 2,
+        "four bodies at once peaked at {} MiB, one at {} MiB (idle {} MiB)",
+        four >> 20,
+        one >> 20,
+        idle >> 20
+    );
+    process.terminate().await;
+}
