@@ -1370,8 +1370,24 @@ async fn concurrent_admin_edits_never_fail_and_an_admin_always_stays() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path()).await;
     add_user(&server, "root", "root-password-for-tests", "admin").await;
-    let admin = as_user("admin", ADMIN_PASSWORD);
-    let root = as_user("root", "root-password-for-tests");
+    // Tokens: no argon2 before the change, so that both reach the
+    // database at the same moment.
+    let token_of = |user: &'static str| {
+        let server = &server;
+        async move {
+            let created = server
+                .post_json("/api/v1/tokens", &json!({"name": user, "user": user}))
+                .await;
+            assert_eq!(created.status(), 201);
+            let token = created.json::<Value>().await.unwrap()["token"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            from_bearer("127.0.0.1", &token)
+        }
+    };
+    let admin = token_of("admin").await;
+    let root = token_of("root").await;
     let patch = |client: &Client, user: &str, role: &str| {
         client
             .patch(server.url(&format!("/api/v1/users/{user}")))
