@@ -11,8 +11,11 @@
 //!   names, refuse that client's password attempts;
 //! - per **user**, across clients, past `max_failures_per_user` failures
 //!   a client that has itself failed for that user waits a delay that
-//!   doubles with each further failure (1 s, 2 s, 4 s… up to
-//!   [`MAX_USER_DELAY`]) after the user's last failure. A client with no
+//!   doubles with each further failure of the user's (1 s, 2 s, 4 s… up to
+//!   [`MAX_USER_DELAY`]) after its own last failure for that user. Counted
+//!   from the client's own failure, not the user's latest, so strangers
+//!   failing on and on cannot keep an owner who mistyped once waiting
+//!   past the longest delay. A client with no
 //!   failure for the user is never delayed: the owner's right password
 //!   from their own machine is accepted whatever strangers do.
 //!
@@ -165,7 +168,7 @@ impl LoginLimiter {
             let recent = f.iter().filter(|at| at.elapsed() < self.window).count();
             let over = recent.checked_sub(self.per_user as usize)?;
             let delay = Duration::from_secs(1 << over.min(6)).min(MAX_USER_DELAY);
-            let last = f.back()?;
+            let last = pair?.back()?;
             delay.checked_sub(last.elapsed()).filter(|d| !d.is_zero())
         });
         by_pair.max(by_client).max(by_user)
