@@ -1245,6 +1245,28 @@ async fn a_strangers_failures_do_not_lock_out_the_admin() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn parallel_wrong_passwords_run_argon2_no_more_than_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let auth = server.app.as_ref().unwrap().context.auth.clone();
+    let before = auth.hash_runs();
+    let me = server.url("/api/v1/me");
+    let answers = futures::future::join_all((0..64).map(|n| {
+        let client = from("127.0.0.6", "admin", &format!("wrong password {n}"));
+        let me = me.clone();
+        async move { client.get(me).send().await.unwrap().status().as_u16() }
+    }))
+    .await;
+    let runs = auth.hash_runs() - before;
+    assert!(runs <= 5, "argon2 ran {runs} times: {answers:?}");
+    assert_eq!(
+        answers.iter().filter(|s| **s == 429).count(),
+        64 - runs as usize
+    );
+    server.stop().await;
+}
+
 fn anonymous_from(ip: &str) -> Client {
     no_redirects(Client::builder().local_address(ip.parse::<std::net::IpAddr>().ok()))
 }
