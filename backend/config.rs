@@ -155,6 +155,9 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Largest line of an NDJSON request (one event).
     pub max_ndjson_line_bytes: usize,
+    /// NDJSON bodies past [`crate::web::SMALL_INGEST_BODY`] read and held
+    /// at once; more wait their turn before their body is read further.
+    pub max_concurrent_ingest: usize,
     /// Outputs that may exist at once.
     pub max_outputs: usize,
     /// Parameters of one output.
@@ -180,6 +183,7 @@ impl Default for Limits {
         Limits {
             max_body_bytes: 32 * MIB,
             max_ndjson_line_bytes: MIB,
+            max_concurrent_ingest: 1,
             max_outputs: 1000,
             max_parameters: 256,
             max_parameter_name_bytes: 255,
@@ -201,6 +205,7 @@ impl Limits {
         );
         for (name, value) in [
             ("max_ndjson_line_bytes", self.max_ndjson_line_bytes),
+            ("max_concurrent_ingest", self.max_concurrent_ingest),
             ("max_outputs", self.max_outputs),
             ("max_parameters", self.max_parameters),
             ("max_parameter_name_bytes", self.max_parameter_name_bytes),

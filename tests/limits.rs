@@ -658,3 +658,116 @@ async fn the_allow_list_flag_of_the_binary_and_its_errors() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn ndjson_refuses_nul_and_duplicate_keys_and_takes_a_byte_order_mark() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(config(dir.path(), Limits::default())).await;
+    let post = |body: Vec<u8>| {
+        server
+            .client
+            .post(server.url("/api/v1/events"))
+            .header("content-type", "application/x-ndjson")
+            .body(body)
+            .send()
+    };
+    let good = host_status(1, 0, "OK").to_string();
+    let nul = format!(
+        "{good}\n{}\n",
+        r#"{"_type": 65550, "host_id": 2, "output": "a\u0000b"}"#
+    );
+    let answer = error_of(post(nul.into_bytes()).await.unwrap(), 422).await;
+    assert_eq!(answer["accepted"], 0);
+    assert_eq!(answer["lines"][0]["line"], 2, "{answer}");
+    assert!(
+        answer["lines"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\\u0000 (NUL)"),
+        "{answer}"
+    );
+    let twice = format!("{}\n", r#"{"_type": 65550, "host_id": 2, "host_id": 3}"#);
+    let answer = error_of(post(twice.into_bytes()).await.unwrap(), 422).await;
+    assert_eq!(answer["lines"][0]["line"], 1, "{answer}");
+    assert_eq!(
+        answer["lines"][0]["message"], "duplicate key `host_id`",
+        "{answer}"
+    );
+    let mut bom = b"\xEF\xBB\xBF".to_vec();
+    bom.extend_from_slice(format!("{good}\n{good}\n").as_bytes());
+    let response = post(bom).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({"accepted": 2})
+    );
+    server.stop().await;
+}
+
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .expect("VmHWM")
+        * 1024
+}
+
+#[tokio::test]
+async fn large_ndjson_bodies_are_read_one_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("brokerstream.toml");
+    std::fs::write(&config, "[limits]\nmax_concurrent_ingest = 1\n").unwrap();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let data = dir.path().join("data");
+    let process = Process::spawn(
+        &[
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--http-addr",
+            &addr,
+        ],
+        &[
+            ("BROKERSTREAM_FSYNC", "never"),
+            ("BROKERSTREAM_LOG", "warn"),
+        ],
+        port,
+    );
+    process.wait_ready().await;
+    let pid = process.child.id();
+    let body = ndjson_of_size(6 * MIB);
+    let idle = peak_rss(pid);
+    let response = process.post_events(body.clone()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let one = peak_rss(pid);
+    // Four at once: each holds its events until the journal has them all
+    // (a request is taken whole), so without a bound four cost four times
+    // one. With one permit, they are read one after the other and reuse
+    // the same memory.
+    let answers =
+        futures::future::join_all((0..4).map(|_| process.post_events(body.clone()))).await;
+    for answer in answers {
+        assert_eq!(answer.unwrap().status(), 200);
+    }
+    let four = peak_rss(pid);
+    let cost = one.saturating_sub(idle);
+    eprintln!(
+        "peak RSS: idle {} MiB, one 6 MiB body {} MiB, four at once {} MiB",
+        idle >> 20,
+        one >> 20,
+        four >> 20
+    );
+    assert!(
+        four < one + cost / 2,
+        "four bodies at once peaked at {} MiB, one at {} MiB (idle {} MiB)",
+        four >> 20,
+        one >> 20,
+        idle >> 20
+    );
+    process.terminate().await;
+}

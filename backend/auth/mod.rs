@@ -8,8 +8,11 @@ mod limiter;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -65,7 +68,9 @@ impl std::fmt::Display for Role {
 pub struct AuthSettings {
     /// A browser session ends this long after login.
     pub session_ttl_secs: u64,
-    /// Failed logins allowed per user name within the window…
+    /// Failed logins allowed per user name from one client within the
+    /// window; past it from all clients together, a progressive delay (see
+    /// `limiter`)…
     pub max_failures_per_user: u32,
     /// …and per client address (an IPv6 client counts by its /64).
     pub max_failures_per_client: u32,
@@ -101,6 +106,9 @@ pub enum LoginError {
     Refused,
     #[error("too many failed logins; try again in {} s", retry_after.as_secs().max(1))]
     Limited { retry_after: Duration },
+    /// Every password-hashing slot and its queue are taken: 503.
+    #[error("too many password checks at once; try again in a moment")]
+    Busy,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -159,27 +167,86 @@ fn decoy_hash() -> &'static str {
     DECOY.get_or_init(|| hash_password(&crypto::random_text(24)).unwrap_or_default())
 }
 
-/// Runs argon2 off the async threads. Each run allocates its 19 MiB of
-/// blocks, and an allocator keeps freed pages for reuse (with glibc, this
-/// alone put an idle service over 30 MiB in `scripts/bench-e2e idle`):
-/// hand them back at once, logins being rare and Basic credentials
-/// remembered.
-async fn argon2_blocking<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Option<T> {
-    tokio::task::spawn_blocking(move || {
-        let result = work();
-        crate::memory::collect_this_thread();
-        result
-    })
-    .await
-    .ok()
+/// Password hashing (argon2id: 19 MiB and tens of milliseconds of a core
+/// per run) is bounded: as many runs at once as there are cores, and a
+/// short queue behind them; past the queue, an attempt is refused at once
+/// ([`LoginError::Busy`], 503 with `Retry-After`) instead of taking memory.
+/// Whatever the parallelism of the clients, argon2 holds at most
+/// `cores × 19 MiB`.
+pub struct HashPool {
+    running: Arc<Semaphore>,
+    admitted: Arc<Semaphore>,
+    /// Verifications run since start (tests count them).
+    runs: AtomicU64,
 }
 
-async fn hash_blocking(password: String) -> Result<String, String> {
-    argon2_blocking(move || hash_password(&password))
+/// Attempts that may wait for a hashing slot, per slot.
+const HASH_QUEUE_PER_SLOT: usize = 4;
+
+impl HashPool {
+    pub fn new(slots: usize) -> HashPool {
+        let slots = slots.max(1);
+        HashPool {
+            running: Arc::new(Semaphore::new(slots)),
+            admitted: Arc::new(Semaphore::new(slots * (1 + HASH_QUEUE_PER_SLOT))),
+            runs: AtomicU64::new(0),
+        }
+    }
+
+    fn for_cores() -> HashPool {
+        HashPool::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
+    /// Runs argon2 off the async threads, in a slot; `None` when the pool
+    /// and its queue are full or the task failed.
+    ///
+    /// Each run allocates its 19 MiB of blocks, and an allocator keeps
+    /// freed pages for reuse (with glibc, this alone put an idle service
+    /// over 30 MiB in `scripts/bench-e2e idle`): they are handed back at
+    /// once, logins being rare and Basic credentials remembered.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, LoginError> {
+        let admitted = self
+            .admitted
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| LoginError::Busy)?;
+        let slot = self
+            .running
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| LoginError::Busy)?;
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        // The permits go with the work: a client that hangs up does not
+        // free a slot while argon2 still runs in it.
+        tokio::task::spawn_blocking(move || {
+            let result = work();
+            crate::memory::collect_this_thread();
+            drop((slot, admitted));
+            result
+        })
         .await
-        .unwrap_or_else(|| Err("the password hashing task failed".into()))
+        .map_err(|_| LoginError::Busy)
+    }
+}
+
+async fn hash_blocking(pool: &HashPool, password: String) -> Result<String, String> {
+    pool.run(move || hash_password(&password))
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()))
+}
+
+/// The limiter's key for a user name: names longer than any user's are all
+/// one key, so that a client cannot make the limiter hold huge names.
+fn limiter_key(name: &str) -> &str {
+    if name.len() > 64 {
+        "(a name too long for any user)"
+    } else {
+        name
+    }
 }
 
 /// How long a verified HTTP Basic credential is trusted without running
@@ -187,12 +254,20 @@ async fn hash_blocking(password: String) -> Result<String, String> {
 const BASIC_CACHE_TTL: Duration = Duration::from_secs(60);
 const BASIC_CACHE_MAX: usize = 1024;
 
+/// The outcome of a Basic check that parallel requests wait for.
+type PendingCheck = Arc<tokio::sync::OnceCell<Option<Principal>>>;
+
 pub struct Auth {
     store: Store,
     pub settings: AuthSettings,
     limiter: LoginLimiter,
+    hashing: HashPool,
     /// SHA-256 of `user:password` → who, since when.
     basic_cache: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
+    /// Basic credentials being checked: parallel requests with the same
+    /// ones (a script starting) wait for that one check instead of each
+    /// counting an attempt.
+    basic_pending: Mutex<HashMap<[u8; 32], PendingCheck>>,
 }
 
 /// A new session's cookie value and its CSRF token.
@@ -212,8 +287,15 @@ impl Auth {
             ),
             store,
             settings,
+            hashing: HashPool::for_cores(),
             basic_cache: Mutex::new(HashMap::new()),
+            basic_pending: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// How many times argon2 ran to check a password or hash one.
+    pub fn hash_runs(&self) -> u64 {
+        self.hashing.runs.load(Ordering::Relaxed)
     }
 
     /// With no user at all, creates `admin` with `admin_password`, or with
@@ -235,7 +317,7 @@ impl Auth {
             }
             None => (crypto::random_text(20), true),
         };
-        let hash = hash_blocking(password.clone())
+        let hash = hash_blocking(&self.hashing, password.clone())
             .await
             .map_err(|e| anyhow::anyhow!(e))?;
         self.store.create_user("admin", &hash, Role::Admin).await?;
@@ -258,33 +340,53 @@ impl Auth {
         Ok(())
     }
 
-    /// Checks a user name and password, counting failures per user and per
-    /// client; refuses at once while either is over its limit.
+    /// Checks a user name and password. The attempt is counted as a
+    /// failure before argon2 runs (see `limiter`), and taken back if the
+    /// password is right.
     pub async fn check_password(
         &self,
         client: IpAddr,
         name: &str,
         password: &str,
     ) -> Result<Principal, LoginError> {
-        if let Some(retry_after) = self.limiter.blocked(client, name) {
-            return Err(LoginError::Limited { retry_after });
-        }
-        let user = self.store.get_user(name).await?;
+        let reservation = self
+            .limiter
+            .begin(client, limiter_key(name))
+            .map_err(|retry_after| LoginError::Limited { retry_after })?;
+        let user = match self.store.get_user(name).await {
+            Ok(user) => user,
+            Err(e) => {
+                self.limiter.cancel(reservation);
+                return Err(e.into());
+            }
+        };
         let hash = user.as_ref().map(|u| u.password_hash.clone());
         let candidate = password.to_owned();
-        let matches = password.len() <= MAX_PASSWORD_LEN
-            && argon2_blocking(move || {
-                // The decoy too is made off the async threads.
-                match &hash {
-                    Some(hash) => verify_password(&candidate, hash),
-                    None => verify_password(&candidate, decoy_hash()),
+        let matches = if password.len() > MAX_PASSWORD_LEN {
+            false
+        } else {
+            let verified = self
+                .hashing
+                .run(move || {
+                    // The decoy too is made off the async threads.
+                    match &hash {
+                        Some(hash) => verify_password(&candidate, hash),
+                        None => verify_password(&candidate, decoy_hash()),
+                    }
+                })
+                .await;
+            match verified {
+                Ok(matches) => matches,
+                Err(e) => {
+                    // Not checked: not a failure of the client's.
+                    self.limiter.cancel(reservation);
+                    return Err(e);
                 }
-            })
-            .await
-            .unwrap_or(false);
+            }
+        };
         match user {
             Some(user) if matches => {
-                self.limiter.succeeded(name);
+                self.limiter.succeeded(reservation);
                 Ok(Principal {
                     user_id: user.id,
                     name: user.name,
@@ -292,8 +394,10 @@ impl Auth {
                 })
             }
             _ => {
-                self.limiter.failed(client, name);
-                tracing::warn!("failed login for user `{name}` from {client}");
+                tracing::warn!(
+                    "failed login for user `{}` from {client}",
+                    name.escape_debug()
+                );
                 Err(LoginError::Refused)
             }
         }
@@ -307,9 +411,10 @@ impl Auth {
         password: &str,
     ) -> Result<Principal, LoginError> {
         let key = crypto::sha256(format!("{name}:{password}").as_bytes());
-        // A client or user over its failure limit is refused even with
-        // remembered credentials: the limit means "no more attempts".
-        if let Some(retry_after) = self.limiter.blocked(client, name) {
+        // A client over a limit is refused even with remembered
+        // credentials: otherwise the cache would be a password oracle
+        // without argon2's cost.
+        if let Some(retry_after) = self.limiter.blocked(client, limiter_key(name)) {
             return Err(LoginError::Limited { retry_after });
         }
         if let Ok(cache) = self.basic_cache.lock() {
@@ -319,7 +424,40 @@ impl Auth {
                 }
             }
         }
-        let principal = self.check_password(client, name, password).await?;
+        let pending = self
+            .basic_pending
+            .lock()
+            .map(|mut p| p.entry(key).or_default().clone())
+            .ok();
+        let principal = match pending {
+            Some(cell) => {
+                let mut outcome = None;
+                let own = &mut outcome;
+                let shared = cell
+                    .get_or_init(|| async move {
+                        let result = self.check_password(client, name, password).await;
+                        let principal = result.as_ref().ok().cloned();
+                        *own = Some(result);
+                        principal
+                    })
+                    .await
+                    .clone();
+                if let Ok(mut p) = self.basic_pending.lock() {
+                    if p.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                        p.remove(&key);
+                    }
+                }
+                match (outcome, shared) {
+                    // This request ran the check: its own answer.
+                    (Some(result), _) => result?,
+                    // Another one did, with the same credentials.
+                    (None, Some(principal)) => principal,
+                    // Another one failed: this one is an attempt of its own.
+                    (None, None) => self.check_password(client, name, password).await?,
+                }
+            }
+            None => self.check_password(client, name, password).await?,
+        };
         if let Ok(mut cache) = self.basic_cache.lock() {
             if cache.len() >= BASIC_CACHE_MAX {
                 cache.retain(|_, (_, at)| at.elapsed() < BASIC_CACHE_TTL);
@@ -340,13 +478,11 @@ impl Auth {
         }
     }
 
-    /// Counts a failed token against the client's limit.
-    pub fn token_failed(&self, client: IpAddr) {
-        self.limiter.failed_client(client);
-    }
-
-    pub fn client_blocked(&self, client: IpAddr) -> Option<Duration> {
-        self.limiter.blocked_client(client)
+    /// Counts an unknown token; `Some` when the client is past its limit
+    /// of bad tokens (answer 429 rather than 401). A token that verifies is
+    /// never refused on these grounds.
+    pub fn token_failed(&self, client: IpAddr) -> Option<Duration> {
+        self.limiter.token_failed(client)
     }
 
     pub async fn start_session(&self, principal: &Principal) -> Result<NewSession, StoreError> {
@@ -406,7 +542,7 @@ impl Auth {
     }
 
     pub async fn hash(&self, password: &str) -> Result<String, String> {
-        hash_blocking(password.to_owned()).await
+        hash_blocking(&self.hashing, password.to_owned()).await
     }
 }
 

@@ -27,51 +27,225 @@ pub fn parse(body: &[u8]) -> Result<Vec<Event>, Vec<LineError>> {
 
 /// Parses a body whose lines may hold at most `max_line` bytes.
 pub fn parse_with_limit(body: &[u8], max_line: usize) -> Result<Vec<Event>, Vec<LineError>> {
-    let mut events = Vec::new();
-    let mut errors = Vec::new();
-    for (index, line) in body.split(|b| *b == b'\n').enumerate() {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.len() > max_line {
-            if errors.len() < MAX_REPORTED_ERRORS {
-                errors.push(LineError {
-                    line: index + 1,
-                    message: format!(
-                        "the line is {} bytes, longer than the {max_line}-byte limit (limits.max_ndjson_line_bytes)",
-                        line.len()
-                    ),
-                });
-            }
-            continue;
+    let mut parser = Parser::new(max_line);
+    parser.feed(body);
+    parser.finish()
+}
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Parses a body fed in chunks of any size, as they arrive: what it holds
+/// besides the events is the line being read, never more than the line
+/// limit (a longer line is counted, not kept).
+pub struct Parser {
+    max_line: usize,
+    /// The current line, up to `max_line` bytes, a `\r` and a BOM.
+    line: Vec<u8>,
+    /// Its length so far, kept or not.
+    line_len: usize,
+    last_byte: u8,
+    /// 1-based number of the current line.
+    number: usize,
+    events: Vec<Event>,
+    errors: Vec<LineError>,
+}
+
+impl Parser {
+    pub fn new(max_line: usize) -> Parser {
+        Parser {
+            max_line,
+            line: Vec::new(),
+            line_len: 0,
+            last_byte: 0,
+            number: 1,
+            events: Vec::new(),
+            errors: Vec::new(),
         }
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
+    }
+
+    pub fn feed(&mut self, mut chunk: &[u8]) {
+        while let Some(end) = memchr::memchr(b'\n', chunk) {
+            self.keep(&chunk[..end]);
+            self.end_line();
+            chunk = &chunk[end + 1..];
         }
-        let result = serde_json::from_slice::<serde_json::Value>(line)
-            .map_err(|e| format!("invalid JSON: {e}"))
-            .and_then(|json| Event::from_json(&json).map_err(|e| e.to_string()))
-            .and_then(|event| {
-                if is_protocol_control(&event) {
-                    Err(format!(
-                        "`{}` is a BBDO protocol message, consumed by the connection and never ingested",
-                        event.def().name
-                    ))
-                } else {
-                    Ok(event)
-                }
-            });
+        self.keep(chunk);
+    }
+
+    fn keep(&mut self, bytes: &[u8]) {
+        // Room for a `\r`, and a byte order mark on the first line.
+        let room = self
+            .max_line
+            .saturating_add(1 + BOM.len())
+            .saturating_sub(self.line.len());
+        self.line.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        self.line_len += bytes.len();
+        if let Some(last) = bytes.last() {
+            self.last_byte = *last;
+        }
+    }
+
+    fn end_line(&mut self) {
+        let mut len = self.line_len;
+        if self.last_byte == b'\r' && len > 0 {
+            len -= 1;
+        }
+        let kept = len.min(self.line.len());
+        let mut line = std::mem::take(&mut self.line);
+        line.truncate(kept);
+        // A byte order mark opens the body (some Windows tools write one).
+        if self.number == 1 && line.starts_with(BOM) {
+            line.drain(..BOM.len());
+            len -= BOM.len();
+        }
+        let number = self.number;
+        self.number += 1;
+        self.line_len = 0;
+        self.last_byte = 0;
+        let result = if len > self.max_line {
+            Err(format!(
+                "the line is {len} bytes, longer than the {}-byte limit (limits.max_ndjson_line_bytes)",
+                self.max_line
+            ))
+        } else if line.iter().all(u8::is_ascii_whitespace) {
+            Ok(None)
+        } else {
+            parse_line(&line).map(Some)
+        };
+        // The buffer is used again for the next line.
+        line.clear();
+        self.line = line;
         match result {
-            Ok(event) => events.push(event),
-            Err(message) if errors.len() < MAX_REPORTED_ERRORS => errors.push(LineError {
-                line: index + 1,
-                message,
-            }),
+            Ok(Some(event)) => self.events.push(event),
+            Ok(None) => {}
+            Err(message) if self.errors.len() < MAX_REPORTED_ERRORS => {
+                self.errors.push(LineError {
+                    line: number,
+                    message,
+                })
+            }
             Err(_) => {}
         }
     }
-    if errors.is_empty() {
-        Ok(events)
-    } else {
-        Err(errors)
+
+    /// Ends the last line, and answers for the whole body.
+    pub fn finish(mut self) -> Result<Vec<Event>, Vec<LineError>> {
+        self.end_line();
+        if self.errors.is_empty() {
+            Ok(self.events)
+        } else {
+            Err(self.errors)
+        }
+    }
+}
+
+fn parse_line(line: &[u8]) -> Result<Event, String> {
+    let json = strict::from_slice(line)?;
+    let event = Event::from_json(&json).map_err(|e| e.to_string())?;
+    if is_protocol_control(&event) {
+        return Err(format!(
+            "`{}` is a BBDO protocol message, consumed by the connection and never ingested",
+            event.def().name
+        ));
+    }
+    Ok(event)
+}
+
+/// JSON as `serde_json::Value`, but refusing what `Value` would silently
+/// accept: a key given twice (`Value` keeps the last one) and a string
+/// holding U+0000 (C strings, Lua patterns and log files cut at it).
+mod strict {
+    use std::fmt;
+
+    use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+    use serde_json::{Map, Number, Value};
+
+    pub fn from_slice(line: &[u8]) -> Result<Value, String> {
+        let mut de = serde_json::Deserializer::from_slice(line);
+        let parsed = Strict
+            .deserialize(&mut de)
+            .and_then(|v| de.end().map(|()| v));
+        parsed.map_err(|e| {
+            if e.is_data() {
+                // Our own refusal: its text, without serde's position.
+                let text = e.to_string();
+                let position = format!(" at line {} column {}", e.line(), e.column());
+                text.strip_suffix(&position).unwrap_or(&text).to_owned()
+            } else {
+                format!("invalid JSON: {e}")
+            }
+        })
+    }
+
+    fn check<E: de::Error>(text: &str) -> Result<(), E> {
+        if text.contains('\0') {
+            return Err(E::custom(
+                "a string contains \\u0000 (NUL), which no event may carry",
+            ));
+        }
+        Ok(())
+    }
+
+    struct Strict;
+
+    impl<'de> DeserializeSeed<'de> for Strict {
+        type Value = Value;
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_any(Strict)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Strict {
+        type Value = Value;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+            Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+            check(v)?;
+            Ok(Value::String(v.to_owned()))
+        }
+        fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+            check(&v)?;
+            Ok(Value::String(v))
+        }
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_none<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element_seed(Strict)? {
+                items.push(item);
+            }
+            Ok(Value::Array(items))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut object = Map::new();
+            while let Some(key) = map.next_key::<String>()? {
+                check(&key)?;
+                if object.contains_key(&key) {
+                    return Err(de::Error::custom(format!("duplicate key `{key}`")));
+                }
+                let value = map.next_value_seed(Strict)?;
+                object.insert(key, value);
+            }
+            Ok(Value::Object(object))
+        }
     }
 }
 
@@ -128,6 +302,52 @@ mod tests {
             "{}",
             errors[0].message
         );
+    }
+
+    #[test]
+    fn fed_in_chunks_of_any_size_it_parses_the_same() {
+        let body = b"\xEF\xBB\xBF{\"_type\":196609,\"metric_id\":1,\"value\":1.5}\r\n\n{\"_type\":196609,\"metric_id\":2}\r\nnot json\r\n";
+        let whole = parse_with_limit(body, 60).unwrap_err();
+        assert_eq!(whole.len(), 1, "{whole:?}");
+        assert_eq!(whole[0].line, 4);
+        for size in 1..body.len() {
+            let mut parser = Parser::new(60);
+            for chunk in body.chunks(size) {
+                parser.feed(chunk);
+            }
+            assert_eq!(parser.finish().unwrap_err(), whole, "chunks of {size}");
+        }
+        // Only the line limit is held of a long line, and its length said.
+        let mut parser = Parser::new(10);
+        parser.feed(&[b'x'; 1000]);
+        assert!(parser.line.len() <= 14);
+        parser.feed(b"\r\n{}");
+        let errors = parser.finish().unwrap_err();
+        assert!(
+            errors[0].message.starts_with("the line is 1000 bytes"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn refuses_nul_in_strings_and_duplicate_keys_and_takes_a_bom() {
+        let errors = parse(b"{\"_type\":196609,\"metric_id\":1,\"name\":\"a\\u0000b\"}\n{\"_type\":196609,\"metric_id\":1,\"metric_id\":2}").unwrap_err();
+        assert_eq!(errors.len(), 2);
+        assert_eq!(errors[0].line, 1);
+        assert_eq!(
+            errors[0].message,
+            "a string contains \\u0000 (NUL), which no event may carry"
+        );
+        assert_eq!(errors[1].line, 2);
+        assert_eq!(errors[1].message, "duplicate key `metric_id`");
+        assert_eq!(
+            parse(b"\xEF\xBB\xBF{\"_type\":196609,\"metric_id\":1}\n")
+                .unwrap()
+                .len(),
+            1
+        );
+        // Only at the start of the body.
+        assert!(parse(b"{\"_type\":196609}\n\xEF\xBB\xBF{\"_type\":196609}").is_err());
     }
 
     #[test]

@@ -94,6 +94,20 @@ fn time_text(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).unwrap_or_default()
 }
 
+/// Inside a write transaction: refuses to take away the only admin.
+async fn last_admin_stays(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    name: &str,
+) -> Result<(), StoreError> {
+    let admins: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'admin'")
+        .fetch_one(&mut **tx)
+        .await?;
+    if admins <= 1 {
+        return Err(StoreError::LastAdmin(name.to_owned()));
+    }
+    Ok(())
+}
+
 impl Store {
     pub async fn count_users(&self) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
@@ -142,20 +156,33 @@ impl Store {
     }
 
     /// Changes a user's role and/or password. A new password ends the
-    /// user's sessions: whoever held them must prove the new one.
+    /// user's sessions: whoever held them must prove the new one. Refuses
+    /// ([`StoreError::LastAdmin`]) to demote the last admin.
+    ///
+    /// `BEGIN IMMEDIATE` takes the write lock before reading: a deferred
+    /// transaction that reads then writes fails at once with "database is
+    /// locked" when another connection wrote in between (the busy timeout
+    /// does not cover that upgrade), and two admins demoting each other
+    /// would both see two admins. Immediate transactions wait for each
+    /// other (the pool's 5 s busy timeout), one after the other.
     pub async fn update_user(
         &self,
         name: &str,
         role: Option<Role>,
         password_hash: Option<&str>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE name = ?")
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = sqlx::query("SELECT id, role FROM users WHERE name = ?")
             .bind(name)
             .fetch_optional(&mut *tx)
             .await?
             .ok_or_else(|| StoreError::Missing(format!("no user named `{name}`")))?;
+        let id: i64 = row.try_get("id")?;
+        let current: String = row.try_get("role")?;
         if let Some(role) = role {
+            if current == Role::Admin.as_str() && role != Role::Admin {
+                last_admin_stays(&mut tx, name).await?;
+            }
             sqlx::query("UPDATE users SET role = ?, updated_at = ? WHERE id = ?")
                 .bind(role.as_str())
                 .bind(now_text())
@@ -179,14 +206,25 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes a user, unless it is the last admin.
     pub async fn delete_user(&self, name: &str) -> Result<(), StoreError> {
-        let deleted = sqlx::query("DELETE FROM users WHERE name = ?")
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let role: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE name = ?")
             .bind(name)
-            .execute(&self.pool)
+            .fetch_optional(&mut *tx)
             .await?;
-        if deleted.rows_affected() == 0 {
-            return Err(StoreError::Missing(format!("no user named `{name}`")));
+        match role {
+            None => return Err(StoreError::Missing(format!("no user named `{name}`"))),
+            Some(role) if role == Role::Admin.as_str() => {
+                last_admin_stays(&mut tx, name).await?;
+            }
+            Some(_) => {}
         }
+        sqlx::query("DELETE FROM users WHERE name = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 

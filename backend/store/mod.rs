@@ -39,6 +39,8 @@ pub enum StoreError {
     /// Something other than an output is missing; the text says what.
     #[error("{0}")]
     Missing(String),
+    #[error("`{0}` is the last admin; make another user admin first")]
+    LastAdmin(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("corrupt stored output `{name}`: {reason}")]
@@ -69,7 +71,12 @@ impl Store {
             // What a row held before an update or a delete is zeroed, not
             // left in free space: a password sealed from clear text (or a
             // deleted one) leaves no trace in the file.
-            .pragma("secure_delete", "ON");
+            .pragma("secure_delete", "ON")
+            // A write waits this long for another connection's to end
+            // rather than failing with "database is locked" (sqlx's default
+            // too, set here so that it is not lost). Read-then-write
+            // transactions begin IMMEDIATE for the same reason (store/auth.rs).
+            .busy_timeout(std::time::Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
@@ -188,7 +195,7 @@ impl Store {
 
     pub async fn create_output(&self, spec: &OutputSpec) -> Result<(), StoreError> {
         let now = now_text();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let inserted = sqlx::query(
             "INSERT INTO outputs (name, kind, path, enabled, filters, created_at, updated_at)
              VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
@@ -213,7 +220,7 @@ impl Store {
 
     /// Replaces the definition of an existing output (same name).
     pub async fn update_output(&self, spec: &OutputSpec) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let id: i64 = sqlx::query_scalar("SELECT id FROM outputs WHERE name = ?")
             .bind(&spec.name)
             .fetch_optional(&mut *tx)
@@ -318,7 +325,7 @@ async fn unlock_secrets(pool: &SqlitePool, data_dir: &Path) -> anyhow::Result<Se
         .filter(|(.., v)| !secrets::is_sealed(v))
         .collect();
     if !clear.is_empty() {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
         for (output_id, output, name, value) in &clear {
             sqlx::query(
                 "UPDATE output_parameters SET value = ?

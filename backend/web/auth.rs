@@ -149,6 +149,15 @@ fn too_many(path: &str, error: &LoginError, retry_after: std::time::Duration) ->
     response
 }
 
+/// Every password-hashing slot is taken: 503, come back in a second.
+fn busy(path: &str, error: &LoginError) -> Response {
+    let mut response = refuse(StatusCode::SERVICE_UNAVAILABLE, path, &error.to_string());
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(1));
+    response
+}
+
 /// Finds the caller. Bad credentials are refused here (401, or 429 while
 /// the client is over its failure limit); no credentials pass on, for the
 /// route's guard to judge.
@@ -179,14 +188,16 @@ pub async fn authenticate(
             .split_once(' ')
             .unwrap_or((authorization.as_str(), ""));
         let principal = if scheme.eq_ignore_ascii_case("bearer") {
-            if let Some(retry_after) = ctx.auth.client_blocked(client) {
-                return too_many(&path, &LoginError::Limited { retry_after }, retry_after);
-            }
+            // A token that verifies is always taken: bad tokens from the
+            // same address (behind a proxy, everyone) must not shut out
+            // good ones. Only the failures are limited.
             match ctx.auth.token(credentials.trim()).await {
                 Ok(Some(principal)) => principal,
                 Ok(None) => {
-                    ctx.auth.token_failed(client);
                     tracing::warn!("unknown or expired API token from {client}");
+                    if let Some(retry_after) = ctx.auth.token_failed(client) {
+                        return too_many(&path, &LoginError::Limited { retry_after }, retry_after);
+                    }
                     return refuse(
                         StatusCode::UNAUTHORIZED,
                         &path,
@@ -212,6 +223,7 @@ pub async fn authenticate(
                 Err(e @ LoginError::Limited { retry_after }) => {
                     return too_many(&path, &e, retry_after)
                 }
+                Err(e @ LoginError::Busy) => return busy(&path, &e),
                 Err(e) => return refuse(StatusCode::UNAUTHORIZED, &path, &e.to_string()),
             }
         } else {
@@ -339,12 +351,58 @@ fn encode_next(path: &str) -> String {
         .collect()
 }
 
-/// Where to go after logging in: only a path of this site.
+/// Where to go after logging in: only a path of this site, anything else
+/// is `/`. A browser resolving `Location` skips tabs and newlines and
+/// takes `\\` for `/` (`/\t/evil.example/` is `//evil.example/`, another
+/// site), and a control character cannot go in a header at all: so the
+/// path must start with one `/` not followed by another or by `\\`, and
+/// hold visible ASCII only, no `\\`. The same holds once percent-decoded
+/// (twice, for a double encoding), in case something on the way decodes
+/// it.
 pub fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
-        _ => "/".to_owned(),
+    fn local_path(bytes: &[u8]) -> bool {
+        bytes.first() == Some(&b'/')
+            && !matches!(bytes.get(1), Some(b'/' | b'\\'))
+            && bytes.iter().all(|b| b.is_ascii_graphic() && *b != b'\\')
     }
+    let Some(next) = next else {
+        return "/".to_owned();
+    };
+    let mut form = next.as_bytes().to_vec();
+    for _ in 0..3 {
+        if !local_path(&form) {
+            return "/".to_owned();
+        }
+        form = percent_decode(&form);
+    }
+    if local_path(&form) {
+        next.to_owned()
+    } else {
+        "/".to_owned()
+    }
+}
+
+fn percent_decode(bytes: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push(hi << 4 | lo);
+                i += 3;
+            }
+            (b, ..) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 #[derive(Deserialize)]
@@ -521,8 +579,16 @@ pub struct LoginQuery {
 pub async fn login_page(
     State(ctx): State<Context>,
     MaybeCaller(caller): MaybeCaller,
-    axum::extract::Query(query): axum::extract::Query<LoginQuery>,
+    query: Result<axum::extract::Query<LoginQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
+    // A query that does not decode (`%FF`) is no reason to refuse the page.
+    let query = query.map_or(
+        LoginQuery {
+            next: None,
+            expired: None,
+        },
+        |q| q.0,
+    );
     let next = safe_next(query.next.as_deref());
     if caller.is_some() {
         return Redirect::to(&next).into_response();
@@ -623,6 +689,20 @@ pub async fn login(State(ctx): State<Context>, request: Request) -> Response {
             );
             response
         }
+        Err(e @ LoginError::Busy) => {
+            let mut response = login_form(
+                &ctx,
+                StatusCode::SERVICE_UNAVAILABLE,
+                next,
+                form.user,
+                &e.to_string(),
+                "",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(1));
+            response
+        }
         Err(LoginError::Refused) => login_form(
             &ctx,
             StatusCode::UNAUTHORIZED,
@@ -685,12 +765,22 @@ mod tests {
     #[test]
     fn after_login_only_a_path_of_this_site_is_followed() {
         assert_eq!(safe_next(Some("/outputs/a?x=1")), "/outputs/a?x=1");
+        assert_eq!(safe_next(Some("/outputs/a%2Fb")), "/outputs/a%2Fb");
         for foreign in [
             "//evil.example/",
             "https://evil.example/",
             "/\\evil.example",
             "evil",
             "",
+            "/%09/evil.example/",
+            "/\t/evil.example/",
+            "/%2F/evil.example/",
+            "/%5Cevil.example",
+            "/%252F/evil.example/",
+            "/a\nb",
+            "/a%0d%0aSet-Cookie:x=1",
+            "/ /evil",
+            "/caf\u{e9}",
         ] {
             assert_eq!(safe_next(Some(foreign)), "/", "{foreign}");
         }

@@ -32,6 +32,9 @@ pub enum ApiError {
     /// The body is larger than `limits.max_body_bytes`.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The client took too long to send its request.
+    #[error("{0}")]
+    Timeout(String),
     /// Ingest is full; the client should retry after a while.
     #[error("{0}")]
     Unavailable(String),
@@ -50,7 +53,9 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Duplicate(_) => ApiError::Conflict(e.to_string()),
+            StoreError::Duplicate(_) | StoreError::LastAdmin(_) => {
+                ApiError::Conflict(e.to_string())
+            }
             StoreError::NotFound(_) | StoreError::Missing(_) => ApiError::NotFound(e.to_string()),
             StoreError::Database(_) | StoreError::Corrupt { .. } => {
                 tracing::error!("{e}");
@@ -106,6 +111,7 @@ impl IntoResponse for ApiError {
             ),
             ApiError::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, json!({ "error": m })),
             ApiError::PayloadTooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, json!({ "error": m })),
+            ApiError::Timeout(m) => (StatusCode::REQUEST_TIMEOUT, json!({ "error": m })),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, json!({ "error": m })),
             ApiError::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, json!({ "error": m })),
         };

@@ -38,6 +38,7 @@ use crate::store::Store;
 
 pub use auth::{Access, Caller};
 pub use error::ApiError;
+pub use events::SMALL_INGEST_BODY;
 
 /// What the web layer takes from the configuration.
 #[derive(Clone, Debug, Default)]
@@ -67,6 +68,9 @@ pub struct Shared {
     pub rates: rates::Rates,
     /// `[limits]`: body and NDJSON line sizes, outputs and parameters.
     pub limits: Limits,
+    /// `limits.max_concurrent_ingest` permits: large NDJSON bodies read at
+    /// once.
+    pub ingest_bodies: Arc<tokio::sync::Semaphore>,
     /// The server speaks HTTPS: cookies get `Secure`, responses HSTS.
     pub tls: bool,
     pub http_stats: Arc<server::HttpStats>,
@@ -102,6 +106,9 @@ impl Context {
             auth,
             writes: tokio::sync::Mutex::new(()),
             rates: rates::Rates::default(),
+            ingest_bodies: Arc::new(tokio::sync::Semaphore::new(
+                settings.limits.max_concurrent_ingest.max(1),
+            )),
             limits: settings.limits,
             tls: settings.tls,
             http_stats: settings.http_stats,

@@ -68,21 +68,6 @@ async fn create_user(
     Ok(())
 }
 
-/// Refuses a change that would leave no admin.
-async fn keep_an_admin(ctx: &Context, name: &str) -> Result<(), ApiError> {
-    let user = ctx
-        .store
-        .get_user(name)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no user named `{name}`")))?;
-    if user.role == Role::Admin && ctx.store.count_admins().await? <= 1 {
-        return Err(ApiError::Conflict(format!(
-            "`{name}` is the last admin; make another user admin first"
-        )));
-    }
-    Ok(())
-}
-
 async fn update_user(
     ctx: &Context,
     caller: &Caller,
@@ -96,9 +81,8 @@ async fn update_user(
         errors.add("password", e);
     }
     errors.into_result()?;
-    if role.is_some_and(|r| r != Role::Admin) {
-        keep_an_admin(ctx, name).await?;
-    }
+    // The last admin stays: the store checks it in the same transaction
+    // as the change, so two admins demoting each other cannot both win.
     let hash = match password {
         Some(p) => Some(ctx.auth.hash(p).await.map_err(ApiError::Internal)?),
         None => None,
@@ -117,7 +101,6 @@ async fn update_user(
 }
 
 async fn delete_user(ctx: &Context, caller: &Caller, name: &str) -> Result<(), ApiError> {
-    keep_an_admin(ctx, name).await?;
     ctx.store.delete_user(name).await?;
     ctx.auth.users_changed();
     audit(ctx, &caller.name, "user.delete", name, json!({})).await;
@@ -209,7 +192,9 @@ async fn change_own_password(
                 "is not your password",
             ))
         }
-        Err(e @ LoginError::Limited { .. }) => return Err(ApiError::Unavailable(e.to_string())),
+        Err(e @ (LoginError::Limited { .. } | LoginError::Busy)) => {
+            return Err(ApiError::Unavailable(e.to_string()))
+        }
         Err(LoginError::Store(e)) => return Err(e.into()),
     }
     check_new_password(new).map_err(|e| ApiError::invalid("new_password", e))?;
