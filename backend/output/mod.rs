@@ -161,6 +161,16 @@ impl Secrets {
             if encoded != p.value {
                 values.push(encoded);
             }
+            // As HTTP Basic sends it, `base64(user:password)`, with any
+            // other parameter as the user (a destination that echoes the
+            // request's headers shows it), and alone.
+            values.push(lua::sdk::base64_encode(p.value.as_bytes()));
+            for user in parameters.iter().filter(|u| {
+                u.ty == ParamType::String && !u.value.is_empty() && u.value.len() <= 256
+            }) {
+                let pair = format!("{}:{}", user.value, p.value);
+                values.push(lua::sdk::base64_encode(pair.as_bytes()));
+            }
         }
         // The longest first, so that a password containing another is
         // replaced whole.
@@ -182,6 +192,19 @@ impl Secrets {
             }
         }
         out
+    }
+
+    /// The first `max` bytes of `body` as text, redacted: redacted before
+    /// it is cut, so that a password across the cut leaves no half behind.
+    pub fn excerpt(&self, body: &[u8], max: usize) -> String {
+        let longest = self.0.first().map_or(0, |RedactedValue(v)| v.len());
+        let head = &body[..body.len().min(max.saturating_add(longest))];
+        let redacted = self.redact_owned(String::from_utf8_lossy(head).into_owned());
+        let mut end = redacted.len().min(max);
+        while !redacted.is_char_boundary(end) {
+            end -= 1;
+        }
+        redacted[..end].to_owned()
     }
 
     pub fn redact_owned(&self, text: String) -> String {
@@ -455,6 +478,30 @@ mod tests {
         let shown = format!("{connection:?}");
         assert!(!shown.contains("hunter2-proxy"), "{shown}");
         assert!(shown.contains("\"me\""), "{shown}");
+    }
+
+    #[test]
+    fn secrets_are_redacted_before_a_text_is_cut_and_in_their_base64_forms() {
+        let mut output = spec("http", &[("user", "centreon")]);
+        output.parameters.push(Parameter {
+            name: "token".into(),
+            ty: ParamType::Password,
+            value: "Zk8-very-secret-token".into(),
+        });
+        let secrets = Secrets::of(&output);
+        // A destination echoing the token across the excerpt's end.
+        let body = format!("{}{}", "x".repeat(495), "Zk8-very-secret-token and more");
+        let cut = secrets.excerpt(body.as_bytes(), 512);
+        assert!(!cut.contains("Zk8"), "{cut}");
+        assert!(cut.len() <= 512);
+        assert!(cut.starts_with(&"x".repeat(495)));
+        // Echoed Basic credentials, and the token alone in base64.
+        let basic = super::lua::sdk::base64_encode(b"centreon:Zk8-very-secret-token");
+        let alone = super::lua::sdk::base64_encode(b"Zk8-very-secret-token");
+        assert_eq!(
+            secrets.redact(&format!("Authorization: Basic {basic}; X-Token: {alone}")),
+            "Authorization: Basic [redacted]; X-Token: [redacted]"
+        );
     }
 
     #[test]

@@ -236,16 +236,6 @@ pub fn judge(status: u16, excerpt: &str) -> Verdict {
     }
 }
 
-/// At most [`BODY_EXCERPT`] bytes of a body, cut at a character boundary.
-pub fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let mut end = text.len().min(BODY_EXCERPT);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_owned()
-}
-
 /// A request to make, as a kind's request builder describes it.
 pub struct Request {
     pub url: Url,
@@ -436,7 +426,7 @@ impl HttpSink {
             Ok(reply) => reply,
             Err(error) => return Err(error),
         };
-        let excerpt = self.secrets.redact_owned(excerpt(&reply.body));
+        let excerpt = self.secrets.excerpt(&reply.body, BODY_EXCERPT);
         {
             let mut status = self.status();
             status.last_response_code = Some(reply.status);
@@ -576,7 +566,7 @@ mod tests {
     #[test]
     fn excerpts_cut_at_a_character() {
         let body = "é".repeat(BODY_EXCERPT);
-        let cut = excerpt(body.as_bytes());
+        let cut = Secrets::default().excerpt(body.as_bytes(), BODY_EXCERPT);
         assert!(cut.len() <= BODY_EXCERPT);
         assert!(cut.chars().all(|c| c == 'é'));
     }
