@@ -489,6 +489,7 @@ pub struct ConnectorFileConfig {
 /// log_rotate_keep = 5           # x.log.1 … x.log.5 are kept
 /// call_cpu_budget_secs = 10     # one write()/flush()/init() call; 0 = no limit
 /// memory_limit_bytes = 1073741824   # per script; 0 = no limit
+/// sandbox = false               # true: no os.execute, io.popen, debug, C modules, bytecode
 /// ```
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -503,6 +504,7 @@ pub struct LuaFileConfig {
     pub log_rotate_keep: Option<u32>,
     pub call_cpu_budget_secs: Option<f64>,
     pub memory_limit_bytes: Option<usize>,
+    pub sandbox: Option<bool>,
 }
 
 /// What the command line (flags and environment variables, which clap
@@ -671,6 +673,9 @@ impl Config {
         }
         if let Some(bytes) = lua.memory_limit_bytes {
             settings.memory_limit_bytes = bytes;
+        }
+        if let Some(sandbox) = lua.sandbox {
+            settings.sandbox = sandbox;
         }
         if let Some(style) = &lua.event_json {
             settings.event_json = EventJsonStyle::parse(style).with_context(|| {

@@ -274,6 +274,11 @@ fn raise_open_files_limit() {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // What the service creates (database, journal, cache, uploaded scripts,
+    // dead letters) is its user's alone: it holds every stored password's
+    // key and the events of the whole platform.
+    // SAFETY: umask only sets the process's file-creation mask.
+    unsafe { libc::umask(0o077) };
     raise_open_files_limit();
     let config = Config::load(Overrides {
         config_file: args.config,
@@ -289,6 +294,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
     })?;
+    // Read once, then gone from the environment: scripts can call
+    // os.getenv, and child processes inherit it. No other thread exists
+    // yet, so nothing reads the environment while it changes.
+    std::env::remove_var("BROKERSTREAM_ADMIN_PASSWORD");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .on_thread_park(brokerstream::memory::collect_if_asked)

@@ -59,6 +59,10 @@ fn main() {
         cache: Cache::new(),
         settings: Arc::new(LuaSettings {
             script_dirs: vec![dir.clone()],
+            // BENCH_MEMORY_LIMIT=0 measures the runtime without its limit.
+            memory_limit_bytes: var("BENCH_MEMORY_LIMIT")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(brokerstream::output::lua::DEFAULT_MEMORY_LIMIT_BYTES),
             ..LuaSettings::for_data_dir(&dir)
         }),
         log: Arc::new(|_, _| {}),

@@ -676,6 +676,7 @@ def main():
     ap.add_argument("--bin", required=True)
     ap.add_argument("--repo", required=True)
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--sandbox", action="store_true", help="run the scripts under lua.sandbox")
     ap.add_argument("--timeout", type=float, default=60)
     args = ap.parse_args()
 
@@ -729,6 +730,8 @@ def main():
                 '# Only the library copy: the other modules scripts need are\n'
                 '# brokerstream\'s built-in ones, not what this machine has installed.\n'
                 'package_path = "%s/?.lua;%s/?/init.lua"\n' % (lua, lua))
+        if args.sandbox:
+            f.write('sandbox = true\n')
     env = dict(os.environ, BROKERSTREAM_ADMIN_PASSWORD=ADMIN_PASSWORD, SSL_CERT_FILE=ca,
                BROKERSTREAM_LOG=os.environ.get("BROKERSTREAM_LOG", "info"))
     env.pop("SSL_CERT_DIR", None)

@@ -963,12 +963,30 @@ fn a_script_past_its_memory_limit_gets_a_clear_error() {
     let error = outcome.error.expect("no memory error");
     assert!(error.contains("not enough memory"), "{error}");
     assert!(
-        error.contains("the script reached its memory limit of 64 MiB (lua.memory_limit_bytes)"),
+        error.contains("holds more than its memory limit of 64 MiB (lua.memory_limit_bytes)"),
         "{error}"
     );
     // What it held is collectable, and the state goes on.
     let next = script.write(&ev(json!({"_type": 65548, "host_id": 2, "name": "b"})));
     assert!(next.error.is_some_and(|e| e.contains("memory limit")));
+    // A state that grows between calls (a queue that is never sent) is
+    // found past its limit after the call, for the worker to close it.
+    let mut script = lab.load(
+        "held = {}\n\
+         function init(conf) end\n\
+         function write(e) held[#held + 1] = string.rep('x', 8 * 1024 * 1024) return false end\n",
+        &[],
+    );
+    let mut calls = 0;
+    while script.over_memory_limit().is_none() {
+        calls += 1;
+        assert!(calls <= 9, "64 MiB held and not seen");
+        script.write(&ev(json!({"_type": 65548, "host_id": 1, "name": "a"})));
+    }
+    assert!(
+        calls >= 7,
+        "seen past the limit after {calls} calls of 8 MiB"
+    );
     let e = lab
         .try_load(
             "local t = {} for i = 1, 1e9 do t[i] = string.rep('y', 64) .. i end\n",
@@ -1053,6 +1071,65 @@ async fn a_looping_script_is_stopped_when_its_output_is_deleted() {
     })
     .await;
     server.stop().await;
+}
+
+#[test]
+fn the_sandbox_takes_away_programs_native_code_and_bytecode() {
+    let mut lab = Lab::new();
+    lab.settings.sandbox = true;
+    std::fs::write(lab.path("compiled.lua"), precompiled("return 1")).unwrap();
+    let script = lab.load(MINIMAL, &[]);
+    let dir = lab.dir.path().display().to_string();
+    script.lua().globals().set("dir", dir).unwrap();
+    for (expression, refused) in [
+        (
+            "os.execute('touch /tmp/sandbox-escape')",
+            "os.execute is not available",
+        ),
+        ("io.popen('id')", "io.popen is not available"),
+        (
+            "package.loadlib('libc.so.6', 'system')",
+            "package.loadlib is not available",
+        ),
+        ("require('cjson')", "module 'cjson' not found"),
+        (
+            "load(string.dump(function() end))",
+            "attempt to load a binary chunk",
+        ),
+    ] {
+        let e = match script
+            .lua()
+            .load(format!("return {expression}"))
+            .eval::<mlua::MultiValue>()
+        {
+            Err(e) => e.to_string(),
+            // load() answers nil and the message.
+            Ok(values) => format!("{values:?}"),
+        };
+        assert!(e.contains(refused), "{expression}: {e}");
+    }
+    assert!(!Path::new("/tmp/sandbox-escape").exists());
+    assert_eq!(eval::<String>(&script, "type(debug)"), "nil");
+    let e: String = eval(&script, "select(2, loadfile(dir .. '/compiled.lua', 'b'))");
+    assert!(e.contains("attempt to load a binary chunk"), "{e}");
+    // What Centreon's library needs still works: its sleep, files, text chunks.
+    assert!(eval::<bool>(&script, "os.execute('sleep 0.01')"));
+    assert_eq!(eval::<i64>(&script, "load('return 7')()"), 7);
+    assert_eq!(
+        eval::<i64>(&script, "load('return x', 'c', 'b', { x = 8 })()"),
+        8
+    );
+    let written: String = eval(
+        &script,
+        "(function() local f = io.open(dir .. '/cache.txt', 'w') f:write('kept') f:close() \
+         return io.open(dir .. '/cache.txt'):read('a') end)()",
+    );
+    assert_eq!(written, "kept");
+    // A precompiled main script is refused too.
+    let e = Script::load(&lab.path("compiled.lua"), &[], &lab.env())
+        .err()
+        .unwrap();
+    assert!(e.contains("attempt to load a binary chunk"), "{e}");
 }
 
 // ---- broker (§4)
@@ -1761,6 +1838,47 @@ async fn parameters_reach_init_as_centreon_passes_them() {
             "INFO: max_all_queues_age=float:4294967296.0",
             "INFO: proxy_password=string:",
             "INFO: ratio=float:0.5",
+        ]
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn what_a_script_prints_goes_to_its_script_log_without_its_passwords() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), None).await;
+    let scripts = dir.path().join("scripts");
+    std::fs::create_dir_all(&scripts).unwrap();
+    std::fs::write(
+        scripts.join("prints.lua"),
+        "function init(conf)\n\
+           print('token', conf.token, 42, nil)\n\
+           io.write('partial ', 1, ' ')\n\
+           io.write('line\\nnext ')\n\
+           io.stdout:write('line\\n'):write('chained\\n')\n\
+           io.stderr:write('oops ' .. conf.token .. '\\n')\n\
+         end\n\
+         function write(e) return true end\n",
+    )
+    .unwrap();
+    create_lua(
+        &server,
+        "prints",
+        "prints.lua",
+        json!([{"name": "token", "type": "password", "value": "hunter2-secret"}]),
+    )
+    .await;
+    server
+        .wait_status("prints", "loaded", |s| s["state"] == "running")
+        .await;
+    assert_eq!(
+        script_log(&server, "prints").await,
+        [
+            "INFO: token\t[redacted]\t42\tnil",
+            "INFO: partial 1 line",
+            "INFO: next line",
+            "INFO: chained",
+            "WARNING: oops [redacted]",
         ]
     );
     server.stop().await;

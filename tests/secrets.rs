@@ -559,3 +559,58 @@ async fn clear_values_of_an_older_database_are_sealed_at_start() {
     assert_eq!(inits(&out, 2).await[1], format!("init {SECRET}"));
     server.stop().await;
 }
+
+/// Reads what a script sees of the service's environment, and what a
+/// program it runs inherits.
+const ENVIRONMENT: &str = r#"
+function init(conf)
+  local f = assert(io.open(conf.out, "w"))
+  f:write("getenv=" .. tostring(os.getenv("BROKERSTREAM_ADMIN_PASSWORD")) .. "\n")
+  f:close()
+  os.execute("env >> " .. conf.out)
+end
+function write(e) return true end
+"#;
+
+#[tokio::test]
+async fn the_data_directory_is_private_and_the_admin_password_leaves_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_script(&data, "environment.lua", ENVIRONMENT);
+    // As an older version, or a hand-made directory, left it.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let p = Process::spawn(
+        &["serve", "--http-addr", &addr, "--bbdo-addr", "none"],
+        &[("BROKERSTREAM_DATA_DIR", data.to_str().unwrap())],
+        port,
+    );
+    p.wait_ready().await;
+    let out = dir.path().join("environment.txt");
+    create_output(
+        &p,
+        &json!({
+            "name": "environment",
+            "kind": "lua",
+            "path": "environment.lua",
+            "parameters": [{"name": "out", "type": "string", "value": out.to_str().unwrap()}],
+        }),
+    )
+    .await;
+    let seen = wait_lines(&out, 2).await;
+    assert_eq!(seen[0], "getenv=nil");
+    assert!(
+        !seen
+            .iter()
+            .any(|l| l.contains("BROKERSTREAM_ADMIN_PASSWORD") || l.contains(ADMIN_PASSWORD)),
+        "{seen:#?}"
+    );
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "the data directory");
+    for file in ["brokerstream.db", "secret.key"] {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+    }
+    // What the service creates later is private too.
+    assert_eq!(mode(&out), 0o600, "a file a script created");
+}

@@ -55,6 +55,29 @@ pub struct StoredOutput {
     pub updated_at: OffsetDateTime,
 }
 
+/// The data directory holds the secret key, the database and every event:
+/// only the service's user may enter it. One made by an older version (or
+/// by hand) with wider rights is narrowed, and said so.
+fn private_to_the_service(data_dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(data_dir)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)).map_err(
+            |e| {
+                anyhow::anyhow!(
+                    "cannot make {} private (chmod 700): {e}",
+                    data_dir.display()
+                )
+            },
+        )?;
+        tracing::info!(
+            "data directory {} was mode {mode:o}; now 700, the service's user only",
+            data_dir.display()
+        );
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating if needed) the database in `data_dir` and brings its
     /// schema up to date.
@@ -62,6 +85,7 @@ impl Store {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             anyhow::anyhow!("cannot create data directory {}: {e}", data_dir.display())
         })?;
+        private_to_the_service(data_dir)?;
         let path = data_dir.join(DATABASE_FILE);
         let options = SqliteConnectOptions::from_str("sqlite:")?
             .filename(&path)

@@ -69,6 +69,11 @@ pub struct Interrupt {
     cpu_base: AtomicU64,
     cpu_base_call: AtomicU64,
     budget: Mutex<Duration>,
+    /// `lua.memory_limit_bytes` of the attached state (0: none).
+    memory_limit: std::sync::atomic::AtomicUsize,
+    /// Why the current call is being interrupted, raised again at every
+    /// instruction.
+    reason: Mutex<String>,
 }
 
 impl Interrupt {
@@ -83,6 +88,8 @@ impl Interrupt {
             cpu_base: AtomicU64::new(0),
             cpu_base_call: AtomicU64::new(u64::MAX),
             budget: Mutex::new(Duration::ZERO),
+            memory_limit: std::sync::atomic::AtomicUsize::new(0),
+            reason: Mutex::new(String::new()),
         });
         Watchdog::watch(&interrupt);
         interrupt
@@ -96,9 +103,16 @@ impl Interrupt {
     }
 
     /// Installs the (disarmed) hook in a new state. `budget` is the CPU one
-    /// call may use; zero means no limit.
-    pub fn attach(self: &Arc<Self>, lua: &Lua, budget: Duration) -> mlua::Result<()> {
+    /// call may use, `memory_limit` the bytes the state may hold; zero
+    /// means no limit.
+    pub fn attach(
+        self: &Arc<Self>,
+        lua: &Lua,
+        budget: Duration,
+        memory_limit: usize,
+    ) -> mlua::Result<()> {
         *lock(&self.budget) = budget;
+        self.memory_limit.store(memory_limit, Ordering::Relaxed);
         let this = Arc::downgrade(self);
         lua.set_hook(
             HookTriggers::new().every_nth_instruction(ARMED_COUNT as u32),
@@ -153,27 +167,36 @@ impl Interrupt {
         }
     }
 
+    fn disarm(&self) {
+        if let Some(target) = lock(&self.target).as_ref() {
+            // SAFETY: called on the state's own thread.
+            unsafe { ffi::lua_sethook(target.state, None, 0, 0) };
+        }
+    }
+
     /// Raises `message` in the script now and at every instruction it
     /// runs until the call returns: one `pcall` level is unwound per
     /// instruction, so no loop of the script can catch it for good.
     fn interrupt(&self, message: String) -> mlua::Result<VmState> {
         if !self.interrupting.swap(true, Ordering::Relaxed) {
+            *lock(&self.reason) = message.clone();
             self.arm(1);
         }
         Err(mlua::Error::runtime(message))
     }
 
-    fn disarm(&self) {
-        if let Some(target) = lock(&self.target).as_ref() {
-            // SAFETY: called from the hook, on the state's own thread.
-            unsafe { ffi::lua_sethook(target.state, None, 0, 0) };
-        }
-    }
-
     /// The hook, on the script's thread.
-    fn check(&self, _lua: &Lua) -> mlua::Result<VmState> {
+    fn check(&self, lua: &Lua) -> mlua::Result<VmState> {
         if self.stopping.load(Ordering::Acquire) {
             return self.interrupt("interrupted: the output is being stopped".into());
+        }
+        if self.interrupting.load(Ordering::Relaxed) {
+            let reason = lock(&self.reason).clone();
+            return self.interrupt(reason);
+        }
+        let limit = self.memory_limit.load(Ordering::Relaxed);
+        if limit > 0 && lua.used_memory() > limit {
+            return self.interrupt(memory_message(limit));
         }
         let budget = *lock(&self.budget);
         let call = self.calls.load(Ordering::Relaxed);
@@ -190,7 +213,7 @@ impl Interrupt {
                 .store(now.saturating_sub(period), Ordering::Relaxed);
         }
         let used = Duration::from_nanos(now.saturating_sub(self.cpu_base.load(Ordering::Relaxed)));
-        if self.interrupting.load(Ordering::Relaxed) || used > budget {
+        if used > budget {
             return self.interrupt(format!(
                 "interrupted: one call used more than {} s of CPU (lua.call_cpu_budget_secs)",
                 budget.as_secs_f64()
@@ -199,6 +222,14 @@ impl Interrupt {
         self.disarm();
         Ok(VmState::Continue)
     }
+}
+
+/// What a script that holds more than its memory limit is told.
+pub fn memory_message(limit: usize) -> String {
+    format!(
+        "not enough memory: the script holds more than its memory limit of {} MiB (lua.memory_limit_bytes)",
+        limit / (1024 * 1024)
+    )
 }
 
 /// Whether a count of [`Interrupt::calls`] means a call is running.
@@ -273,7 +304,7 @@ mod tests {
     fn looping(interrupt: &Arc<Interrupt>, budget: Duration) -> mlua::Result<()> {
         // SAFETY: the runtime's own kind of state.
         let lua = unsafe { Lua::unsafe_new() };
-        interrupt.attach(&lua, budget)?;
+        interrupt.attach(&lua, budget, 0)?;
         interrupt.enter();
         let result = lua.load("while true do end").exec();
         interrupt.leave();

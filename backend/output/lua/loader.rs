@@ -138,11 +138,14 @@ fn file_name(args: &MultiValue, function: &str) -> mlua::Result<String> {
 
 /// Puts `loadfile`, `dofile` and the `package.path` searcher that follow
 /// [`load_file`]'s rules in place of Lua's own, before the script runs.
-pub fn install(lua: &Lua) -> mlua::Result<()> {
+/// With `text_only` (the sandbox), every file is loaded as text, so a
+/// precompiled chunk is refused whatever mode a script asks for.
+pub fn install(lua: &Lua, text_only: bool) -> mlua::Result<()> {
     let globals = lua.globals();
-    let loadfile = lua.create_function(|lua, args: MultiValue| {
+    let forced = text_only.then_some(ChunkMode::Text);
+    let loadfile = lua.create_function(move |lua, args: MultiValue| {
         let name = file_name(&args, "loadfile")?;
-        let mode = parse_mode(args.get(1))?;
+        let mode = forced.or(parse_mode(args.get(1))?);
         let env = match args.get(2) {
             Some(LuaValue::Table(t)) => Some(t.clone()),
             _ => None,
@@ -157,9 +160,9 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
         })
     })?;
     globals.set("loadfile", loadfile)?;
-    let dofile = lua.create_function(|lua, args: MultiValue| {
+    let dofile = lua.create_function(move |lua, args: MultiValue| {
         let name = file_name(&args, "dofile")?;
-        let chunk = load_file(lua, Path::new(&name), None, None).map_err(mlua::Error::runtime)?;
+        let chunk = load_file(lua, Path::new(&name), forced, None).map_err(mlua::Error::runtime)?;
         chunk.call::<MultiValue>(())
     })?;
     globals.set("dofile", dofile)?;
@@ -167,7 +170,7 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     // package.searchers[2] is the one that looks along package.path.
     let package: Table = globals.get("package")?;
     let searchers: Table = package.get("searchers")?;
-    let searcher = lua.create_function(|lua, name: String| {
+    let searcher = lua.create_function(move |lua, name: String| {
         let package: Table = lua.globals().get("package")?;
         let path: String = package.get("path")?;
         let searchpath: Function = package.get("searchpath")?;
@@ -178,7 +181,7 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
             let tried = not_found.unwrap_or_default();
             return Ok((LuaValue::String(lua.create_string(tried)?), LuaValue::Nil));
         };
-        match load_file(lua, Path::new(&file), None, None) {
+        match load_file(lua, Path::new(&file), forced, None) {
             Ok(loader) => Ok((
                 LuaValue::Function(loader),
                 LuaValue::String(lua.create_string(&file)?),

@@ -9,6 +9,7 @@
 //! contract is `shared/spec/lua-runtime.md`; section numbers (§) below
 //! refer to it.
 
+pub mod confine;
 pub mod event;
 pub mod import;
 pub mod interrupt;
@@ -94,6 +95,9 @@ pub struct LuaSettings {
     pub call_cpu_budget: std::time::Duration,
     /// Memory one script's Lua state may hold; 0: no limit.
     pub memory_limit_bytes: usize,
+    /// Scripts run without `os.execute`, `io.popen`, `debug`, C modules
+    /// and precompiled chunks ([`confine`]).
+    pub sandbox: bool,
 }
 
 /// A call that computes for 10 s is a loop, not a connector: Centreon's
@@ -121,6 +125,7 @@ impl LuaSettings {
             log_rotation: logfile::Rotation::default(),
             call_cpu_budget: DEFAULT_CALL_CPU_BUDGET,
             memory_limit_bytes: DEFAULT_MEMORY_LIMIT_BYTES,
+            sandbox: false,
         }
     }
 

@@ -211,7 +211,8 @@ impl Thread {
                     let ended = AssertUnwindSafe(|| session.run(commands, runtime));
                     // A panic is a bug, not a script error: start a new session.
                     match std::panic::catch_unwind(ended) {
-                        Ok(()) => return,
+                        Ok(None) => return,
+                        Ok(Some(reload)) => reload,
                         Err(panic) => format!(
                             "lua worker crashed: {}",
                             panic
@@ -280,7 +281,13 @@ struct Session<'a> {
 }
 
 impl Session<'_> {
-    fn run(&mut self, commands: &mut mpsc::Receiver<Command>, runtime: &tokio::runtime::Runtime) {
+    /// Runs until told to stop (`None`), or until the script's state must be
+    /// closed and loaded again (why).
+    fn run(
+        &mut self,
+        commands: &mut mpsc::Receiver<Command>,
+        runtime: &tokio::runtime::Runtime,
+    ) -> Option<String> {
         // Whatever an earlier session read without acknowledging comes again
         // (Centreon's nack_events when a stream is opened).
         self.cursor.rewind();
@@ -290,13 +297,13 @@ impl Session<'_> {
             match commands.try_recv() {
                 Ok(command) => {
                     if self.command(command) {
-                        return;
+                        return None;
                     }
                     continue;
                 }
                 Err(mpsc::error::TryRecvError::Disconnected) => {
                     self.stop();
-                    return;
+                    return None;
                 }
                 Err(mpsc::error::TryRecvError::Empty) => {}
             }
@@ -305,6 +312,9 @@ impl Session<'_> {
                 let entries = self.cursor.read(room);
                 if !entries.is_empty() {
                     self.hand(entries);
+                    if let Some(why) = self.script.over_memory_limit() {
+                        return Some(why);
+                    }
                     read_since_flush = true;
                     continue;
                 }
@@ -312,6 +322,9 @@ impl Session<'_> {
             let now = Instant::now();
             if read_since_flush || now >= next_idle_flush {
                 self.flush(FlushReason::Idle);
+                if let Some(why) = self.script.over_memory_limit() {
+                    return Some(why);
+                }
                 read_since_flush = false;
                 next_idle_flush = Instant::now() + IDLE_FLUSH;
             }
@@ -334,7 +347,7 @@ impl Session<'_> {
                 None => false,
             };
             if ended {
-                return;
+                return None;
             }
         }
     }
