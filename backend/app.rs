@@ -90,6 +90,7 @@ pub async fn start(config: Config) -> anyhow::Result<App> {
             limits: config.limits.clone(),
             tls: http_tls,
             http_stats: listener.stats(),
+            allowed_hosts: config.http.allowed_hosts_for(http_addr),
         },
     );
     let mut session = config.bbdo.session.clone();

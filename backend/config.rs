@@ -80,6 +80,9 @@ pub struct HttpSettings {
     /// The peers (addresses and networks) whose every request a reserved
     /// connection serves.
     pub reserve_allow: Vec<String>,
+    /// The host names requests may carry in `Host`; `[]`: any. Unset: the
+    /// loopback names when the server listens on loopback, else any.
+    pub allowed_hosts: Option<Vec<String>>,
 }
 
 /// The default of `http.tls_handshake_timeout_secs`.
@@ -97,6 +100,7 @@ impl Default for HttpSettings {
             max_connections: 1024,
             reserved_connections: 16,
             reserve_allow: vec!["127.0.0.1".into(), "::1".into()],
+            allowed_hosts: None,
         }
     }
 }
@@ -136,6 +140,24 @@ impl HttpSettings {
             secs => secs,
         };
         Duration::from_secs(secs)
+    }
+
+    /// The `Host` names the server answers, lower-case, for a server on
+    /// `addr`; `None`: any. A server on loopback answers only to its
+    /// loopback names unless told otherwise: a web page the administrator
+    /// opens elsewhere can make the browser resolve its own name to
+    /// 127.0.0.1 (DNS rebinding) and reach the service with that name.
+    pub fn allowed_hosts_for(&self, addr: SocketAddr) -> Option<Vec<String>> {
+        match &self.allowed_hosts {
+            Some(hosts) if hosts.is_empty() => None,
+            Some(hosts) => Some(hosts.iter().map(|h| h.to_ascii_lowercase()).collect()),
+            None if addr.ip().is_loopback() => Some(
+                ["localhost", "127.0.0.1", "::1"]
+                    .map(str::to_owned)
+                    .to_vec(),
+            ),
+            None => None,
+        }
     }
 
     /// `reserve_allow`, parsed.

@@ -1462,3 +1462,70 @@ async fn concurrent_admin_edits_never_fail_and_an_admin_always_stays() {
     }
     server.stop().await;
 }
+
+/// A raw request, so that its `Host` is the one given (reqwest sets it from
+/// the URL): the status code of the answer.
+async fn status_with_host(server: &Server, host: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = server
+        .url("/")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let request = format!("GET /login HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    text.split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_loopback_service_answers_only_to_loopback_host_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let port = server
+        .url("/")
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned();
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        "LOCALHOST".to_owned(),
+        format!("[::1]:{port}"),
+    ] {
+        assert_eq!(status_with_host(&server, &host).await, 200, "{host}");
+    }
+    // A DNS-rebinding page's own name, reaching 127.0.0.1.
+    for host in [
+        "rebind.evil.example",
+        "rebind.evil.example:8080",
+        "127.0.0.1.evil.example",
+    ] {
+        assert_eq!(status_with_host(&server, host).await, 421, "{host}");
+    }
+    server.stop().await;
+    // Named hosts, or any with an empty list.
+    let mut config = Config {
+        data_dir: dir.path().to_owned(),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        bbdo: BbdoConfig::disabled(),
+        ..Config::default()
+    };
+    config.http.allowed_hosts = Some(vec!["Central.Example".into()]);
+    let server = Server::start_with(config.clone()).await;
+    assert_eq!(status_with_host(&server, "central.example:8080").await, 200);
+    assert_eq!(status_with_host(&server, "localhost").await, 421);
+    server.stop().await;
+    config.http.allowed_hosts = Some(Vec::new());
+    let server = Server::start_with(config).await;
+    assert_eq!(status_with_host(&server, "anything.example").await, 200);
+    server.stop().await;
+}

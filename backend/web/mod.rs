@@ -48,6 +48,8 @@ pub struct WebSettings {
     pub tls: bool,
     /// The HTTP server's connection counters, for `/metrics`.
     pub http_stats: Arc<server::HttpStats>,
+    /// The `Host` names requests may carry; `None`: any.
+    pub allowed_hosts: Option<Vec<String>>,
 }
 
 #[derive(Clone)]
@@ -74,6 +76,7 @@ pub struct Shared {
     /// The server speaks HTTPS: cookies get `Secure`, responses HSTS.
     pub tls: bool,
     pub http_stats: Arc<server::HttpStats>,
+    pub allowed_hosts: Option<Vec<String>>,
     /// Cancelled when the service stops: long-lived responses (the live
     /// tail) end then, or the HTTP server's graceful shutdown would wait
     /// for every watching browser.
@@ -112,6 +115,7 @@ impl Context {
             limits: settings.limits,
             tls: settings.tls,
             http_stats: settings.http_stats,
+            allowed_hosts: settings.allowed_hosts,
             closing: tokio_util::sync::CancellationToken::new(),
         });
         // Holds a weak reference, so it ends when the service drops its context.
@@ -319,6 +323,7 @@ pub fn router(ctx: Context) -> Router {
             ctx.clone(),
             auth::authenticate,
         ))
+        .layer(middleware::from_fn_with_state(ctx.clone(), check_host))
         .layer(middleware::from_fn_with_state(
             ctx.clone(),
             auth::security_headers,
@@ -329,6 +334,39 @@ pub fn router(ctx: Context) -> Router {
             body_limit_as_json,
         ))
         .with_state(ctx)
+}
+
+/// Answers 421 to a request whose `Host` is not one of
+/// `http.allowed_hosts`, before anything else looks at it.
+async fn check_host(
+    State(ctx): State<Context>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    if let (Some(allowed), Some(host)) = (&ctx.allowed_hosts, request.headers().get(header::HOST)) {
+        let name = host_name(host.as_bytes());
+        if !allowed.iter().any(|a| name.as_deref() == Some(a.as_str())) {
+            return (
+                StatusCode::MISDIRECTED_REQUEST,
+                "this service does not answer to that host name (http.allowed_hosts)",
+            )
+                .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// The name of a `Host` header, lower-case, without its port or the
+/// brackets of an IPv6 address.
+fn host_name(host: &[u8]) -> Option<String> {
+    let host = std::str::from_utf8(host).ok()?.trim().to_ascii_lowercase();
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split_once(']').map(|(name, _)| name.to_owned());
+    }
+    Some(match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name.to_owned(),
+        _ => host,
+    })
 }
 
 /// axum's extractors answer a body over the limit with a plain-text 413;
@@ -360,4 +398,21 @@ fn static_dir() -> std::path::PathBuf {
     std::env::var_os("BROKERSTREAM_STATIC_DIR")
         .map(Into::into)
         .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("static"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_name;
+
+    #[test]
+    fn host_names_lose_their_port_and_brackets() {
+        assert_eq!(host_name(b"127.0.0.1:8080").as_deref(), Some("127.0.0.1"));
+        assert_eq!(host_name(b"LocalHost").as_deref(), Some("localhost"));
+        assert_eq!(host_name(b"[::1]:8080").as_deref(), Some("::1"));
+        assert_eq!(
+            host_name(b"evil.example:80").as_deref(),
+            Some("evil.example")
+        );
+        assert_eq!(host_name(b"\xff"), None);
+    }
 }

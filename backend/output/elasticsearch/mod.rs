@@ -71,9 +71,9 @@ pub struct Elastic {
 impl Elastic {
     pub fn from_spec(spec: &OutputSpec) -> Result<Elastic, String> {
         let base = spec.value("http_server_url").map(str::trim).unwrap_or("");
-        let mut url = Url::parse(base).map_err(|e| format!("`{base}` is not a URL: {e}"))?;
+        let mut url = Url::parse(base).map_err(|e| format!("is not a URL: {e}"))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("`{base}` is not an http:// or https:// URL"));
+            return Err("is not an http:// or https:// URL".to_owned());
         }
         if !url.path().ends_with('/') {
             let with_slash = format!("{}/", url.path());

@@ -115,9 +115,9 @@ pub struct Post {
 impl Post {
     pub fn from_spec(spec: &OutputSpec) -> Result<Post, String> {
         let text = spec.value("http_url").map(str::trim).unwrap_or("");
-        let url = Url::parse(text).map_err(|e| format!("`{text}` is not a URL: {e}"))?;
+        let url = Url::parse(text).map_err(|e| format!("is not a URL: {e}"))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("`{text}` is not an http:// or https:// URL"));
+            return Err("is not an http:// or https:// URL".to_owned());
         }
         let format = match spec.value("http_format") {
             Some("ndjson") => Format::Ndjson,

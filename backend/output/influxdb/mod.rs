@@ -130,7 +130,7 @@ impl Influx {
         let v2 = value(spec, "influx_api") == Some("v2");
         let path = if v2 { "/api/v2/write" } else { "/write" };
         let mut url = Url::parse(&format!("{protocol}://{host}:{port}{path}"))
-            .map_err(|e| format!("`{address}` does not make a URL: {e}"))?;
+            .map_err(|e| format!("does not make a URL: {e}"))?;
         let authorization = {
             let mut query = url.query_pairs_mut();
             if v2 {

@@ -87,9 +87,9 @@ impl Splunk {
         } else {
             "services/collector/event"
         };
-        let mut url = Url::parse(&base).map_err(|e| format!("`{base}` is not a URL: {e}"))?;
+        let mut url = Url::parse(&base).map_err(|e| format!("is not a URL: {e}"))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("`{base}` is not an http:// or https:// URL"));
+            return Err("is not an http:// or https:// URL".to_owned());
         }
         if !url.path().ends_with('/') {
             let with_slash = format!("{}/", url.path());
@@ -97,7 +97,7 @@ impl Splunk {
         }
         let url = url
             .join(path)
-            .map_err(|e| format!("`{base}` does not make a collector URL: {e}"))?;
+            .map_err(|e| format!("does not make a collector URL: {e}"))?;
         let token = spec.value("splunk_token").unwrap_or("");
         Ok(Splunk {
             url,
