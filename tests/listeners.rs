@@ -98,10 +98,10 @@ impl Idle {
     fn bytes(self) -> Vec<u8> {
         match self {
             Idle::Nothing => Vec::new(),
-            Idle::HalfAHeader => b"GET /healthz HTTP/1.1\r\nHost: brokerstream\r\nUser-Ag".to_vec(),
+            Idle::HalfAHeader => b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nUser-Ag".to_vec(),
             // An ingest request that authenticates, so that its body is read.
             Idle::UnfinishedBody => format!(
-                "POST /api/v1/events HTTP/1.1\r\nHost: brokerstream\r\nAuthorization: {}\r\n\
+                "POST /api/v1/events HTTP/1.1\r\nHost: localhost\r\nAuthorization: {}\r\n\
                  Content-Type: application/x-ndjson\r\nContent-Length: 100000\r\n\r\n{{\"_type\":",
                 basic_auth("admin", ADMIN_PASSWORD).to_str().unwrap()
             )
@@ -386,7 +386,7 @@ async fn https_connections_are_held_to_the_same_timeouts() {
 
     // A kept-alive connection is closed once idle.
     let mut kept = connect().await;
-    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: brokerstream\r\n\r\n")
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .unwrap();
     let answer = String::from_utf8_lossy(&read_until_closed(&mut kept).await).into_owned();
@@ -407,7 +407,7 @@ async fn an_idle_kept_alive_connection_is_closed_after_the_keep_alive_timeout() 
     // Two requests in a row share the connection…
     for _ in 0..2 {
         stream
-            .write_all(b"GET /healthz HTTP/1.1\r\nHost: brokerstream\r\n\r\n")
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
             .await
             .unwrap();
         let mut answer = Vec::new();
@@ -483,7 +483,7 @@ async fn the_http_cap_refuses_past_its_reserve_which_serves_probes_and_the_admin
 
     // The 6th connection gets a reserved slot: an API request from
     // elsewhere than reserve_allow is refused, with a 503 and a close…
-    let api = "GET /api/v1/inputs HTTP/1.1\r\nHost: brokerstream\r\n\r\n";
+    let api = "GET /api/v1/inputs HTTP/1.1\r\nHost: localhost\r\n\r\n";
     let answer = request_from("127.0.0.2", addr, api).await;
     assert!(
         answer.starts_with("HTTP/1.1 503 Service Unavailable"),
@@ -501,14 +501,14 @@ async fn the_http_cap_refuses_past_its_reserve_which_serves_probes_and_the_admin
     let answer = request_from(
         "127.0.0.2",
         addr,
-        "GET /healthz HTTP/1.1\r\nHost: brokerstream\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n",
     )
     .await;
     assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
     // …and so is the admin on the machine itself.
     let credentials = basic_auth("admin", ADMIN_PASSWORD);
     let admin = format!(
-        "GET /api/v1/inputs HTTP/1.1\r\nHost: brokerstream\r\nAuthorization: {}\r\n\r\n",
+        "GET /api/v1/inputs HTTP/1.1\r\nHost: localhost\r\nAuthorization: {}\r\n\r\n",
         credentials.to_str().unwrap()
     );
     let answer = request_from("127.0.0.1", addr, &admin).await;
