@@ -265,6 +265,31 @@ impl Process {
         }
     }
 
+    /// `brokerstream serve` with `toml` as its configuration file, its data
+    /// in `dir/data`, on a free loopback port; returned once it answers.
+    pub async fn serve_with_config(dir: &Path, toml: &str, env: &[(&str, &str)]) -> Process {
+        let config = dir.join("brokerstream.toml");
+        std::fs::write(&config, toml).expect("write the configuration");
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let data = dir.join("data");
+        let process = Process::spawn(
+            &[
+                "serve",
+                "--config",
+                config.to_str().expect("a UTF-8 path"),
+                "--data-dir",
+                data.to_str().expect("a UTF-8 path"),
+                "--http-addr",
+                &addr,
+            ],
+            env,
+            port,
+        );
+        process.wait_ready().await;
+        process
+    }
+
     pub async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {

@@ -717,28 +717,15 @@ fn peak_rss(pid: u32) -> u64 {
 #[tokio::test]
 async fn large_ndjson_bodies_are_read_one_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("brokerstream.toml");
-    std::fs::write(&config, "[limits]\nmax_concurrent_ingest = 1\n").unwrap();
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let data = dir.path().join("data");
-    let process = Process::spawn(
-        &[
-            "serve",
-            "--config",
-            config.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--http-addr",
-            &addr,
-        ],
+    let process = Process::serve_with_config(
+        dir.path(),
+        "[limits]\nmax_concurrent_ingest = 1\n",
         &[
             ("BROKERSTREAM_FSYNC", "never"),
             ("BROKERSTREAM_LOG", "warn"),
         ],
-        port,
-    );
-    process.wait_ready().await;
+    )
+    .await;
     let pid = process.child.id();
     let body = ndjson_of_size(6 * MIB);
     let idle = peak_rss(pid);

@@ -1113,31 +1113,14 @@ pub fn peak_rss(pid: u32) -> u64 {
 async fn parallel_wrong_passwords_are_counted_before_they_are_checked_and_hashing_memory_is_bounded(
 ) {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("brokerstream.toml");
     // The client limit out of the way: what bounds argon2 below is the
     // hashing pool, not the limiter.
-    std::fs::write(
-        &config,
+    let process = Process::serve_with_config(
+        dir.path(),
         "[auth]\nmax_failures_per_user = 5\nmax_failures_per_client = 100000\n",
-    )
-    .unwrap();
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let data = dir.path().join("data");
-    let process = Process::spawn(
-        &[
-            "serve",
-            "--config",
-            config.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--http-addr",
-            &addr,
-        ],
         &[],
-        port,
-    );
-    process.wait_ready().await;
+    )
+    .await;
     let url = format!("{}/api/v1/me", process.base);
     let attempt = |user: String, password: String| {
         let url = url.clone();
