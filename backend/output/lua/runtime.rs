@@ -203,7 +203,6 @@ impl Script {
             .attach(&lua, env.settings.call_cpu_budget, limit)
             .map_err(fail)?;
         let attached = Attached(Arc::clone(&env.interrupt));
-        let describe = |e: &mlua::Error| lua_message(e);
         let dir = match shown.rfind('/') {
             Some(at) => shown[..at].to_owned(),
             None => ".".to_owned(),
@@ -252,7 +251,7 @@ impl Script {
         // is what the operator needs.
         attached
             .call(|| chunk.call::<()>(()))
-            .map_err(|e| format!("lua: '{shown}' could not be compiled: {}", describe(&e)))?;
+            .map_err(|e| format!("lua: '{shown}' could not be compiled: {}", lua_message(&e)))?;
 
         let globals = lua.globals();
         let function = |name: &str| -> Option<Function> {
@@ -270,7 +269,7 @@ impl Script {
             let disable = match attached.call(|| f.call::<MultiValue>((1, 2))) {
                 Err(e) => Some(format!(
                     "lua: The filter() function doesn't work correctly: {}",
-                    describe(&e)
+                    lua_message(&e)
                 )),
                 Ok(values) => match values.iter().next() {
                     Some(LuaValue::Boolean(_)) => None,
@@ -326,7 +325,7 @@ impl Script {
         }
         attached
             .call(|| init.call::<()>(conf_table))
-            .map_err(|e| format!("lua: error running function `init' {}", describe(&e)))?;
+            .map_err(|e| format!("lua: error running function `init' {}", lua_message(&e)))?;
         Ok(Script {
             attached,
             memory_limit: limit,
