@@ -877,6 +877,15 @@ async fn the_detail_page_shows_the_script_log_and_its_buttons_act() {
         page.contains("INFO: hello &#60;b&#62;from&#60;/b&#62; init"),
         "{page}"
     );
+    // Stamped as the rest of the page is: UTC, to the millisecond.
+    let line = page
+        .lines()
+        .find(|l| l.contains("INFO: hello"))
+        .unwrap_or_default();
+    let stamp = line.rsplit('>').next().unwrap_or_default();
+    assert_eq!(stamp.find(" UTC INFO: hello"), Some(23), "{line}");
+    assert_eq!(&stamp[4..5], "-", "{line}");
+    assert_eq!(&stamp[13..14], ":", "{line}");
 
     let client = admin_client_builder()
         .redirect(reqwest::redirect::Policy::none())

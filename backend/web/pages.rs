@@ -59,6 +59,24 @@ pub fn clock(at: OffsetDateTime) -> String {
     format!("{:02}:{:02}:{:02}", at.hour(), at.minute(), at.second())
 }
 
+/// A script log line as the page shows it: `2026-12-02 07:31:29.475 UTC`.
+pub struct ShownLogLine {
+    pub at: String,
+    pub level: &'static str,
+    pub text: String,
+}
+
+impl From<LogLine> for ShownLogLine {
+    fn from(line: LogLine) -> Self {
+        let at = line.at;
+        ShownLogLine {
+            at: format!("{} {}.{:03} UTC", at.date(), clock(at), at.millisecond()),
+            level: line.level,
+            text: line.text,
+        }
+    }
+}
+
 pub fn full_time(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).unwrap_or_default()
 }
@@ -265,7 +283,7 @@ struct DetailBody {
     rate: Spark,
     flushes: Vec<FlushRow>,
     bars: Vec<Bar>,
-    logs: Vec<LogLine>,
+    logs: Vec<ShownLogLine>,
 }
 
 #[derive(Template)]
@@ -315,7 +333,7 @@ async fn detail_body(ctx: &Context, name: &str) -> Result<DetailBody, ApiError> 
         .await
         .ok_or_else(|| ApiError::NotFound(format!("no output named `{name}`")))?;
     let logs = match ctx.supervisor.tail(name).await {
-        Some(tail) => tail.logs(),
+        Some(tail) => tail.logs().into_iter().map(ShownLogLine::from).collect(),
         None => Vec::new(),
     };
     let flushes: Vec<FlushRecord> = status.flushes.iter().cloned().collect();
