@@ -24,8 +24,14 @@ use tokio::net::{TcpSocket, TcpStream};
 use crate::common::*;
 
 const WAIT: Duration = Duration::from_secs(30);
-/// Idle connections of each kind.
-const IDLE: usize = 100;
+/// Idle connections of each kind: 100, or `BROKERSTREAM_SOAK_IDLE` for
+/// `scripts/soak-listeners`.
+fn idle_per_kind() -> usize {
+    std::env::var("BROKERSTREAM_SOAK_IDLE")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100)
+}
 
 /// The suite holds hundreds of connections, both ends of each in this
 /// process: a soft limit of 1024 (or 256) descriptors would be too few.
@@ -49,8 +55,8 @@ fn config(dir: &Path) -> Config {
     let mut bbdo = BbdoConfig::disabled();
     bbdo.listen = vec!["127.0.0.1:0".parse().unwrap()];
     bbdo.session.stall_timeout = Duration::from_secs(1);
-    // Above the 300 trickling peers below (the default is 256).
-    bbdo.max_connections = 1000;
+    // Above the trickling peers below (the default is 256).
+    bbdo.max_connections = (3 * idle_per_kind() + 100).max(1000);
     let mut config = Config {
         data_dir: dir.to_owned(),
         http_addr: "127.0.0.1:0".parse().unwrap(),
@@ -60,6 +66,8 @@ fn config(dir: &Path) -> Config {
     config.http.header_timeout_secs = 1;
     config.http.body_timeout_secs = 1;
     config.http.keep_alive_timeout_secs = 1;
+    // Room for every idle client (the default, 1024, is less than a soak's).
+    config.http.max_connections = config.http.max_connections.max(3 * idle_per_kind() + 100);
     config
 }
 
@@ -133,7 +141,7 @@ impl Idle {
     }
 }
 
-/// Opens `IDLE` connections of each kind and leaves them where they are.
+/// Opens [`idle_per_kind`] connections of each kind and leaves them where they are.
 async fn open_idle<S, F, Fut>(connect: F) -> Vec<(Idle, S)>
 where
     S: AsyncWrite + Unpin,
@@ -142,7 +150,7 @@ where
 {
     let mut idle = Vec::new();
     for kind in Idle::ALL {
-        for _ in 0..IDLE {
+        for _ in 0..idle_per_kind() {
             let mut stream = connect().await;
             stream.write_all(&kind.bytes()).await.unwrap();
             idle.push((kind, stream));
@@ -282,11 +290,11 @@ async fn hundreds_of_idle_clients_are_closed_while_probes_ingest_and_brokers_are
     let http = server.app.as_ref().unwrap().http_addr;
     let bbdo_addr = server.app.as_ref().unwrap().bbdo_addrs[0];
 
-    // 300 HTTP clients: silent, half a head, an unfinished body.
+    // 3 × idle_per_kind() HTTP clients: silent, half a head, an unfinished body.
     let idle = open_idle(|| async move { TcpStream::connect(http).await.unwrap() }).await;
-    // 300 brokers trickling one byte per 200 ms in the middle of an event.
+    // 3 × idle_per_kind() brokers trickling one byte per 200 ms in the middle of an event.
     let mut tricklers = Vec::new();
-    for _ in 0..3 * IDLE {
+    for _ in 0..3 * idle_per_kind() {
         let peer = Peer::open(bbdo_addr).await;
         tricklers.push(tokio::spawn(trickle(peer)));
     }
@@ -309,7 +317,7 @@ async fn hundreds_of_idle_clients_are_closed_while_probes_ingest_and_brokers_are
 
     let inputs = server.get_json("/api/v1/inputs").await;
     let listener = &inputs["listeners"][0];
-    assert_eq!(listener["connections_accepted"], 3 * IDLE + 1);
+    assert_eq!(listener["connections_accepted"], 3 * idle_per_kind() + 1);
     let closed = listener["connections"].as_array().unwrap();
     let stalled = closed
         .iter()
@@ -325,7 +333,7 @@ async fn hundreds_of_idle_clients_are_closed_while_probes_ingest_and_brokers_are
         metric(
             &metrics,
             "brokerstream_http_timeouts_total{timeout=\"header\"}"
-        ) >= 2 * IDLE as u64,
+        ) >= 2 * idle_per_kind() as u64,
         "{metrics}"
     );
     assert_eq!(
@@ -333,7 +341,7 @@ async fn hundreds_of_idle_clients_are_closed_while_probes_ingest_and_brokers_are
             &metrics,
             "brokerstream_http_timeouts_total{timeout=\"body\"}"
         ),
-        IDLE as u64
+        idle_per_kind() as u64
     );
     server.stop().await;
 }
