@@ -238,8 +238,8 @@ async fn influxdb_points_are_queried_back_with_names_tags_and_times() {
 #[tokio::test]
 async fn influxdb_refusal_goes_to_the_dead_letter_file() {
     let destination = Destination::start(vec![reply(
-        404,
-        r#"{"error":"database not found: \"nope\""}"#,
+        400,
+        r#"{"error":"unable to parse 'Disk': missing fields"}"#,
     )])
     .await;
     let dir = tempfile::tempdir().unwrap();
@@ -270,11 +270,11 @@ async fn influxdb_refusal_goes_to_the_dead_letter_file() {
         })
         .await;
     assert_eq!(status["counters"]["acknowledged"], 4);
-    assert_eq!(status["last_response_code"], 404);
+    assert_eq!(status["last_response_code"], 400);
     assert!(status["last_dead_letter_reason"]
         .as_str()
         .unwrap()
-        .starts_with("HTTP 404: {\"error\":\"database not found"));
+        .starts_with("HTTP 400: {\"error\":\"unable to parse"));
     assert!(!status.to_string().contains("s3cret"));
     let requests = destination.requests();
     assert_eq!(requests.len(), 1);
@@ -287,7 +287,7 @@ async fn influxdb_refusal_goes_to_the_dead_letter_file() {
     let lines = wait_lines(&dir.path().join("deadletter/influx-dl.ndjson"), 2).await;
     let first: Value = serde_json::from_str(&lines[0]).unwrap();
     assert_eq!(first["record"], "Disk\\ /var,host=srv-01 used=1 1732000000");
-    assert!(first["reason"].as_str().unwrap().starts_with("HTTP 404"));
+    assert!(first["reason"].as_str().unwrap().starts_with("HTTP 400"));
     server.stop().await;
 }
 
