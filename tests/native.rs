@@ -1162,3 +1162,67 @@ async fn elasticsearch_dead_letters_exactly_the_refused_items() {
     }
     server.stop().await;
 }
+
+/// Splunk answers 400 both for events it cannot read and for a token that
+/// may not write to the index: the HEC code tells them apart. Code 7
+/// (incorrect index) keeps the events until the index is allowed; code 6
+/// (invalid data format) dead-letters the batch.
+#[tokio::test]
+async fn splunk_incorrect_index_is_retried_and_invalid_data_dead_lettered() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let index = Destination::start(vec![]).await;
+    index.answer_with(
+        400,
+        r#"{"text":"Incorrect index","code":7,"invalid-event-number":0}"#,
+    );
+    let data = Destination::start(vec![reply(
+        400,
+        r#"{"text":"Invalid data format","code":6,"invalid-event-number":0}"#,
+    )])
+    .await;
+    for (name, destination) in [("hec-index", &index), ("hec-data", &data)] {
+        create(
+            &server,
+            name,
+            "splunk",
+            &["storage:metric"],
+            &[
+                ("http_server_url", &destination.url),
+                ("splunk_token", "t0k"),
+                ("max_buffer_size", "5"),
+            ],
+        )
+        .await;
+    }
+    server.post_events(&marked()).await;
+    let status = server
+        .wait_status("hec-index", "a batch retried", |s| {
+            s["counters"]["failed"].as_u64() >= Some(2)
+        })
+        .await;
+    assert_kept(&status, dir.path(), "hec-index", "HTTP 400");
+    assert!(status["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("Incorrect index"));
+    index.answer_with(200, r#"{"text":"Success","code":0}"#);
+    let status = wait_written(&server, "hec-index", 5).await;
+    assert_eq!(status["counters"]["acknowledged"], 5);
+    assert_eq!(status["dead_lettered"], 0);
+    assert_eq!(accepted_marks(&index), 5);
+
+    let status = server
+        .wait_status("hec-data", "the batch dead-lettered", |s| {
+            s["dead_lettered"] == 5
+        })
+        .await;
+    assert_eq!(status["counters"]["acknowledged"], 5);
+    assert!(status["last_dead_letter_reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("HTTP 400: {\"text\":\"Invalid data format\""));
+    let lines = wait_lines(&dir.path().join("deadletter/hec-data.ndjson"), 5).await;
+    assert_eq!(lines.len(), 5);
+    server.stop().await;
+}
