@@ -1,8 +1,10 @@
 //! The native HTTP outputs end to end: events posted to brokerstream reach
 //! a real InfluxDB, or a loopback HTTP server (axum) that records every
-//! request and plays failures: 5xx and 429 are retried until delivered,
-//! other 4xx go to the dead-letter file and are acknowledged, timeouts and
-//! reset connections are retried.
+//! request and plays failures: 5xx, 429 and the answers of a misconfigured
+//! output (401, 403, 404, TLS) are retried until delivered, the events
+//! kept in the journal; a refusal of the events themselves (400, per-item
+//! mapping errors) goes to the dead-letter file and is acknowledged;
+//! timeouts and reset connections are retried.
 
 use std::collections::VecDeque;
 use std::io::Read as _;
@@ -21,6 +23,8 @@ use crate::lua_modules::start_influx;
 
 #[derive(Clone, Debug)]
 struct Recorded {
+    /// The status it was answered with.
+    answered: u16,
     method: String,
     uri: String,
     headers: HeaderMap,
@@ -54,9 +58,12 @@ fn reply(status: u16, body: &'static str) -> Reply {
 struct Played {
     requests: Arc<Mutex<Vec<Recorded>>>,
     replies: Arc<Mutex<VecDeque<Reply>>>,
+    /// The answer once the script is played out; 200 `{}` when none.
+    fallback: Arc<Mutex<Option<(u16, &'static str)>>>,
 }
 
-/// A loopback HTTP server answering from a script of replies, then 200.
+/// A loopback HTTP server answering from a script of replies, then 200
+/// (or what [`Destination::answer_with`] says).
 struct Destination {
     url: String,
     played: Played,
@@ -67,6 +74,7 @@ impl Destination {
         let played = Played {
             requests: Arc::default(),
             replies: Arc::new(Mutex::new(replies.into())),
+            fallback: Arc::default(),
         };
         let router = axum::Router::new()
             .fallback(answer)
@@ -82,6 +90,11 @@ impl Destination {
     fn requests(&self) -> Vec<Recorded> {
         self.played.requests.lock().unwrap().clone()
     }
+
+    /// What it answers from now on, once its script is played out.
+    fn answer_with(&self, status: u16, body: &'static str) {
+        *self.played.fallback.lock().unwrap() = Some((status, body));
+    }
 }
 
 async fn answer(
@@ -91,14 +104,19 @@ async fn answer(
     headers: HeaderMap,
     body: Bytes,
 ) -> impl IntoResponse {
+    let next = played.replies.lock().unwrap().pop_front();
+    let fallback = *played.fallback.lock().unwrap();
+    let next = next.unwrap_or_else(|| {
+        let (status, body) = fallback.unwrap_or((200, "{}"));
+        reply(status, body)
+    });
     played.requests.lock().unwrap().push(Recorded {
+        answered: next.status,
         method: method.to_string(),
         uri: uri.to_string(),
         headers,
         body: body.to_vec(),
     });
-    let next = played.replies.lock().unwrap().pop_front();
-    let next = next.unwrap_or_else(|| reply(200, "{}"));
     tokio::time::sleep(next.delay).await;
     (StatusCode::from_u16(next.status).unwrap(), next.body)
 }
@@ -238,8 +256,8 @@ async fn influxdb_points_are_queried_back_with_names_tags_and_times() {
 #[tokio::test]
 async fn influxdb_refusal_goes_to_the_dead_letter_file() {
     let destination = Destination::start(vec![reply(
-        404,
-        r#"{"error":"database not found: \"nope\""}"#,
+        400,
+        r#"{"error":"unable to parse 'Disk': missing fields"}"#,
     )])
     .await;
     let dir = tempfile::tempdir().unwrap();
@@ -270,11 +288,11 @@ async fn influxdb_refusal_goes_to_the_dead_letter_file() {
         })
         .await;
     assert_eq!(status["counters"]["acknowledged"], 4);
-    assert_eq!(status["last_response_code"], 404);
+    assert_eq!(status["last_response_code"], 400);
     assert!(status["last_dead_letter_reason"]
         .as_str()
         .unwrap()
-        .starts_with("HTTP 404: {\"error\":\"database not found"));
+        .starts_with("HTTP 400: {\"error\":\"unable to parse"));
     assert!(!status.to_string().contains("s3cret"));
     let requests = destination.requests();
     assert_eq!(requests.len(), 1);
@@ -287,7 +305,7 @@ async fn influxdb_refusal_goes_to_the_dead_letter_file() {
     let lines = wait_lines(&dir.path().join("deadletter/influx-dl.ndjson"), 2).await;
     let first: Value = serde_json::from_str(&lines[0]).unwrap();
     assert_eq!(first["record"], "Disk\\ /var,host=srv-01 used=1 1732000000");
-    assert!(first["reason"].as_str().unwrap().starts_with("HTTP 404"));
+    assert!(first["reason"].as_str().unwrap().starts_with("HTTP 400"));
     server.stop().await;
 }
 
@@ -924,5 +942,287 @@ async fn http_goes_through_an_authenticated_proxy() {
         requests[0].header("proxy-authorization"),
         Some("Basic cHg6cHk=")
     );
+    server.stop().await;
+}
+
+/// Five metric events named `mark-0`…`mark-4`, to count at the destination.
+fn marked() -> Vec<Value> {
+    (0..5)
+        .map(|i| metric_at(&format!("mark-{i}"), i as f64, 1_732_000_000 + i))
+        .collect()
+}
+
+/// How many `mark-` events the destination accepted (answered 2xx).
+fn accepted_marks(destination: &Destination) -> usize {
+    destination
+        .requests()
+        .iter()
+        .filter(|r| (200..300).contains(&r.answered))
+        .map(|r| r.text().matches("mark-").count())
+        .sum()
+}
+
+/// While a batch fails for the output's configuration: retried, shown,
+/// nothing dead-lettered, nothing acknowledged.
+fn assert_kept(status: &Value, dir: &std::path::Path, name: &str, error: &str) {
+    assert_eq!(status["state"], "retrying", "{name}: {status:#}");
+    let last_error = status["last_error"].as_str().unwrap_or_default();
+    assert!(last_error.contains(error), "{name}: {last_error}");
+    assert_eq!(status["dead_lettered"], 0, "{name}: {status:#}");
+    assert_eq!(status["counters"]["acknowledged"], 0, "{name}: {status:#}");
+    assert_eq!(status["counters"]["written"], 0, "{name}: {status:#}");
+    let flush = status["last_flush"]["result"].as_str().unwrap_or_default();
+    assert!(flush != "ok" && flush.contains(error), "{name}: {flush}");
+    let dead = dir.join(format!("deadletter/{name}.ndjson"));
+    assert!(!dead.exists(), "{name}: {}", dead.display());
+}
+
+/// A wrong password, a token without rights, a database, bucket, index or
+/// URL that does not exist: the answer is about the output's configuration,
+/// not about the events. Every native HTTP kind keeps the events in the
+/// journal (`retrying`, the answer in `last_error`, nothing dead-lettered
+/// or acknowledged) and delivers all of them once the destination takes
+/// them.
+#[tokio::test]
+async fn config_errors_keep_the_events_until_the_destination_takes_them() {
+    // (kind, what the destination answers once it takes the batch)
+    let kinds = [
+        ("influxdb", 204, ""),
+        ("http", 200, "{}"),
+        ("splunk", 200, r#"{"text":"Success","code":0}"#),
+        (
+            "elasticsearch",
+            200,
+            r#"{"took":1,"errors":false,"items":[]}"#,
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let mut outputs = Vec::new();
+    for code in [401u16, 403, 404] {
+        for (kind, ok, ok_body) in kinds {
+            let destination = Destination::start(vec![]).await;
+            destination.answer_with(code, r#"{"error":"refused by its configuration"}"#);
+            let port = destination.url.rsplit(':').next().unwrap().to_owned();
+            let url = destination.url.clone();
+            let mut params: Vec<(&str, &str)> = match kind {
+                "influxdb" => vec![
+                    ("http_server_address", "127.0.0.1"),
+                    ("http_server_port", &port),
+                    ("influx_database", "centreon"),
+                    ("influx_user", "centreon"),
+                    ("influx_password", "wrong"),
+                ],
+                "http" => vec![("http_url", &url)],
+                "splunk" => vec![("http_server_url", &url), ("splunk_token", "t0k")],
+                _ => vec![("http_server_url", &url), ("elastic_index", "centreon")],
+            };
+            params.push(("max_buffer_size", "5"));
+            let name = format!("{kind}-{code}");
+            create(&server, &name, kind, &["storage:metric"], &params).await;
+            outputs.push((name, code, destination, ok, ok_body));
+        }
+    }
+    server.post_events(&marked()).await;
+    for (name, code, destination, _, _) in &outputs {
+        let status = server
+            .wait_status(name, "a batch retried", |s| {
+                s["counters"]["failed"].as_u64() >= Some(2)
+            })
+            .await;
+        assert_kept(&status, dir.path(), name, &format!("HTTP {code}"));
+        assert_eq!(status["last_response_code"], *code, "{name}");
+        let requests = destination.requests();
+        assert!(requests.len() >= 2, "{name}");
+        assert_eq!(requests[0].body, requests[1].body, "{name}");
+    }
+    // The configuration is mended on the destination's side.
+    for (_, _, destination, ok, ok_body) in &outputs {
+        destination.answer_with(*ok, ok_body);
+    }
+    for (name, _, destination, ok, _) in &outputs {
+        let status = wait_written(&server, name, 5).await;
+        assert_eq!(status["counters"]["acknowledged"], 5, "{name}: {status:#}");
+        assert_eq!(status["dead_lettered"], 0, "{name}");
+        assert_eq!(status["state"], "running", "{name}");
+        assert_eq!(status["last_response_code"], *ok, "{name}");
+        assert_eq!(accepted_marks(destination), 5, "{name}");
+    }
+    assert!(!dir.path().join("deadletter").exists());
+    server.stop().await;
+}
+
+/// A certificate the output does not trust is a configuration problem
+/// too: the events wait in the journal and go once the CA file is given.
+#[tokio::test]
+async fn tls_verification_failure_keeps_the_events() {
+    let (url, pem) = https_server(&["127.0.0.1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, pem).unwrap();
+    let server = Server::start(dir.path()).await;
+    create(
+        &server,
+        "untrusted",
+        "http",
+        &["storage:metric"],
+        &[("http_url", &url), ("max_buffer_size", "1")],
+    )
+    .await;
+    server
+        .post_events(&[metric_at("a", 1.0, 1_732_000_000)])
+        .await;
+    let status = server
+        .wait_status("untrusted", "a TLS failure retried", |s| {
+            s["counters"]["failed"].as_u64() >= Some(2)
+        })
+        .await;
+    assert_kept(&status, dir.path(), "untrusted", "certificate");
+    let response = server
+        .send_json(
+            reqwest::Method::PUT,
+            "/api/v1/outputs/untrusted/parameters/tls_ca_file",
+            &json!({"type": "string", "value": ca.to_str().unwrap()}),
+        )
+        .await;
+    assert!(response.status().is_success(), "{}", response.status());
+    let status = wait_written(&server, "untrusted", 1).await;
+    assert_eq!(status["last_response_code"], 204);
+    assert_eq!(status["counters"]["acknowledged"], 1, "{status:#}");
+    assert_eq!(status["dead_lettered"], 0);
+    assert!(!dir.path().join("deadletter").exists());
+    server.stop().await;
+}
+
+/// Items refused for what the document holds (a mapping error) go to the
+/// dead-letter file, alone; items refused for the cluster's state (no such
+/// index, a write block) are sent again; the others are delivered. The same
+/// whether the answer is the usual 200 with `"errors": true` or a 400 that
+/// carries the items.
+#[tokio::test]
+async fn elasticsearch_dead_letters_exactly_the_refused_items() {
+    const ITEMS: &str = r#"{"took":3,"errors":true,"items":[
+        {"index":{"status":201}},
+        {"index":{"status":400,"error":{"type":"mapper_parsing_exception","reason":"failed to parse field [value]"}}},
+        {"index":{"status":404,"error":{"type":"index_not_found_exception","reason":"no such index [centreon]"}}},
+        {"index":{"status":403,"error":{"type":"cluster_block_exception","reason":"index [centreon] blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark]"}}},
+        {"index":{"status":201}}]}"#;
+    const AGAIN: &str =
+        r#"{"took":1,"errors":false,"items":[{"index":{"status":201}},{"index":{"status":201}}]}"#;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let mut outputs = Vec::new();
+    for top in [200u16, 400] {
+        let destination = Destination::start(vec![reply(top, ITEMS), reply(200, AGAIN)]).await;
+        let name = format!("elastic-{top}");
+        create(
+            &server,
+            &name,
+            "elasticsearch",
+            &["storage:metric"],
+            &[
+                ("http_server_url", &destination.url),
+                ("elastic_index", "centreon"),
+                ("max_buffer_size", "5"),
+            ],
+        )
+        .await;
+        outputs.push((name, destination));
+    }
+    server.post_events(&marked()).await;
+    for (name, destination) in &outputs {
+        let status = wait_written(&server, name, 5).await;
+        assert_eq!(status["dead_lettered"], 1, "{name}: {status:#}");
+        assert_eq!(status["counters"]["acknowledged"], 5, "{name}");
+        assert_eq!(status["counters"]["failed"], 1, "{name}");
+        assert_eq!(
+            status["last_dead_letter_reason"],
+            "item 400 mapper_parsing_exception: failed to parse field [value]"
+        );
+        let dead = wait_lines(&dir.path().join(format!("deadletter/{name}.ndjson")), 1).await;
+        assert_eq!(dead.len(), 1, "{name}: {dead:?}");
+        let dead: Value = serde_json::from_str(&dead[0]).unwrap();
+        assert!(
+            dead["record"]
+                .as_str()
+                .unwrap()
+                .contains(r#""name":"mark-1""#),
+            "{dead}"
+        );
+        let requests = destination.requests();
+        assert_eq!(requests.len(), 2, "{name}");
+        let again = requests[1].text();
+        assert!(again.contains(r#""name":"mark-2""#) && again.contains(r#""name":"mark-3""#));
+        assert_eq!(again.matches("mark-").count(), 2, "{again}");
+        // Each event but the refused one reached the index exactly once.
+        let first = requests[0].text();
+        for i in [0, 4] {
+            assert!(first.contains(&format!(r#""name":"mark-{i}""#)));
+        }
+    }
+    server.stop().await;
+}
+
+/// Splunk answers 400 both for events it cannot read and for a token that
+/// may not write to the index: the HEC code tells them apart. Code 7
+/// (incorrect index) keeps the events until the index is allowed; code 6
+/// (invalid data format) dead-letters the batch.
+#[tokio::test]
+async fn splunk_incorrect_index_is_retried_and_invalid_data_dead_lettered() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let index = Destination::start(vec![]).await;
+    index.answer_with(
+        400,
+        r#"{"text":"Incorrect index","code":7,"invalid-event-number":0}"#,
+    );
+    let data = Destination::start(vec![reply(
+        400,
+        r#"{"text":"Invalid data format","code":6,"invalid-event-number":0}"#,
+    )])
+    .await;
+    for (name, destination) in [("hec-index", &index), ("hec-data", &data)] {
+        create(
+            &server,
+            name,
+            "splunk",
+            &["storage:metric"],
+            &[
+                ("http_server_url", &destination.url),
+                ("splunk_token", "t0k"),
+                ("max_buffer_size", "5"),
+            ],
+        )
+        .await;
+    }
+    server.post_events(&marked()).await;
+    let status = server
+        .wait_status("hec-index", "a batch retried", |s| {
+            s["counters"]["failed"].as_u64() >= Some(2)
+        })
+        .await;
+    assert_kept(&status, dir.path(), "hec-index", "HTTP 400");
+    assert!(status["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("Incorrect index"));
+    index.answer_with(200, r#"{"text":"Success","code":0}"#);
+    let status = wait_written(&server, "hec-index", 5).await;
+    assert_eq!(status["counters"]["acknowledged"], 5);
+    assert_eq!(status["dead_lettered"], 0);
+    assert_eq!(accepted_marks(&index), 5);
+
+    let status = server
+        .wait_status("hec-data", "the batch dead-lettered", |s| {
+            s["dead_lettered"] == 5
+        })
+        .await;
+    assert_eq!(status["counters"]["acknowledged"], 5);
+    assert!(status["last_dead_letter_reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("HTTP 400: {\"text\":\"Invalid data format\""));
+    let lines = wait_lines(&dir.path().join("deadletter/hec-data.ndjson"), 5).await;
+    assert_eq!(lines.len(), 5);
     server.stop().await;
 }

@@ -150,7 +150,7 @@ Kind {
 },
 Kind {
     name: "elasticsearch",
-    description: "Indexes events into Elasticsearch or OpenSearch with `_bulk`, into an index or a data stream; refused items go to the dead-letter file, rejected ones are sent again alone.",
+    description: "Indexes events into Elasticsearch or OpenSearch with `_bulk`, into an index or a data stream; items refused for what they hold (a mapping error) go to the dead-letter file; the others are sent again alone.",
     parameters: super::elasticsearch::PARAMETERS,
     script: false,
     check: super::elasticsearch::check,

@@ -1,14 +1,21 @@
 //! The `elasticsearch` output (Elasticsearch and OpenSearch): `_bulk`
 //! NDJSON into an index or a data stream. The answer is read item by item:
-//! items refused for a reason that retrying cannot mend (a mapping error)
-//! go to the dead-letter file, items refused for want of room (429, 5xx)
-//! are sent again, alone.
+//! items refused for a reason about the document itself (a mapping error)
+//! go to the dead-letter file; items refused for want of room (429, 5xx)
+//! or for the cluster's configuration (a missing index, a read-only block,
+//! rights) are sent again, alone, and stay in the journal meanwhile.
+//!
+//! The `_bulk` API answers 200 with `"errors": true` when some items
+//! failed, each item carrying its own `status` and `error`; "the success or
+//! failure of an individual operation does not affect other operations in
+//! the request" (Elasticsearch reference, Bulk API, response body). A
+//! top-level 400 is a request it could not parse at all.
 
 use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::Url;
 use serde_json::{Map, Value as Json};
 
-use super::http::{self, Items, Reply, Request, Service};
+use super::http::{self, Items, Reply, Request, Service, Verdict};
 use super::kinds::{string_param as string, ParamSchema, BUFFER_AGE, BUFFER_SIZE};
 use super::{FieldErrors, OutputSpec};
 use crate::cache::Cache;
@@ -153,6 +160,36 @@ impl Service for Elastic {
     fn items(&self, reply: &Reply, records: usize) -> Items {
         bulk_items(&reply.body, records)
     }
+
+    /// 2xx: read item by item. A 400 that still carries `items` (a proxy or
+    /// a compatible store answering the whole request with the worst item's
+    /// code) is read item by item too; any other 400 is a malformed
+    /// request, refused. 401, 403 (security exception, cluster block), 404
+    /// (no such index, auto-creation off), 413 (over
+    /// `http.max_content_length`): configuration, retried. 429 and 5xx:
+    /// retried.
+    fn judge(&self, reply: &Reply, excerpt: &str) -> Verdict {
+        if reply.status == 400 && has_items(&reply.body) {
+            return Verdict::Accepted;
+        }
+        http::judge(reply.status, excerpt)
+    }
+}
+
+fn has_items(body: &[u8]) -> bool {
+    serde_json::from_slice::<Json>(body)
+        .ok()
+        .is_some_and(|answer| answer.get("items").is_some_and(Json::is_array))
+}
+
+/// Whether an item refused with this status and error type was refused for
+/// what the document holds (dead letter), rather than for the cluster's
+/// state or configuration (sent again): 400 (`mapper_parsing_exception`,
+/// `document_parsing_exception`, `illegal_argument_exception`…), 409 (a
+/// version conflict: the document exists) and 422, except a closed index
+/// (`index_closed_exception` is a 400 about the index, not the document).
+fn item_refused(status: u64, kind: &str) -> bool {
+    matches!(status, 400 | 409 | 422) && kind != "index_closed_exception"
 }
 
 /// Reads a `_bulk` answer. Without `"errors": true` every item was taken.
@@ -199,10 +236,10 @@ pub fn bulk_items(body: &[u8], records: usize) -> Items {
             .and_then(Json::as_str)
             .unwrap_or("");
         let text = format!("item {status} {kind}: {reason}");
-        if status == 429 || status >= 500 || status == 0 {
-            items.retry.push((i, text));
-        } else {
+        if item_refused(status, kind) {
             items.refused.push((i, text));
+        } else {
+            items.retry.push((i, text));
         }
     }
     items
@@ -265,6 +302,18 @@ mod tests {
             {"index":{"status":429,"error":{"type":"es_rejected_execution_exception","reason":"queue full"}}}
         ]}"#;
         let items = bulk_items(body, 4);
+        let config = br#"{"errors":true,"items":[
+            {"index":{"status":404,"error":{"type":"index_not_found_exception","reason":"no such index [x]"}}},
+            {"index":{"status":403,"error":{"type":"cluster_block_exception","reason":"index [x] blocked by: [FORBIDDEN/8/index write (api)]"}}},
+            {"index":{"status":401,"error":{"type":"security_exception","reason":"unable to authenticate"}}},
+            {"index":{"status":400,"error":{"type":"index_closed_exception","reason":"closed"}}},
+            {"create":{"status":409,"error":{"type":"version_conflict_engine_exception","reason":"exists"}}}
+        ]}"#;
+        let config = bulk_items(config, 5);
+        let retry: Vec<usize> = config.retry.iter().map(|(i, _)| *i).collect();
+        assert_eq!(retry, [0, 1, 2, 3]);
+        assert_eq!(config.refused.len(), 1);
+        assert_eq!(config.refused[0].0, 4);
         assert_eq!(
             items.refused,
             [(

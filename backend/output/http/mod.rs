@@ -220,20 +220,54 @@ impl Connection {
 #[derive(Debug, PartialEq)]
 pub enum Verdict {
     Accepted,
-    /// A network error, a timeout, 5xx or 429: the same request may succeed
-    /// later.
+    /// The events stay in the journal and the same request is made again
+    /// with backoff: a network or TLS error, a timeout, 5xx or 429 (the
+    /// destination may take it later), and every answer that says the
+    /// output or the destination is misconfigured (401, 403, 404, 405, 407,
+    /// 413, a redirect…): once the configuration is mended, the events are
+    /// delivered. Never dead-lettered.
     Retry(String),
-    /// Any other answer: sending it again would be refused again.
+    /// The destination refused *these events* (malformed line protocol, a
+    /// document it cannot take): sending them again would be refused again,
+    /// so they go to the dead-letter file and are acknowledged.
     Refused(String),
 }
 
-/// Judges an answer by its status code.
+/// The default reading of an answer, for destinations that say nothing
+/// more than the status code (the `http` kind; the others refine it in
+/// [`Service::judge`]). Only 400 (Bad Request) and 422 (Unprocessable
+/// Content), the codes RFC 9110 §15.5.1 and §15.5.21 give to a request
+/// whose content the server cannot process, are taken as a refusal of the
+/// events; every other answer is retried and keeps them.
 pub fn judge(status: u16, excerpt: &str) -> Verdict {
     match status {
         200..=299 => Verdict::Accepted,
-        429 | 500..=599 => Verdict::Retry(format!("HTTP {status}: {excerpt}")),
-        _ => Verdict::Refused(format!("HTTP {status}: {excerpt}")),
+        400 | 422 => refused(status, excerpt),
+        _ => retry(status, excerpt),
     }
+}
+
+/// A refusal of the events, as the dead-letter file and the status give it.
+pub fn refused(status: u16, excerpt: &str) -> Verdict {
+    Verdict::Refused(format!("HTTP {status}: {excerpt}"))
+}
+
+/// A retry, with what the status code says about the configuration.
+pub fn retry(status: u16, excerpt: &str) -> Verdict {
+    let hint = match status {
+        401 => " (authentication refused: check the credentials)",
+        403 => " (permission denied: check the credentials' rights)",
+        404 => " (not found: check the URL, database, bucket or index)",
+        405 => " (method not allowed: check the URL)",
+        407 => " (the proxy refused its credentials)",
+        413 => " (the batch is too large for the destination: lower max_buffer_size or max_buffer_bytes)",
+        300..=399 => " (a redirect, which is not followed: check the URL)",
+        429 | 500..=599 => "",
+        _ => " (not a refusal of the events)",
+    };
+    Verdict::Retry(format!(
+        "HTTP {status}{hint}: {excerpt}; the events stay in the journal and are sent again"
+    ))
 }
 
 /// A request to make, as a kind's request builder describes it.
@@ -265,6 +299,12 @@ pub trait Service: Send + Sync {
     /// the whole request, hence the default.
     fn items(&self, _reply: &Reply, _records: usize) -> Items {
         Items::default()
+    }
+
+    /// What the answer means for the whole request. `excerpt` is the
+    /// start of the body, redacted. The default reads the status code only.
+    fn judge(&self, reply: &Reply, excerpt: &str) -> Verdict {
+        judge(reply.status, excerpt)
     }
 }
 
@@ -432,7 +472,7 @@ impl HttpSink {
             status.last_response_code = Some(reply.status);
             status.last_response_body = Some(excerpt.clone());
         }
-        match judge(reply.status, &excerpt) {
+        match self.service.judge(&reply, &excerpt) {
             Verdict::Retry(error) => Err(error),
             Verdict::Refused(reason) => {
                 self.dead_letter(&records, &reason)?;
@@ -558,9 +598,16 @@ mod tests {
         assert!(matches!(judge(500, "x"), Verdict::Retry(_)));
         assert!(matches!(judge(503, "x"), Verdict::Retry(_)));
         assert!(matches!(judge(429, "x"), Verdict::Retry(_)));
-        assert!(matches!(judge(400, "x"), Verdict::Refused(_)));
-        assert!(matches!(judge(404, "x"), Verdict::Refused(_)));
-        assert!(matches!(judge(301, "x"), Verdict::Refused(_)));
+        assert_eq!(judge(400, "x"), Verdict::Refused("HTTP 400: x".into()));
+        assert!(matches!(judge(422, "x"), Verdict::Refused(_)));
+        // Configuration problems keep the events.
+        for status in [301, 401, 403, 404, 405, 407, 409, 413, 415] {
+            let Verdict::Retry(error) = judge(status, "x") else {
+                panic!("{status} is not retried");
+            };
+            assert!(error.starts_with(&format!("HTTP {status}")), "{error}");
+            assert!(error.contains("stay in the journal"), "{error}");
+        }
     }
 
     #[test]

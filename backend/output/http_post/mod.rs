@@ -1,5 +1,11 @@
 //! The `http` output: a POST of a JSON array or NDJSON per batch, each
 //! event's body built from a template or its JSON form.
+//!
+//! A generic destination says nothing beyond its status code, read by the
+//! default [`http::judge`]: 2xx delivered; 400 and 422 (the request's
+//! content cannot be processed, RFC 9110) → dead letter; any other answer
+//! (3xx, 401, 403, 404, 405, 407, 413, other 4xx, 429, 5xx) → retried, the
+//! events kept.
 
 use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use reqwest::Url;

@@ -1,6 +1,19 @@
 //! The `influxdb` output: metrics (and optionally status perfdata) as line
 //! protocol to InfluxDB 1.x `/write` or 2.x `/api/v2/write`. Parameter
 //! names follow the script of Centreon's InfluxDB guide.
+//!
+//! Answers, as InfluxData documents them for the write endpoints
+//! ("Troubleshoot issues writing data", v1 "/write HTTP endpoint" and the
+//! v2 API response codes), read by the default [`http::judge`]:
+//! 204 written; 400 malformed line protocol (or, in 1.x, a partial write:
+//! a field type conflict, points beyond the retention policy), the whole
+//! batch rejected → dead letter; 422 (2.x) points well-formed but
+//! unprocessable (outside the bucket's retention) → dead letter; 401
+//! missing or wrong credentials and 403 no write permission → retried;
+//! 404 database, organization or bucket not found → retried; 413 body over
+//! the server's limit (1.x `max-body-size`, default 25 MB) → retried,
+//! saying to lower `max_buffer_bytes` (a batch is not split); 429 and 5xx
+//! → retried.
 
 pub mod encoder;
 

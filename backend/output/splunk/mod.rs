@@ -7,7 +7,7 @@ use reqwest::header::AUTHORIZATION;
 use reqwest::Url;
 use serde_json::{Map, Value as Json};
 
-use super::http::{self, Request, Service};
+use super::http::{self, Reply, Request, Service, Verdict};
 use super::kinds::{string_param as string, ParamSchema, BUFFER_AGE, BUFFER_SIZE};
 use super::{FieldErrors, OutputSpec, ParamType};
 use crate::cache::Cache;
@@ -185,6 +185,38 @@ impl Service for Splunk {
             body: records.concat(),
         })
     }
+
+    fn judge(&self, reply: &Reply, excerpt: &str) -> Verdict {
+        judge(reply.status, &reply.body, excerpt)
+    }
+}
+
+/// HEC answers `{"text": …, "code": N}`; the code tells a refusal of the
+/// events from a configuration problem, which share the status 400 (Splunk
+/// docs, "Troubleshoot HTTP Event Collector", HEC status codes):
+/// 1 token disabled (403), 2 token required (401), 3 invalid authorization
+/// (401), 4 invalid token (403), 5 no data (400), 6 invalid data format
+/// (400), 7 incorrect index (400), 8 internal error (500), 9 server busy
+/// (503), 10 data channel missing (400), 11 invalid data channel (400),
+/// 12 event field required (400), 13 event field blank (400), 14 ACK
+/// disabled (400), 15 error in handling indexed fields (400), 16 query
+/// string authorization not enabled (400), 18–23 HEC unhealthy (503).
+///
+/// Refused (dead letter): 400 with codes 5, 6, 12, 13, 15 (what the events
+/// hold), or a 400/422 without a code. Everything else that is not 2xx is
+/// retried: codes 1–4 (the token), 7 (the token may not write to that
+/// index), 10, 11, 14, 16 (the collector's settings), 8, 9 and 503.
+pub fn judge(status: u16, body: &[u8], excerpt: &str) -> Verdict {
+    if status != 400 {
+        return http::judge(status, excerpt);
+    }
+    let code = serde_json::from_slice::<Json>(body)
+        .ok()
+        .and_then(|answer| answer.get("code").and_then(Json::as_u64));
+    match code {
+        None | Some(5 | 6 | 12 | 13 | 15) => http::refused(status, excerpt),
+        Some(_) => http::retry(status, excerpt),
+    }
 }
 
 #[cfg(test)]
@@ -242,6 +274,43 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "{\"time\":1732000000,\"host\":\"srv\",\"source\":\"brokerstream\",\"event\":\"metric\",\"fields\":{\"metric_name:cpu\":4.5}}\n"
         );
+    }
+
+    #[test]
+    fn hec_codes_tell_refused_events_from_configuration() {
+        let judged = |status, body: &str| judge(status, body.as_bytes(), body);
+        assert_eq!(
+            judged(200, r#"{"text":"Success","code":0}"#),
+            Verdict::Accepted
+        );
+        for (status, body) in [
+            (
+                400,
+                r#"{"text":"Invalid data format","code":6,"invalid-event-number":0}"#,
+            ),
+            (400, r#"{"text":"Event field is required","code":12}"#),
+            (400, "<html>bad request</html>"),
+        ] {
+            assert!(
+                matches!(judged(status, body), Verdict::Refused(_)),
+                "{body}"
+            );
+        }
+        for (status, body) in [
+            (
+                400,
+                r#"{"text":"Incorrect index","code":7,"invalid-event-number":1}"#,
+            ),
+            (401, r#"{"text":"Invalid authorization","code":3}"#),
+            (403, r#"{"text":"Invalid token","code":4}"#),
+            (403, r#"{"text":"Token disabled","code":1}"#),
+            (503, r#"{"text":"Server is busy","code":9}"#),
+        ] {
+            let Verdict::Retry(error) = judged(status, body) else {
+                panic!("{body} is not retried");
+            };
+            assert!(error.starts_with(&format!("HTTP {status}")), "{error}");
+        }
     }
 
     #[test]
