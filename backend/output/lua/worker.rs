@@ -297,7 +297,7 @@ struct Session<'a> {
     stall: Option<Stall>,
 }
 
-/// Consecutive flushes that returned false (or nothing) with events waiting:
+/// Consecutive flushes that returned false with events waiting:
 /// a destination that is down, as Centreon's connectors report it.
 struct Stall {
     since: OffsetDateTime,
