@@ -2048,6 +2048,162 @@ async fn past_event_queue_max_size_only_flush_is_called() {
     server.stop().await;
 }
 
+/// Posts to `POST /api/v1/outputs/{name}/flush` and gives the record.
+async fn flush_now(server: &Server, name: &str) -> Value {
+    let response = server
+        .client
+        .post(server.url(&format!("/api/v1/outputs/{name}/flush")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_script_without_flush_is_not_failing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), None).await;
+    let scripts = dir.path().join("scripts");
+    std::fs::create_dir_all(&scripts).unwrap();
+    // flush() is optional in Centreon. This one acknowledges every second
+    // event, so one of five stays pending and every flush finds it waiting.
+    std::fs::write(
+        scripts.join("no_flush.lua"),
+        "local n = 0\n\
+         function init(conf) end\n\
+         function write(e)\n\
+           n = n + 1\n\
+           return n % 2 == 0\n\
+         end\n",
+    )
+    .unwrap();
+    create_lua(&server, "noflush", "no_flush.lua", json!([])).await;
+    let events: Vec<Value> = (1..=5).map(|i| host_status(i, 0, "x")).collect();
+    assert_eq!(server.post_events(&events).await.0, 200);
+    server
+        .wait_status("noflush", "4 acknowledged", |s| {
+            s["counters"]["written"] == 5 && s["counters"]["acknowledged"] == 4
+        })
+        .await;
+    // A manual flush has nothing to call: answered, not recorded.
+    let record = flush_now(&server, "noflush").await;
+    assert_eq!(record["events"], 0, "{record:#}");
+    let status = server.status("noflush").await;
+    assert_eq!(status["state"], "running", "{status:#}");
+    assert_eq!(status["counters"]["failed"], 0, "{status:#}");
+    assert_eq!(status["last_error"], Value::Null, "{status:#}");
+    assert_eq!(status["flushes"], json!([]), "{status:#}");
+    assert_eq!(status["last_flush"], Value::Null, "{status:#}");
+    let overview = server.get("/").await.text().await.unwrap();
+    assert!(overview.contains("data-output=\"noflush\""), "{overview}");
+    assert!(!overview.contains(">failed</span>"), "{overview}");
+    let detail = server.get("/outputs/noflush").await.text().await.unwrap();
+    assert!(!detail.contains("no flush() function"), "{detail}");
+    assert!(!detail.contains("bar-bad"), "{detail}");
+    assert!(detail.contains("No flush yet."), "{detail}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn flushes_returning_false_are_folded_and_said_in_last_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), None).await;
+    let scripts = dir.path().join("scripts");
+    std::fs::create_dir_all(&scripts).unwrap();
+    // Like Centreon's certified connectors: write() queues, flush() sends
+    // and returns false while the destination is down (here: until the
+    // switch file exists), logging the library's error.
+    std::fs::write(
+        scripts.join("down.lua"),
+        "local switch\n\
+         function init(conf)\n\
+           switch = conf.switch\n\
+           broker_log:set_parameters(3, conf.logfile)\n\
+         end\n\
+         function write(e)\n\
+           return false\n\
+         end\n\
+         function flush()\n\
+           local f = io.open(switch, 'r')\n\
+           if f then f:close() return true end\n\
+           broker_log:error(1, '[sc_flush:flush_payload]: [CURL-EASY][COULDNT_CONNECT] Could not connect to server')\n\
+           return false\n\
+         end\n",
+    )
+    .unwrap();
+    let switch = dir.path().join("up");
+    let logfile = dir.path().join("down.log");
+    create_lua(
+        &server,
+        "down",
+        "down.lua",
+        json!([
+            {"name": "switch", "type": "string", "value": switch.to_str().unwrap()},
+            {"name": "logfile", "type": "string", "value": logfile.to_str().unwrap()},
+        ]),
+    )
+    .await;
+    let events: Vec<Value> = (1..=3).map(|i| host_status(i, 0, "x")).collect();
+    assert_eq!(server.post_events(&events).await.0, 200);
+    server
+        .wait_status("down", "3 written", |s| s["counters"]["written"] == 3)
+        .await;
+    for _ in 0..30 {
+        let record = flush_now(&server, "down").await;
+        assert_eq!(record["result"], "flush() returned false", "{record:#}");
+    }
+    let status = server.status("down").await;
+    let flushes = status["flushes"].as_array().unwrap();
+    let manual: Vec<&Value> = flushes.iter().filter(|f| f["reason"] == "manual").collect();
+    // Idle flushes (once a second) may come between two manual ones.
+    assert!(manual.len() <= 5, "{status:#}");
+    let counts: Vec<u64> = manual
+        .iter()
+        .map(|f| f["count"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts.iter().sum::<u64>(), 30, "{status:#}");
+    let folded = manual
+        .iter()
+        .find(|f| f["count"].as_u64().unwrap() >= 2)
+        .unwrap_or_else(|| panic!("no folded row: {status:#}"));
+    assert!(folded["first_at"].as_str().unwrap() <= folded["at"].as_str().unwrap());
+    assert_eq!(status["counters"]["failed"], 0, "{status:#}");
+    let error = status["last_error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{status:#}"));
+    assert!(error.starts_with("flush() returned false "), "{error}");
+    assert!(error.contains(" times since "), "{error}");
+    assert!(error.contains("UTC; 3 events pending"), "{error}");
+    assert!(
+        error.ends_with(
+            "; last error logged: [sc_flush:flush_payload]: [CURL-EASY][COULDNT_CONNECT] Could not connect to server"
+        ),
+        "{error}"
+    );
+    assert!(status["last_error_at"].is_string(), "{status:#}");
+    // The detail page shows the folded row with its count.
+    let detail = server.get("/outputs/down").await.text().await.unwrap();
+    let shown = format!("<span class=\"count\">×{}</span>", folded["count"]);
+    assert!(detail.contains(&shown), "{shown} not in {detail}");
+    assert!(detail.contains("COULDNT_CONNECT"), "{detail}");
+
+    // The destination is back: the next flush acknowledges, the error goes.
+    std::fs::write(&switch, "").unwrap();
+    let record = flush_now(&server, "down").await;
+    assert_eq!(record["result"], "ok", "{record:#}");
+    assert_eq!(record["events"], 3, "{record:#}");
+    let status = server.status("down").await;
+    assert_eq!(status["last_error"], Value::Null, "{status:#}");
+    assert_eq!(status["last_error_at"], Value::Null, "{status:#}");
+    assert_eq!(status["counters"]["acknowledged"], 3, "{status:#}");
+    let first = &status["flushes"][0];
+    assert_eq!(first["result"], "ok", "{status:#}");
+    assert_eq!(first["events"], 3, "{status:#}");
+    assert_eq!(first["count"], 1, "{status:#}");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_blocking_script_does_not_stall_other_outputs() {
     let dir = tempfile::tempdir().unwrap();

@@ -920,7 +920,10 @@ async fn the_detail_page_shows_the_script_log_and_its_buttons_act() {
         .text()
         .await
         .unwrap();
-    assert!(page.contains("manual"), "{page}");
+    // The script has no flush(): nothing to flush, nothing recorded, and
+    // nothing shown as failed.
+    assert!(page.contains("No flush yet."), "{page}");
+    assert!(!page.contains("no flush() function"), "{page}");
     let overview = server
         .get("/fragments/overview")
         .await
@@ -929,5 +932,89 @@ async fn the_detail_page_shows_the_script_log_and_its_buttons_act() {
         .unwrap();
     assert!(overview.contains(r#"data-output="logged""#), "{overview}");
     assert!(overview.contains("HTTP ingest"), "{overview}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn in_a_browser_a_failed_flush_shows_as_a_red_bar_of_visible_height() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let switch = dir.path().join("up");
+    std::fs::write(&switch, "").unwrap();
+    // flush() acknowledges while the switch file exists, else returns false.
+    std::fs::write(
+        dir.path().join("scripts/switch.lua"),
+        "local switch\n\
+         function init(conf) switch = conf.switch end\n\
+         function write(e) return false end\n\
+         function flush()\n\
+           local f = io.open(switch, 'r')\n\
+           if f then f:close() return true end\n\
+           return false\n\
+         end\n",
+    )
+    .unwrap();
+    let response = server
+        .post_json(
+            "/api/v1/outputs",
+            &json!({"name": "bars", "kind": "lua", "path": "switch.lua", "parameters": [
+                {"name": "switch", "type": "string", "value": switch.to_str().unwrap()}]}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    // A flush of 200 events makes the tall bar; then the destination goes
+    // down and three manual flushes of the next event fail.
+    let events: Vec<Value> = (1..=200).map(|i| host_status(i, 0, "x")).collect();
+    assert_eq!(server.post_events(&events).await.0, 200);
+    server
+        .wait_status("bars", "200 acknowledged", |s| {
+            s["counters"]["acknowledged"] == 200
+        })
+        .await;
+    std::fs::remove_file(&switch).unwrap();
+    assert_eq!(server.post_events(&[host_status(1, 1, "y")]).await.0, 200);
+    server
+        .wait_status("bars", "201 written", |s| s["counters"]["written"] == 201)
+        .await;
+    for _ in 0..3 {
+        let response = server
+            .client
+            .post(server.url("/api/v1/outputs/bars/flush"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+
+    let browser = Driver::start().await;
+    browser.goto(&server.url("/outputs/bars")).await;
+    browser.type_into("#user", "admin").await;
+    browser.type_into("#password", ADMIN_PASSWORD).await;
+    browser.click("#login").await;
+    browser.find("rect.bar-bad").await;
+    let measured = browser
+        .call(
+            reqwest::Method::POST,
+            &browser.at("/execute/sync"),
+            json!({"script": "var bars = document.querySelectorAll('rect.bar-bad'); \
+                var chart = document.querySelector('svg.chart').getBoundingClientRect().height; \
+                var manual = Array.from(bars).find(function (b) { \
+                  return b.querySelector('title').textContent.indexOf('×') >= 0; }); \
+                var bar = manual || bars[bars.length - 1]; \
+                return {chart: chart, height: bar.getBoundingClientRect().height, \
+                  fill: getComputedStyle(bar).fill, \
+                  title: bar.querySelector('title').textContent};",
+                "args": []}),
+        )
+        .await;
+    browser.screenshot("08-detail-failed-flush").await;
+    browser.quit().await;
+    let chart = measured["chart"].as_f64().unwrap();
+    let height = measured["height"].as_f64().unwrap();
+    assert!(height >= chart * 0.15, "{measured}");
+    assert_eq!(measured["fill"], "rgb(207, 34, 46)", "{measured}");
+    let title = measured["title"].as_str().unwrap();
+    assert!(title.contains("flush() returned false"), "{measured}");
+    assert!(title.contains(" since "), "{measured}");
     server.stop().await;
 }

@@ -62,6 +62,44 @@ impl FlushRecord {
     }
 }
 
+/// A row of the flush history: one flush, or several consecutive ones that
+/// wrote nothing and ended alike (same reason, same result), folded so that
+/// a destination outage or an idle output does not push everything else
+/// out. Serialized as the flush's fields plus `count` and `first_at`; `at`
+/// is the newest.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FoldedFlush {
+    #[serde(flatten)]
+    pub record: FlushRecord,
+    /// How many flushes this row stands for (1 unless folded).
+    pub count: u64,
+    /// When the first of them ran.
+    #[serde(with = "time::serde::rfc3339")]
+    pub first_at: OffsetDateTime,
+}
+
+impl FoldedFlush {
+    fn folds(&self, record: &FlushRecord) -> bool {
+        self.record.events == 0
+            && record.events == 0
+            && self.record.reason == record.reason
+            && self.record.result == record.result
+    }
+}
+
+impl std::ops::Deref for FoldedFlush {
+    type Target = FlushRecord;
+    fn deref(&self) -> &FlushRecord {
+        &self.record
+    }
+}
+
+impl std::ops::DerefMut for FoldedFlush {
+    fn deref_mut(&mut self) -> &mut FlushRecord {
+        &mut self.record
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Counters {
     /// Events read from the journal.
@@ -102,8 +140,8 @@ pub struct OutputStatus {
     /// Events buffered in the current batch.
     pub buffered: usize,
     pub last_flush: Option<FlushRecord>,
-    /// Most recent first.
-    pub flushes: VecDeque<FlushRecord>,
+    /// Most recent first; identical consecutive empty flushes folded.
+    pub flushes: VecDeque<FoldedFlush>,
     /// HTTP outputs: the status code of the last answer.
     pub last_response_code: Option<u16>,
     /// HTTP outputs: the start of the last answer's body.
@@ -171,11 +209,22 @@ impl OutputStatus {
 
     pub fn record_flush(&mut self, record: FlushRecord) {
         self.flush_durations.observe(record.duration_ms / 1000.0);
+        self.last_flush = Some(record.clone());
+        if let Some(newest) = self.flushes.front_mut() {
+            if newest.folds(&record) {
+                newest.count += 1;
+                newest.record = record;
+                return;
+            }
+        }
         if self.flushes.len() == FLUSH_HISTORY {
             self.flushes.pop_back();
         }
-        self.flushes.push_front(record.clone());
-        self.last_flush = Some(record);
+        self.flushes.push_front(FoldedFlush {
+            first_at: record.at,
+            record,
+            count: 1,
+        });
     }
 
     pub fn record_error(&mut self, error: String, retry_in: Duration) {
@@ -243,5 +292,48 @@ mod tests {
         }
         assert_eq!(status.flushes.len(), FLUSH_HISTORY);
         assert_eq!(status.flushes[0].events, FLUSH_HISTORY + 4);
+    }
+
+    fn empty(at: i64, reason: FlushReason, result: &str) -> FlushRecord {
+        FlushRecord {
+            at: OffsetDateTime::from_unix_timestamp(at).unwrap(),
+            reason,
+            events: 0,
+            bytes: 0,
+            duration_ms: 1.0,
+            result: result.into(),
+        }
+    }
+
+    #[test]
+    fn identical_empty_flushes_fold_into_one_row() {
+        let mut status = OutputStatus::new("o", OutputState::Running);
+        let mut wrote = empty(1, FlushReason::Size, "ok");
+        wrote.events = 3;
+        status.record_flush(wrote.clone());
+        status.record_flush(wrote);
+        for at in 10..40 {
+            status.record_flush(empty(at, FlushReason::Retry, "flush() returned false"));
+        }
+        status.record_flush(empty(50, FlushReason::Manual, "flush() returned false"));
+        let rows: Vec<_> = status.flushes.iter().map(|f| (f.count, f.reason)).collect();
+        assert_eq!(
+            rows,
+            [
+                (1, FlushReason::Manual),
+                (30, FlushReason::Retry),
+                (1, FlushReason::Size),
+                (1, FlushReason::Size)
+            ]
+        );
+        let folded = &status.flushes[1];
+        assert_eq!(folded.first_at.unix_timestamp(), 10);
+        assert_eq!(folded.at.unix_timestamp(), 39);
+        assert_eq!(status.flush_durations.count, 33);
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["flushes"][1]["count"], 30);
+        assert_eq!(json["flushes"][1]["result"], "flush() returned false");
+        assert_eq!(json["flushes"][1]["first_at"], "1970-01-01T00:00:10Z");
+        assert_eq!(json["flushes"][1]["at"], "1970-01-01T00:00:39Z");
     }
 }

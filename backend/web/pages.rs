@@ -16,7 +16,7 @@ use super::rates::{self, sparkline_points, INGEST};
 use super::Context;
 use crate::auth::Role;
 use crate::journal::Reposition;
-use crate::output::status::FlushRecord;
+use crate::output::status::{FlushRecord, FoldedFlush};
 use crate::output::tail::LogLine;
 use crate::output::{OutputStatus, ParamType};
 
@@ -241,6 +241,8 @@ pub async fn overview_fragment(State(ctx): State<Context>) -> Result<Html<String
 struct FlushRow {
     at: String,
     title: String,
+    /// Flushes this row stands for (identical ones are folded).
+    count: u64,
     reason: String,
     events: usize,
     bytes: usize,
@@ -303,7 +305,20 @@ struct Detail {
 const CHART_W: f64 = 600.0;
 const CHART_H: f64 = 120.0;
 
-fn chart(flushes: &[FlushRecord]) -> Vec<Bar> {
+/// A failed flush's bar is at least this high, so that it shows however
+/// many events the other flushes wrote.
+const FAILED_BAR_H: f64 = CHART_H * 0.2;
+
+/// `×30 since 2026-12-02T07:00:00Z, ` for a folded row, nothing otherwise.
+fn times(f: &FoldedFlush) -> String {
+    if f.count > 1 {
+        format!("×{} since {}, last ", f.count, full_time(f.first_at))
+    } else {
+        String::new()
+    }
+}
+
+fn chart(flushes: &[FoldedFlush]) -> Vec<Bar> {
     let max = flushes.iter().map(|f| f.events).max().unwrap_or(0).max(1) as f64;
     let n = crate::output::status::FLUSH_HISTORY as f64;
     let width = CHART_W / n;
@@ -313,14 +328,22 @@ fn chart(flushes: &[FlushRecord]) -> Vec<Bar> {
         .rev()
         .enumerate()
         .map(|(i, f)| {
-            // A failed or empty flush still shows, as a short bar.
-            let height = ((f.events as f64 / max) * (CHART_H - 4.0)).max(3.0);
+            // An empty flush still shows, as a short bar; a failed one as a
+            // red bar a fifth of the chart high.
+            let floor = if f.ok() { 3.0 } else { FAILED_BAR_H };
+            let height = ((f.events as f64 / max) * (CHART_H - 4.0)).max(floor);
             Bar {
                 x: format!("{:.1}", i as f64 * width + 1.0),
                 y: format!("{:.1}", CHART_H - height),
                 height: format!("{height:.1}"),
                 ok: f.ok(),
-                title: format!("{}: {} events, {}", full_time(f.at), f.events, f.result),
+                title: format!(
+                    "{}{}: {} events, {}",
+                    times(f),
+                    full_time(f.at),
+                    f.events,
+                    f.result
+                ),
             }
         })
         .collect()
@@ -336,7 +359,7 @@ async fn detail_body(ctx: &Context, name: &str) -> Result<DetailBody, ApiError> 
         Some(tail) => tail.logs().into_iter().map(ShownLogLine::from).collect(),
         None => Vec::new(),
     };
-    let flushes: Vec<FlushRecord> = status.flushes.iter().cloned().collect();
+    let flushes: Vec<FoldedFlush> = status.flushes.iter().cloned().collect();
     Ok(DetailBody {
         state: state_name(Some(&status)),
         last_error: status.last_error.clone().unwrap_or_default(),
@@ -360,8 +383,13 @@ async fn detail_body(ctx: &Context, name: &str) -> Result<DetailBody, ApiError> 
         flushes: flushes
             .iter()
             .map(|f| FlushRow {
-                at: clock(f.at),
-                title: full_time(f.at),
+                at: if f.count > 1 {
+                    format!("{}–{}", clock(f.first_at), clock(f.at))
+                } else {
+                    clock(f.at)
+                },
+                title: format!("{}{}", times(f), full_time(f.at)),
+                count: f.count,
                 reason: serde_json::to_value(f.reason)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))

@@ -33,6 +33,12 @@ use crate::output::{OutputSpec, Secrets};
 const READ_BATCH: usize = 1000;
 /// Centreon calls `flush()` about once a second while idle.
 pub const IDLE_FLUSH: Duration = Duration::from_secs(1);
+/// Flushes that keep returning false while events wait are reported in
+/// `last_error` at once when the script logged an error since the last
+/// acknowledgement, else after this long: Centreon's certified connectors
+/// return false from `flush()` while their queues are younger than
+/// `max_all_queues_age` (60 s by default), which is normal.
+pub const STALL_REPORT_AFTER: Duration = Duration::from_secs(120);
 /// A script that fails to load is tried again after 1 s, doubling up to
 /// Centreon's `retry_interval` default of 15 s.
 pub const LOAD_RETRY_BASE: Duration = Duration::from_secs(1);
@@ -158,6 +164,11 @@ pub async fn run_traced(
     let _ = finished.await;
 }
 
+/// `07:42:05`.
+fn clock(at: OffsetDateTime) -> String {
+    format!("{:02}:{:02}:{:02}", at.hour(), at.minute(), at.second())
+}
+
 fn lock(status: &Mutex<OutputStatus>) -> MutexGuard<'_, OutputStatus> {
     status.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -205,6 +216,8 @@ impl Thread {
                         last_seq: None,
                         unacked: 0,
                         retrying: false,
+                        acked_at: OffsetDateTime::now_utc(),
+                        stall: None,
                     };
                     let commands = &mut self.commands;
                     let runtime = &self.runtime;
@@ -278,6 +291,20 @@ struct Session<'a> {
     /// The last `flush()` left events unacknowledged: the next ones are
     /// retries of the same events, and say so in the status.
     retrying: bool,
+    /// When something was last acknowledged (or the session started).
+    acked_at: OffsetDateTime,
+    /// Flushes returning false while events wait, since the first of them.
+    stall: Option<Stall>,
+}
+
+/// Consecutive flushes that returned false with events waiting:
+/// a destination that is down, as Centreon's connectors report it.
+struct Stall {
+    since: OffsetDateTime,
+    flushes: u64,
+    /// What this put in `last_error`, to be cleared when events are
+    /// acknowledged again (unless something else replaced it).
+    reported: Option<String>,
 }
 
 impl Session<'_> {
@@ -385,7 +412,64 @@ impl Session<'_> {
         if let Some(seq) = self.last_seq {
             self.cursor.ack(seq);
         }
+        self.acked_at = OffsetDateTime::now_utc();
         std::mem::take(&mut self.unacked)
+    }
+
+    /// Events were acknowledged: a stall is over, and its report goes.
+    fn unstalled(&mut self, status: &mut OutputStatus) {
+        if let Some(Stall {
+            reported: Some(report),
+            ..
+        }) = self.stall.take()
+        {
+            if status.last_error.as_ref() == Some(&report) {
+                status.last_error = None;
+                status.last_error_at = None;
+            }
+        }
+    }
+
+    /// One more flush returned `result` (`flush() returned false`) while
+    /// events wait: says so in `last_error` once it looks like an outage.
+    fn stalled(&mut self, status: &mut OutputStatus, at: OffsetDateTime, result: &str) {
+        let stall = self.stall.get_or_insert(Stall {
+            since: at,
+            flushes: 0,
+            reported: None,
+        });
+        stall.flushes += 1;
+        // The script's own account, as Centreon's connectors log it
+        // (`[sc_flush:flush_payload]: … [CURL-EASY][COULDNT_CONNECT] …`).
+        let logged = self
+            .tail
+            .logs()
+            .into_iter()
+            .rev()
+            .find(|l| l.level == Severity::Error.label() && l.at >= self.acked_at)
+            .map(|l| l.text);
+        let long = (at - stall.since).unsigned_abs() >= STALL_REPORT_AFTER;
+        if logged.is_none() && !long {
+            return;
+        }
+        // Another error came after the last report: keep it.
+        if stall.reported.is_some() && status.last_error != stall.reported {
+            return;
+        }
+        let mut report = format!(
+            "{result} {} {} since {} UTC; {} events pending",
+            stall.flushes,
+            if stall.flushes == 1 { "time" } else { "times" },
+            clock(stall.since),
+            self.unacked
+        );
+        if let Some(line) = logged {
+            report.push_str("; last error logged: ");
+            report.push_str(&line);
+        }
+        status.last_error = Some(report.clone());
+        status.last_error_at = Some(at);
+        stall.reported = Some(report);
     }
 
     fn hand(&mut self, entries: Vec<Arc<crate::journal::Entry>>) {
@@ -438,6 +522,9 @@ impl Session<'_> {
         status.counters.acknowledged += acked;
         status.counters.failed += failed;
         status.buffered = usize::try_from(self.script.pending()).unwrap_or(usize::MAX);
+        if acked > 0 {
+            self.unstalled(&mut status);
+        }
         if let Some(error) = last_error {
             status.last_error = Some(error);
             status.last_error_at = Some(OffsetDateTime::now_utc());
@@ -451,6 +538,8 @@ impl Session<'_> {
         let events = if outcome.acked > 0 { self.ack_all() } else { 0 };
         let result = match (&outcome.error, outcome.called, &outcome.returned) {
             (Some(error), _, _) => error.clone(),
+            // `flush()` is optional (Centreon calls it only when defined):
+            // nothing failed, and nothing is recorded.
             (None, false, _) => "the script has no flush() function".to_owned(),
             (None, true, Some(r)) if r == "true" => "ok".to_owned(),
             (None, true, r) => format!("flush() returned {}", r.as_deref().unwrap_or("nothing")),
@@ -474,12 +563,17 @@ impl Session<'_> {
         let mut status = lock(self.status);
         status.counters.acknowledged += events;
         status.buffered = usize::try_from(self.script.pending()).unwrap_or(usize::MAX);
+        if events > 0 {
+            self.unstalled(&mut status);
+        }
         if let Some(error) = outcome.error {
             status.counters.failed += 1;
             status.last_error = Some(error);
             status.last_error_at = Some(at);
+        } else if outcome.called && waiting && !record.ok() {
+            self.stalled(&mut status, at, &record.result);
         }
-        if events > 0 || waiting || reason == FlushReason::Manual {
+        if outcome.called && (events > 0 || waiting || reason == FlushReason::Manual) {
             status.record_flush(record.clone());
         }
         record
