@@ -288,6 +288,26 @@ async fn influxdb_refusal_goes_to_the_dead_letter_file() {
         })
         .await;
     assert_eq!(status["counters"]["acknowledged"], 4);
+    // The flush is settled, not "ok": its history says what was refused,
+    // and the refused events do not count as written.
+    let status = server
+        .wait_status("influx-dl", "the flush recorded", |s| {
+            s["last_flush"]["result"]
+                .as_str()
+                .is_some_and(|r| r.contains("dead-lettered"))
+        })
+        .await;
+    let result = status["last_flush"]["result"].as_str().unwrap();
+    assert!(
+        result.starts_with("2 of ")
+            && result.contains("events refused and dead-lettered: HTTP 400"),
+        "{result}"
+    );
+    assert_eq!(
+        status["counters"]["written"].as_u64().unwrap() + 2,
+        status["last_flush"]["events"].as_u64().unwrap(),
+        "{status:#}"
+    );
     assert_eq!(status["last_response_code"], 400);
     assert!(status["last_dead_letter_reason"]
         .as_str()
@@ -456,7 +476,15 @@ async fn http_4xx_goes_to_the_dead_letter_file_and_is_acknowledged() {
     events.push(metric_at("c", 3.0, 1_732_000_000));
     events.push(metric_at("d", 4.0, 1_732_000_000));
     server.post_events(&events).await;
-    let status = wait_written(&server, "strict", 4).await;
+    // Two delivered; the two refused are dead-lettered, not written.
+    let status = wait_written(&server, "strict", 2).await;
+    assert_eq!(status["counters"]["written"], 2);
+    assert!(
+        status["flushes"].as_array().unwrap().iter().any(
+            |f| f["result"] == "2 of 2 events refused and dead-lettered: HTTP 400: bad payload"
+        ),
+        "{status:#}"
+    );
     assert_eq!(status["dead_lettered"], 2);
     assert_eq!(status["last_dead_letter_reason"], "HTTP 400: bad payload");
     assert_eq!(status["counters"]["acknowledged"], 6);

@@ -287,12 +287,23 @@ impl Worker {
         let started = Instant::now();
         let events = self.batch.events;
         let bytes = self.batch.bytes.len();
+        let dead_before = self.status().dead_lettered;
         let result = if events == 0 {
             self.sink.check().await
         } else {
             self.sink.send(&self.batch.bytes).await
         };
         let result = result.map_err(|e| self.secrets.redact_owned(e));
+        // Events the destination refused went to the dead-letter file: the
+        // batch is settled, but it is not "ok", and they were not written.
+        let (dead, dead_reason) = {
+            let status = self.status();
+            let dead = status.dead_lettered.saturating_sub(dead_before);
+            (
+                dead,
+                status.last_dead_letter_reason.clone().unwrap_or_default(),
+            )
+        };
         let record = FlushRecord {
             at,
             reason,
@@ -300,6 +311,9 @@ impl Worker {
             bytes,
             duration_ms: started.elapsed().as_secs_f64() * 1000.0,
             result: match &result {
+                Ok(()) if dead > 0 => {
+                    format!("{dead} of {events} events refused and dead-lettered: {dead_reason}")
+                }
                 Ok(()) => "ok".to_owned(),
                 Err(e) => e.clone(),
             },
@@ -316,7 +330,7 @@ impl Worker {
                 self.batch.started = None;
                 self.retry_at = None;
                 let mut status = self.status();
-                status.counters.written += events as u64;
+                status.counters.written += (events as u64).saturating_sub(dead);
                 status.counters.acknowledged += acked;
                 status.buffered = 0;
                 status.record_success();
