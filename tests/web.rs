@@ -1018,3 +1018,94 @@ async fn in_a_browser_a_failed_flush_shows_as_a_red_bar_of_visible_height() {
     assert!(title.contains(" since "), "{measured}");
     server.stop().await;
 }
+
+/// The rate cell's number (`12.5`, or `12.5 (stale)`), as a float.
+fn rate_in(text: &str) -> f64 {
+    text.split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(-1.0)
+}
+
+async fn sign_in(browser: &Driver, server: &Server, path: &str) {
+    browser.goto(&server.url(path)).await;
+    browser.type_into("#user", "admin").await;
+    browser.type_into("#password", ADMIN_PASSWORD).await;
+    browser.click("#login").await;
+}
+
+#[tokio::test]
+async fn in_a_browser_the_overview_shows_received_and_delivered_rates() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    server
+        .create_file_output("delivers", &dir.path().join("out.log"), json!({}))
+        .await;
+    // Nothing listens on this port: the http output receives, never delivers.
+    let closed = format!("http://127.0.0.1:{}/", free_port());
+    let response = server
+        .post_json(
+            "/api/v1/outputs",
+            &json!({"name": "refused", "kind": "http", "parameters": [
+                {"name": "http_url", "type": "string", "value": closed},
+                {"name": "max_buffer_size", "type": "number", "value": "1"}]}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+
+    let browser = Driver::start().await;
+    sign_in(&browser, &server, "/").await;
+    browser.find("tr[data-output=refused]").await;
+    let headers = browser.text("#outputs thead").await;
+    assert!(headers.contains("Received/s"), "{headers}");
+    assert!(headers.contains("Delivered/s"), "{headers}");
+    // Events are posted until both outputs have received some in the last
+    // sample and the file output has delivered some.
+    let cell = |output: &'static str, rate: &'static str| {
+        let browser = &browser;
+        async move {
+            rate_in(
+                &browser
+                    .text(&format!("tr[data-output={output}] td.rate.{rate}"))
+                    .await,
+            )
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut host_id = 1;
+    loop {
+        let events: Vec<Value> = (0..20).map(|i| host_status(host_id + i, 1, "x")).collect();
+        host_id += 20;
+        server.post_events(&events).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (file_in, file_out) = (
+            cell("delivers", "received").await,
+            cell("delivers", "delivered").await,
+        );
+        let (http_in, http_out) = (
+            cell("refused", "received").await,
+            cell("refused", "delivered").await,
+        );
+        if file_in > 0.0 && file_out > 0.0 && http_in > 0.0 {
+            assert_eq!(http_out, 0.0, "the refused output delivers nothing");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rates: delivers {file_in}/{file_out}, refused {http_in}/{http_out}"
+        );
+    }
+    let refused = browser
+        .text("tr[data-output=refused] td.rate.delivered")
+        .await;
+    assert_eq!(refused.trim(), "0.0", "{refused}");
+    browser.screenshot("09-overview-rates").await;
+
+    // The detail page shows both as well.
+    browser.goto(&server.url("/outputs/refused")).await;
+    let delivered = browser.text("#r-delivered").await;
+    assert_eq!(delivered.trim(), "0.0", "{delivered}");
+    assert!(rate_in(&browser.text("#r-received").await) >= 0.0);
+    browser.quit().await;
+    server.stop().await;
+}
