@@ -1109,3 +1109,68 @@ async fn in_a_browser_the_overview_shows_received_and_delivered_rates() {
     browser.quit().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn in_a_browser_a_page_whose_server_is_gone_says_it_is_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    server
+        .create_file_output("watched", &dir.path().join("out.log"), json!({}))
+        .await;
+    server
+        .wait_status("watched", "running", |s| s["state"] == "running")
+        .await;
+    let browser = Driver::start().await;
+    sign_in(&browser, &server, "/").await;
+    browser
+        .wait_text("tr[data-output=watched] td.state-cell", "running", |t| {
+            t.trim() == "running"
+        })
+        .await;
+    // A refresh succeeded, with no banner.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(browser.text("#stale-banner").await, "");
+    server.stop().await;
+
+    let banner = browser
+        .wait_text("#stale-banner", "the stale banner", |t| !t.is_empty())
+        .await;
+    browser.screenshot("10-overview-stale").await;
+    let rest = banner
+        .strip_prefix("Connection lost, last update ")
+        .unwrap_or_else(|| panic!("{banner}"));
+    let clock = &rest[..8];
+    assert!(
+        clock.chars().enumerate().all(|(i, c)| if i == 2 || i == 5 {
+            c == ':'
+        } else {
+            c.is_ascii_digit()
+        }),
+        "{banner}"
+    );
+    assert!(rest[8..].starts_with(" UTC"), "{banner}");
+    let shown = browser
+        .call(
+            reqwest::Method::POST,
+            &browser.at("/execute/sync"),
+            json!({"script": "var b = document.getElementById('stale-banner'); \
+                var s = document.querySelector('tr[data-output=watched] td.state-cell'); \
+                return {role: b.getAttribute('role'), visible: b.getBoundingClientRect().height > 0, \
+                  stale: document.getElementById('live').classList.contains('stale'), \
+                  state: s.innerText, colour: getComputedStyle(s.querySelector('.state')).color, \
+                  rate: document.querySelector('tr[data-output=watched] td.rate.received').innerText};",
+                "args": []}),
+        )
+        .await;
+    browser.quit().await;
+    assert_eq!(shown["role"], "alert", "{shown}");
+    assert_eq!(shown["visible"], true, "{shown}");
+    assert_eq!(shown["stale"], true, "{shown}");
+    assert_eq!(shown["state"], "running (stale)", "{shown}");
+    // Greyed (--muted), no longer the green of a running output.
+    assert_eq!(shown["colour"], "rgb(87, 96, 106)", "{shown}");
+    assert!(
+        shown["rate"].as_str().unwrap().ends_with("(stale)"),
+        "{shown}"
+    );
+}
