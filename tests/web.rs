@@ -1123,13 +1123,45 @@ async fn in_a_browser_a_page_whose_server_is_gone_says_it_is_stale() {
     let browser = Driver::start().await;
     sign_in(&browser, &server, "/").await;
     browser
-        .wait_text("tr[data-output=watched] td.state-cell", "running", |t| {
+        .wait_text("tr[data-output=watched] .state", "running", |t| {
             t.trim() == "running"
         })
         .await;
     // A refresh succeeded, with no banner.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(browser.text("#stale-banner").await, "");
+    // Refreshes that fail show the banner; one that succeeds again
+    // removes it and the marks.
+    let script = |script: &'static str| {
+        let browser = &browser;
+        async move {
+            browser
+                .call(
+                    reqwest::Method::POST,
+                    &browser.at("/execute/sync"),
+                    json!({"script": script, "args": []}),
+                )
+                .await
+        }
+    };
+    script(
+        "window.realFetch = window.fetch; \
+         window.fetch = function () { return Promise.reject(new Error('down')); };",
+    )
+    .await;
+    browser
+        .wait_text("#stale-banner", "the stale banner", |t| !t.is_empty())
+        .await;
+    script("window.fetch = window.realFetch;").await;
+    browser
+        .wait_text("#stale-banner", "the banner to go", |t| t.is_empty())
+        .await;
+    let state = browser.text("tr[data-output=watched] .state").await;
+    assert_eq!(state, "running", "no stale mark once refreshed");
+    assert_eq!(
+        script("return document.querySelectorAll('#live.stale, .stale-mark').length;").await,
+        0
+    );
     server.stop().await;
 
     let banner = browser
