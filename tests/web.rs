@@ -1048,7 +1048,7 @@ async fn in_a_browser_the_overview_shows_received_and_delivered_rates() {
             "/api/v1/outputs",
             &json!({"name": "refused", "kind": "http", "parameters": [
                 {"name": "http_url", "type": "string", "value": closed},
-                {"name": "max_buffer_size", "type": "number", "value": "1"}]}),
+                {"name": "max_buffer_size", "type": "number", "value": "50"}]}),
         )
         .await;
     assert_eq!(response.status(), 201);
@@ -1059,18 +1059,43 @@ async fn in_a_browser_the_overview_shows_received_and_delivered_rates() {
     let headers = browser.text("#outputs thead").await;
     assert!(headers.contains("Received/s"), "{headers}");
     assert!(headers.contains("Delivered/s"), "{headers}");
-    // Events are posted until both outputs have received some in the last
-    // sample and the file output has delivered some.
-    let cell = |output: &'static str, rate: &'static str| {
+    // Events are posted until both outputs have received some and the file
+    // output has delivered some, as the sparklines' summaries say ("... at
+    // most 12.5 over the last 10 s"): the http output reads one batch per
+    // retry, so its latest rate is mostly 0.
+    let most = |output: &'static str, rate: &'static str| {
         let browser = &browser;
         async move {
-            rate_in(
-                &browser
-                    .text(&format!("tr[data-output={output}] td.rate.{rate}"))
-                    .await,
-            )
+            let label = browser
+                .call(
+                    reqwest::Method::POST,
+                    &browser.at("/execute/sync"),
+                    json!({"script": "var e = document.querySelector(arguments[0]); \
+                        return e ? e.getAttribute('aria-label') : '';",
+                        "args": [format!("tr[data-output={output}] td.rate.{rate} svg")]}),
+                )
+                .await;
+            let label = label.as_str().unwrap_or_default().to_owned();
+            let max = label
+                .split("at most ")
+                .nth(1)
+                .map_or(-1.0, |rest| rate_in(rest));
+            (max, label)
         }
     };
+    // A rate needs two samples: no event is posted before the sampler has
+    // seen both outputs twice, so the first batch shows as a rise.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for output in ["delivers", "refused"] {
+        loop {
+            let (_, label) = most(output, "received").await;
+            if label.contains("over the last") && !label.ends_with(" 0 s") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no samples yet: {label}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut host_id = 1;
     loop {
@@ -1078,22 +1103,23 @@ async fn in_a_browser_the_overview_shows_received_and_delivered_rates() {
         host_id += 20;
         server.post_events(&events).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let (file_in, file_out) = (
-            cell("delivers", "received").await,
-            cell("delivers", "delivered").await,
-        );
-        let (http_in, http_out) = (
-            cell("refused", "received").await,
-            cell("refused", "delivered").await,
-        );
-        if file_in > 0.0 && file_out > 0.0 && http_in > 0.0 {
-            assert_eq!(http_out, 0.0, "the refused output delivers nothing");
+        let file_in = most("delivers", "received").await;
+        let file_out = most("delivers", "delivered").await;
+        let http_in = most("refused", "received").await;
+        if file_in.0 > 0.0 && file_out.0 > 0.0 && http_in.0 > 0.0 {
+            let http_out = most("refused", "delivered").await;
+            assert_eq!(
+                http_out.0, 0.0,
+                "the refused output delivers nothing: {http_out:?}"
+            );
+            assert!(http_out.1.contains("events/s delivered"), "{http_out:?}");
+            assert!(http_in.1.contains("events/s received"), "{http_in:?}");
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "rates: delivers {file_in}/{file_out}, refused {http_in}/{http_out}"
-        );
+        if Instant::now() >= deadline {
+            let status = server.status("refused").await;
+            panic!("rates: delivers {file_in:?}/{file_out:?}, refused {http_in:?}: {status:#}");
+        }
     }
     let refused = browser
         .text("tr[data-output=refused] td.rate.delivered")
