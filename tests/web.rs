@@ -1076,10 +1076,7 @@ async fn in_a_browser_the_overview_shows_received_and_delivered_rates() {
                 )
                 .await;
             let label = label.as_str().unwrap_or_default().to_owned();
-            let max = label
-                .split("at most ")
-                .nth(1)
-                .map_or(-1.0, |rest| rate_in(rest));
+            let max = label.split("at most ").nth(1).map_or(-1.0, rate_in);
             (max, label)
         }
     };
