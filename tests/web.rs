@@ -1018,3 +1018,214 @@ async fn in_a_browser_a_failed_flush_shows_as_a_red_bar_of_visible_height() {
     assert!(title.contains(" since "), "{measured}");
     server.stop().await;
 }
+
+/// The rate cell's number (`12.5`, or `12.5 (stale)`), as a float.
+fn rate_in(text: &str) -> f64 {
+    text.split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(-1.0)
+}
+
+async fn sign_in(browser: &Driver, server: &Server, path: &str) {
+    browser.goto(&server.url(path)).await;
+    browser.type_into("#user", "admin").await;
+    browser.type_into("#password", ADMIN_PASSWORD).await;
+    browser.click("#login").await;
+}
+
+#[tokio::test]
+async fn in_a_browser_the_overview_shows_received_and_delivered_rates() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    server
+        .create_file_output("delivers", &dir.path().join("out.log"), json!({}))
+        .await;
+    // Nothing listens on this port: the http output receives, never delivers.
+    let closed = format!("http://127.0.0.1:{}/", free_port());
+    let response = server
+        .post_json(
+            "/api/v1/outputs",
+            &json!({"name": "refused", "kind": "http", "parameters": [
+                {"name": "http_url", "type": "string", "value": closed},
+                {"name": "max_buffer_size", "type": "number", "value": "50"}]}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+
+    let browser = Driver::start().await;
+    sign_in(&browser, &server, "/").await;
+    browser.find("tr[data-output=refused]").await;
+    let headers = browser.text("#outputs thead").await;
+    assert!(headers.contains("Received/s"), "{headers}");
+    assert!(headers.contains("Delivered/s"), "{headers}");
+    // Events are posted until both outputs have received some and the file
+    // output has delivered some, as the sparklines' summaries say ("... at
+    // most 12.5 over the last 10 s"): the http output reads one batch per
+    // retry, so its latest rate is mostly 0.
+    let most = |output: &'static str, rate: &'static str| {
+        let browser = &browser;
+        async move {
+            let label = browser
+                .call(
+                    reqwest::Method::POST,
+                    &browser.at("/execute/sync"),
+                    json!({"script": "var e = document.querySelector(arguments[0]); \
+                        return e ? e.getAttribute('aria-label') : '';",
+                        "args": [format!("tr[data-output={output}] td.rate.{rate} svg")]}),
+                )
+                .await;
+            let label = label.as_str().unwrap_or_default().to_owned();
+            let max = label.split("at most ").nth(1).map_or(-1.0, rate_in);
+            (max, label)
+        }
+    };
+    // A rate needs two samples: no event is posted before the sampler has
+    // seen both outputs twice, so the first batch shows as a rise.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for output in ["delivers", "refused"] {
+        loop {
+            let (_, label) = most(output, "received").await;
+            if label.contains("over the last") && !label.ends_with(" 0 s") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no samples yet: {label}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut host_id = 1;
+    loop {
+        let events: Vec<Value> = (0..20).map(|i| host_status(host_id + i, 1, "x")).collect();
+        host_id += 20;
+        server.post_events(&events).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let file_in = most("delivers", "received").await;
+        let file_out = most("delivers", "delivered").await;
+        let http_in = most("refused", "received").await;
+        if file_in.0 > 0.0 && file_out.0 > 0.0 && http_in.0 > 0.0 {
+            let http_out = most("refused", "delivered").await;
+            assert_eq!(
+                http_out.0, 0.0,
+                "the refused output delivers nothing: {http_out:?}"
+            );
+            assert!(http_out.1.contains("events/s delivered"), "{http_out:?}");
+            assert!(http_in.1.contains("events/s received"), "{http_in:?}");
+            break;
+        }
+        if Instant::now() >= deadline {
+            let status = server.status("refused").await;
+            panic!("rates: delivers {file_in:?}/{file_out:?}, refused {http_in:?}: {status:#}");
+        }
+    }
+    let refused = browser
+        .text("tr[data-output=refused] td.rate.delivered")
+        .await;
+    assert_eq!(refused.trim(), "0.0", "{refused}");
+    browser.screenshot("09-overview-rates").await;
+
+    // The detail page shows both as well.
+    browser.goto(&server.url("/outputs/refused")).await;
+    let delivered = browser.text("#r-delivered").await;
+    assert_eq!(delivered.trim(), "0.0", "{delivered}");
+    assert!(rate_in(&browser.text("#r-received").await) >= 0.0);
+    browser.quit().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn in_a_browser_a_page_whose_server_is_gone_says_it_is_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    server
+        .create_file_output("watched", &dir.path().join("out.log"), json!({}))
+        .await;
+    server
+        .wait_status("watched", "running", |s| s["state"] == "running")
+        .await;
+    let browser = Driver::start().await;
+    sign_in(&browser, &server, "/").await;
+    browser
+        .wait_text("tr[data-output=watched] .state", "running", |t| {
+            t.trim() == "running"
+        })
+        .await;
+    // A refresh succeeded, with no banner.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(browser.text("#stale-banner").await, "");
+    // Refreshes that fail show the banner; one that succeeds again
+    // removes it and the marks.
+    let script = |script: &'static str| {
+        let browser = &browser;
+        async move {
+            browser
+                .call(
+                    reqwest::Method::POST,
+                    &browser.at("/execute/sync"),
+                    json!({"script": script, "args": []}),
+                )
+                .await
+        }
+    };
+    script(
+        "window.realFetch = window.fetch; \
+         window.fetch = function () { return Promise.reject(new Error('down')); };",
+    )
+    .await;
+    browser
+        .wait_text("#stale-banner", "the stale banner", |t| !t.is_empty())
+        .await;
+    script("window.fetch = window.realFetch;").await;
+    browser
+        .wait_text("#stale-banner", "the banner to go", |t| t.is_empty())
+        .await;
+    let state = browser.text("tr[data-output=watched] .state").await;
+    assert_eq!(state, "running", "no stale mark once refreshed");
+    assert_eq!(
+        script("return document.querySelectorAll('#live.stale, .stale-mark').length;").await,
+        0
+    );
+    server.stop().await;
+
+    let banner = browser
+        .wait_text("#stale-banner", "the stale banner", |t| !t.is_empty())
+        .await;
+    browser.screenshot("10-overview-stale").await;
+    let rest = banner
+        .strip_prefix("Connection lost, last update ")
+        .unwrap_or_else(|| panic!("{banner}"));
+    let clock = &rest[..8];
+    assert!(
+        clock.chars().enumerate().all(|(i, c)| if i == 2 || i == 5 {
+            c == ':'
+        } else {
+            c.is_ascii_digit()
+        }),
+        "{banner}"
+    );
+    assert!(rest[8..].starts_with(" UTC"), "{banner}");
+    let shown = browser
+        .call(
+            reqwest::Method::POST,
+            &browser.at("/execute/sync"),
+            json!({"script": "var b = document.getElementById('stale-banner'); \
+                var s = document.querySelector('tr[data-output=watched] td.state-cell'); \
+                return {role: b.getAttribute('role'), visible: b.getBoundingClientRect().height > 0, \
+                  stale: document.getElementById('live').classList.contains('stale'), \
+                  state: s.innerText, colour: getComputedStyle(s.querySelector('.state')).color, \
+                  rate: document.querySelector('tr[data-output=watched] td.rate.received').innerText};",
+                "args": []}),
+        )
+        .await;
+    browser.quit().await;
+    assert_eq!(shown["role"], "alert", "{shown}");
+    assert_eq!(shown["visible"], true, "{shown}");
+    assert_eq!(shown["stale"], true, "{shown}");
+    assert_eq!(shown["state"], "running (stale)", "{shown}");
+    // Greyed (--muted), no longer the green of a running output.
+    assert_eq!(shown["colour"], "rgb(87, 96, 106)", "{shown}");
+    assert!(
+        shown["rate"].as_str().unwrap().ends_with("(stale)"),
+        "{shown}"
+    );
+}

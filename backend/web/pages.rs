@@ -91,18 +91,27 @@ pub struct Spark {
 const SPARK_W: f64 = 120.0;
 const SPARK_H: f64 = 24.0;
 
-fn spark(ctx: &Context, series: &str) -> Spark {
-    let values = ctx.rates.per_second(series);
+fn spark(values: Vec<f64>, what: &str) -> Spark {
     let current = values.last().copied().unwrap_or(0.0);
     let max = values.iter().cloned().fold(0.0_f64, f64::max);
     Spark {
         points: sparkline_points(&values, SPARK_W, SPARK_H),
         current: format!("{current:.1}"),
         summary: format!(
-            "{current:.1} events/s now, at most {max:.1} over the last {} s",
+            "{current:.1} events/s {what} now, at most {max:.1} over the last {} s",
             values.len() as u64 * rates::SAMPLE_EVERY.as_secs()
         ),
     }
+}
+
+/// Events received per second (read from the journal, or by the ingest).
+fn received_spark(ctx: &Context, series: &str) -> Spark {
+    spark(ctx.rates.per_second(series), "received")
+}
+
+/// Events delivered (acknowledged by the destination) per second.
+fn delivered_spark(ctx: &Context, series: &str) -> Spark {
+    spark(ctx.rates.delivered_per_second(series), "delivered")
 }
 
 struct OutputRow {
@@ -111,6 +120,7 @@ struct OutputRow {
     state: String,
     last_error: String,
     rate: Spark,
+    delivered: Spark,
     queue_depth: u64,
     last_flush_at: String,
     last_flush_title: String,
@@ -191,7 +201,8 @@ async fn overview_body(ctx: &Context) -> Result<OverviewBody, ApiError> {
                 .as_ref()
                 .and_then(|s| s.last_error.clone())
                 .unwrap_or_default(),
-            rate: spark(ctx, &name),
+            rate: received_spark(ctx, &name),
+            delivered: delivered_spark(ctx, &name),
             queue_depth: status.as_ref().map_or(0, |s| s.queue_depth),
             last_flush_at: last_flush
                 .as_ref()
@@ -217,7 +228,7 @@ async fn overview_body(ctx: &Context) -> Result<OverviewBody, ApiError> {
     let (accepted, refused) = ctx.ingest.counts();
     Ok(OverviewBody {
         outputs,
-        ingest: spark(ctx, INGEST),
+        ingest: received_spark(ctx, INGEST),
         accepted,
         refused,
         bbdo: bbdo_rows(&ctx.inputs.snapshot()),
@@ -283,6 +294,7 @@ struct DetailBody {
     lost: u64,
     buffered: usize,
     rate: Spark,
+    delivered: Spark,
     flushes: Vec<FlushRow>,
     bars: Vec<Bar>,
     logs: Vec<ShownLogLine>,
@@ -378,7 +390,8 @@ async fn detail_body(ctx: &Context, name: &str) -> Result<DetailBody, ApiError> 
             .unwrap_or_else(|| "none".into()),
         lost: status.lost,
         buffered: status.buffered,
-        rate: spark(ctx, name),
+        rate: received_spark(ctx, name),
+        delivered: delivered_spark(ctx, name),
         bars: chart(&flushes),
         flushes: flushes
             .iter()

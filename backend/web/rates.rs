@@ -1,6 +1,9 @@
 //! Event rates for the pages, from counters sampled on the server every
 //! [`SAMPLE_EVERY`]: the overview's sparklines come from here, so a browser
-//! that was closed for an hour still sees the last minute at once.
+//! that was closed for an hour still sees the last minute at once. Each
+//! output has two series: events received (read from the journal) and
+//! events delivered (acknowledged by the destination), so that "receiving
+//! 1,000/s, delivering 0/s" shows as such.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, Weak};
@@ -18,7 +21,10 @@ pub const INGEST: &str = "\u{0}ingest";
 #[derive(Clone, Copy)]
 struct Sample {
     at: Instant,
+    /// Events received so far.
     count: u64,
+    /// Events delivered (acknowledged) so far; 0 for the ingest.
+    delivered: u64,
 }
 
 #[derive(Default)]
@@ -27,13 +33,17 @@ pub struct Rates {
 }
 
 impl Rates {
-    fn record(&self, name: &str, count: u64, at: Instant) {
+    fn record(&self, name: &str, count: u64, delivered: u64, at: Instant) {
         let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
         let samples = series.entry(name.to_owned()).or_default();
         if samples.len() == SAMPLES {
             samples.pop_front();
         }
-        samples.push_back(Sample { at, count });
+        samples.push_back(Sample {
+            at,
+            count,
+            delivered,
+        });
     }
 
     fn retain(&self, names: &[String]) {
@@ -41,8 +51,17 @@ impl Rates {
         series.retain(|k, _| k == INGEST || names.contains(k));
     }
 
-    /// Events per second between consecutive samples, oldest first.
+    /// Events received per second between consecutive samples, oldest first.
     pub fn per_second(&self, name: &str) -> Vec<f64> {
+        self.rate_of(name, |s| s.count)
+    }
+
+    /// Events delivered (acknowledged) per second, as [`Rates::per_second`].
+    pub fn delivered_per_second(&self, name: &str) -> Vec<f64> {
+        self.rate_of(name, |s| s.delivered)
+    }
+
+    fn rate_of(&self, name: &str, count: impl Fn(&Sample) -> u64) -> Vec<f64> {
         let series = self.series.lock().unwrap_or_else(|e| e.into_inner());
         let Some(samples) = series.get(name) else {
             return Vec::new();
@@ -53,7 +72,7 @@ impl Rates {
             .map(|(a, b)| {
                 let secs = b.at.duration_since(a.at).as_secs_f64();
                 // A counter that went down was reset (a new worker).
-                let delta = b.count.saturating_sub(a.count) as f64;
+                let delta = count(b).saturating_sub(count(a)) as f64;
                 if secs > 0.0 {
                     delta / secs
                 } else {
@@ -74,11 +93,13 @@ pub async fn sample(shared: Weak<Shared>) {
         let names = ctx.supervisor.names().await;
         for name in &names {
             if let Some(status) = ctx.supervisor.status(name).await {
-                ctx.rates.record(name, status.counters.received, now);
+                let counters = &status.counters;
+                ctx.rates
+                    .record(name, counters.received, counters.acknowledged, now);
             }
         }
         ctx.rates.retain(&names);
-        ctx.rates.record(INGEST, ctx.ingest.counts().0, now);
+        ctx.rates.record(INGEST, ctx.ingest.counts().0, 0, now);
     }
 }
 
@@ -117,11 +138,13 @@ mod tests {
     fn rates_from_samples() {
         let rates = Rates::default();
         let t = Instant::now();
-        rates.record("o", 0, t);
-        rates.record("o", 10, t + Duration::from_secs(2));
-        rates.record("o", 10, t + Duration::from_secs(4));
-        rates.record("o", 3, t + Duration::from_secs(6));
+        rates.record("o", 0, 0, t);
+        rates.record("o", 10, 0, t + Duration::from_secs(2));
+        rates.record("o", 10, 4, t + Duration::from_secs(4));
+        rates.record("o", 3, 1, t + Duration::from_secs(6));
         assert_eq!(rates.per_second("o"), vec![5.0, 0.0, 0.0]);
+        assert_eq!(rates.delivered_per_second("o"), vec![0.0, 2.0, 0.0]);
+        assert!(rates.delivered_per_second("other").is_empty());
         assert!(rates.per_second("other").is_empty());
     }
 
