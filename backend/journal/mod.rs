@@ -310,7 +310,8 @@ pub fn journal_health(
                 format!("the journal is full ({percent:.0} %): new events are refused (block)")
             }
             FullPolicy::DropOldest => format!(
-                "the journal is full ({percent:.0} %): the oldest events are dropped (drop_oldest)"
+                "the journal is full ({percent:.0} %): the oldest events are dropped, or new ones \
+                 refused while only the active segment is left (drop_oldest)"
             ),
         };
         return JournalHealth {
