@@ -370,6 +370,8 @@ pub struct JournalSettings {
     pub max_age_secs: u64,
     pub segment_bytes: u64,
     pub memory_bytes: usize,
+    /// Above this share of `max_bytes` held, the journal is `degraded`.
+    pub fill_warning: f64,
 }
 
 impl Default for JournalSettings {
@@ -383,6 +385,7 @@ impl Default for JournalSettings {
             max_age_secs: defaults.max_age.map_or(0, |d| d.as_secs()),
             segment_bytes: defaults.segment_bytes,
             memory_bytes: defaults.memory_bytes,
+            fill_warning: defaults.fill_warning,
         }
     }
 }
@@ -403,7 +406,14 @@ impl Config {
                 anyhow::bail!("journal.full_policy: `{other}` is not one of block, drop_oldest")
             }
         };
+        if !(settings.fill_warning > 0.0 && settings.fill_warning <= 1.0) {
+            anyhow::bail!(
+                "journal.fill_warning: {} is not a share between 0 (excluded) and 1",
+                settings.fill_warning
+            );
+        }
         Ok(JournalConfig {
+            fill_warning: settings.fill_warning,
             dir: self.journal_dir(),
             fsync,
             full,

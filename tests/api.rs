@@ -651,3 +651,69 @@ async fn overview_page_lists_outputs() {
     assert_eq!(server.get("/static/style.css").await.status(), 200);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_journal_held_back_past_its_warning_is_degraded_then_failing_when_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = brokerstream::config::Config {
+        data_dir: dir.path().to_owned(),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        journal: brokerstream::config::JournalSettings {
+            // Room for a few dozen events.
+            max_bytes: 4000,
+            ..Default::default()
+        },
+        bbdo: brokerstream::config::BbdoConfig::disabled(),
+        ..Default::default()
+    };
+    let server = Server::start_with(config).await;
+    // An output that cannot write keeps every event in the journal.
+    let blocked = dir.path().join("missing-dir").join("out.log");
+    server
+        .create_file_output("stuck", &blocked, json!({}))
+        .await;
+    let journal = server.get_json("/api/v1/journal").await;
+    assert_eq!(journal["health"]["state"], "ok", "{journal:#}");
+    assert_eq!(journal["fill_warning"], 0.8, "{journal:#}");
+    // One event at a time until past 80 %, and not full yet.
+    let mut journal = Value::Null;
+    for i in 1..=200 {
+        let (code, answer) = server.post_events(&[host_status(i, 0, "OK")]).await;
+        assert_eq!(code, 200, "full before the warning: {answer}");
+        journal = server.get_json("/api/v1/journal").await;
+        if journal["fill_ratio"].as_f64().unwrap() > 0.8 {
+            break;
+        }
+    }
+    assert!(journal["fill_ratio"].as_f64().unwrap() > 0.8, "{journal:#}");
+    assert_eq!(journal["health"]["state"], "degraded", "{journal:#}");
+    assert_eq!(journal["holding"][0]["name"], "stuck", "{journal:#}");
+    assert_eq!(journal["holding"][0]["unacked"], journal["events"]);
+    assert!(journal["oldest_age_secs"].as_u64().is_some(), "{journal:#}");
+    let html = server.get("/").await.text().await.unwrap();
+    assert!(html.contains("journal journal-degraded"), "{html}");
+    assert!(html.contains("held back by: stuck ("), "{html}");
+    let fragment = server.get("/fragments/overview").await;
+    assert_eq!(fragment.status(), 200);
+    assert!(fragment
+        .text()
+        .await
+        .unwrap()
+        .contains("journal journal-degraded"));
+
+    // Full: the block policy refuses new events, and says so.
+    let mut refused = false;
+    for i in 1000..1200 {
+        if server.post_events(&[host_status(i, 0, "OK")]).await.0 == 503 {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused);
+    let journal = server.get_json("/api/v1/journal").await;
+    assert_eq!(journal["health"]["state"], "failing", "{journal:#}");
+    assert!(journal["full_refusals"].as_u64().unwrap() >= 1);
+    let html = server.get("/").await.text().await.unwrap();
+    assert!(html.contains("journal journal-failing"), "{html}");
+    server.stop().await;
+}

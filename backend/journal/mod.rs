@@ -102,6 +102,9 @@ pub struct JournalConfig {
     pub segment_bytes: u64,
     /// Approximate memory used by the tail of recent events.
     pub memory_bytes: usize,
+    /// Above this share of `max_bytes` held, the journal's health is
+    /// `degraded`.
+    pub fill_warning: f64,
 }
 
 impl JournalConfig {
@@ -114,6 +117,7 @@ impl JournalConfig {
             max_age: Some(Duration::from_secs(7 * 24 * 3600)),
             segment_bytes: 64 << 20,
             memory_bytes: 64 << 20,
+            fill_warning: 0.8,
         }
     }
 }
@@ -226,6 +230,14 @@ struct State {
     total_events: u64,
     cursors: HashMap<String, cursors::CursorState>,
     cursors_dirty: bool,
+    /// Set when the full policy last acted (an append refused, or the
+    /// oldest segment dropped for room); cleared when an append finds room
+    /// without it.
+    full_acting: bool,
+    /// Appends refused because the journal was full.
+    full_refusals: u64,
+    /// Segments deleted by `drop_oldest` to make room.
+    full_drops: u64,
 }
 
 /// Numbers about the journal as a whole.
@@ -243,6 +255,83 @@ pub struct JournalInfo {
     pub oldest_seq: Option<Seq>,
     pub memory_tail_events: usize,
     pub recovery: RecoveryReport,
+    /// `bytes / max_bytes`.
+    pub fill_ratio: f64,
+    /// The share of `max_bytes` above which `health` is `degraded`.
+    pub fill_warning: f64,
+    /// How long ago the oldest event held was received.
+    pub oldest_age_secs: Option<u64>,
+    /// The outputs whose acknowledged position is in the oldest segment:
+    /// the slowest ones, which keep it from being deleted. Most pending
+    /// first.
+    pub holding: Vec<Holding>,
+    /// Appends refused because the journal was full (`block`).
+    pub full_refusals: u64,
+    /// Segments deleted to make room (`drop_oldest`).
+    pub full_drops: u64,
+    pub health: JournalHealth,
+}
+
+/// An output holding the oldest segment back.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Holding {
+    pub name: String,
+    /// Events appended that it has not acknowledged.
+    pub unacked: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthState {
+    Ok,
+    Degraded,
+    Failing,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct JournalHealth {
+    pub state: HealthState,
+    pub reason: String,
+}
+
+/// The journal's health: `failing` while the full policy acts (ingest
+/// refused under `block`, events dropped under `drop_oldest`), `degraded`
+/// above `warning` of the size limit, `ok` otherwise.
+pub fn journal_health(
+    fill_ratio: f64,
+    warning: f64,
+    full_acting: bool,
+    policy: FullPolicy,
+) -> JournalHealth {
+    let percent = fill_ratio * 100.0;
+    if full_acting {
+        let reason = match policy {
+            FullPolicy::Block => {
+                format!("the journal is full ({percent:.0} %): new events are refused (block)")
+            }
+            FullPolicy::DropOldest => format!(
+                "the journal is full ({percent:.0} %): the oldest events are dropped, or new ones \
+                 refused while only the active segment is left (drop_oldest)"
+            ),
+        };
+        return JournalHealth {
+            state: HealthState::Failing,
+            reason,
+        };
+    }
+    if fill_ratio > warning {
+        return JournalHealth {
+            state: HealthState::Degraded,
+            reason: format!(
+                "the journal is {percent:.0} % full (warning above {:.0} %)",
+                warning * 100.0
+            ),
+        };
+    }
+    JournalHealth {
+        state: HealthState::Ok,
+        reason: format!("the journal is {percent:.0} % full"),
+    }
 }
 
 /// What a cursor knows of its backlog.
@@ -309,6 +398,9 @@ impl Journal {
                 total_events,
                 cursors: recovered.cursors,
                 cursors_dirty: true,
+                full_acting: false,
+                full_refusals: 0,
+                full_drops: 0,
             }),
             head: head_tx,
             cursors_lost: recovered.cursors_lost,
@@ -575,6 +667,34 @@ impl Journal {
 
     pub fn info(&self) -> JournalInfo {
         let state = self.lock();
+        let fill_ratio = if self.config.max_bytes == 0 {
+            0.0
+        } else {
+            state.total_bytes as f64 / self.config.max_bytes as f64
+        };
+        let oldest_segment = state.segments.iter().find(|s| s.last_seq >= s.first_seq);
+        let oldest_age_secs = oldest_segment.and_then(|s| s.oldest).map(|at| {
+            SystemTime::now()
+                .duration_since(at)
+                .unwrap_or_default()
+                .as_secs()
+        });
+        let mut holding: Vec<Holding> = oldest_segment
+            .map(|segment| {
+                state
+                    .cursors
+                    .iter()
+                    .filter(|(_, c)| c.acked < segment.last_seq)
+                    .map(|(name, c)| Holding {
+                        name: name.clone(),
+                        unacked: state.head.saturating_sub(c.acked),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        holding.sort_by(|a, b| b.unacked.cmp(&a.unacked).then(a.name.cmp(&b.name)));
+        // Once outputs caught up below the warning, a refusal is history.
+        let full_acting = state.full_acting && fill_ratio > self.config.fill_warning;
         JournalInfo {
             dir: self.config.dir.clone(),
             fsync: self.config.fsync,
@@ -588,6 +708,18 @@ impl Journal {
             oldest_seq: state.oldest_seq(),
             memory_tail_events: state.tail.len(),
             recovery: self.report.clone(),
+            fill_ratio,
+            fill_warning: self.config.fill_warning,
+            oldest_age_secs,
+            holding,
+            full_refusals: state.full_refusals,
+            full_drops: state.full_drops,
+            health: journal_health(
+                fill_ratio,
+                self.config.fill_warning,
+                full_acting,
+                self.config.full,
+            ),
         }
     }
 
@@ -889,26 +1021,27 @@ impl Journal {
         // Acknowledgements release their events themselves, so there is
         // next to nothing here to free under the lock.
         let _released = self.trim(&mut state);
+        let mut acted = false;
         while state.total_bytes + needed > self.config.max_bytes {
             match self.config.full {
-                FullPolicy::Block => {
-                    return Err(AppendError::Full {
-                        max_bytes: self.config.max_bytes,
-                    })
-                }
                 FullPolicy::DropOldest if state.segments.len() > 1 => {
                     self.delete_oldest(
                         &mut state,
                         "the journal reached its size limit (drop_oldest)",
                     );
+                    state.full_drops += 1;
+                    acted = true;
                 }
-                FullPolicy::DropOldest => {
+                FullPolicy::Block | FullPolicy::DropOldest => {
+                    state.full_acting = true;
+                    state.full_refusals += 1;
                     return Err(AppendError::Full {
                         max_bytes: self.config.max_bytes,
-                    })
+                    });
                 }
             }
         }
+        state.full_acting = acted;
         Ok(())
     }
 

@@ -546,3 +546,73 @@ async fn batches_of_every_size_read_back_from_disk_intact() {
         journal.close();
     }
 }
+
+#[test]
+fn journal_health_follows_the_fill_and_the_full_policy() {
+    let state = |ratio, acting, policy| journal_health(ratio, 0.8, acting, policy).state;
+    assert_eq!(state(0.0, false, FullPolicy::Block), HealthState::Ok);
+    assert_eq!(state(0.8, false, FullPolicy::Block), HealthState::Ok);
+    assert_eq!(state(0.81, false, FullPolicy::Block), HealthState::Degraded);
+    assert_eq!(
+        state(1.0, false, FullPolicy::DropOldest),
+        HealthState::Degraded
+    );
+    assert_eq!(state(0.99, true, FullPolicy::Block), HealthState::Failing);
+    assert_eq!(
+        state(0.9, true, FullPolicy::DropOldest),
+        HealthState::Failing
+    );
+    let block = journal_health(0.99, 0.8, true, FullPolicy::Block);
+    assert!(block.reason.contains("refused"), "{}", block.reason);
+    let drop = journal_health(0.9, 0.8, true, FullPolicy::DropOldest);
+    assert!(drop.reason.contains("dropped"), "{}", drop.reason);
+    let degraded = journal_health(0.85, 0.8, false, FullPolicy::Block);
+    assert!(degraded.reason.contains("85 %"), "{}", degraded.reason);
+}
+
+#[tokio::test]
+async fn info_reports_the_fill_the_holders_and_a_refusing_full_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(JournalConfig {
+        max_bytes: 16 * 1024,
+        ..config(dir.path())
+    })
+    .unwrap();
+    let mut fast = journal.cursor("fast", StartAt::Head);
+    let _stuck = journal.cursor("stuck", StartAt::Head);
+    let info = journal.info();
+    assert_eq!(info.health.state, HealthState::Ok);
+    assert_eq!(info.oldest_age_secs, None);
+    assert!(info.holding.is_empty());
+    let mut refused = false;
+    for chunk in 0..100 {
+        match journal
+            .append((chunk * 10..chunk * 10 + 10).map(metric).collect())
+            .await
+        {
+            Ok(seq) => {
+                fast.read(100);
+                fast.ack(seq);
+            }
+            Err(AppendError::Full { .. }) => {
+                refused = true;
+                break;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(refused);
+    let info = journal.info();
+    assert!(info.fill_ratio > 0.8 && info.fill_ratio <= 1.0, "{info:?}");
+    assert_eq!(info.health.state, HealthState::Failing, "{info:?}");
+    assert!(info.full_refusals >= 1);
+    assert_eq!(info.oldest_age_secs, Some(0));
+    assert_eq!(
+        info.holding,
+        vec![Holding {
+            name: "stuck".into(),
+            unacked: info.head_seq
+        }]
+    );
+    journal.close();
+}

@@ -136,6 +136,56 @@ struct OverviewBody {
     accepted: u64,
     refused: u64,
     bbdo: Vec<BbdoRow>,
+    journal: JournalLine,
+}
+
+/// The journal's fill against its limit, as `GET /api/v1/journal` gives it.
+struct JournalLine {
+    /// `ok`, `degraded` or `failing`.
+    state: String,
+    reason: String,
+    /// `3.2 MiB of 1024.0 MiB (0 %), 1200 events, oldest 0:05 old`.
+    summary: String,
+    /// `output-a (120 pending), output-b (3 pending)`; empty when nothing
+    /// is held back.
+    holding: String,
+}
+
+/// Bytes in MiB, or KiB below one MiB.
+fn size(bytes: u64) -> String {
+    if bytes < 1 << 20 {
+        format!("{:.1} KiB", bytes as f64 / 1024.0)
+    } else {
+        format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
+    }
+}
+
+fn journal_line(info: &crate::journal::JournalInfo) -> JournalLine {
+    let mut summary = format!(
+        "{} of {} ({:.0} %), {} events",
+        size(info.bytes),
+        size(info.max_bytes),
+        info.fill_ratio * 100.0,
+        info.events
+    );
+    if let Some(age) = info.oldest_age_secs {
+        summary.push_str(&format!(", oldest {}:{:02} old", age / 3600, age / 60 % 60));
+    }
+    let holding = info
+        .holding
+        .iter()
+        .map(|h| format!("{} ({} pending)", h.name, h.unacked))
+        .collect::<Vec<_>>()
+        .join(", ");
+    JournalLine {
+        state: serde_json::to_value(info.health.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        reason: info.health.reason.clone(),
+        summary,
+        holding,
+    }
 }
 
 /// One BBDO connection still open, as `GET /api/v1/inputs` describes it.
@@ -232,6 +282,7 @@ async fn overview_body(ctx: &Context) -> Result<OverviewBody, ApiError> {
         accepted,
         refused,
         bbdo: bbdo_rows(&ctx.inputs.snapshot()),
+        journal: journal_line(&ctx.journal.info()),
     })
 }
 
