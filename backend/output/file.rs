@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use tokio::fs::{File, OpenOptions};
 use tokio::io::AsyncWriteExt;
 
+use super::delivery::DeliveryError;
 use super::{OutputSpec, Template};
 use crate::cache::Cache;
 use crate::event::Event;
@@ -93,7 +94,7 @@ impl FileSink {
         }
     }
 
-    async fn open(&mut self) -> Result<&mut File, String> {
+    async fn open(&mut self) -> Result<&mut File, DeliveryError> {
         if self.file.is_none() {
             let file = OpenOptions::new()
                 .create(true)
@@ -101,25 +102,42 @@ impl FileSink {
                 .read(true)
                 .open(&self.path)
                 .await
-                .map_err(|e| format!("cannot open {}: {e}", self.path.display()))?;
-            cut_torn_tail(&file)
-                .await
-                .map_err(|e| format!("cannot repair {}: {e}", self.path.display()))?;
+                .map_err(|e| {
+                    let message = format!("cannot open {}: {e}", self.path.display());
+                    // A missing directory or a denied path waits for an
+                    // operator; anything else (a full table of open files)
+                    // may pass.
+                    match e.kind() {
+                        std::io::ErrorKind::NotFound
+                        | std::io::ErrorKind::PermissionDenied
+                        | std::io::ErrorKind::IsADirectory
+                        | std::io::ErrorKind::NotADirectory
+                        | std::io::ErrorKind::ReadOnlyFilesystem => {
+                            DeliveryError::Misconfigured(message)
+                        }
+                        _ => DeliveryError::Unavailable(message),
+                    }
+                })?;
+            cut_torn_tail(&file).await.map_err(|e| {
+                DeliveryError::Unavailable(format!("cannot repair {}: {e}", self.path.display()))
+            })?;
             self.file = Some(file);
         }
         // Just set above when it was None.
-        self.file.as_mut().ok_or_else(|| "file not open".to_owned())
+        self.file
+            .as_mut()
+            .ok_or_else(|| DeliveryError::Unavailable("file not open".to_owned()))
     }
 
     /// Opens the file if it is not, so that a bad path shows at start.
-    pub async fn check(&mut self) -> Result<(), String> {
+    pub async fn check(&mut self) -> Result<(), DeliveryError> {
         self.open().await.map(|_| ())
     }
 
     /// Appends `bytes` and waits until they are on disk: a batch is only
     /// acknowledged once it would survive a crash. A write that fails
     /// halfway is cut off again, so a retry never leaves a torn line.
-    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), DeliveryError> {
         let path = self.path.clone();
         let file = self.open().await?;
         let before = file.metadata().await.map(|m| m.len()).ok();
@@ -134,7 +152,10 @@ impl FileSink {
                 let _ = file.set_len(len).await;
             }
             self.file = None;
-            return Err(format!("cannot write to {}: {e}", path.display()));
+            return Err(DeliveryError::Unavailable(format!(
+                "cannot write to {}: {e}",
+                path.display()
+            )));
         }
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! parameters), the kinds brokerstream can run with their parameter schemas,
 //! and the supervisor that keeps one worker running per enabled output.
 
+pub mod delivery;
 pub mod elasticsearch;
 mod file;
 pub mod http;
@@ -550,6 +551,7 @@ mod tests {
             events: 0,
             bytes: 0,
             duration_ms: 0.0,
+            outcome: status::FlushOutcome::Failed,
             result: "refused pass".into(),
         };
         status.record_flush(record);

@@ -309,6 +309,7 @@ mod tests {
             let Verdict::Retry(error) = judged(status, body) else {
                 panic!("{body} is not retried");
             };
+            let error = error.to_string();
             assert!(error.starts_with(&format!("HTTP {status}")), "{error}");
         }
     }
