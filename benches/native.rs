@@ -13,6 +13,7 @@ use brokerstream::event::Event;
 use brokerstream::output::http::HttpSink;
 use brokerstream::output::influxdb::encoder::{Encoder, Precision};
 use brokerstream::output::influxdb::Influx;
+use brokerstream::output::sink::Sink as _;
 use brokerstream::output::{OutputSpec, ParamType, Parameter};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 

@@ -2,13 +2,112 @@
 
 use std::path::PathBuf;
 
+use futures::future::BoxFuture;
 use tokio::fs::{File, OpenOptions};
 use tokio::io::AsyncWriteExt;
 
 use super::delivery::DeliveryError;
-use super::{OutputSpec, Template};
+use super::schema::{Kind, ParamSchema, BUFFER_AGE, BUFFER_SIZE};
+use super::sink::{BuildContext, Sink};
+use super::{FieldErrors, OutputSpec, ParamType, Template};
 use crate::cache::Cache;
 use crate::event::Event;
+
+pub static KIND: Kind = Kind::batches(
+    "file",
+    "Appends events to a file: one JSON object per line, or a line built from a template.",
+    PARAMETERS,
+    check,
+    build,
+);
+
+const PARAMETERS: &[ParamSchema] = &[
+    ParamSchema {
+        name: "path",
+        ty: ParamType::String,
+        required: true,
+        default: None,
+        help: "The file to append to; created if missing (its directory must exist).",
+        secret: false,
+        choices: &[],
+        min: None,
+    },
+    ParamSchema {
+        name: "format",
+        ty: ParamType::String,
+        required: false,
+        default: Some("json"),
+        help: "`json`: one event per line in its JSON form. `template`: one line per event from `template`.",
+        secret: false,
+        choices: &["json", "template"],
+        min: None,
+    },
+    ParamSchema {
+        name: "template",
+        ty: ParamType::String,
+        required: false,
+        default: None,
+        help: "With format `template`: the line, with `{field}` placeholders and cache names such as `{cache.host.name}` and `{cache.service.description}`; `{{` and `}}` are literal braces.",
+        secret: false,
+        choices: &[],
+        min: None,
+    },
+    BUFFER_SIZE,
+    BUFFER_AGE,
+];
+
+fn check(spec: &OutputSpec, errors: &mut FieldErrors) {
+    let format = spec.parameter("format").map(|p| p.value.as_str());
+    let template = spec.parameter("template");
+    match (format, template) {
+        (Some("template"), None) => {
+            errors.add("parameters.template", "is required with format `template`")
+        }
+        (Some("template"), Some(t)) => {
+            if let Err(e) = Template::parse(&t.value) {
+                errors.add("parameters.template", e);
+            }
+        }
+        (_, Some(_)) => errors.add("parameters.template", "is only used with format `template`"),
+        _ => {}
+    }
+    if spec
+        .parameter("path")
+        .is_some_and(|p| p.value.trim().is_empty())
+    {
+        errors.add("parameters.path", "must not be empty");
+    }
+}
+
+fn build(spec: &OutputSpec, _: &BuildContext) -> Result<Box<dyn Sink>, String> {
+    let path = spec
+        .parameter("path")
+        .map(|p| p.value.clone())
+        .ok_or("a `file` output needs a `path` parameter")?;
+    Ok(Box::new(FileOutput {
+        format: LineFormat::from_spec(spec)?,
+        file: FileSink::new(path),
+    }))
+}
+
+struct FileOutput {
+    format: LineFormat,
+    file: FileSink,
+}
+
+impl Sink for FileOutput {
+    fn encode(&mut self, event: &Event, cache: &Cache, out: &mut Vec<u8>) {
+        self.format.encode(event, cache, out);
+    }
+
+    fn check(&mut self) -> BoxFuture<'_, Result<(), DeliveryError>> {
+        Box::pin(self.file.check())
+    }
+
+    fn send<'a>(&'a mut self, batch: &'a [u8]) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(self.file.write(batch))
+    }
+}
 
 /// How an event becomes a line.
 pub enum LineFormat {

@@ -427,7 +427,8 @@ impl Supervisor {
         let deadletter_dir = Arc::clone(&self.deadletter_dir);
         // Created before answering the request that made the output, so that
         // the events posted right after are its own.
-        let lua_cursor = (spec.kind == "lua").then(|| journal.cursor(&spec.name, StartAt::Head));
+        let runs_script = super::kinds::find(&spec.kind).is_some_and(|kind| kind.script);
+        let lua_cursor = runs_script.then(|| journal.cursor(&spec.name, StartAt::Head));
         let interrupt = lua_cursor.is_some().then(Interrupt::new);
         let script_interrupt = interrupt.clone();
         let task = tokio::spawn(async move {

@@ -12,15 +12,15 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::sleep_until;
 
 use super::delivery::DeliveryError;
-use super::file::{FileSink, LineFormat};
-use super::http::{HttpSink, SendReport, Service};
+use super::kinds;
+use super::sink::{BuildContext, Sink};
 use super::status::{
     backoff, FlushOutcome, FlushReason, FlushRecord, OutputState, OutputStatus, StatusWriter,
 };
 use super::tail::{Stage, Tail};
 use super::{BatchSettings, OutputSpec, Secrets};
 use crate::cache::Cache;
-use crate::event::{Event, Filter};
+use crate::event::Filter;
 use crate::journal::{Cursor, Entry, Seq};
 
 pub const RETRY_BASE: Duration = Duration::from_millis(250);
@@ -31,83 +31,11 @@ pub enum Command {
     Stop,
 }
 
-/// Where a kind's events go. One variant per native kind.
-enum Sink {
-    File { format: LineFormat, file: FileSink },
-    Http(Box<HttpSink>),
-}
-
-impl Sink {
-    fn from_spec(spec: &OutputSpec, deadletter_dir: &Path) -> Result<Sink, String> {
-        let http = |service: Box<dyn Service>| -> Result<Sink, String> {
-            Ok(Sink::Http(Box::new(HttpSink::new(
-                spec,
-                service,
-                deadletter_dir,
-            )?)))
-        };
-        if let Some(service) = super::http_service(spec)? {
-            return http(service);
-        }
-        match spec.kind.as_str() {
-            "file" => {
-                let path = spec
-                    .parameter("path")
-                    .map(|p| p.value.clone())
-                    .ok_or("a `file` output needs a `path` parameter")?;
-                Ok(Sink::File {
-                    format: LineFormat::from_spec(spec)?,
-                    file: FileSink::new(path),
-                })
-            }
-            other => Err(format!("kind `{other}` cannot run in this version")),
-        }
-    }
-
-    fn encode(&mut self, event: &Event, cache: &Cache, out: &mut Vec<u8>) {
-        match self {
-            Sink::File { format, .. } => format.encode(event, cache, out),
-            Sink::Http(sink) => sink.encode(event, cache, out),
-        }
-    }
-
-    async fn check(&mut self) -> Result<(), DeliveryError> {
-        match self {
-            Sink::File { file, .. } => file.check().await,
-            // Nothing to open: a destination that is down shows at the
-            // first flush, and is retried like any failed flush.
-            Sink::Http(_) => Ok(()),
-        }
-    }
-
-    async fn send(&mut self, bytes: &[u8]) -> Result<(), DeliveryError> {
-        match self {
-            Sink::File { file, .. } => file.write(bytes).await,
-            Sink::Http(sink) => sink.send(bytes).await,
-        }
-    }
-
-    /// What the last exchanges left for the status.
-    fn take_report(&mut self) -> SendReport {
-        match self {
-            Sink::File { .. } => SendReport::default(),
-            Sink::Http(sink) => sink.take_report(),
-        }
-    }
-
-    /// The batch was acknowledged: whatever the sink kept about it goes.
-    fn reset(&mut self) {
-        if let Sink::Http(sink) = self {
-            sink.reset();
-        }
-    }
-}
-
 pub struct Worker<'a> {
     name: String,
     filter: Filter,
     settings: BatchSettings,
-    sink: Sink,
+    sink: Box<dyn Sink>,
     cursor: Cursor,
     cache: Arc<Cache>,
     /// Borrowed from the task that runs the worker, so that it outlives a
@@ -152,7 +80,10 @@ impl<'a> Worker<'a> {
         deadletter_dir: &Path,
     ) -> Result<Worker<'a>, String> {
         let filter = Filter::parse(&spec.filters).map_err(|e| e.to_string())?;
-        let sink = Sink::from_spec(spec, deadletter_dir)?;
+        let build = kinds::find(&spec.kind)
+            .and_then(kinds::Kind::build)
+            .ok_or_else(|| format!("kind `{}` cannot run in this version", spec.kind))?;
+        let sink = build(spec, &BuildContext { deadletter_dir })?;
         // Whatever the previous worker read without acknowledging comes again.
         cursor.rewind();
         Ok(Worker {

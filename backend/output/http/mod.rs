@@ -16,8 +16,11 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONT
 use reqwest::{Client, Url};
 use time::OffsetDateTime;
 
+use futures::future::BoxFuture;
+
 use super::delivery::DeliveryError;
-use super::kinds::ParamSchema;
+use super::schema::ParamSchema;
+use super::sink::{BuildContext, SendReport, Sink};
 use super::{OutputSpec, ParamType, Secrets};
 use crate::cache::Cache;
 use crate::event::Event;
@@ -32,7 +35,7 @@ const fn string(
     default: Option<&'static str>,
     help: &'static str,
 ) -> ParamSchema {
-    super::kinds::string_param(name, false, default, &[], help)
+    super::schema::string_param(name, false, default, &[], help)
 }
 
 const fn switch(name: &'static str, default: &'static str, help: &'static str) -> ParamSchema {
@@ -375,17 +378,6 @@ impl DeadLetter {
     }
 }
 
-/// What an HTTP exchange leaves for the output's status.
-#[derive(Debug, Default, PartialEq)]
-pub struct SendReport {
-    /// The status code and the start of the body of the last answer.
-    pub response: Option<(u16, String)>,
-    /// Events dead-lettered since the report was last taken, and the last
-    /// reason.
-    pub dead_lettered: u64,
-    pub dead_letter_reason: Option<String>,
-}
-
 /// An HTTP output's half of the worker: keeps where each event's record
 /// starts in the batch, sends the records still owed, and settles each one
 /// as delivered, dead-lettered or to be sent again.
@@ -426,25 +418,6 @@ impl HttpSink {
         })
     }
 
-    pub fn encode(&mut self, event: &Event, cache: &Cache, out: &mut Vec<u8>) {
-        let before = out.len();
-        self.service.encode(event, cache, out);
-        if out.len() > before {
-            self.ends.push(out.len());
-        }
-    }
-
-    /// Forgets the batch once the worker acknowledged it.
-    pub fn reset(&mut self) {
-        self.ends.clear();
-        self.owed = None;
-    }
-
-    /// What the exchanges since the last call left for the status.
-    pub fn take_report(&mut self) -> SendReport {
-        std::mem::take(&mut self.report)
-    }
-
     fn record<'a>(&self, bytes: &'a [u8], index: usize) -> &'a [u8] {
         let start = if index == 0 { 0 } else { self.ends[index - 1] };
         bytes.get(start..self.ends[index]).unwrap_or_default()
@@ -469,7 +442,7 @@ impl HttpSink {
     /// Sends what is owed of the batch. `Ok` means every record is settled
     /// (delivered or dead-lettered) and the batch may be acknowledged;
     /// `Err` keeps what is still owed for the retry.
-    pub async fn send(&mut self, bytes: &[u8]) -> Result<(), DeliveryError> {
+    async fn deliver(&mut self, bytes: &[u8]) -> Result<(), DeliveryError> {
         let owed: Vec<usize> = match &self.owed {
             Some(owed) => owed.clone(),
             None => (0..self.ends.len()).collect(),
@@ -559,6 +532,50 @@ impl HttpSink {
             body: body.to_vec(),
         })
     }
+}
+
+impl Sink for HttpSink {
+    fn encode(&mut self, event: &Event, cache: &Cache, out: &mut Vec<u8>) {
+        let before = out.len();
+        self.service.encode(event, cache, out);
+        if out.len() > before {
+            self.ends.push(out.len());
+        }
+    }
+
+    /// Nothing to open: a destination that is down shows at the first
+    /// flush, and is retried like any failed flush.
+    fn check(&mut self) -> BoxFuture<'_, Result<(), DeliveryError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn send<'a>(&'a mut self, batch: &'a [u8]) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(self.deliver(batch))
+    }
+
+    fn take_report(&mut self) -> SendReport {
+        std::mem::take(&mut self.report)
+    }
+
+    /// Forgets the batch once the worker acknowledged it.
+    fn reset(&mut self) {
+        self.ends.clear();
+        self.owed = None;
+    }
+}
+
+/// The sink of an HTTP kind: `service` encodes and builds the requests,
+/// the sink sends them and settles each record.
+pub fn sink(
+    spec: &OutputSpec,
+    context: &BuildContext,
+    service: impl Service + 'static,
+) -> Result<Box<dyn Sink>, String> {
+    Ok(Box::new(HttpSink::new(
+        spec,
+        Box::new(service),
+        context.deadletter_dir,
+    )?))
 }
 
 /// A reqwest error with its causes, without the URL's query (which may hold
