@@ -13,7 +13,8 @@ use brokerstream::event::Event;
 use brokerstream::output::http::HttpSink;
 use brokerstream::output::influxdb::encoder::{Encoder, Precision};
 use brokerstream::output::influxdb::Influx;
-use brokerstream::output::{OutputSpec, OutputState, OutputStatus, ParamType, Parameter};
+use brokerstream::output::sink::Sink as _;
+use brokerstream::output::{OutputSpec, ParamType, Parameter};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 const HOSTS: i64 = 300;
@@ -109,14 +110,9 @@ fn end_to_end(c: &mut Criterion) {
         param("influx_database", ParamType::String, "bench".into()),
     ];
     let dir = tempfile::tempdir().expect("temporary directory");
-    let status = std::sync::Arc::new(std::sync::Mutex::new(OutputStatus::new(
-        "bench",
-        OutputState::Running,
-    )));
     let service = Influx::from_spec(&spec).expect("influx settings");
-    let mut sink = runtime.block_on(async {
-        HttpSink::new(&spec, Box::new(service), dir.path(), status).expect("sink")
-    });
+    let mut sink = runtime
+        .block_on(async { HttpSink::new(&spec, Box::new(service), dir.path()).expect("sink") });
     let mut group = c.benchmark_group("influxdb");
     group.throughput(Throughput::Elements(events.len() as u64));
     let mut out = Vec::with_capacity(128 * 1024);

@@ -1055,6 +1055,28 @@ async fn a_looping_script_is_stopped_when_its_output_is_deleted() {
     for name in ["lua:spin-write", "lua:spin-init"] {
         assert!(threads.iter().any(|t| t == name), "{threads:?}");
     }
+    // A worker that takes a while to stop holds up no reader: its status
+    // and the list answer while the restart waits for the script (a
+    // second's grace, then the interruption).
+    let empty = json!({});
+    let restart = server.send_json(Method::POST, "/api/v1/outputs/spin-write/restart", &empty);
+    let mut restart = Box::pin(restart);
+    let readers = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let status = server.get_json("/api/v1/outputs/spin-write/status").await;
+        let list = server.get("/api/v1/outputs").await.status();
+        (status, list)
+    };
+    tokio::select! {
+        biased;
+        _ = &mut restart => panic!("the restart answered first: the readers waited for it"),
+        (status, list) = readers => {
+            assert_eq!(status["name"], "spin-write", "{status}");
+            assert_eq!(list, 200);
+        }
+    }
+    assert_eq!(restart.await.status(), 200);
+    drop(empty);
     for name in ["spin-write", "spin-init"] {
         let response = server
             .send_json(

@@ -444,6 +444,8 @@ async fn http_5xx_and_429_are_retried_then_acknowledged() {
         // filtered events are.
         assert_eq!(status["counters"]["acknowledged"], 2, "{status:#}");
         assert_eq!(status["state"], "retrying");
+        // The destination's own trouble: waiting mends it.
+        assert_eq!(status["last_error_kind"], "unavailable", "{status:#}");
     }
     let status = wait_written(&server, "flaky", 2).await;
     assert_eq!(status["counters"]["acknowledged"], 4);
@@ -1060,6 +1062,7 @@ async fn config_errors_keep_the_events_until_the_destination_takes_them() {
             .await;
         assert_kept(&status, dir.path(), name, &format!("HTTP {code}"));
         assert_eq!(status["last_response_code"], *code, "{name}");
+        assert_eq!(status["last_error_kind"], "misconfigured", "{name}");
         let requests = destination.requests();
         assert!(requests.len() >= 2, "{name}");
         assert_eq!(requests[0].body, requests[1].body, "{name}");
@@ -1106,6 +1109,7 @@ async fn tls_verification_failure_keeps_the_events() {
         })
         .await;
     assert_kept(&status, dir.path(), "untrusted", "certificate");
+    assert_eq!(status["last_error_kind"], "misconfigured", "{status:#}");
     let response = server
         .send_json(
             reqwest::Method::PUT,

@@ -2,12 +2,112 @@
 
 use std::path::PathBuf;
 
+use futures::future::BoxFuture;
 use tokio::fs::{File, OpenOptions};
 use tokio::io::AsyncWriteExt;
 
-use super::{OutputSpec, Template};
+use super::delivery::DeliveryError;
+use super::schema::{Kind, ParamSchema, BUFFER_AGE, BUFFER_SIZE};
+use super::sink::{BuildContext, Sink};
+use super::{FieldErrors, OutputSpec, ParamType, Template};
 use crate::cache::Cache;
 use crate::event::Event;
+
+pub static KIND: Kind = Kind::batches(
+    "file",
+    "Appends events to a file: one JSON object per line, or a line built from a template.",
+    PARAMETERS,
+    check,
+    build,
+);
+
+const PARAMETERS: &[ParamSchema] = &[
+    ParamSchema {
+        name: "path",
+        ty: ParamType::String,
+        required: true,
+        default: None,
+        help: "The file to append to; created if missing (its directory must exist).",
+        secret: false,
+        choices: &[],
+        min: None,
+    },
+    ParamSchema {
+        name: "format",
+        ty: ParamType::String,
+        required: false,
+        default: Some("json"),
+        help: "`json`: one event per line in its JSON form. `template`: one line per event from `template`.",
+        secret: false,
+        choices: &["json", "template"],
+        min: None,
+    },
+    ParamSchema {
+        name: "template",
+        ty: ParamType::String,
+        required: false,
+        default: None,
+        help: "With format `template`: the line, with `{field}` placeholders and cache names such as `{cache.host.name}` and `{cache.service.description}`; `{{` and `}}` are literal braces.",
+        secret: false,
+        choices: &[],
+        min: None,
+    },
+    BUFFER_SIZE,
+    BUFFER_AGE,
+];
+
+fn check(spec: &OutputSpec, errors: &mut FieldErrors) {
+    let format = spec.parameter("format").map(|p| p.value.as_str());
+    let template = spec.parameter("template");
+    match (format, template) {
+        (Some("template"), None) => {
+            errors.add("parameters.template", "is required with format `template`")
+        }
+        (Some("template"), Some(t)) => {
+            if let Err(e) = Template::parse(&t.value) {
+                errors.add("parameters.template", e);
+            }
+        }
+        (_, Some(_)) => errors.add("parameters.template", "is only used with format `template`"),
+        _ => {}
+    }
+    if spec
+        .parameter("path")
+        .is_some_and(|p| p.value.trim().is_empty())
+    {
+        errors.add("parameters.path", "must not be empty");
+    }
+}
+
+fn build(spec: &OutputSpec, _: &BuildContext) -> Result<Box<dyn Sink>, String> {
+    let path = spec
+        .parameter("path")
+        .map(|p| p.value.clone())
+        .ok_or("a `file` output needs a `path` parameter")?;
+    Ok(Box::new(FileOutput {
+        format: LineFormat::from_spec(spec)?,
+        file: FileSink::new(path),
+    }))
+}
+
+struct FileOutput {
+    format: LineFormat,
+    file: FileSink,
+}
+
+impl Sink for FileOutput {
+    fn encode(&mut self, event: &Event, cache: &Cache, out: &mut Vec<u8>) {
+        self.format.encode(event, cache, out);
+    }
+
+    fn check(&mut self) -> BoxFuture<'_, Result<(), DeliveryError>> {
+        Box::pin(self.file.check())
+    }
+
+    fn send<'a>(&'a mut self, batch: &'a [u8]) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(self.file.write(batch))
+    }
+}
 
 /// How an event becomes a line.
 pub enum LineFormat {
@@ -93,7 +193,7 @@ impl FileSink {
         }
     }
 
-    async fn open(&mut self) -> Result<&mut File, String> {
+    async fn open(&mut self) -> Result<&mut File, DeliveryError> {
         if self.file.is_none() {
             let file = OpenOptions::new()
                 .create(true)
@@ -101,25 +201,42 @@ impl FileSink {
                 .read(true)
                 .open(&self.path)
                 .await
-                .map_err(|e| format!("cannot open {}: {e}", self.path.display()))?;
-            cut_torn_tail(&file)
-                .await
-                .map_err(|e| format!("cannot repair {}: {e}", self.path.display()))?;
+                .map_err(|e| {
+                    let message = format!("cannot open {}: {e}", self.path.display());
+                    // A missing directory or a denied path waits for an
+                    // operator; anything else (a full table of open files)
+                    // may pass.
+                    match e.kind() {
+                        std::io::ErrorKind::NotFound
+                        | std::io::ErrorKind::PermissionDenied
+                        | std::io::ErrorKind::IsADirectory
+                        | std::io::ErrorKind::NotADirectory
+                        | std::io::ErrorKind::ReadOnlyFilesystem => {
+                            DeliveryError::Misconfigured(message)
+                        }
+                        _ => DeliveryError::Unavailable(message),
+                    }
+                })?;
+            cut_torn_tail(&file).await.map_err(|e| {
+                DeliveryError::Unavailable(format!("cannot repair {}: {e}", self.path.display()))
+            })?;
             self.file = Some(file);
         }
         // Just set above when it was None.
-        self.file.as_mut().ok_or_else(|| "file not open".to_owned())
+        self.file
+            .as_mut()
+            .ok_or_else(|| DeliveryError::Unavailable("file not open".to_owned()))
     }
 
     /// Opens the file if it is not, so that a bad path shows at start.
-    pub async fn check(&mut self) -> Result<(), String> {
+    pub async fn check(&mut self) -> Result<(), DeliveryError> {
         self.open().await.map(|_| ())
     }
 
     /// Appends `bytes` and waits until they are on disk: a batch is only
     /// acknowledged once it would survive a crash. A write that fails
     /// halfway is cut off again, so a retry never leaves a torn line.
-    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), DeliveryError> {
         let path = self.path.clone();
         let file = self.open().await?;
         let before = file.metadata().await.map(|m| m.len()).ok();
@@ -134,7 +251,10 @@ impl FileSink {
                 let _ = file.set_len(len).await;
             }
             self.file = None;
-            return Err(format!("cannot write to {}: {e}", path.display()));
+            return Err(DeliveryError::Unavailable(format!(
+                "cannot write to {}: {e}",
+                path.display()
+            )));
         }
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! parameters), the kinds brokerstream can run with their parameter schemas,
 //! and the supervisor that keeps one worker running per enabled output.
 
+pub mod delivery;
 pub mod elasticsearch;
 mod file;
 pub mod http;
@@ -9,6 +10,8 @@ pub mod http_post;
 pub mod influxdb;
 pub mod kinds;
 pub mod lua;
+mod schema;
+pub mod sink;
 pub mod splunk;
 pub mod status;
 mod supervisor;
@@ -351,46 +354,34 @@ fn validate_into(spec: &OutputSpec, errors: &mut FieldErrors) {
 }
 
 /// What a native output would write for `events`, after its filters: the
-/// web form's Test button shows it. Only kinds that encode lines have one.
+/// web form's Test button shows it, one record per line, before the kind
+/// wraps a batch (a JSON array, gzip). Script kinds have none.
 pub fn preview(
     spec: &OutputSpec,
     events: &[crate::event::Event],
     cache: &crate::cache::Cache,
 ) -> Result<String, String> {
     let filter = Filter::parse(&spec.filters).map_err(|e| e.to_string())?;
-    let accepted = events.iter().filter(|e| filter.accepts(e.event_type()));
+    let build = kinds::find(&spec.kind)
+        .and_then(kinds::Kind::build)
+        .ok_or_else(|| format!("kind `{}` has no preview", spec.kind))?;
+    // Nothing is sent, so nothing is dead-lettered: the directory is
+    // never created.
+    let mut sink = build(
+        spec,
+        &sink::BuildContext {
+            deadletter_dir: std::path::Path::new("/nonexistent"),
+        },
+    )?;
     let mut out = Vec::new();
-    if let Some(mut service) = http_service(spec)? {
-        // What the batch's body would carry, one record per event, before
-        // the kind wraps it (a JSON array, gzip).
-        for event in accepted {
-            let before = out.len();
-            service.encode(event, cache, &mut out);
-            if out.len() > before && out.last() != Some(&b'\n') {
-                out.push(b'\n');
-            }
+    for event in events.iter().filter(|e| filter.accepts(e.event_type())) {
+        let before = out.len();
+        sink.encode(event, cache, &mut out);
+        if out.len() > before && out.last() != Some(&b'\n') {
+            out.push(b'\n');
         }
-        return Ok(String::from_utf8_lossy(&out).into_owned());
-    }
-    let format = match spec.kind.as_str() {
-        "file" => file::LineFormat::from_spec(spec)?,
-        other => return Err(format!("kind `{other}` has no preview")),
-    };
-    for event in accepted {
-        format.encode(event, cache, &mut out);
     }
     Ok(String::from_utf8_lossy(&out).into_owned())
-}
-
-/// The service of an HTTP kind, `None` for the other kinds.
-pub(crate) fn http_service(spec: &OutputSpec) -> Result<Option<Box<dyn http::Service>>, String> {
-    Ok(Some(match spec.kind.as_str() {
-        "influxdb" => Box::new(influxdb::Influx::from_spec(spec)?),
-        "http" => Box::new(http_post::Post::from_spec(spec)?),
-        "splunk" => Box::new(splunk::Splunk::from_spec(spec)?),
-        "elasticsearch" => Box::new(elasticsearch::Elastic::from_spec(spec)?),
-        _ => return Ok(None),
-    }))
 }
 
 /// The batching settings every output has, from its parameters.
@@ -550,6 +541,7 @@ mod tests {
             events: 0,
             bytes: 0,
             duration_ms: 0.0,
+            outcome: status::FlushOutcome::Failed,
             result: "refused pass".into(),
         };
         status.record_flush(record);

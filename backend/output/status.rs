@@ -1,10 +1,14 @@
 //! What an output is doing, as the status route and the UI show it.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use time::OffsetDateTime;
+use tokio::sync::watch;
+
+use super::delivery::ErrorKind;
 
 /// How many flushes an output remembers.
 pub const FLUSH_HISTORY: usize = 50;
@@ -52,13 +56,28 @@ pub struct FlushRecord {
     pub events: usize,
     pub bytes: usize,
     pub duration_ms: f64,
-    /// `ok`, or the error.
+    pub outcome: FlushOutcome,
+    /// `ok`, or what went wrong, in words.
     pub result: String,
+}
+
+/// How a flush ended, for code to decide on; `result` says it in words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlushOutcome {
+    /// Everything was delivered (a Lua `flush()` returned true, or there
+    /// was none to call).
+    Ok,
+    /// The batch is settled, but the destination refused some events for
+    /// good: they went to the dead-letter file.
+    Refused,
+    /// Nothing was settled: the events wait for the next attempt.
+    Failed,
 }
 
 impl FlushRecord {
     pub fn ok(&self) -> bool {
-        self.result == "ok"
+        self.outcome == FlushOutcome::Ok
     }
 }
 
@@ -83,6 +102,7 @@ impl FoldedFlush {
         self.record.events == 0
             && record.events == 0
             && self.record.reason == record.reason
+            && self.record.outcome == record.outcome
             && self.record.result == record.result
     }
 }
@@ -119,6 +139,10 @@ pub struct OutputStatus {
     pub name: String,
     pub state: OutputState,
     pub last_error: Option<String>,
+    /// What kind of failure `last_error` is, when a sink or the runtime
+    /// could tell: `unavailable` (the destination may take it later) or
+    /// `misconfigured` (someone has to act).
+    pub last_error_kind: Option<ErrorKind>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_error_at: Option<OffsetDateTime>,
     /// Consecutive failed attempts; 0 once an attempt succeeds.
@@ -187,6 +211,7 @@ impl OutputStatus {
             name: name.to_owned(),
             state,
             last_error: None,
+            last_error_kind: None,
             last_error_at: None,
             attempts: 0,
             next_retry_at: None,
@@ -227,10 +252,11 @@ impl OutputStatus {
         });
     }
 
-    pub fn record_error(&mut self, error: String, retry_in: Duration) {
+    pub fn record_error(&mut self, error: String, kind: Option<ErrorKind>, retry_in: Duration) {
         let now = OffsetDateTime::now_utc();
         self.state = OutputState::Retrying;
         self.last_error = Some(error);
+        self.last_error_kind = kind;
         self.last_error_at = Some(now);
         self.attempts += 1;
         self.next_retry_at = Some(now + retry_in);
@@ -240,6 +266,78 @@ impl OutputStatus {
         self.state = OutputState::Running;
         self.attempts = 0;
         self.next_retry_at = None;
+    }
+}
+
+/// The one handle that changes an output's status; readers get snapshots
+/// through a [`StatusReader`] and never wait for the writer.
+///
+/// Ownership rule: exactly one `StatusWriter` of an output is live at a
+/// time. The supervisor holds it while no worker runs and moves it into the
+/// worker it starts; the worker hands it back when it ends. A worker that
+/// had to be abandoned keeps its writer, and the supervisor opens a new
+/// channel from the last snapshot ([`StatusReader::reopen`]), so whatever
+/// the abandoned one still writes reaches no one.
+pub struct StatusWriter {
+    sender: watch::Sender<Arc<OutputStatus>>,
+}
+
+/// Reads an output's status as its writer last published it. Cheap to
+/// clone; reading takes a lock only for as long as cloning an `Arc`.
+#[derive(Clone)]
+pub struct StatusReader {
+    receiver: watch::Receiver<Arc<OutputStatus>>,
+}
+
+impl StatusWriter {
+    pub fn new(name: &str, state: OutputState) -> (StatusWriter, StatusReader) {
+        StatusWriter::starting_from(OutputStatus::new(name, state))
+    }
+
+    fn starting_from(status: OutputStatus) -> (StatusWriter, StatusReader) {
+        let (sender, receiver) = watch::channel(Arc::new(status));
+        (StatusWriter { sender }, StatusReader { receiver })
+    }
+
+    /// Changes the status and publishes the result. The status is copied
+    /// only when a reader still holds the previous snapshot.
+    pub fn update<R>(&self, change: impl FnOnce(&mut OutputStatus) -> R) -> R {
+        let mut result = None;
+        self.sender
+            .send_modify(|status| result = Some(change(Arc::make_mut(status))));
+        result.expect("send_modify runs its closure once")
+    }
+
+    /// What the writer published last.
+    pub fn current(&self) -> Arc<OutputStatus> {
+        Arc::clone(&self.sender.borrow())
+    }
+
+    pub fn set_state(&self, state: OutputState) {
+        self.update(|status| status.state = state);
+    }
+
+    /// A failure that retrying cannot mend: the output stays `failed`
+    /// until its definition changes or it is restarted.
+    pub fn fail_for_good(&self, error: String) {
+        self.update(|status| {
+            status.state = OutputState::Failed;
+            status.last_error = Some(error);
+            status.last_error_kind = Some(ErrorKind::Misconfigured);
+            status.last_error_at = Some(OffsetDateTime::now_utc());
+        });
+    }
+}
+
+impl StatusReader {
+    pub fn snapshot(&self) -> Arc<OutputStatus> {
+        Arc::clone(&self.receiver.borrow())
+    }
+
+    /// A new writer and reader starting from the last snapshot, for when
+    /// the writer is lost with an abandoned worker.
+    pub fn reopen(&self) -> (StatusWriter, StatusReader) {
+        StatusWriter::starting_from(OutputStatus::clone(&self.snapshot()))
     }
 }
 
@@ -287,6 +385,7 @@ mod tests {
                 events: i,
                 bytes: 0,
                 duration_ms: 0.0,
+                outcome: FlushOutcome::Ok,
                 result: "ok".into(),
             });
         }
@@ -301,6 +400,11 @@ mod tests {
             events: 0,
             bytes: 0,
             duration_ms: 1.0,
+            outcome: if result == "ok" {
+                FlushOutcome::Ok
+            } else {
+                FlushOutcome::Failed
+            },
             result: result.into(),
         }
     }

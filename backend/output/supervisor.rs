@@ -13,7 +13,9 @@ use tokio::task::JoinHandle;
 
 use super::lua::interrupt::Interrupt;
 use super::lua::LuaSettings;
-use super::status::{age_secs, backoff, FlushRecord, OutputState, OutputStatus};
+use super::status::{
+    age_secs, backoff, FlushRecord, OutputState, OutputStatus, StatusReader, StatusWriter,
+};
 use super::tail::Tail;
 use super::worker::{Command, Worker, RETRY_BASE, RETRY_MAX};
 use super::{FieldErrors, OutputSpec, Secrets};
@@ -27,24 +29,48 @@ pub struct Supervisor {
     lua: Arc<LuaSettings>,
     /// `<data_dir>/deadletter`: what destinations refused for good.
     deadletter_dir: Arc<std::path::PathBuf>,
-    outputs: tokio::sync::Mutex<HashMap<String, Supervised>>,
+    /// Locking rule: this map's lock is held only to find, add or remove a
+    /// slot, never across an `.await`. Starting and stopping an output's
+    /// worker happens under that output's own `control` lock, which may be
+    /// held while a worker stops (up to `stop_timeout`); readers never take
+    /// it: they read the slot's `view`, whose lock is held only to copy it.
+    outputs: Mutex<HashMap<String, Arc<Slot>>>,
 }
 
-struct Supervised {
-    spec: OutputSpec,
-    status: Arc<Mutex<OutputStatus>>,
+/// One output, as the supervisor keeps it.
+struct Slot {
     /// Kept across edits and restarts, so a watching browser keeps watching.
     tail: Arc<Tail>,
+    view: Mutex<View>,
+    control: tokio::sync::Mutex<Control>,
+}
+
+/// What readers (status, flush) need, changed only under `control`.
+#[derive(Clone)]
+struct View {
+    status: StatusReader,
+    secrets: Arc<Secrets>,
+    /// The running worker's commands; `None` while none runs.
+    commands: Option<mpsc::Sender<Command>>,
+}
+
+struct Control {
+    spec: OutputSpec,
     /// Paused by an operator: no worker, the cursor stays where it is.
     /// Not persisted: a service restart resumes every enabled output.
     paused: bool,
+    /// Removed from the map: nothing may start here any more.
+    removed: bool,
+    /// Held while no worker runs; the running worker has it otherwise.
+    writer: Option<StatusWriter>,
     /// None when the output is disabled or paused.
     running: Option<Running>,
 }
 
 struct Running {
     commands: mpsc::Sender<Command>,
-    task: JoinHandle<()>,
+    /// Gives the status writer back when the worker ends.
+    task: JoinHandle<Option<StatusWriter>>,
     /// A Lua output's hold on a script that does not return.
     interrupt: Option<Arc<Interrupt>>,
 }
@@ -93,7 +119,7 @@ impl Supervisor {
             stop_timeout,
             lua: Arc::new(lua),
             deadletter_dir: Arc::new(data_dir.join("deadletter")),
-            outputs: tokio::sync::Mutex::new(HashMap::new()),
+            outputs: Mutex::new(HashMap::new()),
         })
     }
 
@@ -110,119 +136,124 @@ impl Supervisor {
 
     /// Starts, restarts or stops the worker of `spec` to match it.
     pub async fn apply(&self, spec: OutputSpec) {
-        let mut outputs = self.outputs.lock().await;
-        let (status, tail, paused) = match outputs.remove(&spec.name) {
-            Some(mut old) => {
-                if let Some(running) = old.running.take() {
-                    self.stop(&spec.name, running).await;
-                }
-                // An edit does not undo a pause; disabling does.
-                (old.status, old.tail, old.paused && spec.enabled)
+        loop {
+            let slot = self.slot_or_new(&spec);
+            let mut control = slot.control.lock().await;
+            if control.removed {
+                // Removed between the lookup and the lock: take a new slot.
+                continue;
             }
-            None => (
-                Arc::new(Mutex::new(OutputStatus::new(
-                    &spec.name,
-                    OutputState::Starting,
-                ))),
-                Arc::new(Tail::default()),
-                false,
-            ),
-        };
-        let mut output = Supervised {
-            spec,
-            status,
-            tail,
-            paused,
-            running: None,
-        };
-        output.running = self.start(&output);
-        outputs.insert(output.spec.name.clone(), output);
+            self.stop_worker(&slot, &mut control).await;
+            // An edit does not undo a pause; disabling does.
+            control.paused = control.paused && spec.enabled;
+            set_view(&slot, |view| view.secrets = Arc::new(Secrets::of(&spec)));
+            control.spec = spec;
+            self.start(&slot, &mut control);
+            return;
+        }
+    }
+
+    fn slot(&self, name: &str) -> Option<Arc<Slot>> {
+        lock(&self.outputs).get(name).cloned()
+    }
+
+    fn slot_or_new(&self, spec: &OutputSpec) -> Arc<Slot> {
+        let mut outputs = lock(&self.outputs);
+        let slot = outputs.entry(spec.name.clone()).or_insert_with(|| {
+            let (writer, status) = StatusWriter::new(&spec.name, OutputState::Starting);
+            Arc::new(Slot {
+                tail: Arc::new(Tail::default()),
+                view: Mutex::new(View {
+                    status,
+                    secrets: Arc::new(Secrets::of(spec)),
+                    commands: None,
+                }),
+                control: tokio::sync::Mutex::new(Control {
+                    spec: spec.clone(),
+                    paused: false,
+                    removed: false,
+                    writer: Some(writer),
+                    running: None,
+                }),
+            })
+        });
+        Arc::clone(slot)
     }
 
     /// Stops the worker, which flushes and keeps its cursor, until
     /// [`Supervisor::resume`]. Pausing a paused output changes nothing.
     pub async fn pause(&self, name: &str) -> Result<OutputState, ControlError> {
-        let mut outputs = self.outputs.lock().await;
-        let output = outputs
-            .get_mut(name)
-            .ok_or_else(|| ControlError::NotFound(name.to_owned()))?;
-        if !output.spec.enabled {
-            return Err(ControlError::Disabled(name.to_owned()));
+        let slot = self.existing_slot(name)?;
+        let mut control = slot.control.lock().await;
+        check_enabled(name, &control)?;
+        control.paused = true;
+        self.stop_worker(&slot, &mut control).await;
+        if let Some(writer) = &control.writer {
+            writer.set_state(OutputState::Paused);
         }
-        output.paused = true;
-        if let Some(running) = output.running.take() {
-            self.stop(name, running).await;
-        }
-        lock(&output.status).state = OutputState::Paused;
         Ok(OutputState::Paused)
     }
 
     pub async fn resume(&self, name: &str) -> Result<OutputState, ControlError> {
-        let mut outputs = self.outputs.lock().await;
-        let output = outputs
-            .get_mut(name)
-            .ok_or_else(|| ControlError::NotFound(name.to_owned()))?;
-        if !output.spec.enabled {
-            return Err(ControlError::Disabled(name.to_owned()));
+        let slot = self.existing_slot(name)?;
+        let mut control = slot.control.lock().await;
+        check_enabled(name, &control)?;
+        control.paused = false;
+        if control.running.is_none() {
+            self.start(&slot, &mut control);
         }
-        output.paused = false;
-        if output.running.is_none() {
-            output.running = self.start(output);
-        }
-        let state = lock(&output.status).state;
-        Ok(state)
+        Ok(state_of(&slot))
     }
 
     /// Stops the worker (it flushes and commits its cursor) and starts a
     /// fresh one, which also ends a pause: the way out of a stuck script.
     pub async fn restart(&self, name: &str) -> Result<OutputState, ControlError> {
-        let mut outputs = self.outputs.lock().await;
-        let output = outputs
-            .get_mut(name)
-            .ok_or_else(|| ControlError::NotFound(name.to_owned()))?;
-        if !output.spec.enabled {
-            return Err(ControlError::Disabled(name.to_owned()));
-        }
-        if let Some(running) = output.running.take() {
-            self.stop(name, running).await;
-        }
-        output.paused = false;
-        output.running = self.start(output);
-        let state = lock(&output.status).state;
-        Ok(state)
+        let slot = self.existing_slot(name)?;
+        let mut control = slot.control.lock().await;
+        check_enabled(name, &control)?;
+        self.stop_worker(&slot, &mut control).await;
+        control.paused = false;
+        self.start(&slot, &mut control);
+        Ok(state_of(&slot))
+    }
+
+    fn existing_slot(&self, name: &str) -> Result<Arc<Slot>, ControlError> {
+        self.slot(name)
+            .ok_or_else(|| ControlError::NotFound(name.to_owned()))
     }
 
     /// Every output the supervisor knows, sorted.
     pub async fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.outputs.lock().await.keys().cloned().collect();
+        let mut names: Vec<String> = lock(&self.outputs).keys().cloned().collect();
         names.sort();
         names
     }
 
     /// The live tail of an output.
     pub async fn tail(&self, name: &str) -> Option<Arc<Tail>> {
-        let outputs = self.outputs.lock().await;
-        outputs.get(name).map(|o| Arc::clone(&o.tail))
+        self.slot(name).map(|slot| Arc::clone(&slot.tail))
     }
 
     /// Starts the worker of an enabled output. A disabled output keeps its
     /// cursor: its events wait in the journal (within the retention limits).
-    fn start(&self, output: &Supervised) -> Option<Running> {
-        let status = &output.status;
-        if !output.spec.enabled {
-            lock(status).state = OutputState::Stopped;
-            None
-        } else if output.paused {
-            lock(status).state = OutputState::Paused;
-            None
-        } else {
-            lock(status).state = OutputState::Starting;
-            Some(self.spawn(
-                output.spec.clone(),
-                Arc::clone(status),
-                Arc::clone(&output.tail),
-            ))
+    fn start(&self, slot: &Slot, control: &mut Control) {
+        let Some(writer) = control.writer.take() else {
+            // A worker still holds it: stop_worker comes first.
+            return;
+        };
+        if !control.spec.enabled || control.paused {
+            writer.set_state(if control.paused {
+                OutputState::Paused
+            } else {
+                OutputState::Stopped
+            });
+            control.writer = Some(writer);
+            return;
         }
+        writer.set_state(OutputState::Starting);
+        let running = self.spawn(control.spec.clone(), writer, Arc::clone(&slot.tail));
+        set_view(slot, |view| view.commands = Some(running.commands.clone()));
+        control.running = Some(running);
     }
 
     /// Creates the cursor of a new output where asked (before its first
@@ -235,41 +266,36 @@ impl Supervisor {
     /// the cursor moves, a new worker starts from there. Returns the new
     /// position, `None` for an unknown output.
     pub async fn reposition(&self, name: &str, to: Reposition) -> Option<Seq> {
-        let mut outputs = self.outputs.lock().await;
-        let output = outputs.get_mut(name)?;
-        if let Some(running) = output.running.take() {
-            self.stop(name, running).await;
+        let slot = self.slot(name)?;
+        let mut control = slot.control.lock().await;
+        if control.removed {
+            return None;
         }
+        self.stop_worker(&slot, &mut control).await;
         let position = self.journal.reposition(name, to);
-        output.running = self.start(output);
+        self.start(&slot, &mut control);
         position
     }
 
     /// Stops the worker of a deleted output and forgets it.
     pub async fn remove(&self, name: &str) {
-        let removed = self.outputs.lock().await.remove(name);
-        if let Some(Supervised {
-            running: Some(running),
-            ..
-        }) = removed
-        {
-            self.stop(name, running).await;
+        let removed = lock(&self.outputs).remove(name);
+        if let Some(slot) = removed {
+            let mut control = slot.control.lock().await;
+            control.removed = true;
+            self.stop_worker(&slot, &mut control).await;
         }
         self.journal.remove_cursor(name);
     }
 
     pub async fn flush(&self, name: &str) -> Result<FlushRecord, FlushError> {
-        let (commands, secrets) = {
-            let outputs = self.outputs.lock().await;
-            let output = outputs
-                .get(name)
-                .ok_or_else(|| FlushError::NotFound(name.to_owned()))?;
-            let running = output
-                .running
-                .as_ref()
-                .ok_or_else(|| FlushError::NotRunning(name.to_owned()))?;
-            (running.commands.clone(), Secrets::of(&output.spec))
-        };
+        let slot = self
+            .slot(name)
+            .ok_or_else(|| FlushError::NotFound(name.to_owned()))?;
+        let view = lock(&slot.view).clone();
+        let commands = view
+            .commands
+            .ok_or_else(|| FlushError::NotRunning(name.to_owned()))?;
         let (reply, answer) = oneshot::channel();
         commands
             .send(Command::Flush(reply))
@@ -278,7 +304,7 @@ impl Supervisor {
         let mut record = answer
             .await
             .map_err(|_| FlushError::NotRunning(name.to_owned()))?;
-        record.result = secrets.redact_owned(record.result);
+        record.result = view.secrets.redact_owned(record.result);
         Ok(record)
     }
 
@@ -288,83 +314,112 @@ impl Supervisor {
 
     /// The status of every output, sorted by name.
     pub async fn statuses(&self) -> Vec<OutputStatus> {
-        let names: Vec<String> = self.outputs.lock().await.keys().cloned().collect();
-        let mut all = Vec::with_capacity(names.len());
-        for name in names {
-            if let Some(status) = self.status(&name).await {
-                all.push(status);
-            }
-        }
+        let slots: Vec<(String, Arc<Slot>)> = lock(&self.outputs)
+            .iter()
+            .map(|(name, slot)| (name.clone(), Arc::clone(slot)))
+            .collect();
+        let mut all: Vec<OutputStatus> = slots
+            .iter()
+            .map(|(name, slot)| self.status_of(name, slot))
+            .collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
 
+    /// The status of an output, as its worker last published it: never
+    /// waits for a worker, even one that is stopping.
     pub async fn status(&self, name: &str) -> Option<OutputStatus> {
-        let (status, secrets) = {
-            let outputs = self.outputs.lock().await;
-            let output = outputs.get(name)?;
-            (Arc::clone(&output.status), Secrets::of(&output.spec))
-        };
-        let mut status = lock(&status).clone();
+        let slot = self.slot(name)?;
+        Some(self.status_of(name, &slot))
+    }
+
+    fn status_of(&self, name: &str, slot: &Slot) -> OutputStatus {
+        let view = lock(&slot.view).clone();
+        let mut status = OutputStatus::clone(&view.status.snapshot());
         // Whatever a script raised or a destination answered may hold a
         // password; what leaves the supervisor never does.
-        secrets.redact_status(&mut status);
+        view.secrets.redact_status(&mut status);
         let backlog = self.journal.backlog(name);
         status.position = backlog.position;
         status.queue_depth = backlog.unacked;
         status.queue_bytes = backlog.unacked_bytes;
         status.lost = backlog.lost;
         status.oldest_pending_age_secs = backlog.oldest.map(age_secs);
-        Some(status)
+        status
     }
 
     /// Stops every worker, each flushing what it holds.
     pub async fn shutdown(&self) {
-        let drained: Vec<(String, Supervised)> = self.outputs.lock().await.drain().collect();
-        let stops = drained.into_iter().filter_map(|(name, output)| {
-            output
-                .running
-                .map(|running| async move { self.stop(&name, running).await })
+        let drained: Vec<Arc<Slot>> = lock(&self.outputs).drain().map(|(_, slot)| slot).collect();
+        let stops = drained.into_iter().map(|slot| async move {
+            let mut control = slot.control.lock().await;
+            control.removed = true;
+            self.stop_worker(&slot, &mut control).await;
         });
         futures::future::join_all(stops).await;
     }
 
-    async fn stop(&self, name: &str, running: Running) {
+    /// Stops the running worker, if any, and takes the status writer back
+    /// (or reopens the status when the worker could not give it back).
+    async fn stop_worker(&self, slot: &Slot, control: &mut Control) {
+        let Some(running) = control.running.take() else {
+            return;
+        };
+        set_view(slot, |view| view.commands = None);
+        let name = control.spec.name.as_str();
         let Running {
             commands,
             mut task,
             interrupt,
         } = running;
         let _ = commands.send(Command::Stop).await;
+        let mut ended = None;
         if let Some(interrupt) = interrupt {
-            if tokio::time::timeout(STOP_GRACE, &mut task).await.is_ok() {
-                return;
+            match tokio::time::timeout(STOP_GRACE, &mut task).await {
+                Ok(result) => ended = Some(result),
+                Err(_) => {
+                    tracing::warn!(
+                        output = name,
+                        "the script did not return within {STOP_GRACE:?}; interrupting it"
+                    );
+                    interrupt.stop();
+                }
             }
-            tracing::warn!(
-                output = name,
-                "the script did not return within {STOP_GRACE:?}; interrupting it"
-            );
-            interrupt.stop();
         }
-        if tokio::time::timeout(self.stop_timeout, &mut task)
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                output = name,
-                "worker did not stop within {:?}; aborting it",
-                self.stop_timeout
-            );
-            task.abort();
-        }
+        let ended = match ended {
+            Some(result) => Some(result),
+            None => match tokio::time::timeout(self.stop_timeout, &mut task).await {
+                Ok(result) => Some(result),
+                Err(_) => {
+                    tracing::warn!(
+                        output = name,
+                        "worker did not stop within {:?}; aborting it",
+                        self.stop_timeout
+                    );
+                    task.abort();
+                    None
+                }
+            },
+        };
+        let writer = match ended {
+            Some(Ok(Some(writer))) => writer,
+            // Abandoned, or it panicked: whatever it still writes goes to a
+            // status no one reads any more.
+            _ => {
+                let (writer, reader) = lock(&slot.view).status.reopen();
+                set_view(slot, |view| view.status = reader);
+                writer
+            }
+        };
+        writer.update(|status| {
+            if status.state != OutputState::Failed {
+                status.state = OutputState::Stopped;
+            }
+        });
+        control.writer = Some(writer);
     }
 
-    fn spawn(
-        &self,
-        spec: OutputSpec,
-        status: Arc<Mutex<OutputStatus>>,
-        tail: Arc<Tail>,
-    ) -> Running {
+    fn spawn(&self, spec: OutputSpec, status: StatusWriter, tail: Arc<Tail>) -> Running {
         let (commands, mut receiver) = mpsc::channel(16);
         let journal = Arc::clone(&self.journal);
         let cache = Arc::clone(&self.cache);
@@ -372,7 +427,8 @@ impl Supervisor {
         let deadletter_dir = Arc::clone(&self.deadletter_dir);
         // Created before answering the request that made the output, so that
         // the events posted right after are its own.
-        let lua_cursor = (spec.kind == "lua").then(|| journal.cursor(&spec.name, StartAt::Head));
+        let runs_script = super::kinds::find(&spec.kind).is_some_and(|kind| kind.script);
+        let lua_cursor = runs_script.then(|| journal.cursor(&spec.name, StartAt::Head));
         let interrupt = lua_cursor.is_some().then(Interrupt::new);
         let script_interrupt = interrupt.clone();
         let task = tokio::spawn(async move {
@@ -386,7 +442,7 @@ impl Supervisor {
                     page_tail.log(severity.label(), text);
                     service_log(severity, text);
                 });
-                super::lua::worker::run_traced(
+                return super::lua::worker::run_traced(
                     spec,
                     cursor,
                     cache,
@@ -399,7 +455,6 @@ impl Supervisor {
                     script_interrupt.unwrap_or_else(Interrupt::new),
                 )
                 .await;
-                return;
             }
             let mut attempt = 0;
             loop {
@@ -408,7 +463,7 @@ impl Supervisor {
                     &spec,
                     cursor,
                     Arc::clone(&cache),
-                    Arc::clone(&status),
+                    &status,
                     Arc::clone(&tail),
                     &deadletter_dir,
                 ) {
@@ -416,26 +471,21 @@ impl Supervisor {
                     Err(error) => {
                         let error = Secrets::of(&spec).redact_owned(error);
                         tracing::error!(output = %spec.name, "cannot start: {error}");
-                        {
-                            let mut status = lock(&status);
-                            status.state = OutputState::Failed;
-                            status.last_error = Some(error);
-                            status.last_error_at = Some(time::OffsetDateTime::now_utc());
-                        }
+                        status.fail_for_good(error);
                         // Nothing to run; still answer Stop.
                         while let Some(command) = receiver.recv().await {
                             if let Command::Stop = command {
                                 break;
                             }
                         }
-                        return;
+                        return Some(status);
                     }
                 };
                 match AssertUnwindSafe(worker.run(&mut receiver))
                     .catch_unwind()
                     .await
                 {
-                    Ok(()) => return,
+                    Ok(()) => return Some(status),
                     Err(panic) => {
                         attempt += 1;
                         let message = panic
@@ -445,7 +495,9 @@ impl Supervisor {
                             .unwrap_or("unknown panic");
                         let delay = backoff(attempt, RETRY_BASE, RETRY_MAX);
                         tracing::error!(output = %spec.name, "worker crashed: {message}; restarting in {delay:?}");
-                        lock(&status).record_error(format!("worker crashed: {message}"), delay);
+                        status.update(|s| {
+                            s.record_error(format!("worker crashed: {message}"), None, delay)
+                        });
                         tokio::time::sleep(delay).await;
                     }
                 }
@@ -459,6 +511,26 @@ impl Supervisor {
     }
 }
 
-fn lock(status: &Mutex<OutputStatus>) -> std::sync::MutexGuard<'_, OutputStatus> {
-    status.lock().unwrap_or_else(|e| e.into_inner())
+fn check_enabled(name: &str, control: &Control) -> Result<(), ControlError> {
+    if control.removed {
+        return Err(ControlError::NotFound(name.to_owned()));
+    }
+    if !control.spec.enabled {
+        return Err(ControlError::Disabled(name.to_owned()));
+    }
+    Ok(())
+}
+
+fn state_of(slot: &Slot) -> OutputState {
+    lock(&slot.view).status.snapshot().state
+}
+
+fn set_view(slot: &Slot, change: impl FnOnce(&mut View)) {
+    change(&mut lock(&slot.view));
+}
+
+/// A lock whose holder panicked still guards consistent data here: every
+/// change under these locks is a single assignment.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -4,20 +4,23 @@
 //! backoff; events arriving meanwhile wait in the journal.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::sleep_until;
 
-use super::file::{FileSink, LineFormat};
-use super::http::{HttpSink, Service};
-use super::status::{backoff, FlushReason, FlushRecord, OutputState, OutputStatus};
+use super::delivery::DeliveryError;
+use super::kinds;
+use super::sink::{BuildContext, Sink};
+use super::status::{
+    backoff, FlushOutcome, FlushReason, FlushRecord, OutputState, OutputStatus, StatusWriter,
+};
 use super::tail::{Stage, Tail};
 use super::{BatchSettings, OutputSpec, Secrets};
 use crate::cache::Cache;
-use crate::event::{Event, Filter};
+use crate::event::Filter;
 use crate::journal::{Cursor, Entry, Seq};
 
 pub const RETRY_BASE: Duration = Duration::from_millis(250);
@@ -28,83 +31,16 @@ pub enum Command {
     Stop,
 }
 
-/// Where a kind's events go. One variant per native kind.
-enum Sink {
-    File { format: LineFormat, file: FileSink },
-    Http(Box<HttpSink>),
-}
-
-impl Sink {
-    fn from_spec(
-        spec: &OutputSpec,
-        deadletter_dir: &Path,
-        status: &Arc<Mutex<OutputStatus>>,
-    ) -> Result<Sink, String> {
-        let http = |service: Box<dyn Service>| -> Result<Sink, String> {
-            Ok(Sink::Http(Box::new(HttpSink::new(
-                spec,
-                service,
-                deadletter_dir,
-                Arc::clone(status),
-            )?)))
-        };
-        if let Some(service) = super::http_service(spec)? {
-            return http(service);
-        }
-        match spec.kind.as_str() {
-            "file" => {
-                let path = spec
-                    .parameter("path")
-                    .map(|p| p.value.clone())
-                    .ok_or("a `file` output needs a `path` parameter")?;
-                Ok(Sink::File {
-                    format: LineFormat::from_spec(spec)?,
-                    file: FileSink::new(path),
-                })
-            }
-            other => Err(format!("kind `{other}` cannot run in this version")),
-        }
-    }
-
-    fn encode(&mut self, event: &Event, cache: &Cache, out: &mut Vec<u8>) {
-        match self {
-            Sink::File { format, .. } => format.encode(event, cache, out),
-            Sink::Http(sink) => sink.encode(event, cache, out),
-        }
-    }
-
-    async fn check(&mut self) -> Result<(), String> {
-        match self {
-            Sink::File { file, .. } => file.check().await,
-            // Nothing to open: a destination that is down shows at the
-            // first flush, and is retried like any failed flush.
-            Sink::Http(_) => Ok(()),
-        }
-    }
-
-    async fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
-        match self {
-            Sink::File { file, .. } => file.write(bytes).await,
-            Sink::Http(sink) => sink.send(bytes).await,
-        }
-    }
-
-    /// The batch was acknowledged: whatever the sink kept about it goes.
-    fn reset(&mut self) {
-        if let Sink::Http(sink) = self {
-            sink.reset();
-        }
-    }
-}
-
-pub struct Worker {
+pub struct Worker<'a> {
     name: String,
     filter: Filter,
     settings: BatchSettings,
-    sink: Sink,
+    sink: Box<dyn Sink>,
     cursor: Cursor,
     cache: Arc<Cache>,
-    status: Arc<Mutex<OutputStatus>>,
+    /// Borrowed from the task that runs the worker, so that it outlives a
+    /// worker that panics; this worker is its only user while it runs.
+    status: &'a StatusWriter,
     tail: Arc<Tail>,
     batch: Batch,
     /// When the failed batch is tried again; nothing new is read until then.
@@ -132,19 +68,22 @@ struct Batch {
 /// samples anyway, and a big batch must not double its memory.
 const SENT_TAIL_MAX: usize = 1000;
 
-impl Worker {
+impl<'a> Worker<'a> {
     /// Builds the worker of an output. Fails only on a definition that
     /// validation should have refused (an output stored by an older version).
     pub fn new(
         spec: &OutputSpec,
         mut cursor: Cursor,
         cache: Arc<Cache>,
-        status: Arc<Mutex<OutputStatus>>,
+        status: &'a StatusWriter,
         tail: Arc<Tail>,
         deadletter_dir: &Path,
-    ) -> Result<Worker, String> {
+    ) -> Result<Worker<'a>, String> {
         let filter = Filter::parse(&spec.filters).map_err(|e| e.to_string())?;
-        let sink = Sink::from_spec(spec, deadletter_dir, &status)?;
+        let build = kinds::find(&spec.kind)
+            .and_then(kinds::Kind::build)
+            .ok_or_else(|| format!("kind `{}` cannot run in this version", spec.kind))?;
+        let sink = build(spec, &BuildContext { deadletter_dir })?;
         // Whatever the previous worker read without acknowledging comes again.
         cursor.rewind();
         Ok(Worker {
@@ -162,13 +101,9 @@ impl Worker {
         })
     }
 
-    fn status(&self) -> std::sync::MutexGuard<'_, OutputStatus> {
-        self.status.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     pub async fn run(mut self, commands: &mut mpsc::Receiver<Command>) {
         match self.sink.check().await {
-            Ok(()) => self.status().record_success(),
+            Ok(()) => self.status.update(OutputStatus::record_success),
             Err(error) => self.fail(error),
         }
         loop {
@@ -194,7 +129,7 @@ impl Worker {
                     }
                     Some(Command::Stop) | None => {
                         self.flush(FlushReason::Shutdown).await;
-                        self.status().state = OutputState::Stopped;
+                        self.status.set_state(OutputState::Stopped);
                         return;
                     }
                 },
@@ -255,11 +190,13 @@ impl Worker {
         } else {
             0
         };
-        let mut status = self.status();
-        status.counters.received += received;
-        status.counters.filtered_out += filtered;
-        status.counters.acknowledged += acked;
-        status.buffered = self.batch.events;
+        let buffered = self.batch.events;
+        self.status.update(|status| {
+            status.counters.received += received;
+            status.counters.filtered_out += filtered;
+            status.counters.acknowledged += acked;
+            status.buffered = buffered;
+        });
     }
 
     fn ack(&mut self) -> u64 {
@@ -271,12 +208,13 @@ impl Worker {
         acked
     }
 
-    fn fail(&mut self, error: String) {
-        let error = self.secrets.redact_owned(error);
-        let attempt = self.status().attempts + 1;
+    fn fail(&mut self, error: DeliveryError) {
+        let error = error.map_message(|m| self.secrets.redact_owned(m));
+        let attempt = self.status.current().attempts + 1;
         let delay = backoff(attempt, RETRY_BASE, RETRY_MAX);
         tracing::warn!(output = %self.name, attempt, retry_in_ms = delay.as_millis() as u64, "{error}");
-        self.status().record_error(error, delay);
+        self.status
+            .update(|status| status.record_error(error.to_string(), Some(error.kind()), delay));
         self.retry_at = Some(Instant::now() + delay);
     }
 
@@ -287,22 +225,26 @@ impl Worker {
         let started = Instant::now();
         let events = self.batch.events;
         let bytes = self.batch.bytes.len();
-        let dead_before = self.status().dead_lettered;
         let result = if events == 0 {
             self.sink.check().await
         } else {
             self.sink.send(&self.batch.bytes).await
         };
-        let result = result.map_err(|e| self.secrets.redact_owned(e));
+        let result = result.map_err(|e| e.map_message(|m| self.secrets.redact_owned(m)));
+        let report = self.sink.take_report();
         // Events the destination refused went to the dead-letter file: the
         // batch is settled, but it is not "ok", and they were not written.
-        let (dead, dead_reason) = {
-            let status = self.status();
-            let dead = status.dead_lettered.saturating_sub(dead_before);
-            (
-                dead,
-                status.last_dead_letter_reason.clone().unwrap_or_default(),
-            )
+        let dead = report.dead_lettered;
+        let (outcome, text) = match &result {
+            Ok(()) if dead > 0 => (
+                FlushOutcome::Refused,
+                format!(
+                    "{dead} of {events} events refused and dead-lettered: {}",
+                    report.dead_letter_reason.as_deref().unwrap_or_default()
+                ),
+            ),
+            Ok(()) => (FlushOutcome::Ok, "ok".to_owned()),
+            Err(e) => (FlushOutcome::Failed, e.to_string()),
         };
         let record = FlushRecord {
             at,
@@ -310,14 +252,19 @@ impl Worker {
             events,
             bytes,
             duration_ms: started.elapsed().as_secs_f64() * 1000.0,
-            result: match &result {
-                Ok(()) if dead > 0 => {
-                    format!("{dead} of {events} events refused and dead-lettered: {dead_reason}")
-                }
-                Ok(()) => "ok".to_owned(),
-                Err(e) => e.clone(),
-            },
+            outcome,
+            result: text,
         };
+        self.status.update(|status| {
+            if let Some((code, body)) = report.response {
+                status.last_response_code = Some(code);
+                status.last_response_body = Some(body);
+            }
+            if dead > 0 {
+                status.dead_lettered += dead;
+                status.last_dead_letter_reason = report.dead_letter_reason;
+            }
+        });
         match result {
             Ok(()) => {
                 let acked = self.ack();
@@ -329,20 +276,23 @@ impl Worker {
                 self.batch.events = 0;
                 self.batch.started = None;
                 self.retry_at = None;
-                let mut status = self.status();
-                status.counters.written += (events as u64).saturating_sub(dead);
-                status.counters.acknowledged += acked;
-                status.buffered = 0;
-                status.record_success();
-                if events > 0 || reason == FlushReason::Manual {
-                    status.record_flush(record.clone());
-                }
+                self.status.update(|status| {
+                    status.counters.written += (events as u64).saturating_sub(dead);
+                    status.counters.acknowledged += acked;
+                    status.buffered = 0;
+                    status.record_success();
+                    if events > 0 || reason == FlushReason::Manual {
+                        status.record_flush(record.clone());
+                    }
+                });
             }
             Err(error) => {
-                self.status().counters.failed += 1;
-                if events > 0 || reason == FlushReason::Manual {
-                    self.status().record_flush(record.clone());
-                }
+                self.status.update(|status| {
+                    status.counters.failed += 1;
+                    if events > 0 || reason == FlushReason::Manual {
+                        status.record_flush(record.clone());
+                    }
+                });
                 self.fail(error);
             }
         }

@@ -38,6 +38,8 @@ pub enum ApiError {
     /// Ingest is full; the client should retry after a while.
     #[error("{0}")]
     Unavailable(String),
+    /// Logged in full with a reference; the client gets only the reference,
+    /// since the text may name files, SQL or the destination's answer.
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -58,7 +60,6 @@ impl From<StoreError> for ApiError {
             }
             StoreError::NotFound(_) | StoreError::Missing(_) => ApiError::NotFound(e.to_string()),
             StoreError::Database(_) | StoreError::Corrupt { .. } => {
-                tracing::error!("{e}");
                 ApiError::Internal(e.to_string())
             }
         }
@@ -113,7 +114,17 @@ impl IntoResponse for ApiError {
             ApiError::PayloadTooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, json!({ "error": m })),
             ApiError::Timeout(m) => (StatusCode::REQUEST_TIMEOUT, json!({ "error": m })),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, json!({ "error": m })),
-            ApiError::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, json!({ "error": m })),
+            ApiError::Internal(m) => {
+                let reference = format!("{:016x}", rand::random::<u64>());
+                tracing::error!(reference = %reference, "internal error: {m}");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({
+                        "error": format!("internal error (reference {reference} in the service log)"),
+                        "reference": reference,
+                    }),
+                )
+            }
         };
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
@@ -122,5 +133,29 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_internal_error_answers_a_reference_not_its_text() {
+        let response = ApiError::Internal("no such table: outputs (/var/lib/x/db.sqlite)".into())
+            .into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        let reference = body["reference"].as_str().unwrap();
+        assert_eq!(reference.len(), 16);
+        let text = body["error"].as_str().unwrap();
+        assert!(text.contains(reference), "{text}");
+        assert!(
+            !text.contains("outputs") && !text.contains("sqlite"),
+            "{text}"
+        );
     }
 }

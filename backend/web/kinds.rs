@@ -4,6 +4,6 @@ use axum::Json;
 
 use crate::output::kinds::{Kind, KINDS};
 
-pub async fn list() -> Json<&'static [Kind]> {
+pub async fn list() -> Json<&'static [&'static Kind]> {
     Json(KINDS)
 }

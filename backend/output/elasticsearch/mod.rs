@@ -16,10 +16,23 @@ use reqwest::Url;
 use serde_json::{Map, Value as Json};
 
 use super::http::{self, Items, Reply, Request, Service, Verdict};
-use super::kinds::{string_param as string, ParamSchema, BUFFER_AGE, BUFFER_SIZE};
+use super::schema::{string_param as string, Kind, ParamSchema, BUFFER_AGE, BUFFER_SIZE};
+use super::sink::{BuildContext, Sink};
 use super::{FieldErrors, OutputSpec};
 use crate::cache::Cache;
 use crate::event::{Event, Value};
+
+pub static KIND: Kind = Kind::batches(
+    "elasticsearch",
+    "Indexes events into Elasticsearch or OpenSearch with `_bulk`, into an index or a data stream; items refused for what they hold (a mapping error) go to the dead-letter file; the others are sent again alone.",
+    PARAMETERS,
+    check,
+    build,
+);
+
+fn build(spec: &OutputSpec, context: &BuildContext) -> Result<Box<dyn Sink>, String> {
+    http::sink(spec, context, Elastic::from_spec(spec)?)
+}
 
 pub const PARAMETERS: &[ParamSchema] = &[
     string(

@@ -10,15 +10,17 @@ pub mod tls;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
 use reqwest::{Client, Url};
 use time::OffsetDateTime;
 
-use super::kinds::ParamSchema;
-use super::status::OutputStatus;
+use futures::future::BoxFuture;
+
+use super::delivery::DeliveryError;
+use super::schema::ParamSchema;
+use super::sink::{BuildContext, SendReport, Sink};
 use super::{OutputSpec, ParamType, Secrets};
 use crate::cache::Cache;
 use crate::event::Event;
@@ -33,7 +35,7 @@ const fn string(
     default: Option<&'static str>,
     help: &'static str,
 ) -> ParamSchema {
-    super::kinds::string_param(name, false, default, &[], help)
+    super::schema::string_param(name, false, default, &[], help)
 }
 
 const fn switch(name: &'static str, default: &'static str, help: &'static str) -> ParamSchema {
@@ -226,7 +228,7 @@ pub enum Verdict {
     /// output or the destination is misconfigured (401, 403, 404, 405, 407,
     /// 413, a redirect…): once the configuration is mended, the events are
     /// delivered. Never dead-lettered.
-    Retry(String),
+    Retry(DeliveryError),
     /// The destination refused *these events* (malformed line protocol, a
     /// document it cannot take): sending them again would be refused again,
     /// so they go to the dead-letter file and are acknowledged.
@@ -265,9 +267,13 @@ pub fn retry(status: u16, excerpt: &str) -> Verdict {
         429 | 500..=599 => "",
         _ => " (not a refusal of the events)",
     };
-    Verdict::Retry(format!(
+    let message = format!(
         "HTTP {status}{hint}: {excerpt}; the events stay in the journal and are sent again"
-    ))
+    );
+    Verdict::Retry(match status {
+        408 | 429 | 500..=599 => DeliveryError::Unavailable(message),
+        _ => DeliveryError::Misconfigured(message),
+    })
 }
 
 /// A request to make, as a kind's request builder describes it.
@@ -380,7 +386,9 @@ pub struct HttpSink {
     client: Client,
     gzip: bool,
     deadletter: DeadLetter,
-    status: Arc<Mutex<OutputStatus>>,
+    /// What the last exchange left for the status, until the worker takes
+    /// it: the sink does not write the status itself.
+    report: SendReport,
     /// End offset of each event's record in the batch bytes.
     ends: Vec<usize>,
     /// Records still owed, by index: all of them until a partial answer
@@ -396,7 +404,6 @@ impl HttpSink {
         spec: &OutputSpec,
         service: Box<dyn Service>,
         deadletter_dir: &Path,
-        status: Arc<Mutex<OutputStatus>>,
     ) -> Result<HttpSink, String> {
         let connection = Connection::from_spec(spec)?;
         Ok(HttpSink {
@@ -404,29 +411,11 @@ impl HttpSink {
             client: connection.client()?,
             gzip: connection.gzip,
             deadletter: DeadLetter::new(deadletter_dir, &spec.name),
-            status,
+            report: SendReport::default(),
             ends: Vec::new(),
             owed: None,
             secrets: Secrets::of(spec),
         })
-    }
-
-    pub fn encode(&mut self, event: &Event, cache: &Cache, out: &mut Vec<u8>) {
-        let before = out.len();
-        self.service.encode(event, cache, out);
-        if out.len() > before {
-            self.ends.push(out.len());
-        }
-    }
-
-    /// Forgets the batch once the worker acknowledged it.
-    pub fn reset(&mut self) {
-        self.ends.clear();
-        self.owed = None;
-    }
-
-    fn status(&self) -> std::sync::MutexGuard<'_, OutputStatus> {
-        self.status.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn record<'a>(&self, bytes: &'a [u8], index: usize) -> &'a [u8] {
@@ -434,25 +423,26 @@ impl HttpSink {
         bytes.get(start..self.ends[index]).unwrap_or_default()
     }
 
-    fn dead_letter(&self, records: &[&[u8]], reason: &str) -> Result<(), String> {
+    fn dead_letter(&mut self, records: &[&[u8]], reason: &str) -> Result<(), DeliveryError> {
         let reason = self.secrets.redact(reason);
         let reason = reason.as_ref();
-        self.deadletter.write(records, reason)?;
+        self.deadletter
+            .write(records, reason)
+            .map_err(DeliveryError::Unavailable)?;
         tracing::warn!(
             records = records.len(),
             file = %self.deadletter.path().display(),
             "events refused by the destination went to the dead-letter file: {reason}"
         );
-        let mut status = self.status();
-        status.dead_lettered += records.len() as u64;
-        status.last_dead_letter_reason = Some(reason.to_owned());
+        self.report.dead_lettered += records.len() as u64;
+        self.report.dead_letter_reason = Some(reason.to_owned());
         Ok(())
     }
 
     /// Sends what is owed of the batch. `Ok` means every record is settled
     /// (delivered or dead-lettered) and the batch may be acknowledged;
     /// `Err` keeps what is still owed for the retry.
-    pub async fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
+    async fn deliver(&mut self, bytes: &[u8]) -> Result<(), DeliveryError> {
         let owed: Vec<usize> = match &self.owed {
             Some(owed) => owed.clone(),
             None => (0..self.ends.len()).collect(),
@@ -461,17 +451,15 @@ impl HttpSink {
             return Ok(());
         }
         let records: Vec<&[u8]> = owed.iter().map(|&i| self.record(bytes, i)).collect();
-        let request = self.service.request(&records)?;
-        let reply = match self.exchange(request).await {
-            Ok(reply) => reply,
-            Err(error) => return Err(error),
-        };
+        // A request that cannot be made from this definition (a header
+        // value it cannot hold) will not be made later either.
+        let request = self
+            .service
+            .request(&records)
+            .map_err(DeliveryError::Misconfigured)?;
+        let reply = self.exchange(request).await?;
         let excerpt = self.secrets.excerpt(&reply.body, BODY_EXCERPT);
-        {
-            let mut status = self.status();
-            status.last_response_code = Some(reply.status);
-            status.last_response_body = Some(excerpt.clone());
-        }
+        self.report.response = Some((reply.status, excerpt.clone()));
         match self.service.judge(&reply, &excerpt) {
             Verdict::Retry(error) => Err(error),
             Verdict::Refused(reason) => {
@@ -505,15 +493,17 @@ impl HttpSink {
                 let first = items.retry[0].1.clone();
                 let count = again.len();
                 self.owed = Some(again);
-                Err(format!(
+                // Per-item retries are the destination's own load (429,
+                // a shard not ready), never a definition problem.
+                Err(DeliveryError::Unavailable(format!(
                     "{count} of {} records to send again: {first}",
                     records.len()
-                ))
+                )))
             }
         }
     }
 
-    async fn exchange(&self, request: Request) -> Result<Reply, String> {
+    async fn exchange(&self, request: Request) -> Result<Reply, DeliveryError> {
         let mut headers = request.headers;
         let body = if self.gzip {
             let mut encoder =
@@ -521,7 +511,7 @@ impl HttpSink {
             let body = encoder
                 .write_all(&request.body)
                 .and_then(|_| encoder.finish())
-                .map_err(|e| format!("cannot compress: {e}"))?;
+                .map_err(|e| DeliveryError::Unavailable(format!("cannot compress: {e}")))?;
             headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
             body
         } else {
@@ -544,9 +534,56 @@ impl HttpSink {
     }
 }
 
+impl Sink for HttpSink {
+    fn encode(&mut self, event: &Event, cache: &Cache, out: &mut Vec<u8>) {
+        let before = out.len();
+        self.service.encode(event, cache, out);
+        if out.len() > before {
+            self.ends.push(out.len());
+        }
+    }
+
+    /// Nothing to open: a destination that is down shows at the first
+    /// flush, and is retried like any failed flush.
+    fn check(&mut self) -> BoxFuture<'_, Result<(), DeliveryError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn send<'a>(&'a mut self, batch: &'a [u8]) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(self.deliver(batch))
+    }
+
+    fn take_report(&mut self) -> SendReport {
+        std::mem::take(&mut self.report)
+    }
+
+    /// Forgets the batch once the worker acknowledged it.
+    fn reset(&mut self) {
+        self.ends.clear();
+        self.owed = None;
+    }
+}
+
+/// The sink of an HTTP kind: `service` encodes and builds the requests,
+/// the sink sends them and settles each record.
+pub fn sink(
+    spec: &OutputSpec,
+    context: &BuildContext,
+    service: impl Service + 'static,
+) -> Result<Box<dyn Sink>, String> {
+    Ok(Box::new(HttpSink::new(
+        spec,
+        Box::new(service),
+        context.deadletter_dir,
+    )?))
+}
+
 /// A reqwest error with its causes, without the URL's query (which may hold
-/// a database user name) — reqwest prints the URL it failed on.
-fn describe(error: &reqwest::Error) -> String {
+/// a database user name) — reqwest prints the URL it failed on. A
+/// certificate that is not trusted, a name that does not resolve and a URL
+/// reqwest cannot use wait for an operator; a refused connection or a
+/// timeout, for the destination.
+fn describe(error: &reqwest::Error) -> DeliveryError {
     let what = if error.is_timeout() {
         "timed out"
     } else if error.is_connect() {
@@ -561,7 +598,23 @@ fn describe(error: &reqwest::Error) -> String {
         text.push_str(&cause.to_string());
         source = cause.source();
     }
-    text
+    let lower = text.to_ascii_lowercase();
+    let misconfigured = error.is_builder()
+        || error.is_redirect()
+        || [
+            "certificate",
+            "unknown issuer",
+            "dns error",
+            "failed to lookup address",
+            "invalid dns name",
+        ]
+        .iter()
+        .any(|clue| lower.contains(clue));
+    if misconfigured {
+        DeliveryError::Misconfigured(text)
+    } else {
+        DeliveryError::Unavailable(text)
+    }
 }
 
 /// `Content-Type` and the extra headers of a request.
@@ -597,7 +650,10 @@ mod tests {
         assert_eq!(judge(204, ""), Verdict::Accepted);
         assert!(matches!(judge(500, "x"), Verdict::Retry(_)));
         assert!(matches!(judge(503, "x"), Verdict::Retry(_)));
-        assert!(matches!(judge(429, "x"), Verdict::Retry(_)));
+        assert!(matches!(
+            judge(429, "x"),
+            Verdict::Retry(DeliveryError::Unavailable(_))
+        ));
         assert_eq!(judge(400, "x"), Verdict::Refused("HTTP 400: x".into()));
         assert!(matches!(judge(422, "x"), Verdict::Refused(_)));
         // Configuration problems keep the events.
@@ -605,6 +661,8 @@ mod tests {
             let Verdict::Retry(error) = judge(status, "x") else {
                 panic!("{status} is not retried");
             };
+            assert!(matches!(error, DeliveryError::Misconfigured(_)), "{status}");
+            let error = error.to_string();
             assert!(error.starts_with(&format!("HTTP {status}")), "{error}");
             assert!(error.contains("stay in the journal"), "{error}");
         }

@@ -11,10 +11,23 @@ use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use reqwest::Url;
 
 use super::http::{self, Request, Service};
-use super::kinds::{string_param as string, ParamSchema, BUFFER_AGE, BUFFER_SIZE};
+use super::schema::{string_param as string, Kind, ParamSchema, BUFFER_AGE, BUFFER_SIZE};
+use super::sink::{BuildContext, Sink};
 use super::{FieldErrors, OutputSpec, Template};
 use crate::cache::Cache;
 use crate::event::Event;
+
+pub static KIND: Kind = Kind::batches(
+    "http",
+    "POSTs each batch to a URL as a JSON array or NDJSON, each event's body from a template or its JSON form; custom headers, Basic or Bearer authentication.",
+    PARAMETERS,
+    check,
+    build,
+);
+
+fn build(spec: &OutputSpec, context: &BuildContext) -> Result<Box<dyn Sink>, String> {
+    http::sink(spec, context, Post::from_spec(spec)?)
+}
 
 pub const PARAMETERS: &[ParamSchema] = &[
     string("http_url", true, None, &[], "The URL to POST batches to (`http://` or `https://`)."),

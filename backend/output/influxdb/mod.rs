@@ -21,11 +21,24 @@ use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::Url;
 
 use super::http::{self, Request, Service};
-use super::kinds::{string_param as string, ParamSchema, BUFFER_AGE, BUFFER_SIZE};
+use super::schema::{string_param as string, Kind, ParamSchema, BUFFER_AGE, BUFFER_SIZE};
+use super::sink::{BuildContext, Sink};
 use super::{FieldErrors, OutputSpec, ParamType};
 use crate::cache::Cache;
 use crate::event::Event;
 use encoder::{Encoder, Precision};
+
+pub static KIND: Kind = Kind::batches(
+    "influxdb",
+    "Writes metrics (and optionally status perfdata) as line protocol to InfluxDB 1.x `/write` or 2.x `/api/v2/write`: measurement = service description, tag `host` = host name, field = metric name.",
+    PARAMETERS,
+    check,
+    build,
+);
+
+fn build(spec: &OutputSpec, context: &BuildContext) -> Result<Box<dyn Sink>, String> {
+    http::sink(spec, context, Influx::from_spec(spec)?)
+}
 
 pub const PARAMETERS: &[ParamSchema] = &[
     string("http_server_address", true, None, &[], "InfluxDB's host name or address."),

@@ -26,7 +26,43 @@ pub mod worker;
 
 use std::path::{Component, Path, PathBuf};
 
+use super::schema::Kind;
 use super::{FieldErrors, OutputSpec};
+
+/// Runs on its own thread with its own loop (Centreon's failover loop):
+/// see [`worker`].
+pub static KIND: Kind = Kind::script("lua", "Runs a Centreon Broker Lua stream connector unchanged: `path` names the script (inside a script directory), parameters of any name are given to its init(conf).", check);
+
+/// A script output: a `path`, and parameters of any name whose values
+/// Centreon could read (§1.2). Where the script is is checked against the
+/// service's script directories by the supervisor.
+fn check(spec: &OutputSpec, errors: &mut FieldErrors) {
+    match &spec.path {
+        None => errors.add("path", "is required: the script to run"),
+        Some(path) if path.trim().is_empty() => errors.add("path", "must not be empty"),
+        Some(_) => {}
+    }
+    for p in &spec.parameters {
+        if let Err(message) = runtime::conf_value(p) {
+            let field = if p.name.is_empty() {
+                "parameters".to_owned()
+            } else {
+                format!("parameters.{}", p.name)
+            };
+            errors.add(field, message);
+        }
+    }
+    if spec
+        .filters
+        .iter()
+        .any(|f| f == "local" || f.starts_with("local:"))
+    {
+        errors.add(
+            "filters",
+            "category `local` is forbidden for `lua` outputs, as in Centreon",
+        );
+    }
+}
 
 /// Where Centreon's packages install stream connectors.
 pub const CENTREON_SCRIPT_DIR: &str = "/usr/share/centreon-broker/lua";

@@ -17,7 +17,7 @@ use crate::cache::Cache;
 use crate::event::Event;
 use crate::ingest::{ndjson, simulator};
 use crate::journal::{FsyncPolicy, Journal, JournalConfig, StartAt};
-use crate::output::status::{OutputState, OutputStatus};
+use crate::output::status::{OutputState, StatusWriter};
 use crate::output::worker::Command;
 use crate::output::{OutputSpec, ParamType, Parameter};
 
@@ -154,18 +154,14 @@ pub fn run_with(
     });
     let trace_print = Arc::clone(&print);
     let trace: super::runtime::TraceSink = Arc::new(move |line: &str| trace_print(line));
-    let status = Arc::new(Mutex::new(OutputStatus::new(
-        "run-script",
-        OutputState::Starting,
-    )));
+    let (writer, status) = StatusWriter::new("run-script", OutputState::Starting);
     let (commands, receiver) = mpsc::channel(4);
-    let lock = |s: &Mutex<OutputStatus>| s.lock().unwrap_or_else(|e| e.into_inner()).clone();
     runtime.block_on(async {
         let worker = tokio::spawn(super::worker::run_traced(
             spec,
             cursor,
             cache,
-            Arc::clone(&status),
+            writer,
             receiver,
             Arc::new(settings),
             Some(log),
@@ -178,7 +174,7 @@ pub fn run_with(
         let started = Instant::now();
         loop {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            let s = lock(&status);
+            let s = status.snapshot();
             if s.state == OutputState::Retrying || s.state == OutputState::Failed {
                 break;
             }
@@ -191,7 +187,7 @@ pub fn run_with(
         let _ = commands.send(Command::Stop).await;
         let _ = worker.await;
     });
-    let s = lock(&status);
+    let s = status.snapshot();
     if let (Some(error), 0) = (&s.last_error, s.counters.received) {
         bail!("{}", secrets.redact(error));
     }

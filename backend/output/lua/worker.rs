@@ -10,7 +10,7 @@
 //! events; past that only `flush()` is called (§1.7).
 
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
@@ -24,7 +24,10 @@ use super::LuaSettings;
 use crate::cache::Cache;
 use crate::event::Filter;
 use crate::journal::{Cursor, Seq};
-use crate::output::status::{backoff, FlushReason, FlushRecord, OutputState, OutputStatus};
+use crate::output::delivery::ErrorKind;
+use crate::output::status::{
+    backoff, FlushOutcome, FlushReason, FlushRecord, OutputState, OutputStatus, StatusWriter,
+};
 use crate::output::tail::{Stage, Tail};
 use crate::output::worker::Command;
 use crate::output::{OutputSpec, Secrets};
@@ -75,49 +78,26 @@ fn redacting_trace(
 }
 
 /// Runs the output until it is told to stop; resolves once its thread has
-/// flushed and closed the script.
-pub async fn run(
-    spec: OutputSpec,
-    cursor: Cursor,
-    cache: Arc<Cache>,
-    status: Arc<Mutex<OutputStatus>>,
-    commands: mpsc::Receiver<Command>,
-    settings: Arc<LuaSettings>,
-) {
-    let tail = Arc::new(Tail::default());
-    run_traced(
-        spec,
-        cursor,
-        cache,
-        status,
-        commands,
-        settings,
-        None,
-        None,
-        tail,
-        Interrupt::new(),
-    )
-    .await
-}
-
-/// [`run`] with the script's log and its calls sent elsewhere than the
-/// service log (`run-script` prints them).
+/// flushed and closed the script, with the status writer it was given.
+/// `None` when the thread could not hand it back. The script's log and its
+/// calls go to `log` and `trace` when given (`run-script` prints them),
+/// else to the service log.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_traced(
     spec: OutputSpec,
     cursor: Cursor,
     cache: Arc<Cache>,
-    status: Arc<Mutex<OutputStatus>>,
+    status: StatusWriter,
     commands: mpsc::Receiver<Command>,
     settings: Arc<LuaSettings>,
     log: Option<LogSink>,
     trace: Option<super::runtime::TraceSink>,
     tail: Arc<Tail>,
     interrupt: Arc<Interrupt>,
-) {
-    let (done, finished) = oneshot::channel::<()>();
+) -> Option<StatusWriter> {
+    let (done, finished) = oneshot::channel::<StatusWriter>();
     let name = spec.name.clone();
-    let thread_status = Arc::clone(&status);
+    // The thread owns the writer, and gives it back when it ends.
     let spawned = std::thread::Builder::new()
         .name(format!("lua:{name}"))
         .spawn(move || {
@@ -143,7 +123,7 @@ pub async fn run_traced(
                         spec,
                         env,
                         cursor,
-                        status: thread_status,
+                        status,
                         commands,
                         runtime,
                         tail,
@@ -152,16 +132,23 @@ pub async fn run_traced(
                     // are `block_on`, so the built-in HTTP modules (blocking
                     // reqwest, which refuses to run inside a runtime) work.
                     thread.run();
+                    let _ = done.send(thread.status);
                 }
-                Err(e) => fail_for_good(&thread_status, format!("cannot start: {e}")),
+                Err(e) => {
+                    fail_for_good(&status, format!("cannot start: {e}"));
+                    let _ = done.send(status);
+                }
             }
-            let _ = done.send(());
         });
-    if let Err(e) = spawned {
-        fail_for_good(&status, format!("cannot start a thread: {e}"));
-        return;
+    match spawned {
+        Ok(_) => finished.await.ok(),
+        Err(e) => {
+            // The closure, and the writer it would have received, are gone
+            // with the failed spawn; the supervisor reopens the status.
+            tracing::error!(output = %name, "cannot start a thread: {e}");
+            None
+        }
     }
-    let _ = finished.await;
 }
 
 /// `07:42:05`.
@@ -169,23 +156,16 @@ fn clock(at: OffsetDateTime) -> String {
     format!("{:02}:{:02}:{:02}", at.hour(), at.minute(), at.second())
 }
 
-fn lock(status: &Mutex<OutputStatus>) -> MutexGuard<'_, OutputStatus> {
-    status.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn fail_for_good(status: &Mutex<OutputStatus>, error: String) {
+fn fail_for_good(status: &StatusWriter, error: String) {
     tracing::error!("{error}");
-    let mut status = lock(status);
-    status.state = OutputState::Failed;
-    status.last_error = Some(error);
-    status.last_error_at = Some(OffsetDateTime::now_utc());
+    status.fail_for_good(error);
 }
 
 struct Thread {
     spec: OutputSpec,
     env: ScriptEnv,
     cursor: Cursor,
-    status: Arc<Mutex<OutputStatus>>,
+    status: StatusWriter,
     commands: mpsc::Receiver<Command>,
     runtime: tokio::runtime::Runtime,
     tail: Arc<Tail>,
@@ -201,10 +181,13 @@ impl Thread {
                 .resolve_script(self.spec.path.as_deref().unwrap_or(""))
                 .map_err(|e| format!("lua: no script to run: {e}"))
                 .and_then(|path| Script::load(&path, &self.spec.parameters, &self.env));
+            // A script that does not load waits for someone to mend it; a
+            // session that had to be reloaded (memory, a crash) does not.
+            let mut kind = None;
             let error = match loaded {
                 Ok(script) => {
                     attempt = 0;
-                    lock(&self.status).record_success();
+                    self.status.update(OutputStatus::record_success);
                     let filter = Filter::parse(&self.spec.filters).unwrap_or_default();
                     let mut session = Session {
                         script,
@@ -236,14 +219,18 @@ impl Thread {
                         ),
                     }
                 }
-                Err(message) => message,
+                Err(message) => {
+                    kind = Some(ErrorKind::Misconfigured);
+                    message
+                }
             };
             attempt += 1;
             let delay = backoff(attempt, LOAD_RETRY_BASE, LOAD_RETRY_MAX);
             (self.env.log)(Severity::Error, &error);
-            lock(&self.status).record_error(error.clone(), delay);
+            self.status
+                .update(|status| status.record_error(error.clone(), kind, delay));
             if !self.wait_retry(delay, &error) {
-                lock(&self.status).state = OutputState::Stopped;
+                self.status.set_state(OutputState::Stopped);
                 return;
             }
         }
@@ -265,6 +252,7 @@ impl Thread {
                                 events: 0,
                                 bytes: 0,
                                 duration_ms: 0.0,
+                                outcome: FlushOutcome::Failed,
                                 result: format!("the script is not running: {error}"),
                             });
                         }
@@ -282,7 +270,7 @@ struct Session<'a> {
     filter: Filter,
     max_queue: usize,
     cursor: &'a mut Cursor,
-    status: &'a Mutex<OutputStatus>,
+    status: &'a StatusWriter,
     tail: &'a Tail,
     /// The last event read and not acknowledged.
     last_seq: Option<Seq>,
@@ -405,7 +393,7 @@ impl Session<'_> {
 
     fn stop(&mut self) {
         self.flush(FlushReason::Shutdown);
-        lock(self.status).state = OutputState::Stopped;
+        self.status.set_state(OutputState::Stopped);
     }
 
     fn ack_all(&mut self) -> u64 {
@@ -468,6 +456,7 @@ impl Session<'_> {
             report.push_str(&line);
         }
         status.last_error = Some(report.clone());
+        status.last_error_kind = None;
         status.last_error_at = Some(at);
         stall.reported = Some(report);
     }
@@ -515,20 +504,24 @@ impl Session<'_> {
                 acked += self.ack_all();
             }
         }
-        let mut status = lock(self.status);
-        status.counters.received += received;
-        status.counters.filtered_out += filtered;
-        status.counters.written += written;
-        status.counters.acknowledged += acked;
-        status.counters.failed += failed;
-        status.buffered = usize::try_from(self.script.pending()).unwrap_or(usize::MAX);
-        if acked > 0 {
-            self.unstalled(&mut status);
-        }
-        if let Some(error) = last_error {
-            status.last_error = Some(error);
-            status.last_error_at = Some(OffsetDateTime::now_utc());
-        }
+        let buffered = usize::try_from(self.script.pending()).unwrap_or(usize::MAX);
+        let writer = self.status;
+        writer.update(|status| {
+            status.counters.received += received;
+            status.counters.filtered_out += filtered;
+            status.counters.written += written;
+            status.counters.acknowledged += acked;
+            status.counters.failed += failed;
+            status.buffered = buffered;
+            if acked > 0 {
+                self.unstalled(status);
+            }
+            if let Some(error) = last_error {
+                status.last_error = Some(error);
+                status.last_error_kind = None;
+                status.last_error_at = Some(OffsetDateTime::now_utc());
+            }
+        });
     }
 
     fn flush(&mut self, reason: FlushReason) -> FlushRecord {
@@ -536,6 +529,8 @@ impl Session<'_> {
         let started = Instant::now();
         let outcome = self.script.flush();
         let events = if outcome.acked > 0 { self.ack_all() } else { 0 };
+        let failed = outcome.error.is_some()
+            || (outcome.called && outcome.returned.as_deref() != Some("true"));
         let result = match (&outcome.error, outcome.called, &outcome.returned) {
             (Some(error), _, _) => error.clone(),
             // `flush()` is optional (Centreon calls it only when defined):
@@ -550,6 +545,11 @@ impl Session<'_> {
             events: usize::try_from(events).unwrap_or(usize::MAX),
             bytes: 0,
             duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            outcome: if failed {
+                FlushOutcome::Failed
+            } else {
+                FlushOutcome::Ok
+            },
             result,
         };
         // A flush that leaves events waiting is shown, as a retry when the
@@ -560,22 +560,26 @@ impl Session<'_> {
             record.reason = FlushReason::Retry;
         }
         self.retrying = waiting;
-        let mut status = lock(self.status);
-        status.counters.acknowledged += events;
-        status.buffered = usize::try_from(self.script.pending()).unwrap_or(usize::MAX);
-        if events > 0 {
-            self.unstalled(&mut status);
-        }
-        if let Some(error) = outcome.error {
-            status.counters.failed += 1;
-            status.last_error = Some(error);
-            status.last_error_at = Some(at);
-        } else if outcome.called && waiting && !record.ok() {
-            self.stalled(&mut status, at, &record.result);
-        }
-        if outcome.called && (events > 0 || waiting || reason == FlushReason::Manual) {
-            status.record_flush(record.clone());
-        }
+        let buffered = usize::try_from(self.script.pending()).unwrap_or(usize::MAX);
+        let writer = self.status;
+        writer.update(|status| {
+            status.counters.acknowledged += events;
+            status.buffered = buffered;
+            if events > 0 {
+                self.unstalled(status);
+            }
+            if let Some(error) = outcome.error {
+                status.counters.failed += 1;
+                status.last_error = Some(error);
+                status.last_error_kind = None;
+                status.last_error_at = Some(at);
+            } else if outcome.called && waiting && !record.ok() {
+                self.stalled(status, at, &record.result);
+            }
+            if outcome.called && (events > 0 || waiting || reason == FlushReason::Manual) {
+                status.record_flush(record.clone());
+            }
+        });
         record
     }
 }

@@ -8,10 +8,23 @@ use reqwest::Url;
 use serde_json::{Map, Value as Json};
 
 use super::http::{self, Reply, Request, Service, Verdict};
-use super::kinds::{string_param as string, ParamSchema, BUFFER_AGE, BUFFER_SIZE};
+use super::schema::{string_param as string, Kind, ParamSchema, BUFFER_AGE, BUFFER_SIZE};
+use super::sink::{BuildContext, Sink};
 use super::{FieldErrors, OutputSpec, ParamType};
 use crate::cache::Cache;
 use crate::event::{Event, Value};
+
+pub static KIND: Kind = Kind::batches(
+    "splunk",
+    "Sends events to Splunk's HTTP Event Collector (`/services/collector/event`), or metric events as Splunk metrics (`/services/collector`).",
+    PARAMETERS,
+    check,
+    build,
+);
+
+fn build(spec: &OutputSpec, context: &BuildContext) -> Result<Box<dyn Sink>, String> {
+    http::sink(spec, context, Splunk::from_spec(spec)?)
+}
 
 pub const PARAMETERS: &[ParamSchema] = &[
     string(
@@ -309,6 +322,7 @@ mod tests {
             let Verdict::Retry(error) = judged(status, body) else {
                 panic!("{body} is not retried");
             };
+            let error = error.to_string();
             assert!(error.starts_with(&format!("HTTP {status}")), "{error}");
         }
     }
