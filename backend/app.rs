@@ -12,7 +12,6 @@ use crate::auth::Auth;
 use crate::bbdo::{self, Inputs};
 use crate::cache::Cache;
 use crate::config::Config;
-use crate::control::OutputAdmin;
 use crate::ingest::{simulator, Ingest};
 use crate::journal::Journal;
 use crate::output::Supervisor;
@@ -80,11 +79,6 @@ pub async fn start(config: Config) -> anyhow::Result<App> {
         .with_limits(ServerLimits::from_settings(&config.http)?);
     let http_addr = listener.local_addr()?;
     let inputs = Inputs::new();
-    let admin = Arc::new(OutputAdmin::new(
-        store.clone(),
-        config.limits.clone(),
-        Arc::clone(&supervisor),
-    ));
     let context = Context::new(
         store,
         supervisor,
@@ -92,7 +86,6 @@ pub async fn start(config: Config) -> anyhow::Result<App> {
         Arc::clone(&journal),
         Arc::clone(&inputs),
         auth,
-        admin,
         WebSettings {
             limits: config.limits.clone(),
             tls: http_tls,

@@ -246,7 +246,11 @@ impl OutputAdmin {
             let at = format!("parameters.{}", input.name);
             match input.resolve(Some(previous)) {
                 Ok(parameter) => {
-                    match spec.parameters.iter_mut().find(|p| p.name == parameter.name) {
+                    match spec
+                        .parameters
+                        .iter_mut()
+                        .find(|p| p.name == parameter.name)
+                    {
                         Some(existing) => {
                             *existing = parameter.clone();
                             set = Some((parameter, false));

@@ -21,10 +21,10 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::pages::{render, Me};
 use super::Context;
+use crate::control::{AdminError, ParameterInput};
 use crate::event::CATEGORIES;
 use crate::journal::StartAt;
 use crate::output::kinds::{self, ParamSchema, BUFFER_AGE, BUFFER_SIZE, KINDS};
-use crate::control::{AdminError, ParameterInput};
 use crate::output::{FieldErrors, OutputSpec, ParamType, Parameter};
 
 use crate::output::lua::scripts::{self, MAX_SCRIPT_BYTES};

@@ -99,9 +99,15 @@ impl Context {
         journal: Arc<Journal>,
         inputs: Arc<Inputs>,
         auth: Arc<Auth>,
-        admin: Arc<OutputAdmin>,
         settings: WebSettings,
     ) -> Self {
+        // The service's one admin: every route that changes an output shares
+        // it, and with it the lock that orders the changes.
+        let admin = Arc::new(OutputAdmin::new(
+            store.clone(),
+            settings.limits.clone(),
+            Arc::clone(&supervisor),
+        ));
         let shared = Arc::new(Shared {
             store,
             supervisor,

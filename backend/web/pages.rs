@@ -11,10 +11,10 @@ use time::OffsetDateTime;
 
 use super::auth::Caller;
 use super::error::ApiError;
-use crate::control::{AdminError, Control};
 use super::rates::{self, sparkline_points, INGEST};
 use super::Context;
 use crate::auth::Role;
+use crate::control::{AdminError, Control};
 use crate::journal::Reposition;
 use crate::output::status::{FlushRecord, FoldedFlush};
 use crate::output::tail::LogLine;
