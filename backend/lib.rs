@@ -18,6 +18,7 @@ pub mod bbdo;
 pub mod bench;
 pub mod cache;
 pub mod config;
+pub mod control;
 pub mod event;
 pub mod ingest;
 pub mod journal;

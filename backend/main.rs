@@ -350,7 +350,14 @@ fn import(args: ImportArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let store = brokerstream::store::Store::open(&config.data_dir).await?;
-        let report = brokerstream::output::lua::import::import(&args.file, &store, &settings).await;
+        // No workers here: the service may be stopped, and applies what is
+        // stored at its next start.
+        let admin = brokerstream::control::OutputAdmin::offline(
+            store.clone(),
+            config.limits.clone(),
+            settings,
+        );
+        let report = brokerstream::output::lua::import::import(&args.file, &admin).await;
         store.close().await;
         let report = report?;
         for name in &report.created {

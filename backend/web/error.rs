@@ -6,7 +6,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
 
+use crate::control::AdminError;
 use crate::ingest::ndjson::LineError;
+use crate::output::lua::scripts::ScriptError;
 use crate::output::FieldErrors;
 use crate::store::StoreError;
 
@@ -62,6 +64,30 @@ impl From<StoreError> for ApiError {
             StoreError::Database(_) | StoreError::Corrupt { .. } => {
                 ApiError::Internal(e.to_string())
             }
+        }
+    }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::NotFound(m) => ApiError::NotFound(m),
+            AdminError::AlreadyExists(m) | AdminError::Conflict(m) => ApiError::Conflict(m),
+            AdminError::Invalid(errors) => ApiError::Invalid(errors),
+            AdminError::LimitReached(m) => ApiError::Unprocessable(m),
+            AdminError::NoWorkers(m) => ApiError::Unavailable(m),
+            AdminError::Script(e) => match e {
+                ScriptError::BadName(m) => ApiError::invalid("name", m),
+                ScriptError::Exists(_) | ScriptError::NotAFile(_) => {
+                    ApiError::Conflict(e.to_string())
+                }
+                ScriptError::NotFound(..) => ApiError::NotFound(e.to_string()),
+                ScriptError::TooLarge | ScriptError::NoDirectory | ScriptError::Io(_) => {
+                    tracing::error!("scripts: {e}");
+                    ApiError::Internal(e.to_string())
+                }
+            },
+            AdminError::Internal(m) => ApiError::Internal(m),
         }
     }
 }

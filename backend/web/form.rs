@@ -2,7 +2,7 @@
 //!
 //! The form posts `multipart/form-data` (a script may be uploaded with it).
 //! What it posts becomes an [`OutputSpec`] that goes through the same
-//! validation and save path as the REST API ([`super::outputs::save`]); on
+//! validation and save path as the REST API ([`crate::control::OutputAdmin`]); on
 //! error the page comes back with each message beside its field and what
 //! was typed kept. Stored passwords are never sent to the browser: an
 //! empty password field keeps the stored value, as the API does.
@@ -19,9 +19,9 @@ use serde::Deserialize;
 
 use super::auth::Caller;
 use super::error::ApiError;
-use super::outputs::save;
 use super::pages::{render, Me};
 use super::Context;
+use crate::control::{AdminError, ParameterInput};
 use crate::event::CATEGORIES;
 use crate::journal::StartAt;
 use crate::output::kinds::{self, ParamSchema, BUFFER_AGE, BUFFER_SIZE, KINDS};
@@ -223,20 +223,25 @@ async fn submit(
         Some(name) => Some(ctx.store.get_output(name).await?.spec),
         None => None,
     };
-    let mut errors = FieldErrors::default();
-    let mut posted = read_multipart(multipart, &ctx.limits, &mut errors).await?;
+    // What reading the post found wrong (the spec is built again under the
+    // admin's lock on an edit, so its errors are kept apart).
+    let mut reading = FieldErrors::default();
+    let mut posted = read_multipart(multipart, &ctx.limits, &mut reading).await?;
     if let Some(name) = &editing {
         // The name is the output's identity; the form shows it read-only.
         posted.name = name.clone();
     }
-    let mut spec = to_spec(&posted, previous.as_ref(), &mut errors);
+    let mut uploaded = None;
     if let Some((file_name, bytes)) = posted.upload.take() {
         match save_script(&ctx, &file_name, &bytes) {
-            Ok(saved) => {
-                spec.path = Some(saved);
-            }
-            Err(message) => errors.add("script_file", message),
+            Ok(saved) => uploaded = Some(saved),
+            Err(message) => reading.add("script_file", message),
         }
+    }
+    let mut errors = FieldErrors(reading.0.clone());
+    let mut spec = to_spec(&posted, previous.as_ref(), &mut errors);
+    if let Some(path) = &uploaded {
+        spec.path = Some(path.clone());
     }
     let editing_flag = editing.is_some();
     let render = |errors, output| {
@@ -251,7 +256,7 @@ async fn submit(
         ))
     };
     if posted.action == "test" {
-        ctx.supervisor.validate(&spec, &mut errors);
+        ctx.admin.validate(&spec, &mut errors);
         let output = if errors.is_empty() {
             // The script's log, its errors and what it returned are shown
             // to whoever opened the form: a stored password it prints must
@@ -263,10 +268,26 @@ async fn submit(
         };
         return Ok(render(errors, output)?.into_response());
     }
-    let result = {
-        let _write = ctx.writes.lock().await;
-        let creating = (!editing_flag).then_some(StartAt::Head);
-        save(&ctx, &caller, spec.clone(), errors, creating).await
+    let result = match &editing {
+        None => {
+            ctx.admin
+                .create(&caller.name, spec.clone(), errors, StartAt::Head)
+                .await
+        }
+        // Built again from the definition as stored under the admin's lock,
+        // so that a kept password is the one stored now.
+        Some(name) => {
+            ctx.admin
+                .update(&caller.name, name, |stored, errors| {
+                    errors.0.extend(reading.0);
+                    let mut spec = to_spec(&posted, Some(stored), errors);
+                    if let Some(path) = uploaded {
+                        spec.path = Some(path);
+                    }
+                    spec
+                })
+                .await
+        }
     };
     // Refusals show on the form again, each where the reader looks for it.
     let one = |field: &str, message: String| {
@@ -279,13 +300,15 @@ async fn submit(
             let location = format!("/outputs/{}?notice=Saved", stored.spec.name);
             return Ok(Redirect::to(&location).into_response());
         }
-        Err(ApiError::Invalid(errors)) => (StatusCode::UNPROCESSABLE_ENTITY, errors),
-        Err(ApiError::Conflict(message)) => (StatusCode::CONFLICT, one("name", message)),
+        Err(AdminError::Invalid(errors)) => (StatusCode::UNPROCESSABLE_ENTITY, errors),
+        Err(AdminError::AlreadyExists(message) | AdminError::Conflict(message)) => {
+            (StatusCode::CONFLICT, one("name", message))
+        }
         // A limit no field shows (the number of outputs): the summary does.
-        Err(ApiError::Unprocessable(message)) => {
+        Err(AdminError::LimitReached(message)) => {
             (StatusCode::UNPROCESSABLE_ENTITY, one("outputs", message))
         }
-        Err(other) => return Err(other),
+        Err(other) => return Err(other.into()),
     };
     Ok((status, render(errors, None)?).into_response())
 }
@@ -384,11 +407,15 @@ fn to_spec(posted: &Posted, previous: Option<&OutputSpec>, errors: &mut FieldErr
     );
     filters.dedup();
     spec.filters = filters;
-    let stored_password = |name: &str| {
-        previous
-            .and_then(|p| p.parameter(name))
-            .filter(|p| p.ty == ParamType::Password)
-            .map(|p| p.value.clone())
+    // An empty password field keeps the stored value (the control layer's
+    // rule): the page never shows it.
+    let kept = |name: &str, ty: ParamType| {
+        ParameterInput {
+            name: name.to_owned(),
+            ty,
+            value: None,
+        }
+        .resolve(previous)
     };
     let kind = kinds::find(&posted.kind);
     if kind.is_some_and(|k| k.script) {
@@ -411,17 +438,13 @@ fn to_spec(posted: &Posted, previous: Option<&OutputSpec>, errors: &mut FieldErr
                 );
                 continue;
             };
-            let value = if ty == ParamType::Password && value.is_empty() {
-                match stored_password(name) {
-                    Some(stored) => stored,
-                    None => {
-                        errors.add(format!("parameters.{name}"), "a password is required");
-                        continue;
-                    }
+            if ty == ParamType::Password && value.is_empty() {
+                match kept(name, ty) {
+                    Ok(parameter) => spec.parameters.push(parameter),
+                    Err(message) => errors.add(format!("parameters.{name}"), message),
                 }
-            } else {
-                value
-            };
+                continue;
+            }
             spec.parameters.push(Parameter {
                 name: name.clone(),
                 ty,
@@ -449,10 +472,10 @@ fn to_spec(posted: &Posted, previous: Option<&OutputSpec>, errors: &mut FieldErr
             let value = if value.is_empty() {
                 // Empty: the default applies, or the stored secret is kept.
                 match (schema.secret || schema.ty == ParamType::Password)
-                    .then(|| stored_password(schema.name))
+                    .then(|| kept(schema.name, schema.ty).ok())
                     .flatten()
                 {
-                    Some(stored) => stored,
+                    Some(stored) => stored.value,
                     None => continue,
                 }
             } else {

@@ -31,6 +31,7 @@ use tower_http::services::ServeDir;
 use crate::auth::{Auth, Role};
 use crate::bbdo::Inputs;
 use crate::config::Limits;
+use crate::control::OutputAdmin;
 use crate::ingest::Ingest;
 use crate::journal::Journal;
 use crate::output::Supervisor;
@@ -63,9 +64,9 @@ pub struct Shared {
     /// BBDO listeners, connectors and their connections.
     pub inputs: Arc<Inputs>,
     pub auth: Arc<Auth>,
-    /// Serializes definition changes, so the store and the running workers
-    /// see them in the same order.
-    pub writes: tokio::sync::Mutex<()>,
+    /// Every change to an output goes through it (it holds the lock that
+    /// orders them); handlers only translate HTTP to it and back.
+    pub admin: Arc<OutputAdmin>,
     /// Counters sampled for the pages' sparklines.
     pub rates: rates::Rates,
     /// `[limits]`: body and NDJSON line sizes, outputs and parameters.
@@ -100,6 +101,13 @@ impl Context {
         auth: Arc<Auth>,
         settings: WebSettings,
     ) -> Self {
+        // The service's one admin: every route that changes an output shares
+        // it, and with it the lock that orders the changes.
+        let admin = Arc::new(OutputAdmin::new(
+            store.clone(),
+            settings.limits.clone(),
+            Arc::clone(&supervisor),
+        ));
         let shared = Arc::new(Shared {
             store,
             supervisor,
@@ -107,7 +115,7 @@ impl Context {
             journal,
             inputs,
             auth,
-            writes: tokio::sync::Mutex::new(()),
+            admin,
             rates: rates::Rates::default(),
             ingest_bodies: Arc::new(tokio::sync::Semaphore::new(
                 settings.limits.max_concurrent_ingest.max(1),

@@ -13,12 +13,13 @@ use axum::Json;
 use serde_json::{json, Map, Value};
 use time::format_description::well_known::Rfc3339;
 
-use super::auth::{audit, Caller};
+use super::auth::Caller;
 use super::error::ApiError;
 use super::Context;
+pub use crate::control::{output_json, Control};
+use crate::control::{parameter_json, ParameterInput};
 use crate::journal::{Reposition, StartAt};
-use crate::output::{self, FieldErrors, OutputSpec, ParamType, Parameter};
-use crate::store::StoredOutput;
+use crate::output::{self, FieldErrors, OutputSpec, ParamType};
 
 /// Keys a client may send back unchanged from a GET; they are ignored.
 const READ_ONLY_KEYS: &[&str] = &["created_at", "updated_at"];
@@ -33,33 +34,6 @@ pub(super) fn parse_body(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
         Err(e) => Err(ApiError::BadRequest(format!(
             "the body is not valid JSON: {e}"
         ))),
-    }
-}
-
-pub fn output_json(stored: &StoredOutput) -> Value {
-    let spec = &stored.spec;
-    let mut object = Map::new();
-    object.insert("name".into(), spec.name.clone().into());
-    object.insert("kind".into(), spec.kind.clone().into());
-    if let Some(path) = &spec.path {
-        object.insert("path".into(), path.clone().into());
-    }
-    object.insert("enabled".into(), spec.enabled.into());
-    object.insert("filters".into(), json!({ "category": spec.filters }));
-    object.insert(
-        "parameters".into(),
-        spec.parameters.iter().map(parameter_json).collect(),
-    );
-    let time = |t: time::OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
-    object.insert("created_at".into(), time(stored.created_at).into());
-    object.insert("updated_at".into(), time(stored.updated_at).into());
-    Value::Object(object)
-}
-
-fn parameter_json(p: &Parameter) -> Value {
-    match p.ty {
-        ParamType::Password => json!({ "name": p.name, "type": "password" }),
-        _ => json!({ "name": p.name, "type": p.ty, "value": p.value }),
     }
 }
 
@@ -103,13 +77,13 @@ fn merge_body(
                         .iter()
                         .enumerate()
                         .filter_map(|(i, item)| {
-                            read_parameter(
-                                item,
-                                None,
-                                previous,
-                                errors,
-                                &format!("parameters[{i}]"),
-                            )
+                            let input =
+                                read_parameter(item, None, errors, &format!("parameters[{i}]"))?;
+                            let at = format!("parameters.{}", input.name);
+                            input
+                                .resolve(previous)
+                                .map_err(|message| errors.add(at, message))
+                                .ok()
                         })
                         .collect();
                 }
@@ -150,14 +124,14 @@ fn read_filters(value: &Value) -> Result<Vec<String>, String> {
 }
 
 /// Reads `{name, type, value}` (or `{type, value}` when the name comes from
-/// the URL). A number may be given as a JSON number or as text.
+/// the URL). A number may be given as a JSON number or as text; a password
+/// may come without a value (the control layer keeps the stored one).
 fn read_parameter(
     item: &Value,
     name_from_url: Option<&str>,
-    previous: Option<&OutputSpec>,
     errors: &mut FieldErrors,
     at: &str,
-) -> Option<Parameter> {
+) -> Option<ParameterInput> {
     let Some(object) = item.as_object() else {
         errors.add(at, "must be an object {name, type, value}");
         return None;
@@ -205,20 +179,9 @@ fn read_parameter(
         }
     };
     let value = match object.get("value") {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) if ty == ParamType::Number => n.to_string(),
-        None | Some(Value::Null) if ty == ParamType::Password => {
-            match previous
-                .and_then(|p| p.parameter(&name))
-                .filter(|p| p.ty == ParamType::Password)
-            {
-                Some(stored) => stored.value.clone(),
-                None => {
-                    errors.add(&at, "a value is required (no stored password to keep)");
-                    return None;
-                }
-            }
-        }
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) if ty == ParamType::Number => Some(n.to_string()),
+        None | Some(Value::Null) if ty == ParamType::Password => None,
         None | Some(Value::Null) => {
             errors.add(&at, "a value is required");
             return None;
@@ -231,60 +194,13 @@ fn read_parameter(
             return None;
         }
     };
-    if ty == ParamType::Number {
-        if let Err(message) = output::kinds::parse_number(&value) {
+    if let (ParamType::Number, Some(value)) = (ty, &value) {
+        if let Err(message) = output::kinds::parse_number(value) {
             errors.add(&at, message);
             return None;
         }
     }
-    Some(Parameter { name, ty, value })
-}
-
-/// Validates (adding to the errors found while reading the request), stores
-/// and applies a definition, in that order. Callers hold the write lock, so
-/// that the store and the running workers see changes in the same order.
-pub(super) async fn save(
-    ctx: &Context,
-    caller: &Caller,
-    spec: OutputSpec,
-    mut errors: FieldErrors,
-    creating: Option<StartAt>,
-) -> Result<StoredOutput, ApiError> {
-    let mut over = FieldErrors::default();
-    output::check_limits(&spec, &ctx.limits, &mut over);
-    if !over.is_empty() {
-        // Nothing else is checked on a definition past the limits: its
-        // errors would repeat the oversized names and values.
-        errors.0.extend(over.0);
-        return Err(errors.into());
-    }
-    ctx.supervisor.validate(&spec, &mut errors);
-    errors.into_result()?;
-    if creating.is_some() {
-        let count = ctx.store.count_outputs().await?;
-        let max = ctx.limits.max_outputs;
-        if count >= max {
-            return Err(ApiError::Unprocessable(format!(
-                "cannot create another output: {count} exist and limits.max_outputs is {max}; delete one first"
-            )));
-        }
-    }
-    if let Some(start) = creating {
-        ctx.store.create_output(&spec).await?;
-        ctx.supervisor.create_cursor(&spec.name, start);
-    } else {
-        ctx.store.update_output(&spec).await?;
-    }
-    ctx.supervisor.apply(spec.clone()).await;
-    let stored = ctx.store.get_output(&spec.name).await?;
-    let action = if creating.is_some() {
-        "output.create"
-    } else {
-        "output.update"
-    };
-    // output_json leaves password values out: the audit log never holds one.
-    audit(ctx, &caller.name, action, &spec.name, output_json(&stored)).await;
-    Ok(stored)
+    Some(ParameterInput { name, ty, value })
 }
 
 pub async fn list(State(ctx): State<Context>) -> Result<Json<Value>, ApiError> {
@@ -312,8 +228,7 @@ pub async fn create(
     };
     merge_body(&mut spec, &body, None, &mut errors);
     require(&body, &["name", "kind"], &mut errors);
-    let _write = ctx.writes.lock().await;
-    let stored = save(&ctx, &caller, spec, errors, Some(start)).await?;
+    let stored = ctx.admin.create(&caller.name, spec, errors, start).await?;
     let location = format!("/api/v1/outputs/{}", stored.spec.name);
     Ok((
         StatusCode::CREATED,
@@ -347,15 +262,16 @@ pub async fn replace(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let body = parse_body(&body)?;
-    let _write = ctx.writes.lock().await;
-    let previous = ctx.store.get_output(&name).await?.spec;
-    let mut spec = OutputSpec::blank(&name);
-    let mut errors = FieldErrors::default();
-    merge_body(&mut spec, &body, Some(&previous), &mut errors);
-    require(&body, &["kind"], &mut errors);
-    Ok(Json(output_json(
-        &save(&ctx, &caller, spec, errors, None).await?,
-    )))
+    let stored = ctx
+        .admin
+        .update(&caller.name, &name, |previous, errors| {
+            let mut spec = OutputSpec::blank(&name);
+            merge_body(&mut spec, &body, Some(previous), errors);
+            require(&body, &["kind"], errors);
+            spec
+        })
+        .await?;
+    Ok(Json(output_json(&stored)))
 }
 
 /// PATCH changes only the fields the body names; `parameters`, when given,
@@ -367,14 +283,15 @@ pub async fn patch(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let body = parse_body(&body)?;
-    let _write = ctx.writes.lock().await;
-    let previous = ctx.store.get_output(&name).await?.spec;
-    let mut spec = previous.clone();
-    let mut errors = FieldErrors::default();
-    merge_body(&mut spec, &body, Some(&previous), &mut errors);
-    Ok(Json(output_json(
-        &save(&ctx, &caller, spec, errors, None).await?,
-    )))
+    let stored = ctx
+        .admin
+        .update(&caller.name, &name, |previous, errors| {
+            let mut spec = previous.clone();
+            merge_body(&mut spec, &body, Some(previous), errors);
+            spec
+        })
+        .await?;
+    Ok(Json(output_json(&stored)))
 }
 
 pub async fn delete(
@@ -382,10 +299,7 @@ pub async fn delete(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let _write = ctx.writes.lock().await;
-    ctx.store.delete_output(&name).await?;
-    ctx.supervisor.remove(&name).await;
-    audit(&ctx, &caller.name, "output.delete", &name, json!({})).await;
+    ctx.admin.delete(&caller.name, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -406,35 +320,21 @@ pub async fn put_parameter(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let body = Value::Object(parse_body(&body)?);
-    let _write = ctx.writes.lock().await;
-    let previous = ctx.store.get_output(&name).await?.spec;
     let mut errors = FieldErrors::default();
-    let parameter = read_parameter(
+    let input = read_parameter(
         &body,
         Some(&param),
-        Some(&previous),
         &mut errors,
         &format!("parameters.{param}"),
     );
     errors.into_result()?;
-    let Some(parameter) = parameter else {
+    let Some(input) = input else {
         return Err(ApiError::invalid(
             &format!("parameters.{param}"),
             "invalid parameter",
         ));
     };
-    let mut spec = previous;
-    let created = match spec.parameters.iter_mut().find(|p| p.name == param) {
-        Some(existing) => {
-            *existing = parameter.clone();
-            false
-        }
-        None => {
-            spec.parameters.push(parameter.clone());
-            true
-        }
-    };
-    save(&ctx, &caller, spec, FieldErrors::default(), None).await?;
+    let (parameter, created) = ctx.admin.set_parameter(&caller.name, &name, input).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -448,16 +348,9 @@ pub async fn delete_parameter(
     caller: Caller,
     Path((name, param)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let _write = ctx.writes.lock().await;
-    let mut spec = ctx.store.get_output(&name).await?.spec;
-    let before = spec.parameters.len();
-    spec.parameters.retain(|p| p.name != param);
-    if spec.parameters.len() == before {
-        return Err(ApiError::NotFound(format!(
-            "output `{name}` has no parameter `{param}`"
-        )));
-    }
-    save(&ctx, &caller, spec, FieldErrors::default(), None).await?;
+    ctx.admin
+        .delete_parameter(&caller.name, &name, &param)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -531,28 +424,13 @@ pub async fn skip(
     reposition(&ctx, &caller, &name, Reposition::Head).await
 }
 
-/// Moves an output's cursor, for the API and the detail page's button.
-pub async fn reposition(
+async fn reposition(
     ctx: &Context,
     caller: &Caller,
     name: &str,
     to: Reposition,
 ) -> Result<Json<Value>, ApiError> {
-    let _write = ctx.writes.lock().await;
-    let position = ctx
-        .supervisor
-        .reposition(name, to)
-        .await
-        .ok_or_else(|| ApiError::NotFound(format!("no output named `{name}`")))?;
-    tracing::info!(output = name, position, "cursor moved: {to:?}");
-    let (action, detail) = match to {
-        Reposition::Head => ("output.skip", json!({"position": position})),
-        other => (
-            "output.replay",
-            json!({"from": format!("{other:?}"), "position": position}),
-        ),
-    };
-    audit(ctx, &caller.name, action, name, detail).await;
+    let position = ctx.admin.reposition(&caller.name, name, to).await?;
     Ok(Json(json!({ "position": position })))
 }
 
@@ -582,61 +460,14 @@ pub async fn restart(
     control(&ctx, &caller, &name, Control::Restart).await
 }
 
-#[derive(Clone, Copy, Debug)]
-pub enum Control {
-    Pause,
-    Resume,
-    Restart,
-}
-
-pub async fn control(
+async fn control(
     ctx: &Context,
     caller: &Caller,
     name: &str,
     what: Control,
 ) -> Result<Json<Value>, ApiError> {
-    use crate::output::ControlError;
-    // Taken so that an edit never races a pause into a running worker.
-    let _write = ctx.writes.lock().await;
-    let state = match what {
-        Control::Pause => ctx.supervisor.pause(name).await,
-        Control::Resume => ctx.supervisor.resume(name).await,
-        Control::Restart => ctx.supervisor.restart(name).await,
-    }
-    .map_err(|e| match e {
-        ControlError::NotFound(_) => ApiError::NotFound(e.to_string()),
-        ControlError::Disabled(_) => ApiError::Conflict(e.to_string()),
-    })?;
-    tracing::info!(output = name, "{what:?} by request");
-    let action = match what {
-        Control::Pause => "output.pause",
-        Control::Resume => "output.resume",
-        Control::Restart => "output.restart",
-    };
-    audit(ctx, &caller.name, action, name, json!({"state": state})).await;
+    let state = ctx.admin.control(&caller.name, name, what).await?;
     Ok(Json(json!({ "state": state })))
-}
-
-/// Flushes an output now, for the API and the detail page's button.
-pub async fn flush_output(
-    ctx: &Context,
-    caller: &Caller,
-    name: &str,
-) -> Result<output::status::FlushRecord, ApiError> {
-    use crate::output::FlushError;
-    let record = ctx.supervisor.flush(name).await.map_err(|e| match e {
-        FlushError::NotFound(_) => ApiError::NotFound(e.to_string()),
-        FlushError::NotRunning(_) => ApiError::Conflict(e.to_string()),
-    })?;
-    audit(
-        ctx,
-        &caller.name,
-        "output.flush",
-        name,
-        json!({"events": record.events, "result": record.result}),
-    )
-    .await;
-    Ok(record)
 }
 
 pub async fn flush(
@@ -644,7 +475,7 @@ pub async fn flush(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let record = flush_output(&ctx, &caller, &name).await?;
+    let record = ctx.admin.flush(&caller.name, &name).await?;
     serde_json::to_value(record)
         .map(Json)
         .map_err(|e| ApiError::Internal(e.to_string()))
@@ -654,54 +485,20 @@ pub async fn flush(
 mod tests {
     use super::*;
 
-    fn spec_with_password() -> OutputSpec {
-        OutputSpec {
-            name: "o".into(),
-            kind: "file".into(),
-            path: None,
-            enabled: true,
-            filters: Vec::new(),
-            parameters: vec![Parameter {
-                name: "secret".into(),
-                ty: ParamType::Password,
-                value: "hunter2".into(),
-            }],
-        }
-    }
-
     #[test]
-    fn password_values_are_never_rendered() {
-        let stored = StoredOutput {
-            spec: spec_with_password(),
-            created_at: time::OffsetDateTime::UNIX_EPOCH,
-            updated_at: time::OffsetDateTime::UNIX_EPOCH,
-        };
-        let json = output_json(&stored).to_string();
-        assert!(!json.contains("hunter2"), "{json}");
-        assert!(
-            json.contains(r#"{"name":"secret","type":"password"}"#),
-            "{json}"
-        );
-    }
-
-    #[test]
-    fn a_password_without_value_keeps_the_stored_one() {
-        let previous = spec_with_password();
+    fn a_password_may_come_without_a_value_and_nothing_else_may() {
         let mut errors = FieldErrors::default();
         let kept = read_parameter(
             &json!({"name": "secret", "type": "password"}),
             None,
-            Some(&previous),
             &mut errors,
             "parameters[0]",
         );
         assert!(errors.is_empty());
-        assert_eq!(kept.map(|p| p.value), Some("hunter2".to_owned()));
-        // Without a stored one it is an error, naming the parameter.
+        assert_eq!(kept.map(|p| p.value), Some(None));
         let missing = read_parameter(
-            &json!({"name": "other", "type": "password"}),
+            &json!({"name": "other", "type": "string"}),
             None,
-            Some(&previous),
             &mut errors,
             "parameters[0]",
         );

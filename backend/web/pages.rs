@@ -11,10 +11,10 @@ use time::OffsetDateTime;
 
 use super::auth::Caller;
 use super::error::ApiError;
-use super::outputs::{control, flush_output, reposition, Control};
 use super::rates::{self, sparkline_points, INGEST};
 use super::Context;
 use crate::auth::Role;
+use crate::control::{AdminError, Control};
 use crate::journal::Reposition;
 use crate::output::status::{FlushRecord, FoldedFlush};
 use crate::output::tail::LogLine;
@@ -535,7 +535,7 @@ pub async fn action(
     Form(form): Form<ActionForm>,
 ) -> Result<Response, ApiError> {
     let notice = match form.action.as_str() {
-        "flush" => match flush_output(&ctx, &caller, &name).await {
+        "flush" => match ctx.admin.flush(&caller.name, &name).await {
             Ok(record) => format!(
                 "Flushed: {} events, {}",
                 record.events,
@@ -545,7 +545,7 @@ pub async fn action(
                     record.result.as_str()
                 }
             ),
-            Err(ApiError::NotFound(m)) => return Err(ApiError::NotFound(m)),
+            Err(AdminError::NotFound(m)) => return Err(ApiError::NotFound(m)),
             Err(e) => format!("Cannot flush: {e}"),
         },
         "pause" | "resume" | "restart" => {
@@ -554,9 +554,9 @@ pub async fn action(
                 "resume" => Control::Resume,
                 _ => Control::Restart,
             };
-            match control(&ctx, &caller, &name, what).await {
+            match ctx.admin.control(&caller.name, &name, what).await {
                 Ok(_) => format!("{what:?} done"),
-                Err(ApiError::NotFound(m)) => return Err(ApiError::NotFound(m)),
+                Err(AdminError::NotFound(m)) => return Err(ApiError::NotFound(m)),
                 Err(e) => format!("{what:?} refused: {e}"),
             }
         }
@@ -567,9 +567,9 @@ pub async fn action(
                 parse_local_utc(form.since.trim()).map(|t| Reposition::Since(t.into()))
             };
             match to {
-                Ok(to) => match reposition(&ctx, &caller, &name, to).await {
-                    Ok(answer) => format!("Replaying from position {}", answer.0["position"]),
-                    Err(e) => return Err(e),
+                Ok(to) => match ctx.admin.reposition(&caller.name, &name, to).await {
+                    Ok(position) => format!("Replaying from position {position}"),
+                    Err(e) => return Err(e.into()),
                 },
                 Err(message) => format!("Cannot replay: {message}"),
             }

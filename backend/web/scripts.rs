@@ -7,7 +7,7 @@
 //! hold credentials), `PUT` and `DELETE` (they change what runs) are
 //! `admin`.
 
-use super::auth::{audit, Caller};
+use super::auth::Caller;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
@@ -19,7 +19,8 @@ use time::format_description::well_known::Rfc3339;
 
 use super::error::ApiError;
 use super::Context;
-use crate::output::lua::scripts::{self, Existing, ScriptError, ScriptFile, MAX_SCRIPT_BYTES};
+use crate::control::AdminError;
+use crate::output::lua::scripts::{self, ScriptError, ScriptFile, MAX_SCRIPT_BYTES};
 
 /// A body this much over the limit is not read to its end: the connection
 /// is closed on it instead.
@@ -128,42 +129,11 @@ pub async fn put(
         Ok(None) => return too_large(),
         Err(e) => return e.into_response(),
     };
-    let _write = ctx.writes.lock().await;
-    let settings = ctx.supervisor.lua_settings().clone();
-    let written = {
-        let name = name.clone();
-        tokio::task::spawn_blocking(move || {
-            scripts::write(&settings, &name, &bytes, Existing::Replace)
-        })
-        .await
-        .unwrap_or_else(|e| Err(ScriptError::Io(e.to_string())))
+    let (replaced, reloaded) = match ctx.admin.put_script(&caller.name, &name, bytes).await {
+        Ok(done) => done,
+        Err(AdminError::Script(e)) => return script_error(e),
+        Err(e) => return ApiError::from(e).into_response(),
     };
-    let replaced = match written {
-        Ok(replaced) => replaced,
-        Err(e) => return script_error(e),
-    };
-    let mut reloaded = Vec::new();
-    if replaced {
-        let outputs = match ctx.store.list_outputs().await {
-            Ok(outputs) => outputs,
-            Err(e) => return ApiError::from(e).into_response(),
-        };
-        for output in outputs {
-            if scripts::runs(ctx.supervisor.lua_settings(), &output.spec, &name) {
-                reloaded.push(output.spec.name.clone());
-                ctx.supervisor.apply(output.spec).await;
-            }
-        }
-    }
-    tracing::info!(script = %name, replaced, reloaded = ?reloaded, "script saved");
-    audit(
-        &ctx,
-        &caller.name,
-        "script.put",
-        &name,
-        json!({"replaced": replaced, "reloaded": reloaded}),
-    )
-    .await;
     let script = scripts::list(ctx.supervisor.lua_settings())
         .into_iter()
         .find(|s| s.path == name);
@@ -194,32 +164,9 @@ pub async fn delete(
     if let Err(message) = scripts::check_name(&name) {
         return ApiError::invalid("name", message).into_response();
     }
-    // Held so that no output starts using the script between the check and
-    // the removal.
-    let _write = ctx.writes.lock().await;
-    let outputs = match ctx.store.list_outputs().await {
-        Ok(outputs) => outputs,
-        Err(e) => return ApiError::from(e).into_response(),
-    };
-    let settings = ctx.supervisor.lua_settings();
-    let users: Vec<String> = outputs
-        .iter()
-        .filter(|o| scripts::runs(settings, &o.spec, &name))
-        .map(|o| o.spec.name.clone())
-        .collect();
-    if !users.is_empty() {
-        return ApiError::Conflict(format!(
-            "script `{name}` is used by output(s) {}; change or delete them first",
-            users.join(", ")
-        ))
-        .into_response();
-    }
-    match scripts::remove(settings, &name) {
-        Ok(()) => {
-            tracing::info!(script = %name, "script deleted");
-            audit(&ctx, &caller.name, "script.delete", &name, json!({})).await;
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(e) => script_error(e),
+    match ctx.admin.delete_script(&caller.name, &name).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(AdminError::Script(e)) => script_error(e),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }

@@ -8,9 +8,12 @@ use std::path::Path;
 use anyhow::Context as _;
 use serde_json::Value;
 
-use super::LuaSettings;
-use crate::output::{self, FieldErrors, OutputSpec, ParamType, Parameter};
-use crate::store::{Store, StoreError};
+use crate::control::{AdminError, OutputAdmin};
+use crate::journal::StartAt;
+use crate::output::{OutputSpec, ParamType, Parameter};
+
+/// Who the audit log says made the outputs an import creates.
+pub const ACTOR: &str = "brokerstream import";
 
 #[derive(Debug, Default, PartialEq)]
 pub struct Report {
@@ -139,49 +142,36 @@ fn read_parameter(p: &Value) -> Result<Option<Parameter>, String> {
     }))
 }
 
-/// Reads `file` and creates its Lua outputs in `store`.
-pub async fn import(file: &Path, store: &Store, settings: &LuaSettings) -> anyhow::Result<Report> {
+/// Reads `file` and creates its Lua outputs through `admin`, as the API
+/// would: the same limits (`max_outputs` too), validation and audit entry.
+/// The admin is usually [`OutputAdmin::offline`]: the service may be
+/// stopped, and a running one picks the outputs up at its next start.
+pub async fn import(file: &Path, admin: &OutputAdmin) -> anyhow::Result<Report> {
     let text = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let json: Value =
         serde_json::from_slice(&text).with_context(|| format!("{} is not JSON", file.display()))?;
     let (specs, mut skipped) = read_config(&json);
     let mut report = Report::default();
     for spec in specs {
-        let mut errors = FieldErrors::default();
-        output::validate(&spec, &mut errors);
-        super::check_spec(settings, &spec, &mut errors);
-        if !errors.is_empty() {
-            let why = errors
-                .0
-                .iter()
-                .map(|(f, m)| format!("{f}: {m}"))
-                .collect::<Vec<_>>()
-                .join("; ");
-            skipped.push((spec.name.clone(), why));
-            continue;
-        }
-        match store.create_output(&spec).await {
-            Ok(_) => {
-                // Password values stay out of the audit log, as everywhere.
-                let parameters: Vec<serde_json::Value> = spec
-                    .parameters
+        let name = spec.name.clone();
+        match admin
+            .create(ACTOR, spec, Default::default(), StartAt::Head)
+            .await
+        {
+            Ok(_) => report.created.push(name),
+            Err(AdminError::Invalid(errors)) => {
+                let why = errors
+                    .0
                     .iter()
-                    .map(|p| serde_json::json!({"name": p.name, "type": p.ty.as_str()}))
-                    .collect();
-                store
-                    .audit(
-                        "brokerstream import",
-                        "output.create",
-                        &spec.name,
-                        &serde_json::json!({"kind": spec.kind, "path": spec.path, "parameters": parameters}),
-                    )
-                    .await?;
-                report.created.push(spec.name.clone());
+                    .map(|(f, m)| format!("{f}: {m}"))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                skipped.push((name, why));
             }
-            Err(StoreError::Duplicate(_)) => skipped.push((
-                spec.name.clone(),
-                "an output of this name already exists".into(),
-            )),
+            Err(AdminError::AlreadyExists(_)) => {
+                skipped.push((name, "an output of this name already exists".into()))
+            }
+            Err(AdminError::LimitReached(why)) => skipped.push((name, why)),
             Err(e) => return Err(e.into()),
         }
     }
