@@ -69,6 +69,7 @@ pub async fn start(config: Config) -> anyhow::Result<App> {
         Duration::from_secs(config.shutdown_timeout_secs),
         lua,
         &config.data_dir,
+        config.health.clone(),
     );
     let ingest = Ingest::new(Arc::clone(&journal), Arc::clone(&cache));
     for output in store.list_outputs().await? {

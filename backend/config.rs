@@ -40,6 +40,8 @@ pub struct Config {
     pub limits: Limits,
     /// The `[http]` table: TLS for the HTTP server.
     pub http: HttpSettings,
+    /// The `[health]` table: when an output's health says events wait.
+    pub health: crate::output::health::HealthSettings,
 }
 
 /// A secret that `Debug` does not print.
@@ -442,6 +444,7 @@ impl Default for Config {
             admin_password: None,
             limits: Limits::default(),
             http: HttpSettings::default(),
+            health: Default::default(),
         }
     }
 }
@@ -471,6 +474,7 @@ pub struct FileConfig {
     pub auth: Option<AuthSettings>,
     pub limits: Option<Limits>,
     pub http: Option<HttpSettings>,
+    pub health: Option<crate::output::health::HealthSettings>,
 }
 
 /// ```toml
@@ -624,6 +628,13 @@ impl Config {
         if let Some(http) = file.http {
             http.check()?;
             self.http = http;
+        }
+        if let Some(health) = file.health {
+            anyhow::ensure!(
+                health.buffer_age_factor.is_finite() && health.buffer_age_factor >= 0.0,
+                "health.buffer_age_factor must be a number of at least 0"
+            );
+            self.health = health;
         }
         let bbdo = file.bbdo;
         if let Some(listen) = bbdo.listen {

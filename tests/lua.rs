@@ -2124,13 +2124,26 @@ async fn a_script_without_flush_is_not_failing() {
     assert!(!detail.contains("no flush() function"), "{detail}");
     assert!(!detail.contains("bar-bad"), "{detail}");
     assert!(detail.contains("No flush yet."), "{detail}");
+    assert!(detail.contains("health health-ok"), "{detail}");
     server.stop().await;
 }
 
 #[tokio::test]
 async fn flushes_returning_false_are_folded_and_said_in_last_error() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), None).await;
+    // Thresholds of a second, so that the health turns within the test.
+    let mut config = Config {
+        data_dir: dir.path().to_owned(),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        bbdo: brokerstream::config::BbdoConfig::disabled(),
+        ..Config::default()
+    };
+    config.health = brokerstream::output::health::HealthSettings {
+        no_progress_secs: 1,
+        buffer_age_factor: 0.0,
+        script_no_progress_secs: 1,
+    };
+    let server = Server::start_with(config).await;
     let scripts = dir.path().join("scripts");
     std::fs::create_dir_all(&scripts).unwrap();
     // Like Centreon's certified connectors: write() queues, flush() sends
@@ -2204,6 +2217,20 @@ async fn flushes_returning_false_are_folded_and_said_in_last_error() {
         "{error}"
     );
     assert!(status["last_error_at"].is_string(), "{status:#}");
+    // The worker runs, the script acknowledges nothing: stalled, with the
+    // script's own last error.
+    let status = server
+        .wait_status("down", "stalled", |s| s["health"]["state"] == "stalled")
+        .await;
+    let reason = status["health"]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("nothing acknowledged for "), "{reason}");
+    assert!(reason.contains("COULDNT_CONNECT"), "{reason}");
+    assert!(reason.contains("3 events pending"), "{reason}");
+    let metrics = server.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("brokerstream_output_health{output=\"down\",state=\"stalled\"} 1"),
+        "{metrics}"
+    );
     // The detail page shows the folded row with its count.
     let detail = server.get("/outputs/down").await.text().await.unwrap();
     let shown = format!("<span class=\"count\">×{}</span>", folded["count"]);
@@ -2223,6 +2250,7 @@ async fn flushes_returning_false_are_folded_and_said_in_last_error() {
     assert_eq!(first["result"], "ok", "{status:#}");
     assert_eq!(first["events"], 3, "{status:#}");
     assert_eq!(first["count"], 1, "{status:#}");
+    assert_eq!(status["health"]["state"], "ok", "{status:#}");
     server.stop().await;
 }
 

@@ -1063,6 +1063,14 @@ async fn config_errors_keep_the_events_until_the_destination_takes_them() {
         assert_kept(&status, dir.path(), name, &format!("HTTP {code}"));
         assert_eq!(status["last_response_code"], *code, "{name}");
         assert_eq!(status["last_error_kind"], "misconfigured", "{name}");
+        // Someone has to act: the health says so at once, with the answer.
+        assert_eq!(status["health"]["state"], "failing", "{name}: {status:#}");
+        let reason = status["health"]["reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with(&format!("HTTP {code}")),
+            "{name}: {reason}"
+        );
+        assert!(reason.contains("events pending"), "{name}: {reason}");
         let requests = destination.requests();
         assert!(requests.len() >= 2, "{name}");
         assert_eq!(requests[0].body, requests[1].body, "{name}");
@@ -1078,6 +1086,7 @@ async fn config_errors_keep_the_events_until_the_destination_takes_them() {
         assert_eq!(status["state"], "running", "{name}");
         assert_eq!(status["last_response_code"], *ok, "{name}");
         assert_eq!(accepted_marks(destination), 5, "{name}");
+        assert_eq!(status["health"]["state"], "ok", "{name}: {status:#}");
     }
     assert!(!dir.path().join("deadletter").exists());
     server.stop().await;

@@ -5,6 +5,7 @@
 pub mod delivery;
 pub mod elasticsearch;
 mod file;
+pub mod health;
 pub mod http;
 pub mod http_post;
 pub mod influxdb;

@@ -174,6 +174,9 @@ pub struct OutputStatus {
     /// dead-letter file and acknowledged.
     pub dead_lettered: u64,
     pub last_dead_letter_reason: Option<String>,
+    /// Judged by the supervisor when the status is read (see
+    /// [`super::health`]); `None` only inside a worker.
+    pub health: Option<super::health::Health>,
     /// Every recorded flush's duration, for `/metrics`.
     #[serde(skip)]
     pub flush_durations: Histogram,
@@ -229,6 +232,7 @@ impl OutputStatus {
             last_response_body: None,
             dead_lettered: 0,
             last_dead_letter_reason: None,
+            health: None,
         }
     }
 

@@ -11,6 +11,7 @@ use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::health::{self, Health, HealthSettings, HealthState};
 use super::lua::interrupt::Interrupt;
 use super::lua::LuaSettings;
 use super::status::{
@@ -29,6 +30,7 @@ pub struct Supervisor {
     lua: Arc<LuaSettings>,
     /// `<data_dir>/deadletter`: what destinations refused for good.
     deadletter_dir: Arc<std::path::PathBuf>,
+    health: HealthSettings,
     /// Locking rule: this map's lock is held only to find, add or remove a
     /// slot, never across an `.await`. Starting and stopping an output's
     /// worker happens under that output's own `control` lock, which may be
@@ -43,6 +45,18 @@ struct Slot {
     tail: Arc<Tail>,
     view: Mutex<View>,
     control: tokio::sync::Mutex<Control>,
+    /// Changed by whoever reads the status (the health watch among them),
+    /// held only to judge.
+    health: Mutex<HealthTrack>,
+}
+
+/// What the health is judged on over time.
+struct HealthTrack {
+    /// `counters.acknowledged` when last seen.
+    acknowledged: u64,
+    /// When events were last acknowledged, or nothing was waiting.
+    progress_at: std::time::Instant,
+    health: Health,
 }
 
 /// What readers (status, flush) need, changed only under `control`.
@@ -50,6 +64,8 @@ struct Slot {
 struct View {
     status: StatusReader,
     secrets: Arc<Secrets>,
+    /// How long events may wait unacknowledged before the health says so.
+    threshold: Duration,
     /// The running worker's commands; `None` while none runs.
     commands: Option<mpsc::Sender<Command>>,
 }
@@ -75,6 +91,10 @@ struct Running {
     interrupt: Option<Arc<Interrupt>>,
 }
 
+/// How often every output's health is judged, so that a change is logged
+/// even when no one reads the status.
+const HEALTH_WATCH: Duration = Duration::from_secs(1);
+
 /// How long a stopping Lua worker may take to come back to its command loop
 /// on its own (finishing a `write()` or its final `flush()`) before the
 /// script is interrupted.
@@ -98,29 +118,40 @@ pub enum ControlError {
 }
 
 impl Supervisor {
-    pub fn new(journal: Arc<Journal>, cache: Arc<Cache>, stop_timeout: Duration) -> Arc<Self> {
-        let data_dir = std::path::Path::new(crate::config::DEFAULT_DATA_DIR);
-        let lua = LuaSettings::for_data_dir(data_dir);
-        Supervisor::with_lua(journal, cache, stop_timeout, lua, data_dir)
-    }
-
     /// A supervisor whose `lua` outputs run with these settings, keeping
-    /// its dead-letter files under `data_dir`.
+    /// its dead-letter files under `data_dir`. Its health watch runs on
+    /// the current tokio runtime until the supervisor is dropped.
     pub fn with_lua(
         journal: Arc<Journal>,
         cache: Arc<Cache>,
         stop_timeout: Duration,
         lua: LuaSettings,
         data_dir: &std::path::Path,
+        health: HealthSettings,
     ) -> Arc<Self> {
-        Arc::new(Supervisor {
+        let supervisor = Arc::new(Supervisor {
             journal,
             cache,
             stop_timeout,
             lua: Arc::new(lua),
             deadletter_dir: Arc::new(data_dir.join("deadletter")),
+            health,
             outputs: Mutex::new(HashMap::new()),
-        })
+        });
+        let watched = Arc::downgrade(&supervisor);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(HEALTH_WATCH);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(supervisor) = watched.upgrade() else {
+                    return;
+                };
+                // Judging logs each change: alerts without anyone polling.
+                supervisor.statuses().await;
+            }
+        });
+        supervisor
     }
 
     pub fn lua_settings(&self) -> &LuaSettings {
@@ -146,7 +177,11 @@ impl Supervisor {
             self.stop_worker(&slot, &mut control).await;
             // An edit does not undo a pause; disabling does.
             control.paused = control.paused && spec.enabled;
-            set_view(&slot, |view| view.secrets = Arc::new(Secrets::of(&spec)));
+            let threshold = self.threshold(&spec);
+            set_view(&slot, |view| {
+                view.secrets = Arc::new(Secrets::of(&spec));
+                view.threshold = threshold;
+            });
             control.spec = spec;
             self.start(&slot, &mut control);
             return;
@@ -157,7 +192,13 @@ impl Supervisor {
         lock(&self.outputs).get(name).cloned()
     }
 
+    fn threshold(&self, spec: &OutputSpec) -> Duration {
+        let script = super::kinds::find(&spec.kind).is_some_and(|kind| kind.script);
+        self.health.threshold(spec, script)
+    }
+
     fn slot_or_new(&self, spec: &OutputSpec) -> Arc<Slot> {
+        let threshold = self.threshold(spec);
         let mut outputs = lock(&self.outputs);
         let slot = outputs.entry(spec.name.clone()).or_insert_with(|| {
             let (writer, status) = StatusWriter::new(&spec.name, OutputState::Starting);
@@ -166,7 +207,17 @@ impl Supervisor {
                 view: Mutex::new(View {
                     status,
                     secrets: Arc::new(Secrets::of(spec)),
+                    threshold,
                     commands: None,
+                }),
+                health: Mutex::new(HealthTrack {
+                    acknowledged: 0,
+                    progress_at: std::time::Instant::now(),
+                    health: Health {
+                        state: HealthState::Ok,
+                        reason: "starting".to_owned(),
+                        since: time::OffsetDateTime::now_utc(),
+                    },
                 }),
                 control: tokio::sync::Mutex::new(Control {
                     spec: spec.clone(),
@@ -345,6 +396,7 @@ impl Supervisor {
         status.queue_bytes = backlog.unacked_bytes;
         status.lost = backlog.lost;
         status.oldest_pending_age_secs = backlog.oldest.map(age_secs);
+        status.health = Some(judge_health(name, slot, &status, view.threshold));
         status
     }
 
@@ -509,6 +561,40 @@ impl Supervisor {
             interrupt,
         }
     }
+}
+
+/// The output's health now, logging a change at warning level (back to
+/// `ok` at info level).
+fn judge_health(name: &str, slot: &Slot, status: &OutputStatus, threshold: Duration) -> Health {
+    let mut track = lock(&slot.health);
+    let now = std::time::Instant::now();
+    if status.counters.acknowledged != track.acknowledged || status.queue_depth == 0 {
+        track.acknowledged = status.counters.acknowledged;
+        track.progress_at = now;
+    }
+    let at = time::OffsetDateTime::now_utc();
+    let (state, reason) = health::judge(&health::Judged {
+        status,
+        waiting_for: now.duration_since(track.progress_at),
+        threshold,
+        refused_at: health::last_refusal(status),
+        now: at,
+    });
+    if state != track.health.state {
+        if state == HealthState::Ok {
+            tracing::info!(output = name, health = state.as_str(), "{reason}");
+        } else {
+            tracing::warn!(output = name, health = state.as_str(), "{reason}");
+        }
+        track.health = Health {
+            state,
+            reason,
+            since: at,
+        };
+    } else {
+        track.health.reason = reason;
+    }
+    track.health.clone()
 }
 
 fn check_enabled(name: &str, control: &Control) -> Result<(), ControlError> {

@@ -54,7 +54,11 @@ pub async fn readyz(
         for status in ctx.supervisor.statuses().await {
             outputs.insert(
                 status.name.clone(),
-                json!({"state": status.state, "last_error": status.last_error}),
+                json!({
+                    "state": status.state,
+                    "health": status.health,
+                    "last_error": status.last_error,
+                }),
             );
         }
         body["outputs"] = Value::Object(outputs);

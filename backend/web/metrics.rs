@@ -157,6 +157,24 @@ pub async fn metrics(State(ctx): State<Context>) -> impl IntoResponse {
     }
     family(
         &mut out,
+        "brokerstream_output_health",
+        "gauge",
+        "1 for the health each output is in (ok, degraded, stalled, failing).",
+    );
+    for s in &statuses {
+        let current = s.health.as_ref().map(|h| h.state);
+        for state in crate::output::health::HealthState::ALL {
+            let _ = writeln!(
+                out,
+                "brokerstream_output_health{{output=\"{}\",state=\"{}\"}} {}",
+                label(&s.name),
+                state.as_str(),
+                u8::from(current == Some(state))
+            );
+        }
+    }
+    family(
+        &mut out,
         "brokerstream_output_events_total",
         "counter",
         "Events of each output, by stage.",

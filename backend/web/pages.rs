@@ -47,6 +47,21 @@ pub fn render(page: &impl Template) -> Result<Html<String>, ApiError> {
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
+fn health_name(status: Option<&OutputStatus>) -> String {
+    status
+        .and_then(|s| s.health.as_ref())
+        .map_or("unknown", |h| h.state.as_str())
+        .to_owned()
+}
+
+/// `HTTP 401 …; 12 events pending (since 2026-12-02 13:02:11 UTC)`.
+fn health_reason(status: Option<&OutputStatus>) -> String {
+    status
+        .and_then(|s| s.health.as_ref())
+        .map(|h| format!("{} (since {})", h.reason, full_time(h.since)))
+        .unwrap_or_default()
+}
+
 fn state_name(status: Option<&OutputStatus>) -> String {
     status
         .and_then(|s| serde_json::to_value(s.state).ok())
@@ -118,6 +133,9 @@ struct OutputRow {
     name: String,
     kind: String,
     state: String,
+    /// `ok`, `degraded`, `stalled` or `failing`, and why, since when.
+    health: String,
+    health_reason: String,
     last_error: String,
     rate: Spark,
     delivered: Spark,
@@ -247,6 +265,8 @@ async fn overview_body(ctx: &Context) -> Result<OverviewBody, ApiError> {
         outputs.push(OutputRow {
             kind: stored.spec.kind,
             state: state_name(status.as_ref()),
+            health: health_name(status.as_ref()),
+            health_reason: health_reason(status.as_ref()),
             last_error: status
                 .as_ref()
                 .and_then(|s| s.last_error.clone())
@@ -331,6 +351,8 @@ struct ParamRow {
 #[template(path = "detail_body.html")]
 struct DetailBody {
     state: String,
+    health: String,
+    health_reason: String,
     last_error: String,
     last_error_at: String,
     attempts: u32,
@@ -425,6 +447,8 @@ async fn detail_body(ctx: &Context, name: &str) -> Result<DetailBody, ApiError> 
     let flushes: Vec<FoldedFlush> = status.flushes.iter().cloned().collect();
     Ok(DetailBody {
         state: state_name(Some(&status)),
+        health: health_name(Some(&status)),
+        health_reason: health_reason(Some(&status)),
         last_error: status.last_error.clone().unwrap_or_default(),
         last_error_at: status.last_error_at.map(full_time).unwrap_or_default(),
         attempts: status.attempts,
