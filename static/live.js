@@ -36,7 +36,7 @@
     if (stale) { return; }
     stale = true;
     live.classList.add("stale");
-    var cells = live.querySelectorAll(".state, .rate .num");
+    var cells = live.querySelectorAll(".health, .state, .rate .num");
     for (var i = 0; i < cells.length; i++) {
       var mark = document.createElement("span");
       mark.className = "stale-mark";

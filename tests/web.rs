@@ -1213,6 +1213,7 @@ async fn in_a_browser_a_page_whose_server_is_gone_says_it_is_stale() {
                 return {role: b.getAttribute('role'), visible: b.getBoundingClientRect().height > 0, \
                   stale: document.getElementById('live').classList.contains('stale'), \
                   state: s.innerText, colour: getComputedStyle(s.querySelector('.state')).color, \
+                  health: getComputedStyle(s.querySelector('.health')).backgroundColor, \
                   rate: document.querySelector('tr[data-output=watched] td.rate.received').innerText};",
                 "args": []}),
         )
@@ -1221,9 +1222,11 @@ async fn in_a_browser_a_page_whose_server_is_gone_says_it_is_stale() {
     assert_eq!(shown["role"], "alert", "{shown}");
     assert_eq!(shown["visible"], true, "{shown}");
     assert_eq!(shown["stale"], true, "{shown}");
-    assert_eq!(shown["state"], "running (stale)", "{shown}");
-    // Greyed (--muted), no longer the green of a running output.
+    assert_eq!(shown["state"], "ok (stale) running (stale)", "{shown}");
+    // Greyed (--muted), no longer the green of a running output or of a
+    // healthy one.
     assert_eq!(shown["colour"], "rgb(87, 96, 106)", "{shown}");
+    assert_eq!(shown["health"], "rgb(87, 96, 106)", "{shown}");
     assert!(
         shown["rate"].as_str().unwrap().ends_with("(stale)"),
         "{shown}"
