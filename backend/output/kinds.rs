@@ -256,8 +256,8 @@ pub fn parse_number(value: &str) -> Result<f64, String> {
 }
 
 /// A script output: a `path`, and parameters of any name whose values
-/// Centreon could read (§1.2). Where the script is is checked against the
-/// service's script directories by the supervisor.
+/// Centreon could read (docs/lua-runtime.md §1.2). Where the script is is
+/// checked against the service's script directories by the supervisor.
 fn check_lua(spec: &OutputSpec, errors: &mut FieldErrors) {
     match &spec.path {
         None => errors.add("path", "is required: the script to run"),
