@@ -1,7 +1,15 @@
 //! brokerstream: a standalone stream-connector manager for Centreon
-//! monitoring data. The module tree follows the data flow of
-//! `DESIGN.md`: events come in, go through the journal, and workers hand
-//! them to outputs.
+//! monitoring data. The module tree follows the data flow
+//! (docs/architecture.md §1, §2): inputs (`bbdo`, the NDJSON route of
+//! `web`, the simulator) hand events to `ingest`, which feeds the `cache`
+//! and the `journal`; the `output` supervisor runs one worker per output,
+//! each reading the journal through its own cursor. `store`, `auth` and
+//! `web` keep and serve the definitions, `config` reads the settings and
+//! `app` wires it all.
+//!
+//! The Centreon behaviour the code relies on is stated in docs/bbdo.md
+//! (the wire protocol and the events) and docs/lua-runtime.md (the Lua
+//! stream-connector runtime); code comments cite their numbered sections.
 
 /// mimalloc rather than glibc's malloc. Events are allocated on a
 /// connection's thread and freed on an output's: glibc's arenas handle that

@@ -1,3 +1,10 @@
+//! The `brokerstream` command line: `serve` (the service, [`app`] in the
+//! library), `run-script`, `import`, `journal check|repair`, and the
+//! benchmark tools `load` and `blackhole`. Flags and their environment
+//! variables become the library's `config::Overrides`.
+//!
+//! [`app`]: brokerstream::app
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -772,8 +772,8 @@ def main():
 
         # What each output must have acknowledged in the end: every event,
         # except that Centreon acknowledges events its filter() rejected
-        # only with a later write() returning true (shared/spec/lua-runtime.md
-        # 1.4, 1.5). influxdb-metrics-apiv1's filter() keeps only metrics and
+        # only with a later write() returning true (docs/lua-runtime.md
+        # §2.2, §2.3). influxdb-metrics-apiv1's filter() keeps only metrics and
         # it has no flush(): the events after the last metric stay pending.
         last_metric = max(i for i, e in enumerate(events) if e["_type"] == 196609) + 1
         ack_target = {c[0]: EVENTS_TOTAL for c in conns}

@@ -32,7 +32,7 @@ fn golden_capture_decodes_to_the_lua_api_v1_events_and_back() {
         let expected: Value = serde_json::from_str(line).unwrap();
         let mut got = event.to_json();
         if got["_type"] == 65538 && got["service_id"] == 0 && expected.get("service_id").is_none() {
-            // The one known difference (spec bbdo.md §6.3): in 21.10,
+            // The one known difference (docs/bbdo.md §1.5): in 21.10,
             // comment.service_id was nil on zero; since then (and in the
             // catalogue) a host comment shows service_id 0.
             got.as_object_mut().unwrap().remove("service_id");

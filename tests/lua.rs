@@ -1,4 +1,4 @@
-//! The Lua runtime against the spec (shared/spec/lua-runtime.md): the
+//! The Lua runtime against its contract (docs/lua-runtime.md): the
 //! cbd-21.10 golden lines, the lifecycle, acknowledgement counting, the SDK,
 //! the guide's example scripts, and `lua` outputs run by the service.
 
@@ -205,7 +205,7 @@ fn the_current_event_json_header_has_no_spaces() {
     );
 }
 
-// ---- lifecycle (§1.3)
+// ---- lifecycle (docs/lua-runtime.md §2.1)
 
 #[test]
 fn init_and_write_are_required() {
@@ -454,7 +454,7 @@ fn broker_api_version_is_read_once_before_init() {
     assert_eq!(script.api_version(), 1);
 }
 
-// ---- loading files as luaL_loadfile does (§1.3 step 3)
+// ---- loading files as luaL_loadfile does (docs/lua-runtime.md §2.1 step 3)
 
 /// A connector as Centreon's packages ship them: a `#!` first line, and an
 /// error on line 3 so the line numbering can be checked.
@@ -643,7 +643,7 @@ fn dofile_and_loadfile_follow_the_same_rules() {
     assert!(e.contains("needs a file name"), "{e}");
 }
 
-// ---- acknowledgement (§1.5, §1.6)
+// ---- acknowledgement (docs/lua-runtime.md §2.3, §2.4)
 
 #[test]
 fn write_true_acknowledges_everything_handed_so_far() {
@@ -720,7 +720,7 @@ fn flush_true_acknowledges_and_false_or_errors_do_not() {
     assert!(!script.flush().called, "no flush() function");
 }
 
-// ---- broker_log (§2)
+// ---- broker_log (docs/lua-runtime.md §3)
 
 #[test]
 fn broker_log_file_lines_have_centreon_s_format() {
@@ -1154,7 +1154,7 @@ fn the_sandbox_takes_away_programs_native_code_and_bytecode() {
     assert!(e.contains("attempt to load a binary chunk"), "{e}");
 }
 
-// ---- broker (§4)
+// ---- broker (docs/lua-runtime.md §5)
 
 #[test]
 fn json_encode_of_tables() {
@@ -1336,7 +1336,7 @@ fn the_other_broker_functions() {
     );
 }
 
-// ---- events: API v1 tables and v2 userdata (§5)
+// ---- events: API v1 tables and v2 userdata (docs/lua-runtime.md §6)
 
 #[test]
 fn v1_events_are_plain_mutable_tables_without_nil_fields() {
@@ -1401,8 +1401,9 @@ fn v2_events_are_read_only_userdata() {
     assert!(!eval::<bool>(&script, "ok"), "events are read-only");
 }
 
-/// §1.3 step 9 and §5.2: `broker_event` is the metatable of the API v2
-/// events, published as a global; scripts see it with `getmetatable`.
+/// docs/lua-runtime.md §2.1 step 9 and §6.2: `broker_event` is the metatable
+/// of the API v2 events, published as a global; scripts see it with
+/// `getmetatable`.
 #[test]
 fn broker_event_is_the_metatable_of_api_v2_events() {
     let lab = Lab::new();
@@ -1462,7 +1463,7 @@ fn v2_pairs_stops_at_the_first_unset_optional() {
     );
 }
 
-// ---- broker_cache (§3)
+// ---- broker_cache (docs/lua-runtime.md §4)
 
 fn fill_cache(cache: &Cache) {
     for line in std::fs::read_to_string(data("cbd-21.10/events-api-v1.jsonl"))

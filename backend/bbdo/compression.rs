@@ -1,11 +1,12 @@
-//! Centreon's compression layer (spec bbdo.md §7.1): each flushed chunk is
+//! Centreon's compression layer (docs/bbdo.md §4.3): each flushed chunk is
 //! `u32 BE chunk_len`, then `u32 BE uncompressed_len` and a zlib stream;
 //! `chunk_len` counts both.
 //!
 //! A Centreon Broker 21.10 agrees on `COMPRESSION` and then sends plain
-//! BBDO (its extension never applies), so agreeing is not enough: the
-//! reader looks at the first bytes after the handshake ([`sniff`]) and
-//! writes compressed only to a peer that was seen sending compressed.
+//! BBDO (its extension never applies, docs/bbdo.md §4.4), so agreeing is
+//! not enough: the reader looks at the first bytes after the handshake
+//! ([`sniff`]) and writes compressed only to a peer that was seen sending
+//! compressed.
 
 use std::io::Read;
 

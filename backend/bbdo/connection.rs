@@ -1,6 +1,6 @@
 //! One BBDO session with a peer, whichever side opened the TCP connection:
 //! handshake, then read events, hand them to ingest, and acknowledge them
-//! once the journal holds them (spec bbdo.md §7.6).
+//! once the journal holds them (docs/bbdo.md §9).
 //!
 //! Acknowledgement rules, as Centreon's input side: an `ack` (or protobuf
 //! `Ack`) goes out once `ack_limit` events are unacknowledged, or when at

@@ -1,4 +1,4 @@
-//! BBDO packets (spec bbdo.md §7.2): a 16-byte big-endian header
+//! BBDO packets (docs/bbdo.md §5): a 16-byte big-endian header
 //! (CRC-16/X-25 over bytes 2..16, payload size, event type, source,
 //! destination) and up to 0xFFFF payload bytes. An event larger than that
 //! travels as packets of exactly 0xFFFF bytes followed by one shorter packet
@@ -56,9 +56,9 @@ pub fn encode(event_type: EventType, payload: &[u8], out: &mut BytesMut) {
 
 /// Appends the packets of one event. The last packet is always shorter than
 /// 0xFFFF, empty if need be: Centreon's protobuf writer omits that empty
-/// packet for a payload of an exact multiple of 0xFFFF, which leaves a
-/// reader waiting (§7.2); the mapped rule, followed here for both, is read
-/// correctly by every Centreon version.
+/// packet for a payload of an exact multiple of 0xFFFF, which leaves a reader
+/// waiting (docs/bbdo.md §5.4); the mapped rule, followed here for both, is
+/// read correctly by every Centreon version.
 pub fn encode_with(
     event_type: EventType,
     source: u32,
@@ -211,7 +211,7 @@ impl Deframer {
                 if (p.event_type, p.source, p.destination) != (event_type, source, destination) {
                     // The only way to get here from a Centreon peer is a
                     // protobuf event of an exact multiple of 0xFFFF bytes,
-                    // which has no terminating packet (§7.2).
+                    // which has no terminating packet (docs/bbdo.md §5.4).
                     let p = self.partial.take().expect("checked above");
                     if !p.discarding {
                         self.notices.push(Notice::Interrupted {

@@ -1,4 +1,4 @@
-//! The opening exchange (spec bbdo.md §7.5): each side sends a welcome,
+//! The opening exchange (docs/bbdo.md §8): each side sends a welcome,
 //! `version_response` (2:1) up to version 3.0.0 or protobuf `Welcome` (2:7)
 //! after, with the extensions it offers. The connecting side speaks first.
 //! A different major version ends the connection; minor and patch are not
@@ -19,8 +19,9 @@ pub const WELCOME: EventType = EventType::new(2, 7);
 pub const PB_ACK: EventType = EventType::new(2, 8);
 pub const PB_STOP: EventType = EventType::new(2, 9);
 
-/// The extension brokerstream implements. Centreon's name for it; peers'
-/// names are compared without case, as Centreon does.
+/// The extension brokerstream implements, under Centreon's name. Peers'
+/// names are compared without case, where Centreon compares them exactly
+/// (docs/bbdo.md §4.2): brokerstream is only more lenient.
 pub const COMPRESSION: &str = "COMPRESSION";
 pub const TLS: &str = "TLS";
 

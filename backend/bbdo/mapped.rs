@@ -1,7 +1,7 @@
-//! BBDO 2 "mapped" payloads (spec bbdo.md §7.3): every field of the
-//! catalogue in order, hidden ones included, without names or separators.
-//! Integers are big-endian, times 64-bit, strings NUL-terminated, doubles
-//! `%f` text. Decoding applies each field's nil rule; encoding writes the
+//! BBDO 2 "mapped" payloads (docs/bbdo.md §6): every field of the catalogue
+//! in order, hidden ones included, without names or separators. Integers are
+//! big-endian, times 64-bit, strings NUL-terminated, doubles `%f` text.
+//! Decoding applies each field's nil rule (§2.2); encoding writes the
 //! sentinel back for a nil value, so decode → encode gives the same bytes.
 
 use std::fmt::Write as _;

@@ -1,4 +1,4 @@
-//! BBDO 3 payloads (spec bbdo.md §7.4): standard protobuf binary messages.
+//! BBDO 3 payloads (docs/bbdo.md §7): standard protobuf binary messages.
 //!
 //! Why a codec driven by the catalogue rather than `prost`-generated
 //! structs: the catalogue already holds every message's field numbers,
@@ -16,10 +16,11 @@
 //! protobuf does with unknown fields. Packed and unpacked repeated scalars
 //! are both read; packed is written.
 //!
-//! Nested messages whose layout the spec gives (`BBDOHeader`, `TagInfo`,
+//! Nested messages whose layout this codec holds (`BBDOHeader`, `TagInfo`,
 //! `Bbdo`, the `map<uint64, uint64>` entry of `RebuildMessage`) decode to a
 //! `Value::Table` keyed by field name. The others (`AgentInfo`,
-//! `ServiceState`, `TimePoint`, `Timeserie`) decode to a `Value::Table` of
+//! `ServiceState`, `TimePoint`, `Timeserie`, whose layouts docs/bbdo.md
+//! §3.4 gives but which are not here yet) decode to a `Value::Table` of
 //! their raw fields, keyed by field number in wire order: varint → integer,
 //! 64-bit → float (their doubles), 32-bit → integer, length-delimited → a
 //! string when it is UTF-8, else a list of byte values. Encoding such a
@@ -33,7 +34,7 @@ use crate::event::{Event, EventDef, FieldDef, FieldType, Label, Value};
 
 use super::DecodeError;
 
-/// Sub-messages whose layout the spec gives.
+/// Sub-messages whose layout this codec holds (docs/bbdo.md §3.4).
 fn layout(message: &str) -> Option<&'static [FieldDef]> {
     const fn f(key: &'static str, ty: FieldType, tag: u32) -> FieldDef {
         FieldDef::pb(key, ty, tag, Label::Single)

@@ -5,7 +5,7 @@
 //! It is fed by every ingested event, whatever the outputs' filters, and
 //! answers the `{cache.host.name}`-style lookups of templates and the
 //! `broker_cache` methods of Lua scripts (what feeds what follows Centreon's
-//! `macro_cache`, spec lua-runtime.md §3).
+//! `macro_cache`, docs/lua-runtime.md §4.2).
 //!
 //! It is persisted as a snapshot file in the data directory (see
 //! [`Cache::save`]), so that `get_hostname` answers right after a restart,

@@ -1,7 +1,8 @@
-//! Every event type of Centreon Broker, with its fields in wire order
-//! (`shared/spec/bbdo.md` §6, Appendix A for mapped events, Appendix B for
-//! protobuf ones). Data, not logic: the codecs, the JSON form and the Lua
-//! tables all walk these tables.
+//! Every event type of Centreon Broker, with its fields in wire order: the
+//! ids of docs/bbdo.md §1.3, the BBDO 2 field tables (§2: order, hidden
+//! fields, nil rules) and the protobuf field lists (§3), written from
+//! Centreon's mapping arrays and `.proto` files. Data, not logic: the
+//! codecs, the JSON form and the Lua tables all walk these tables.
 
 use super::types::{EventDef, EventType, FieldDef, FieldType::*, Label, NilRule, Protocol};
 
@@ -1082,11 +1083,12 @@ pub static EVENTS: &[EventDef] = &[
         m("acknowledged_events", UInt),
     ]),
     mapped(2, 3, "stop", &[]),
-    // pb `IndexIds` (broker.proto): its fields are not in the spec.
+    // pb `IndexIds` (broker.proto): no fields here yet (docs/bbdo.md §3.7).
     proto(2, 4, "rebuild_graphs", &[]),
-    // pb `ToRemove` (broker.proto): its fields are not in the spec.
+    // pb `ToRemove` (broker.proto): no fields here yet (docs/bbdo.md §3.7).
     proto(2, 5, "remove_graphs", &[]),
-    // pb `GenericNameOrIndex` (broker.proto): its fields are not in the spec.
+    // pb `GenericNameOrIndex` (broker.proto): no fields here yet
+    // (docs/bbdo.md §3.7).
     proto(2, 6, "remove_poller", &[]),
     proto(2, 7, "welcome", &[
         p("version", PbMessage("Bbdo"), 1),
@@ -1187,7 +1189,8 @@ pub static EVENTS: &[EventDef] = &[
         p("index_id", PbUInt64, 1),
         p("metric_id", PbUInt64, 2),
     ]),
-    // OpenTelemetry `ExportMetricsServiceRequest`: its fields are not in the spec.
+    // OpenTelemetry `ExportMetricsServiceRequest`: no fields here yet
+    // (docs/bbdo.md §3.7).
     proto(3, 13, "pb_otl_metrics", &[]),
     // ---- 6: bam
     mapped(6, 1, "ba_status", &[
@@ -1215,7 +1218,7 @@ pub static EVENTS: &[EventDef] = &[
         m("last_impact", Double),
         m("valid", Bool),
     ]),
-    // unused; no mapping table in the spec, so its fields are not in the spec.
+    // Unused (docs/bbdo.md §1.3, §3.7): no fields.
     mapped(6, 3, "meta_service_status", &[]),
     mapped(6, 4, "ba_event", &[
         mz("ba_id", UInt),
@@ -1439,7 +1442,7 @@ pub static EVENTS: &[EventDef] = &[
         p("id", PbUInt32, 1),
         prep("points", PbMessage("TimePoint"), 2),
     ]),
-    // pb `BaInfo` (broker.proto): its fields are not in the spec.
+    // pb `BaInfo` (broker.proto): no fields here yet (docs/bbdo.md §3.7).
     proto(7, 2, "BaInfo", &[]),
     // ---- 9: local
     proto(9, 1, "Stop", STOP),

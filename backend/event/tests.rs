@@ -138,7 +138,7 @@ fn only_host_status_next_host_notification_is_off_the_wire() {
     assert_eq!(off, [(65550, "next_host_notification")]);
 }
 
-/// Counts from bbdo.md §6.2 (element ids): neb 1–26 mapped, 27–57 protobuf
+/// Counts from docs/bbdo.md §1.3 (element ids): neb 1–26 mapped, 27–57 protobuf
 /// except 43 (unused); bbdo 1–10; storage 1–13; bam 1–31; extcmd 1–2;
 /// local 1.
 #[test]
@@ -207,7 +207,7 @@ fn spot_checks_against_the_spec() {
             "{name}"
         );
     }
-    // Events §6.2 lists without a field list in the spec.
+    // Events the catalogue knows by id only (docs/bbdo.md §3.7).
     for (category, element) in [(2, 4), (2, 5), (2, 6), (3, 13), (6, 3), (7, 2)] {
         assert!(def(category, element).fields.is_empty());
     }

@@ -24,7 +24,7 @@ impl fmt::Display for EventType {
     }
 }
 
-/// An event category (spec bbdo.md §6.1).
+/// An event category (docs/bbdo.md §1.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Category {
     pub id: u16,

@@ -1,3 +1,6 @@
+//! [`Value`]: what one field of an event holds, in the types a Lua script
+//! can see.
+
 use std::fmt;
 
 /// A field value, with the types a Lua script can see.

@@ -1,7 +1,10 @@
-//! Ingest: every source (HTTP NDJSON, the simulator, and later BBDO peers
-//! and replay files) hands decoded events here. The cache learns from them,
-//! then the journal takes them; an event is acknowledged to its producer
-//! only once the journal holds it.
+//! Ingest: every source hands its decoded events here: BBDO peers
+//! (`bbdo::connection`, behind listeners and connectors), `POST
+//! /api/v1/events` (`web::events`, parsing with [`ndjson`]) and the
+//! [`simulator`]. The cache learns from them, then the journal takes them;
+//! an event is acknowledged to its producer (a BBDO `ack`, the HTTP answer)
+//! only once the journal holds it (docs/architecture.md §1). There is no
+//! replay-file source yet: `run-script` reads its file without ingest.
 
 pub mod ndjson;
 pub mod simulator;

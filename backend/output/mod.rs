@@ -1,6 +1,9 @@
 //! Outputs: what an administrator defines (name, kind, filters,
-//! parameters), the kinds brokerstream can run with their parameter schemas,
-//! and the supervisor that keeps one worker running per enabled output.
+//! parameters) and its validation, the kinds brokerstream can run with
+//! their parameter schemas ([`kinds`]), and the supervisor that keeps one
+//! worker running per enabled output: the native worker (`worker`, with
+//! the HTTP kinds' shared machinery in [`http`]) or the Lua runtime
+//! ([`lua`]). See docs/architecture.md §2.7 and, to add a kind, §4.1.
 
 pub mod delivery;
 pub mod elasticsearch;

@@ -1,7 +1,9 @@
-//! One output's worker: reads its cursor, filters, encodes into a batch,
-//! flushes by size, age, request or shutdown, and acknowledges what the
-//! destination accepted. A failed flush keeps its batch and is retried with
-//! backoff; events arriving meanwhile wait in the journal.
+//! The worker of a native output (every kind but `lua`, whose worker is
+//! `lua::worker`): reads its cursor, filters, encodes into a batch,
+//! flushes by size, byte size, age, request or shutdown, and acknowledges
+//! what the destination accepted. A failed flush keeps its batch and is
+//! retried with backoff; events arriving meanwhile wait in the journal.
+//! Where a new kind plugs in: docs/architecture.md §4.1.
 
 use std::path::Path;
 use std::sync::Arc;

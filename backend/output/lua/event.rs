@@ -1,6 +1,6 @@
-//! How an event is given to a script (§5): a plain, mutable table in API v1,
-//! a read-only `broker_event` userdata in API v2, and the JSON text
-//! `broker.json_encode` makes of that userdata (§5.4).
+//! How an event is given to a script (docs/lua-runtime.md §6): a plain,
+//! mutable table in API v1, a read-only `broker_event` userdata in API v2,
+//! and the JSON text `broker.json_encode` makes of that userdata (§6.3).
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -234,8 +234,8 @@ impl LuaEvent {
         )))
     }
 
-    /// The JSON text of §5.4: mapping or declaration order, `", "` between
-    /// fields.
+    /// The JSON text of docs/lua-runtime.md §6.3: mapping or declaration
+    /// order, `", "` between fields.
     pub fn to_json(&self, style: EventJsonStyle) -> String {
         event_json(self.0.event(), style)
     }
@@ -276,14 +276,14 @@ impl UserData for LuaEvent {
     }
 }
 
-/// The `broker_event` global (§1.3 step 9): the metatable every API v2
-/// event shares, as Centreon publishes it, so that `getmetatable(d) ==
-/// broker_event` holds for an event `d` and for what `broker_cache`
-/// returns. It holds `__index`, `__pairs`, `__tostring` and `__gc`; a
-/// script that changes it changes every event, as under Centreon. mlua
-/// hides userdata metatables behind `__metatable = false`, which Centreon
-/// does not: that field is removed. Called on a fresh state, before the
-/// script's main chunk can replace `debug.getmetatable` or `rawset`.
+/// The `broker_event` global (docs/lua-runtime.md §2.1 step 9): the metatable
+/// every API v2 event shares, as Centreon publishes it, so that
+/// `getmetatable(d) == broker_event` holds for an event `d` and for what
+/// `broker_cache` returns. It holds `__index`, `__pairs`, `__tostring` and
+/// `__gc`; a script that changes it changes every event, as under Centreon.
+/// mlua hides userdata metatables behind `__metatable = false`, which
+/// Centreon does not: that field is removed. Called on a fresh state, before
+/// the script's main chunk can replace `debug.getmetatable` or `rawset`.
 pub fn event_metatable(lua: &Lua) -> mlua::Result<Table> {
     let sample = crate::event::catalogue::EVENTS
         .first()

@@ -1,7 +1,8 @@
 //! `brokerstream import`: the `lua` outputs of a Centreon Broker
-//! configuration (`centreonBroker.output[]`, as Centreon Web generates it
-//! for cbd) become brokerstream outputs, read as Centreon reads them
-//! (§1.1, §1.2). What cannot be taken is reported with the reason.
+//! configuration (`centreonBroker.output[]`, as Centreon Web generates it for
+//! cbd) become brokerstream outputs, read as Centreon reads them
+//! (docs/lua-runtime.md §1.1, §1.2). What cannot be taken is reported with
+//! the reason.
 
 use std::path::Path;
 

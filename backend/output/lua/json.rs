@@ -1,7 +1,7 @@
-//! `broker.json_encode` and `broker.json_decode` (§4.1, §4.2), with
-//! Centreon's quirks kept on purpose: scripts and their consumers were
-//! written against them (`{}` encodes as `[]`, only five escapes, `nan` and
-//! `inf` written raw, integers truncated to 32 bits on decode…).
+//! `broker.json_encode` and `broker.json_decode` (docs/lua-runtime.md §5.1,
+//! §5.2), with Centreon's quirks kept on purpose: scripts and their consumers
+//! were written against them (`{}` encodes as `[]`, only five escapes, `nan`
+//! and `inf` written raw, integers truncated to 32 bits on decode…).
 
 use mlua::{Lua, Table, Value as LuaValue};
 

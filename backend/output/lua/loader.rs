@@ -1,4 +1,5 @@
-//! Reading Lua files as Centreon Broker reads them (§1.3 step 3).
+//! Reading Lua files as Centreon Broker reads them (docs/lua-runtime.md §2.1
+//! step 3).
 //!
 //! Centreon loads a connector with `luaL_loadfile`, and `require`,
 //! `dofile` and `loadfile` go through the same C function. Its rules are

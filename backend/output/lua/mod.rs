@@ -1,13 +1,16 @@
 //! The Centreon-compatible Lua runtime: a stream connector written for
 //! Centreon Broker's Lua output runs here unchanged.
 //!
-//! `runtime` loads a script exactly as Centreon does and calls its
-//! `filter`/`write`/`flush`, counting acknowledgements as Centreon counts
-//! them; `worker` runs one script per output on a thread of its own;
-//! `event`, `json`, `perfdata` and `sdk` are what a script sees (`broker`,
-//! `broker_log`, `broker_cache`, events as tables or userdata). The
-//! contract is `shared/spec/lua-runtime.md`; section numbers (§) below
-//! refer to it.
+//! `runtime` loads a script exactly as Centreon does (with `loader`) and
+//! calls its `filter`/`write`/`flush`, counting acknowledgements as
+//! Centreon counts them; `worker` runs one script per output on a thread of
+//! its own, `interrupt` stops one that does not return and `confine`
+//! decides what else it reaches; `event`, `json`, `perfdata`, `sdk`,
+//! `logfile` and `modules` are what a script sees (`broker`, `broker_log`,
+//! `broker_cache`, events as tables or userdata, the modules it
+//! `require`s); `import`, `run_script` and `scripts` serve the command line
+//! and the script files. The contract is docs/lua-runtime.md, whose
+//! numbered sections the comments of this module and its submodules cite.
 
 pub mod confine;
 pub mod event;
@@ -34,8 +37,8 @@ use super::{FieldErrors, OutputSpec};
 pub static KIND: Kind = Kind::script("lua", "Runs a Centreon Broker Lua stream connector unchanged: `path` names the script (inside a script directory), parameters of any name are given to its init(conf).", check);
 
 /// A script output: a `path`, and parameters of any name whose values
-/// Centreon could read (§1.2). Where the script is is checked against the
-/// service's script directories by the supervisor.
+/// Centreon could read (docs/lua-runtime.md §1.2). Where the script is is
+/// checked against the service's script directories by the supervisor.
 fn check(spec: &OutputSpec, errors: &mut FieldErrors) {
     match &spec.path {
         None => errors.add("path", "is required: the script to run"),
@@ -86,11 +89,12 @@ pub const DEFAULT_PACKAGE_CPATH: &str = "/usr/local/lib/lua/5.4/?.so;\
 /usr/lib64/lua/5.4/?.so;\
 ./?.so";
 
-/// Centreon's global `event_queue_max_size` default (§1.7).
+/// Centreon's global `event_queue_max_size` default (docs/lua-runtime.md
+/// §1.1, §2.5).
 pub const DEFAULT_EVENT_QUEUE_MAX_SIZE: usize = 10_000;
 
-/// How `broker.json_encode` writes the header of a `broker_event` (§5.4):
-/// Centreon changed it in 22.04.
+/// How `broker.json_encode` writes the header of a `broker_event`
+/// (docs/lua-runtime.md §6.3): Centreon changed it in 22.04.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum EventJsonStyle {
     /// `{"_type":65559, "category":1, "element":23, …` (22.04 and later).
@@ -121,7 +125,7 @@ pub struct LuaSettings {
     /// What `broker.bbdo_version()` answers.
     pub bbdo_version: String,
     /// Events handed to a script and not acknowledged, past which `write()`
-    /// is no longer called (§1.7); 0 = unlimited.
+    /// is no longer called (docs/lua-runtime.md §2.5); 0 = unlimited.
     pub event_queue_max_size: usize,
     pub event_json: EventJsonStyle,
     /// When the files of `broker_log:set_parameters` are rotated.

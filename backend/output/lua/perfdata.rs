@@ -1,6 +1,6 @@
-//! `broker.parse_perfdata` (§4.3): Nagios performance data as Centreon
-//! parses it, numbers as 32-bit floats widened to doubles (so `0.80` reads
-//! `0.80000001192093`, as in current Centreon).
+//! `broker.parse_perfdata` (docs/lua-runtime.md §5.3): Nagios performance
+//! data as Centreon parses it, numbers as 32-bit floats widened to doubles
+//! (so `0.80` reads `0.80000001192093`, as in current Centreon).
 
 use mlua::{Lua, Table};
 
@@ -223,7 +223,7 @@ pub fn parse(text: &str) -> Vec<Metric> {
     metrics
 }
 
-/// The extended names of a label (§4.3, "full" mode).
+/// The extended names of a label (docs/lua-runtime.md §5.3, "full" mode).
 pub struct Names {
     pub metric_name: String,
     pub instance: String,

@@ -1,5 +1,6 @@
-//! One loaded script: the load sequence of §1.3, and `filter`/`write`/
-//! `flush` with Centreon's acknowledgement counting (§1.4–§1.6).
+//! One loaded script: the load sequence of docs/lua-runtime.md §2.1, and
+//! `filter`/`write`/`flush` with Centreon's acknowledgement counting
+//! (§2.2–§2.4).
 //!
 //! A [`Script`] is not `Send`: it lives on the thread that created it.
 
@@ -129,7 +130,8 @@ fn describe(values: &MultiValue) -> String {
     }
 }
 
-/// The `conf` table of `init(conf)` from an output's parameters (§1.2).
+/// The `conf` table of `init(conf)` from an output's parameters
+/// (docs/lua-runtime.md §1.2).
 pub fn conf_value(p: &Parameter) -> Result<ConfValue, String> {
     if p.name.is_empty() {
         return Err("lua: couldn't read a configuration field because its name is empty".into());
@@ -175,9 +177,9 @@ pub fn parse_number(text: &str) -> Option<ConfValue> {
 }
 
 impl Script {
-    /// Loads `path` as Centreon does (§1.3) and calls `init(conf)`. The
-    /// error is the message Centreon would log, with the Lua message and
-    /// line where there is one.
+    /// Loads `path` as Centreon does (docs/lua-runtime.md §2.1) and calls
+    /// `init(conf)`. The error is the message Centreon would log, with the
+    /// Lua message and line where there is one.
     pub fn load(path: &Path, parameters: &[Parameter], env: &ScriptEnv) -> Result<Script, String> {
         let shown = path.display().to_string();
         // Duplicate names: the first wins (Centreon inserts into a std::map).
@@ -230,7 +232,7 @@ impl Script {
             .map_err(fail)?;
         // The built-in modules are `require`-able from the main chunk on, but
         // `broker_tcp_socket`, like the other SDK globals, only appears
-        // after it (step 9).
+        // after it (step 9 of docs/lua-runtime.md §2.1).
         super::modules::register(&lua).map_err(fail)?;
         let event_meta = event_metatable(&lua).map_err(fail)?;
         let socket: LuaValue = lua.globals().get("broker_tcp_socket").map_err(fail)?;
@@ -289,7 +291,8 @@ impl Script {
             env,
         );
 
-        // Step 9: the SDK globals, in Centreon's order.
+        // Step 9 (docs/lua-runtime.md §2.1): the SDK globals, in Centreon's
+        // order.
         let register = || -> mlua::Result<()> {
             globals.set(
                 "broker_log",
@@ -359,10 +362,11 @@ impl Script {
         message
     }
 
-    /// Centreon's rule for what `write` or `flush` returned (§1.5, §1.6):
-    /// `true` acknowledges everything handed to the script so far, `false`
-    /// nothing, and an error or a non-boolean nothing either, logged.
-    /// Gives what was returned (as text), the events acknowledged, the error.
+    /// Centreon's rule for what `write` or `flush` returned
+    /// (docs/lua-runtime.md §2.3, §2.4): `true` acknowledges everything
+    /// handed to the script so far, `false` nothing, and an error or a
+    /// non-boolean nothing either, logged. Gives what was returned (as text),
+    /// the events acknowledged, the error.
     fn settle(
         &mut self,
         function: &str,
@@ -392,7 +396,7 @@ impl Script {
         }
     }
 
-    /// Hands one event to the script (§1.5).
+    /// Hands one event to the script (docs/lua-runtime.md §2.3).
     pub fn write(&mut self, shared: &Shared) -> WriteOutcome {
         self.handed += 1;
         self.attached.0.enter();
@@ -473,7 +477,7 @@ impl Script {
         outcome
     }
 
-    /// Calls `flush()` if the script has one (§1.6).
+    /// Calls `flush()` if the script has one (docs/lua-runtime.md §2.4).
     pub fn flush(&mut self) -> FlushOutcome {
         self.attached.0.enter();
         let outcome = self.flush_inner();
@@ -524,7 +528,8 @@ fn acked_note(acked: u64) -> String {
     }
 }
 
-/// `broker_api_version` as read once, before `init` (§1.3 step 8).
+/// `broker_api_version` as read once, before `init` (docs/lua-runtime.md §2.1
+/// step 8).
 fn api_version(value: &LuaValue, env: &ScriptEnv) -> u8 {
     let (version, shown) = match value {
         LuaValue::Nil => return 1,

@@ -1,5 +1,5 @@
-//! The globals Centreon gives a script: `broker_log` (§2), `broker_cache`
-//! (§3) and the `broker` table (§4).
+//! The globals Centreon gives a script: `broker_log` (docs/lua-runtime.md
+//! §3), `broker_cache` (§4) and the `broker` table (§5).
 
 use std::path::Path;
 use std::sync::Arc;

@@ -3,11 +3,11 @@
 //! its output: the thread drives the journal cursor with a single-threaded
 //! tokio runtime, and talks to the supervisor through the command channel.
 //!
-//! Timing follows Centreon's failover loop (§1.6): events are handed to
-//! `write()` as they come; `flush()` is called as soon as the queue runs
-//! dry after a burst, then about once a second while idle, and at stop. A
-//! script that does not acknowledge gets at most `event_queue_max_size`
-//! events; past that only `flush()` is called (§1.7).
+//! Timing follows Centreon's failover loop (docs/lua-runtime.md §2.4): events
+//! are handed to `write()` as they come; `flush()` is called as soon as the
+//! queue runs dry after a burst, then about once a second while idle, and at
+//! stop. A script that does not acknowledge gets at most
+//! `event_queue_max_size` events; past that only `flush()` is called (§2.5).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -367,7 +367,8 @@ impl Session<'_> {
         }
     }
 
-    /// How many more events the script may be handed (§1.7).
+    /// How many more events the script may be handed (docs/lua-runtime.md
+    /// §2.5).
     fn room(&self) -> usize {
         if self.max_queue == 0 {
             return READ_BATCH;
