@@ -7,6 +7,7 @@ mod bbdo;
 mod bench_tools;
 mod common;
 mod file_output;
+mod ingest_memory;
 mod journal;
 mod limits;
 mod listeners;

@@ -255,6 +255,13 @@ impl Cache {
     /// Learns from one event; events that describe no object are ignored.
     pub fn update(&self, event: &Event) {
         let changed = self.apply(event);
+        // The encoded ingest path skips what `learns_from` says teaches
+        // nothing: the list must cover every event that changes the cache.
+        debug_assert!(
+            !changed || Cache::learns_from(event.def().name),
+            "{} is missing from Cache::learns_from",
+            event.def().name
+        );
         if changed {
             self.dirty.store(true, Ordering::Relaxed);
             if !is_status(event.def().name) {
@@ -267,6 +274,50 @@ impl Cache {
     /// mappings and groups.
     pub fn names_generation(&self) -> u64 {
         self.names.load(Ordering::Acquire)
+    }
+
+    /// Whether [`Cache::update`] can learn anything from events of this
+    /// catalogue name: the names `apply` matches, kept next to it.
+    pub fn learns_from(name: &str) -> bool {
+        matches!(
+            name,
+            "instance"
+                | "Instance"
+                | "host"
+                | "Host"
+                | "service"
+                | "Service"
+                | "host_status"
+                | "HostStatus"
+                | "AdaptiveHostStatus"
+                | "service_status"
+                | "ServiceStatus"
+                | "AdaptiveServiceStatus"
+                | "AdaptiveHost"
+                | "AdaptiveService"
+                | "host_group"
+                | "HostGroup"
+                | "service_group"
+                | "ServiceGroup"
+                | "host_group_member"
+                | "HostGroupMember"
+                | "service_group_member"
+                | "ServiceGroupMember"
+                | "custom_variable"
+                | "CustomVariable"
+                | "index_mapping"
+                | "pb_index_mapping"
+                | "metric_mapping"
+                | "pb_metric_mapping"
+                | "dimension_ba_event"
+                | "DimensionBaEvent"
+                | "dimension_bv_event"
+                | "DimensionBvEvent"
+                | "dimension_ba_bv_relation_event"
+                | "DimensionBaBvRelationEvent"
+                | "dimension_truncate_table_signal"
+                | "DimensionTruncateTableSignal"
+        )
     }
 
     fn apply(&self, event: &Event) -> bool {

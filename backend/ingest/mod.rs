@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::cache::Cache;
 use crate::event::Event;
-use crate::journal::{AppendError, Journal, Seq};
+use crate::journal::{self, AppendError, EncodedBatch, Journal, Seq};
 
 pub struct Ingest {
     journal: Arc<Journal>,
@@ -42,6 +42,38 @@ impl Ingest {
             self.cache.update(event);
         }
         match self.journal.append(events).await {
+            Ok(seq) => {
+                self.accepted.fetch_add(n, Ordering::Relaxed);
+                Ok(seq)
+            }
+            Err(e) => {
+                self.refused.fetch_add(n, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Ingest::ingest`] for events already in the journal's record form.
+    /// The cache learns from them once the journal has written them and
+    /// before any output can read them, so a refused batch (journal full)
+    /// leaves the cache as it was, and an output finds the names a batch
+    /// brings when it reads the batch's statuses.
+    pub async fn ingest_encoded(&self, batch: EncodedBatch) -> Result<Seq, AppendError> {
+        let n = batch.len() as u64;
+        let cache = self.cache.clone();
+        let learn: journal::BeforePublish = Box::new(move |records, ends| {
+            for payload in journal::payloads(records, ends) {
+                // Metrics, the bulk of large bodies, teach the cache nothing:
+                // they are not decoded again.
+                if !journal::payload_type_name(payload).is_some_and(Cache::learns_from) {
+                    continue;
+                }
+                if let Ok(event) = journal::decode_payload(payload) {
+                    cache.update(&event);
+                }
+            }
+        });
+        match self.journal.append_encoded(batch, Some(learn)).await {
             Ok(seq) => {
                 self.accepted.fetch_add(n, Ordering::Relaxed);
                 Ok(seq)

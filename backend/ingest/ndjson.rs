@@ -10,6 +10,7 @@
 use serde::Serialize;
 
 use crate::event::Event;
+use crate::journal::EncodedBatch;
 
 pub const MAX_REPORTED_ERRORS: usize = 20;
 
@@ -46,19 +47,37 @@ pub struct Parser {
     last_byte: u8,
     /// 1-based number of the current line.
     number: usize,
-    events: Vec<Event>,
+    events: Sink,
     errors: Vec<LineError>,
 }
 
+/// Where the parsed events go. A large body is encoded as it is parsed, each
+/// event dropped once in its record form: a decoded event takes several
+/// times the memory of its JSON line, its record about as much as the line.
+enum Sink {
+    Events(Vec<Event>),
+    Encoded(EncodedBatch),
+}
+
 impl Parser {
+    /// A parser that keeps the decoded events.
     pub fn new(max_line: usize) -> Parser {
+        Parser::with_sink(max_line, Sink::Events(Vec::new()))
+    }
+
+    /// A parser that keeps the events in the journal's record form only.
+    pub fn encoding(max_line: usize) -> Parser {
+        Parser::with_sink(max_line, Sink::Encoded(EncodedBatch::default()))
+    }
+
+    fn with_sink(max_line: usize, events: Sink) -> Parser {
         Parser {
             max_line,
             line: Vec::new(),
             line_len: 0,
             last_byte: 0,
             number: 1,
-            events: Vec::new(),
+            events,
             errors: Vec::new(),
         }
     }
@@ -116,20 +135,54 @@ impl Parser {
         line.clear();
         self.line = line;
         match result {
-            Ok(Some(event)) => self.events.push(event),
+            // Once a line is bad the body is refused whole: what follows
+            // is only checked, not kept.
+            Ok(Some(_)) if !self.errors.is_empty() => {}
+            Ok(Some(event)) => match &mut self.events {
+                Sink::Events(events) => events.push(event),
+                Sink::Encoded(batch) => batch.push(&event),
+            },
             Ok(None) => {}
-            Err(message) if self.errors.len() < MAX_REPORTED_ERRORS => {
-                self.errors.push(LineError {
-                    line: number,
-                    message,
-                })
+            Err(message) => {
+                if self.errors.is_empty() {
+                    self.events = match self.events {
+                        Sink::Events(_) => Sink::Events(Vec::new()),
+                        Sink::Encoded(_) => Sink::Encoded(EncodedBatch::default()),
+                    };
+                }
+                if self.errors.len() < MAX_REPORTED_ERRORS {
+                    self.errors.push(LineError {
+                        line: number,
+                        message,
+                    })
+                }
             }
-            Err(_) => {}
         }
     }
 
     /// Ends the last line, and answers for the whole body.
-    pub fn finish(mut self) -> Result<Vec<Event>, Vec<LineError>> {
+    pub fn finish(self) -> Result<Vec<Event>, Vec<LineError>> {
+        match self.finish_sink()? {
+            Sink::Events(events) => Ok(events),
+            Sink::Encoded(batch) => Ok(batch.decode()),
+        }
+    }
+
+    /// [`Parser::finish`] for a parser made by [`Parser::encoding`].
+    pub fn finish_encoded(self) -> Result<EncodedBatch, Vec<LineError>> {
+        match self.finish_sink()? {
+            Sink::Encoded(batch) => Ok(batch),
+            Sink::Events(events) => {
+                let mut batch = EncodedBatch::default();
+                for event in &events {
+                    batch.push(event);
+                }
+                Ok(batch)
+            }
+        }
+    }
+
+    fn finish_sink(mut self) -> Result<Sink, Vec<LineError>> {
         self.end_line();
         if self.errors.is_empty() {
             Ok(self.events)

@@ -159,8 +159,73 @@ const MAX_SPARE_BUFFER_BYTES: usize = 1 << 20;
 /// Slots the memory tail keeps allocated when idle: a batch's worth.
 const TAIL_SLOTS_KEPT: usize = 8192;
 
+/// Runs once a batch is written (and synced when the policy says so), before
+/// readers can see it, with its sealed records and where each ends.
+pub type BeforePublish = Box<dyn FnOnce(&[u8], &[usize]) + Send>;
+
+/// Events already encoded in the journal's record form, unsealed: what a
+/// producer holding many events builds instead of a `Vec<Event>`, since a
+/// decoded event takes several times its record in memory.
+#[derive(Default)]
+pub struct EncodedBatch {
+    records: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl EncodedBatch {
+    pub fn push(&mut self, event: &Event) {
+        record::encode_unsealed(event, &mut self.records);
+        self.ends.push(self.records.len());
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The events back (a record that does not decode is skipped: only a
+    /// bug would write one).
+    pub fn decode(&self) -> Vec<Event> {
+        payloads(&self.records, &self.ends)
+            .filter_map(|payload| record::decode_event(payload).ok())
+            .collect()
+    }
+
+    /// Bytes the batch takes in the journal.
+    pub fn bytes(&self) -> usize {
+        self.records.len()
+    }
+}
+
+/// The payload of each record of `records` (split at `ends`).
+pub fn payloads<'a>(records: &'a [u8], ends: &'a [usize]) -> impl Iterator<Item = &'a [u8]> + 'a {
+    let starts = std::iter::once(0).chain(ends.iter().copied());
+    starts
+        .zip(ends.iter().copied())
+        .map(move |(start, end)| &records[start + record::HEADER_LEN..end])
+}
+
+/// The catalogue name of the event a record payload holds, read from its
+/// first bytes without decoding the rest.
+pub fn payload_type_name(payload: &[u8]) -> Option<&'static str> {
+    let ty = u32::from_le_bytes(payload.get(..4)?.try_into().ok()?);
+    crate::event::catalogue::by_type(crate::event::EventType(ty)).map(|def| def.name)
+}
+
+pub fn decode_payload(payload: &[u8]) -> Result<Event, record::RecordError> {
+    record::decode_event(payload)
+}
+
 struct WriteRequest {
+    /// The decoded events of the last `events.len()` records, for the
+    /// memory tail; the `undecoded` records before them have none (an
+    /// encoded batch decodes only what the tail can keep).
     events: Vec<Event>,
+    undecoded: usize,
+    before_publish: Option<BeforePublish>,
     /// The events' records, back to back, unsealed until the writer gives
     /// them their sequence numbers; `ends[i]` is where record i ends. These
     /// very bytes are written.
@@ -467,10 +532,73 @@ impl Journal {
         let (reply, answer) = oneshot::channel();
         let request = WriteRequest {
             events,
+            undecoded: 0,
+            before_publish: None,
             records,
             ends,
             reply,
         };
+        self.submit(request, answer).await
+    }
+
+    /// Appends a batch encoded beforehand, all of it or none, as
+    /// [`Journal::append`]. `before_publish` runs only once the batch is
+    /// written, before any reader sees it: a producer can make what depends
+    /// on the batch (the cache) learn from it then, and never from a batch
+    /// that was refused.
+    ///
+    /// The memory tail gets decoded events for the newest records of the
+    /// batch only, as many as `memory_bytes` keeps: the older ones would be
+    /// evicted from it by the same append anyway, and readers that need
+    /// them read the segment.
+    pub async fn append_encoded(
+        &self,
+        batch: EncodedBatch,
+        before_publish: Option<BeforePublish>,
+    ) -> Result<Seq, AppendError> {
+        if batch.is_empty() {
+            return Ok(self.lock().head);
+        }
+        let EncodedBatch { records, ends } = batch;
+        let mut events = Vec::new();
+        let mut kept = 0usize;
+        let mut end_index = ends.len();
+        while end_index > 0 {
+            let start = if end_index > 1 {
+                ends[end_index - 2]
+            } else {
+                0
+            };
+            let payload = &records[start + record::HEADER_LEN..ends[end_index - 1]];
+            let Ok(event) = record::decode_event(payload) else {
+                break;
+            };
+            let cost = entry_cost(&event, payload.len());
+            if kept + cost > self.config.memory_bytes {
+                break;
+            }
+            kept += cost;
+            events.push(event);
+            end_index -= 1;
+        }
+        events.reverse();
+        let (reply, answer) = oneshot::channel();
+        let request = WriteRequest {
+            undecoded: ends.len() - events.len(),
+            events,
+            before_publish,
+            records,
+            ends,
+            reply,
+        };
+        self.submit(request, answer).await
+    }
+
+    async fn submit(
+        &self,
+        request: WriteRequest,
+        answer: oneshot::Receiver<Result<Seq, AppendError>>,
+    ) -> Result<Seq, AppendError> {
         if self.closed.load(std::sync::atomic::Ordering::Acquire) {
             return Err(AppendError::Closed);
         }
@@ -1067,18 +1195,27 @@ impl Journal {
         if written.is_empty() {
             return;
         }
+        let mut written = written;
+        for (request, ..) in &mut written {
+            if let Some(hook) = request.before_publish.take() {
+                hook(&request.records, &request.ends);
+            }
+        }
         let mut replies = Vec::with_capacity(written.len());
         let mut spare = Vec::new();
         let (head, released) = {
             let mut state = self.lock();
+            let mut released = Vec::new();
             for (request, first, bytes) in written {
                 let WriteRequest {
                     events,
+                    undecoded,
                     mut records,
                     mut ends,
                     reply,
+                    ..
                 } = request;
-                let count = events.len() as u64;
+                let count = (undecoded + events.len()) as u64;
                 let last = first + count - 1;
                 if let Some(active) = state.segments.back_mut() {
                     active.last_seq = last;
@@ -1088,10 +1225,22 @@ impl Journal {
                 }
                 state.total_bytes += bytes;
                 state.total_events += count;
-                let mut start = 0;
-                for ((i, event), end) in events.into_iter().enumerate().zip(&ends) {
+                if undecoded > 0 {
+                    // The tail must stay a contiguous run of seqs; what the
+                    // batch's newest records cost pushes every older entry
+                    // out of it anyway (see `append_encoded`).
+                    while let Some(entry) = state.pop_tail() {
+                        released.push(entry);
+                    }
+                }
+                let mut start = if undecoded > 0 {
+                    ends[undecoded - 1]
+                } else {
+                    0
+                };
+                for ((i, event), end) in events.into_iter().enumerate().zip(&ends[undecoded..]) {
                     let entry = Arc::new(Entry {
-                        seq: first + i as u64,
+                        seq: first + (undecoded + i) as u64,
                         received_at: now,
                         event,
                     });
@@ -1109,7 +1258,7 @@ impl Journal {
                     spare.push((records, ends));
                 }
             }
-            let mut released = self.trim(&mut state);
+            released.append(&mut self.trim(&mut state));
             while state.tail_bytes > self.config.memory_bytes {
                 match state.pop_tail() {
                     Some(entry) => released.push(entry),
@@ -1206,8 +1355,12 @@ impl Entry {
     /// Public so that the benchmark's memory-only baseline bounds its tail
     /// exactly as the journal does.
     pub fn memory_cost(&self, payload_len: usize) -> usize {
-        std::mem::size_of::<Entry>() + self.event.values().len() * 32 + payload_len
+        entry_cost(&self.event, payload_len)
     }
+}
+
+fn entry_cost(event: &Event, payload_len: usize) -> usize {
+    std::mem::size_of::<Entry>() + event.values().len() * 32 + payload_len
 }
 
 impl State {

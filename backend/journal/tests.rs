@@ -616,3 +616,73 @@ async fn info_reports_the_fill_the_holders_and_a_refusing_full_journal() {
     );
     journal.close();
 }
+
+fn encoded(range: std::ops::RangeInclusive<i64>) -> EncodedBatch {
+    let mut batch = EncodedBatch::default();
+    for id in range {
+        batch.push(&metric(id));
+    }
+    batch
+}
+
+#[tokio::test]
+async fn an_encoded_batch_decodes_only_the_tail_it_keeps_and_reads_back_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(JournalConfig {
+        memory_bytes: 4096,
+        ..config(dir.path())
+    })
+    .unwrap();
+    let mut cursor = journal.cursor("out", StartAt::Head);
+    append_range(&journal, 1..=5).await;
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = seen.clone();
+    let hook: BeforePublish = Box::new(move |records, ends| {
+        counted.store(
+            payloads(records, ends).count(),
+            std::sync::atomic::Ordering::SeqCst,
+        );
+    });
+    let last = journal
+        .append_encoded(encoded(6..=500), Some(hook))
+        .await
+        .unwrap();
+    assert_eq!(last, 500);
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 495);
+    {
+        let state = journal.lock();
+        assert!(state.tail.len() < 495, "{} in the tail", state.tail.len());
+        assert!(state.tail_bytes <= 4096);
+        assert_eq!(state.tail.back().map(|e| e.seq), Some(500));
+        let first = state.tail.front().map_or(0, |e| e.seq);
+        let contiguous = state
+            .tail
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.seq == first + i as u64);
+        assert!(contiguous);
+    }
+    assert_eq!(read_all(&mut cursor), (1..=500).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_refused_encoded_batch_runs_no_hook_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(JournalConfig {
+        max_bytes: 8192,
+        ..config(dir.path())
+    })
+    .unwrap();
+    let _cursor = journal.cursor("out", StartAt::Head);
+    let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = ran.clone();
+    let hook: BeforePublish =
+        Box::new(move |_, _| flag.store(true, std::sync::atomic::Ordering::SeqCst));
+    let refused = journal.append_encoded(encoded(1..=1000), Some(hook)).await;
+    assert!(
+        matches!(refused, Err(AppendError::Full { .. })),
+        "{refused:?}"
+    );
+    assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+    assert_eq!(journal.info().events, 0);
+}

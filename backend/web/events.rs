@@ -26,9 +26,10 @@ pub const LARGE_BODY_DEADLINE: Duration = Duration::from_secs(120);
 ///
 /// The body is parsed line by line as it arrives: what is held of it is
 /// the line being read (at most `limits.max_ndjson_line_bytes`), not the
-/// body. The events themselves are held until the journal takes them all
-/// (a request is taken whole or not at all), which is what bounds the
-/// number of large bodies read at once.
+/// body. The events are held in their journal record form (about the size
+/// of their JSON) until the journal takes them all (a request is taken
+/// whole or not at all), which is what bounds the number of large bodies
+/// read at once. Decoded, they would take many times that.
 pub async fn ingest(State(ctx): State<Context>, request: Request) -> Result<Json<Value>, ApiError> {
     let limit = ctx.limits.max_body_bytes;
     let too_large = || ApiError::PayloadTooLarge(super::body_limit_message(limit));
@@ -46,7 +47,7 @@ pub async fn ingest(State(ctx): State<Context>, request: Request) -> Result<Json
         permit = Some(acquire(&ctx).await?);
         deadline = Some(tokio::time::Instant::now() + LARGE_BODY_DEADLINE);
     }
-    let mut parser = ndjson::Parser::new(ctx.limits.max_ndjson_line_bytes);
+    let mut parser = ndjson::Parser::encoding(ctx.limits.max_ndjson_line_bytes);
     let mut body = request.into_body().into_data_stream();
     let mut read = 0usize;
     loop {
@@ -74,11 +75,11 @@ pub async fn ingest(State(ctx): State<Context>, request: Request) -> Result<Json
         }
         parser.feed(&chunk);
     }
-    let events = parser.finish().map_err(ApiError::InvalidLines)?;
-    let accepted = events.len();
+    let batch = parser.finish_encoded().map_err(ApiError::InvalidLines)?;
+    let accepted = batch.len();
     if accepted > 0 {
         ctx.ingest
-            .ingest(events)
+            .ingest_encoded(batch)
             .await
             .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     }
