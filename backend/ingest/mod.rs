@@ -41,16 +41,8 @@ impl Ingest {
         for event in &events {
             self.cache.update(event);
         }
-        match self.journal.append(events).await {
-            Ok(seq) => {
-                self.accepted.fetch_add(n, Ordering::Relaxed);
-                Ok(seq)
-            }
-            Err(e) => {
-                self.refused.fetch_add(n, Ordering::Relaxed);
-                Err(e)
-            }
-        }
+        let appended = self.journal.append(events).await;
+        self.tally(n, appended)
     }
 
     /// [`Ingest::ingest`] for events already in the journal's record form.
@@ -73,16 +65,18 @@ impl Ingest {
                 }
             }
         });
-        match self.journal.append_encoded(batch, Some(learn)).await {
-            Ok(seq) => {
-                self.accepted.fetch_add(n, Ordering::Relaxed);
-                Ok(seq)
-            }
-            Err(e) => {
-                self.refused.fetch_add(n, Ordering::Relaxed);
-                Err(e)
-            }
-        }
+        let appended = self.journal.append_encoded(batch, Some(learn)).await;
+        self.tally(n, appended)
+    }
+
+    /// Counts `n` events as accepted or refused, by how their append ended.
+    fn tally(&self, n: u64, appended: Result<Seq, AppendError>) -> Result<Seq, AppendError> {
+        let counter = match appended {
+            Ok(_) => &self.accepted,
+            Err(_) => &self.refused,
+        };
+        counter.fetch_add(n, Ordering::Relaxed);
+        appended
     }
 
     /// Events accepted and refused since start.

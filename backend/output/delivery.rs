@@ -38,12 +38,6 @@ impl DeliveryError {
         }
     }
 
-    pub fn into_message(self) -> String {
-        match self {
-            DeliveryError::Unavailable(m) | DeliveryError::Misconfigured(m) => m,
-        }
-    }
-
     /// The same error with its text changed (redacted, given context).
     pub fn map_message(self, change: impl FnOnce(String) -> String) -> DeliveryError {
         match self {

@@ -122,6 +122,12 @@ impl OutputSpec {
         self.parameters.iter().find(|p| p.name == name)
     }
 
+    /// Whether its kind runs a script (with its own runtime) rather than
+    /// batches handed to a sink.
+    pub fn runs_script(&self) -> bool {
+        kinds::find(&self.kind).is_some_and(|kind| kind.script)
+    }
+
     /// The value of a parameter, or its kind's default when it is not set.
     pub fn value(&self, name: &str) -> Option<&str> {
         self.parameter(name).map(|p| p.value.as_str()).or_else(|| {

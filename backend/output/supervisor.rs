@@ -193,8 +193,7 @@ impl Supervisor {
     }
 
     fn threshold(&self, spec: &OutputSpec) -> Duration {
-        let script = super::kinds::find(&spec.kind).is_some_and(|kind| kind.script);
-        self.health.threshold(spec, script)
+        self.health.threshold(spec, spec.runs_script())
     }
 
     fn slot_or_new(&self, spec: &OutputSpec) -> Arc<Slot> {
@@ -479,8 +478,9 @@ impl Supervisor {
         let deadletter_dir = Arc::clone(&self.deadletter_dir);
         // Created before answering the request that made the output, so that
         // the events posted right after are its own.
-        let runs_script = super::kinds::find(&spec.kind).is_some_and(|kind| kind.script);
-        let lua_cursor = runs_script.then(|| journal.cursor(&spec.name, StartAt::Head));
+        let lua_cursor = spec
+            .runs_script()
+            .then(|| journal.cursor(&spec.name, StartAt::Head));
         let interrupt = lua_cursor.is_some().then(Interrupt::new);
         let script_interrupt = interrupt.clone();
         let task = tokio::spawn(async move {

@@ -534,7 +534,7 @@ fn sample_events() -> Vec<crate::event::Event> {
 /// through `run-script`'s code, a native kind through its encoder.
 async fn run_test(ctx: &Context, spec: &OutputSpec) -> String {
     let events = sample_events();
-    if kinds::find(&spec.kind).is_some_and(|k| k.script) {
+    if spec.runs_script() {
         let settings = ctx.supervisor.lua_settings().clone();
         let script = match settings.resolve_script(spec.path.as_deref().unwrap_or("")) {
             Ok(script) => script,

@@ -241,7 +241,7 @@ pub fn runs(settings: &LuaSettings, spec: &OutputSpec, name: &str) -> bool {
     let (Some(dir), Some(path)) = (settings.script_dirs.first(), spec.path.as_deref()) else {
         return false;
     };
-    if !crate::output::kinds::find(&spec.kind).is_some_and(|k| k.script) {
+    if !spec.runs_script() {
         return false;
     }
     let target = dir.join(name);
