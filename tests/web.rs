@@ -451,26 +451,45 @@ impl Driver {
         });
         let chromium = find_program(&["chromium", "chromium-browser", "google-chrome"])
             .unwrap_or_else(|| panic!("chromium is not installed; run scripts/setup as root"));
-        let port = free_port();
-        let child = Command::new(chromedriver)
-            .arg(format!("--port={port}"))
-            .arg("--allowed-ips=127.0.0.1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
-        let base = format!("http://127.0.0.1:{port}");
+        // The port is probed free, then handed to chromedriver: another test may
+        // bind it in between. So the answer must be chromedriver's own ready
+        // document, and a driver that exited or never answered is retried on a
+        // fresh port.
         let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(r) = http.get(format!("{base}/status")).send().await {
-                if r.status() == 200 {
+        let mut attempt = 0;
+        let (child, base) = loop {
+            attempt += 1;
+            let port = free_port();
+            let mut child = Command::new(&chromedriver)
+                .arg(format!("--port={port}"))
+                .arg("--allowed-ips=127.0.0.1")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("chromedriver starts");
+            let base = format!("http://127.0.0.1:{port}");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let mut ready = false;
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
                     break;
                 }
+                if let Ok(r) = http.get(format!("{base}/status")).send().await {
+                    let body: Value = r.json().await.unwrap_or(Value::Null);
+                    if body["value"]["ready"] == Value::Bool(true) {
+                        ready = true;
+                        break;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            assert!(Instant::now() < deadline, "chromedriver did not answer");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            if ready {
+                break (child, base);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            assert!(attempt < 3, "chromedriver did not answer on three ports");
+        };
         let profile = tempfile::tempdir().unwrap();
         let args = vec![
             "--headless".to_owned(),
