@@ -111,8 +111,9 @@ fn end_to_end(c: &mut Criterion) {
     ];
     let dir = tempfile::tempdir().expect("temporary directory");
     let service = Influx::from_spec(&spec).expect("influx settings");
+    let letters = brokerstream::output::deadletter::DeadLetters::new(dir.path().to_owned());
     let mut sink = runtime
-        .block_on(async { HttpSink::new(&spec, Box::new(service), dir.path()).expect("sink") });
+        .block_on(async { HttpSink::new(&spec, Box::new(service), &letters).expect("sink") });
     let mut group = c.benchmark_group("influxdb");
     group.throughput(Throughput::Elements(events.len() as u64));
     let mut out = Vec::with_capacity(128 * 1024);

@@ -6,6 +6,7 @@ mod api;
 mod bbdo;
 mod bench_tools;
 mod common;
+mod deadletters;
 mod file_output;
 mod ingest_memory;
 mod journal;

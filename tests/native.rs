@@ -22,31 +22,31 @@ use crate::common::*;
 use crate::lua_modules::start_influx;
 
 #[derive(Clone, Debug)]
-struct Recorded {
+pub(crate) struct Recorded {
     /// The status it was answered with.
-    answered: u16,
+    pub(crate) answered: u16,
     method: String,
-    uri: String,
+    pub(crate) uri: String,
     headers: HeaderMap,
-    body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Recorded {
     fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8(self.body.clone()).unwrap()
     }
 }
 
-struct Reply {
+pub(crate) struct Reply {
     status: u16,
     body: &'static str,
     delay: Duration,
 }
 
-fn reply(status: u16, body: &'static str) -> Reply {
+pub(crate) fn reply(status: u16, body: &'static str) -> Reply {
     Reply {
         status,
         body,
@@ -64,13 +64,13 @@ struct Played {
 
 /// A loopback HTTP server answering from a script of replies, then 200
 /// (or what [`Destination::answer_with`] says).
-struct Destination {
-    url: String,
+pub(crate) struct Destination {
+    pub(crate) url: String,
     played: Played,
 }
 
 impl Destination {
-    async fn start(replies: Vec<Reply>) -> Destination {
+    pub(crate) async fn start(replies: Vec<Reply>) -> Destination {
         let played = Played {
             requests: Arc::default(),
             replies: Arc::new(Mutex::new(replies.into())),
@@ -87,12 +87,12 @@ impl Destination {
         Destination { url, played }
     }
 
-    fn requests(&self) -> Vec<Recorded> {
+    pub(crate) fn requests(&self) -> Vec<Recorded> {
         self.played.requests.lock().unwrap().clone()
     }
 
     /// What it answers from now on, once its script is played out.
-    fn answer_with(&self, status: u16, body: &'static str) {
+    pub(crate) fn answer_with(&self, status: u16, body: &'static str) {
         *self.played.fallback.lock().unwrap() = Some((status, body));
     }
 }
@@ -141,7 +141,7 @@ fn param(name: &str, value: &str) -> Value {
     json!({"name": name, "type": ty, "value": value})
 }
 
-async fn create(
+pub(crate) async fn create(
     server: &Server,
     name: &str,
     kind: &str,
@@ -160,17 +160,17 @@ async fn create(
     assert_eq!(status, 201, "create {name}: {answer}");
 }
 
-fn names() -> Vec<Value> {
+pub(crate) fn names() -> Vec<Value> {
     vec![host(1, "srv-01"), service(1, 3, "Disk /var")]
 }
 
-fn metric_at(name: &str, value: f64, ctime: i64) -> Value {
+pub(crate) fn metric_at(name: &str, value: f64, ctime: i64) -> Value {
     let mut m = metric(1, 3, name, value);
     m["ctime"] = json!(ctime);
     m
 }
 
-async fn wait_written(server: &Server, name: &str, written: u64) -> Value {
+pub(crate) async fn wait_written(server: &Server, name: &str, written: u64) -> Value {
     server
         .wait_status(name, &format!("{written} events written"), |s| {
             s["counters"]["written"].as_u64() >= Some(written) && s["buffered"] == 0

@@ -670,6 +670,15 @@ impl Driver {
         }
     }
 
+    async fn scroll_to(&self, css: &str) {
+        self.call(
+            reqwest::Method::POST,
+            &self.at("/execute/sync"),
+            json!({"script": "document.querySelector(arguments[0]).scrollIntoView();", "args": [css]}),
+        )
+        .await;
+    }
+
     async fn screenshot(&self, name: &str) {
         let data = self
             .call(reqwest::Method::GET, &self.at("/screenshot"), Value::Null)
@@ -1250,4 +1259,93 @@ async fn in_a_browser_a_page_whose_server_is_gone_says_it_is_stale() {
         shown["rate"].as_str().unwrap().ends_with("(stale)"),
         "{shown}"
     );
+}
+
+/// Dead letters on the detail page: listed with their reason, replayed
+/// by a click once the destination takes them, and discarded only once
+/// the box is ticked (the browser itself refuses the form before).
+#[tokio::test]
+async fn in_a_browser_dead_letters_are_listed_replayed_and_discarded() {
+    use crate::native::{create, metric_at, names, reply, Destination};
+    let destination = Destination::start(vec![reply(400, "unknown field `name`")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    create(
+        &server,
+        "strict",
+        "http",
+        &["storage:metric"],
+        &[("http_url", &destination.url), ("max_buffer_size", "2")],
+    )
+    .await;
+    let mut events = names();
+    events.push(metric_at("a", 1.0, 1_732_000_000));
+    events.push(metric_at("b", 2.0, 1_732_000_060));
+    assert_eq!(server.post_events(&events).await.0, 200);
+    server
+        .wait_status("strict", "2 dead letters", |s| s["dead_letters_held"] == 2)
+        .await;
+
+    let browser = Driver::start().await;
+    sign_in(&browser, &server, "/outputs/strict").await;
+    let held = browser.text("#deadletters-held").await;
+    assert!(
+        held.starts_with("2 events the destination refused"),
+        "{held}"
+    );
+    let table = browser.text("#deadletters-list").await;
+    assert!(table.contains("HTTP 400: unknown field `name`"), "{table}");
+    assert!(table.contains("\"name\":\"a\""), "{table}");
+    browser.scroll_to("#deadletters").await;
+    browser.screenshot("09-detail-dead-letters").await;
+
+    // The destination takes them now: one click sends both again.
+    browser.click("#deadletters-replay").await;
+    let notice = browser
+        .wait_text("#notice", "the replay's outcome", |t| {
+            t.contains("replayed")
+        })
+        .await;
+    assert!(
+        notice.contains("2 delivered, 0 refused again, 0 kept"),
+        "{notice}"
+    );
+    let held = browser.text("#deadletters-held").await;
+    assert!(held.starts_with("None held"), "{held}");
+    let last = destination.requests().pop().unwrap();
+    assert!(last.text().contains("\"name\":\"b\""), "{}", last.text());
+
+    // Refused again later, then discarded: not without the box ticked.
+    destination.answer_with(400, "unknown field `name`");
+    events = vec![
+        metric_at("c", 3.0, 1_732_000_120),
+        metric_at("d", 4.0, 1_732_000_180),
+    ];
+    assert_eq!(server.post_events(&events).await.0, 200);
+    server
+        .wait_status("strict", "2 more dead letters", |s| {
+            s["dead_letters_held"] == 2
+        })
+        .await;
+    browser.goto(&server.url("/outputs/strict")).await;
+    browser.click("#deadletters-discard").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !browser.url().await.contains("notice="),
+        "submitted unticked"
+    );
+    let held = browser.text("#deadletters-held").await;
+    assert!(held.starts_with("2 events"), "{held}");
+    browser.click("#deadletters-confirm").await;
+    browser.click("#deadletters-discard").await;
+    let notice = browser
+        .wait_text("#notice", "the discard", |t| t.contains("Discarded"))
+        .await;
+    assert_eq!(notice, "Discarded 2 dead letters");
+    let held = browser.text("#deadletters-held").await;
+    assert!(held.starts_with("None held"), "{held}");
+    browser.scroll_to("#deadletters").await;
+    browser.screenshot("10-detail-dead-letters-discarded").await;
+    browser.quit().await;
+    server.stop().await;
 }

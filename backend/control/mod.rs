@@ -13,8 +13,10 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::config::Limits;
 use crate::journal::{Reposition, Seq, StartAt};
+use crate::output::deadletter::{DeadLetterError, Page};
 use crate::output::lua::scripts::{self, Existing, ScriptError};
 use crate::output::lua::LuaSettings;
+use crate::output::redeliver::{self, Redelivery, RedeliveryError};
 use crate::output::{
     self, ControlError, FieldErrors, FlushError, FlushRecord, OutputSpec, OutputState, ParamType,
     Parameter, Supervisor,
@@ -61,6 +63,16 @@ impl From<StoreError> for AdminError {
                 tracing::error!("{e}");
                 AdminError::Internal(e.to_string())
             }
+        }
+    }
+}
+
+fn dead_letter_error(e: DeadLetterError) -> AdminError {
+    match e {
+        DeadLetterError::Replaying(_) => AdminError::Conflict(e.to_string()),
+        DeadLetterError::Io(_) => {
+            tracing::error!("{e}");
+            AdminError::Internal(e.to_string())
         }
     }
 }
@@ -381,6 +393,77 @@ impl OutputAdmin {
         )
         .await;
         Ok(record)
+    }
+
+    /// A page of an output's dead letters, `limit` at most
+    /// [`crate::output::deadletter::MAX_PAGE`].
+    pub async fn dead_letters(
+        &self,
+        name: &str,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Page, AdminError> {
+        self.store.get_output(name).await?;
+        let letters = Arc::clone(self.running()?.dead_letters());
+        let name = name.to_owned();
+        tokio::task::spawn_blocking(move || letters.page(&name, offset, limit))
+            .await
+            .map_err(|e| AdminError::Internal(e.to_string()))?
+            .map_err(dead_letter_error)
+    }
+
+    /// Sends an output's dead letters again through its current
+    /// definition. Not under the lock, like a flush: a slow destination
+    /// must not hold every edit back.
+    pub async fn replay_dead_letters(
+        &self,
+        actor: &str,
+        name: &str,
+    ) -> Result<Redelivery, AdminError> {
+        let spec = self.store.get_output(name).await?.spec;
+        let letters = Arc::clone(self.running()?.dead_letters());
+        // A task of its own, so that a client going away does not stop the
+        // replay halfway (it would put back what it had not sent, but the
+        // audit entry would be missing).
+        let outcome = tokio::spawn(async move { redeliver::replay(&letters, &spec).await })
+            .await
+            .map_err(|e| AdminError::Internal(format!("the replay stopped: {e}")))?
+            .map_err(|e| match e {
+                RedeliveryError::Store(e) => dead_letter_error(e),
+                RedeliveryError::Unsupported(m) => AdminError::Conflict(m),
+            })?;
+        self.audit(
+            actor,
+            "output.deadletters.replay",
+            name,
+            serde_json::to_value(&outcome).unwrap_or_default(),
+        )
+        .await;
+        Ok(outcome)
+    }
+
+    /// Deletes an output's dead letters; how many there were.
+    pub async fn discard_dead_letters(&self, actor: &str, name: &str) -> Result<u64, AdminError> {
+        self.store.get_output(name).await?;
+        let letters = Arc::clone(self.running()?.dead_letters());
+        let output = name.to_owned();
+        let discarded = tokio::task::spawn_blocking(move || letters.discard(&output))
+            .await
+            .map_err(|e| AdminError::Internal(e.to_string()))?
+            .map_err(dead_letter_error)?;
+        tracing::warn!(
+            output = name,
+            discarded,
+            "dead letters discarded by request"
+        );
+        self.audit(
+            actor,
+            "output.deadletters.discard",
+            name,
+            json!({"discarded": discarded}),
+        )
+        .await;
+        Ok(discarded)
     }
 
     /// Writes a script of the first script directory; outputs running a

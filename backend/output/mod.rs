@@ -5,6 +5,7 @@
 //! the HTTP kinds' shared machinery in [`http`]) or the Lua runtime
 //! ([`lua`]). See docs/architecture.md §2.7 and, to add a kind, §4.1.
 
+pub mod deadletter;
 pub mod delivery;
 pub mod elasticsearch;
 mod file;
@@ -14,6 +15,7 @@ pub mod http_post;
 pub mod influxdb;
 pub mod kinds;
 pub mod lua;
+pub mod redeliver;
 mod schema;
 pub mod sink;
 pub mod splunk;
@@ -380,7 +382,7 @@ pub fn preview(
     let mut sink = build(
         spec,
         &sink::BuildContext {
-            deadletter_dir: std::path::Path::new("/nonexistent"),
+            dead_letters: &deadletter::DeadLetters::new("/nonexistent".into()),
         },
     )?;
     let mut out = Vec::new();

@@ -3,10 +3,11 @@
 //! around it (reading, filtering, the tail, batching, acknowledging,
 //! backoff, the status), so a kind is only this.
 
-use std::path::Path;
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
+use super::deadletter::DeadLetters;
 use super::delivery::DeliveryError;
 use super::OutputSpec;
 use crate::cache::Cache;
@@ -14,8 +15,8 @@ use crate::event::Event;
 
 /// What a kind's `build` may use besides the definition.
 pub struct BuildContext<'a> {
-    /// `<data_dir>/deadletter`, for kinds that dead-letter refused events.
-    pub deadletter_dir: &'a Path,
+    /// Where kinds that dead-letter refused events keep them.
+    pub dead_letters: &'a Arc<DeadLetters>,
 }
 
 /// Builds a kind's sink from a definition that passed validation; fails
@@ -26,6 +27,13 @@ pub trait Sink: Send {
     /// Appends one event's record to the batch; nothing when the event has
     /// nothing for this destination.
     fn encode(&mut self, event: &Event, cache: &Cache, out: &mut Vec<u8>);
+
+    /// Appends a record this kind encoded earlier (a dead letter sent
+    /// again), as the dead-letter file kept it; `false` for a kind that
+    /// has no dead letters to take back.
+    fn push_encoded(&mut self, _record: &[u8], _out: &mut Vec<u8>) -> bool {
+        false
+    }
 
     /// Whether the destination can be used, with nothing to send: at start
     /// (a bad path shows at once) and on an empty flush.

@@ -174,6 +174,10 @@ pub struct OutputStatus {
     /// dead-letter file and acknowledged.
     pub dead_lettered: u64,
     pub last_dead_letter_reason: Option<String>,
+    /// Dead letters in the output's file now (a replay's unsettled ones
+    /// included), filled in by the supervisor; `None` while the file
+    /// cannot be read.
+    pub dead_letters_held: Option<u64>,
     /// Judged by the supervisor when the status is read (see
     /// [`super::health`]); `None` only inside a worker.
     pub health: Option<super::health::Health>,
@@ -232,6 +236,7 @@ impl OutputStatus {
             last_response_body: None,
             dead_lettered: 0,
             last_dead_letter_reason: None,
+            dead_letters_held: None,
             health: None,
         }
     }

@@ -11,6 +11,7 @@ use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::deadletter::DeadLetters;
 use super::health::{self, Health, HealthSettings, HealthState};
 use super::lua::interrupt::Interrupt;
 use super::lua::LuaSettings;
@@ -29,7 +30,7 @@ pub struct Supervisor {
     stop_timeout: Duration,
     lua: Arc<LuaSettings>,
     /// `<data_dir>/deadletter`: what destinations refused for good.
-    deadletter_dir: Arc<std::path::PathBuf>,
+    dead_letters: Arc<DeadLetters>,
     health: HealthSettings,
     /// Locking rule: this map's lock is held only to find, add or remove a
     /// slot, never across an `.await`. Starting and stopping an output's
@@ -134,7 +135,7 @@ impl Supervisor {
             cache,
             stop_timeout,
             lua: Arc::new(lua),
-            deadletter_dir: Arc::new(data_dir.join("deadletter")),
+            dead_letters: DeadLetters::new(data_dir.join("deadletter")),
             health,
             outputs: Mutex::new(HashMap::new()),
         });
@@ -152,6 +153,11 @@ impl Supervisor {
             }
         });
         supervisor
+    }
+
+    /// Every output's dead letters.
+    pub fn dead_letters(&self) -> &Arc<DeadLetters> {
+        &self.dead_letters
     }
 
     pub fn lua_settings(&self) -> &LuaSettings {
@@ -395,6 +401,7 @@ impl Supervisor {
         status.queue_bytes = backlog.unacked_bytes;
         status.lost = backlog.lost;
         status.oldest_pending_age_secs = backlog.oldest.map(age_secs);
+        status.dead_letters_held = self.dead_letters.held(name).ok();
         status.health = Some(judge_health(name, slot, &status, view.threshold));
         status
     }
@@ -475,7 +482,7 @@ impl Supervisor {
         let journal = Arc::clone(&self.journal);
         let cache = Arc::clone(&self.cache);
         let lua = Arc::clone(&self.lua);
-        let deadletter_dir = Arc::clone(&self.deadletter_dir);
+        let dead_letters = Arc::clone(&self.dead_letters);
         // Created before answering the request that made the output, so that
         // the events posted right after are its own.
         let lua_cursor = spec
@@ -517,7 +524,7 @@ impl Supervisor {
                     Arc::clone(&cache),
                     &status,
                     Arc::clone(&tail),
-                    &deadletter_dir,
+                    &dead_letters,
                 ) {
                     Ok(worker) => worker,
                     Err(error) => {

@@ -5,7 +5,6 @@
 //! retried with backoff; events arriving meanwhile wait in the journal.
 //! Where a new kind plugs in: docs/architecture.md §4.1.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,6 +12,7 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::sleep_until;
 
+use super::deadletter::DeadLetters;
 use super::delivery::DeliveryError;
 use super::kinds;
 use super::sink::{BuildContext, Sink};
@@ -79,13 +79,13 @@ impl<'a> Worker<'a> {
         cache: Arc<Cache>,
         status: &'a StatusWriter,
         tail: Arc<Tail>,
-        deadletter_dir: &Path,
+        dead_letters: &Arc<DeadLetters>,
     ) -> Result<Worker<'a>, String> {
         let filter = Filter::parse(&spec.filters).map_err(|e| e.to_string())?;
         let build = kinds::find(&spec.kind)
             .and_then(kinds::Kind::build)
             .ok_or_else(|| format!("kind `{}` cannot run in this version", spec.kind))?;
-        let sink = build(spec, &BuildContext { deadletter_dir })?;
+        let sink = build(spec, &BuildContext { dead_letters })?;
         // Whatever the previous worker read without acknowledging comes again.
         cursor.rewind();
         Ok(Worker {

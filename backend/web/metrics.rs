@@ -194,7 +194,7 @@ pub async fn metrics(State(ctx): State<Context>) -> impl IntoResponse {
             );
         }
     }
-    let gauges: [(&str, &str, &str, OutputValue); 8] = [
+    let gauges: [(&str, &str, &str, OutputValue); 9] = [
         (
             "brokerstream_output_failed_flushes_total",
             "counter",
@@ -230,6 +230,12 @@ pub async fn metrics(State(ctx): State<Context>) -> impl IntoResponse {
             "counter",
             "Events an HTTP destination refused for good, written to the dead-letter file.",
             |s| s.dead_lettered as f64,
+        ),
+        (
+            "brokerstream_output_dead_letters",
+            "gauge",
+            "Dead letters held in the output's file now, until replayed or discarded (NaN: the file cannot be read).",
+            |s| s.dead_letters_held.map_or(f64::NAN, |n| n as f64),
         ),
         (
             "brokerstream_output_last_response_code",

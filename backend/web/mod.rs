@@ -2,6 +2,7 @@
 //! pages. One [`Context`] holds what handlers share.
 
 mod auth;
+mod deadletters;
 mod error;
 mod events;
 mod form;
@@ -216,6 +217,26 @@ fn routes() -> Routes {
         outputs::status,
     )
     .add(M::GET, "/api/v1/outputs/{name}/logs", VIEWER, outputs::logs)
+    .add(
+        M::GET,
+        "/api/v1/outputs/{name}/deadletters",
+        VIEWER,
+        deadletters::list,
+    )
+    // Replaying sends data to a destination and discarding deletes it for
+    // good: admins only, like the definition itself.
+    .add(
+        M::POST,
+        "/api/v1/outputs/{name}/deadletters/replay",
+        ADMIN,
+        deadletters::replay,
+    )
+    .add(
+        M::DELETE,
+        "/api/v1/outputs/{name}/deadletters",
+        ADMIN,
+        deadletters::discard,
+    )
     .add(M::GET, "/api/v1/outputs/{name}/tail", VIEWER, tail::stream)
     .add(
         M::POST,
@@ -293,6 +314,12 @@ fn routes() -> Routes {
     .add(M::GET, "/outputs/{name}/edit", ADMIN, form::edit_form)
     .add(M::POST, "/outputs/{name}/edit", ADMIN, form::update)
     .add(M::POST, "/outputs/{name}/action", OPERATOR, pages::action)
+    .add(
+        M::POST,
+        "/outputs/{name}/deadletters",
+        ADMIN,
+        deadletters::action,
+    )
     .add(M::GET, "/account", VIEWER, users::account_page)
     .add(M::POST, "/account", VIEWER, users::account_submit)
     .add(M::GET, "/users", ADMIN, users::users_page)

@@ -92,8 +92,13 @@ impl From<LogLine> for ShownLogLine {
     }
 }
 
+/// RFC 3339 to the second: what a person reads; the API keeps the
+/// fractions.
 pub fn full_time(at: OffsetDateTime) -> String {
-    at.format(&Rfc3339).unwrap_or_default()
+    at.replace_nanosecond(0)
+        .unwrap_or(at)
+        .format(&Rfc3339)
+        .unwrap_or_default()
 }
 
 /// A sparkline of events per second: the polyline's points and the latest rate.
@@ -385,6 +390,80 @@ struct Detail {
     parameters: Vec<ParamRow>,
     notice: String,
     body: DetailBody,
+    dead_letters: Option<DeadLetterSection>,
+}
+
+/// The detail page's list of dead letters, a page at a time.
+struct DeadLetterSection {
+    held: u64,
+    replaying: u64,
+    rows: Vec<LetterRow>,
+    /// 1-based numbers of the first and last row shown.
+    first: u64,
+    last: u64,
+    previous: Option<u64>,
+    next: Option<u64>,
+    /// Why the list could not be read.
+    error: String,
+}
+
+struct LetterRow {
+    at: String,
+    reason: String,
+    record: String,
+    unreadable: bool,
+}
+
+/// A record longer than this is cut on the page; the API has it whole.
+const RECORD_SHOWN: usize = 2000;
+
+async fn dead_letter_section(ctx: &Context, name: &str, offset: u64) -> DeadLetterSection {
+    let size = super::deadletters::DEFAULT_PAGE;
+    let mut section = DeadLetterSection {
+        held: 0,
+        replaying: 0,
+        rows: Vec::new(),
+        first: 0,
+        last: 0,
+        previous: None,
+        next: None,
+        error: String::new(),
+    };
+    match ctx.admin.dead_letters(name, offset, size).await {
+        Ok(page) => {
+            section.held = page.held;
+            section.replaying = page.replaying;
+            section.first = offset + 1;
+            section.last = offset + page.letters.len() as u64;
+            section.previous = (offset > 0).then(|| offset.saturating_sub(size as u64));
+            section.next = (section.last < page.held).then_some(section.last);
+            section.rows = page
+                .letters
+                .into_iter()
+                .map(|letter| LetterRow {
+                    at: OffsetDateTime::parse(&letter.at, &Rfc3339)
+                        .map(full_time)
+                        .unwrap_or(letter.at),
+                    reason: letter.reason,
+                    record: cut(&letter.record, RECORD_SHOWN),
+                    unreadable: letter.unreadable,
+                })
+                .collect();
+        }
+        Err(e) => section.error = e.to_string(),
+    }
+    section
+}
+
+fn cut(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in all)", &text[..end], text.len())
 }
 
 const CHART_W: f64 = 600.0;
@@ -496,6 +575,8 @@ async fn detail_body(ctx: &Context, name: &str) -> Result<DetailBody, ApiError> 
 #[derive(Deserialize)]
 pub struct DetailQuery {
     notice: Option<String>,
+    /// Where the dead-letter list starts.
+    dead_letters_from: Option<u64>,
 }
 
 pub async fn detail(
@@ -507,7 +588,14 @@ pub async fn detail(
     let stored = ctx.store.get_output(&name).await?;
     let spec = stored.spec;
     let body = detail_body(&ctx, &name).await?;
+    let section = dead_letter_section(&ctx, &name, query.dead_letters_from.unwrap_or(0)).await;
+    // A script keeps its own retention; the section shows for a script
+    // output only if the file holds something (an output renamed from
+    // another kind).
+    let shown =
+        !spec.runs_script() || section.held + section.replaying > 0 || !section.error.is_empty();
     render(&Detail {
+        dead_letters: shown.then_some(section),
         me: Me::from(&caller),
         kind: spec.kind.clone(),
         path: spec.path.clone().unwrap_or_default(),
@@ -620,7 +708,7 @@ fn parse_local_utc(text: &str) -> Result<OffsetDateTime, String> {
         .map_err(|_| format!("`{text}` is not a time such as 2026-11-25T10:00"))
 }
 
-fn form_urlencode(text: &str) -> String {
+pub(super) fn form_urlencode(text: &str) -> String {
     let mut out = String::new();
     for b in text.bytes() {
         match b {

@@ -158,6 +158,11 @@ impl Service for Elastic {
         out.push(b'\n');
     }
 
+    /// The action line and the document, each ending a line of the `_bulk` NDJSON.
+    fn records_end_with_newline(&self) -> bool {
+        true
+    }
+
     fn request(&self, records: &[&[u8]]) -> Result<Request, String> {
         let mut headers = http::headers("application/x-ndjson", &[]);
         if let Some(auth) = &self.authorization {

@@ -9,15 +9,15 @@
 pub mod tls;
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
 use reqwest::{Client, Url};
-use time::OffsetDateTime;
 
-use futures::future::BoxFuture;
-
+use super::deadletter::DeadLetters;
 use super::delivery::DeliveryError;
 use super::schema::ParamSchema;
 use super::sink::{BuildContext, SendReport, Sink};
@@ -297,6 +297,10 @@ pub trait Service: Send + Sync {
     /// it worked out for earlier events (names).
     fn encode(&mut self, event: &Event, cache: &Cache, out: &mut Vec<u8>);
 
+    /// Whether each record `encode` writes ends with a newline (line
+    /// protocol, NDJSON), which the dead-letter file leaves out.
+    fn records_end_with_newline(&self) -> bool;
+
     /// The request carrying these records (each one as `encode` wrote it).
     fn request(&self, records: &[&[u8]]) -> Result<Request, String>;
 
@@ -323,61 +327,6 @@ pub struct Items {
     pub refused: Vec<(usize, String)>,
 }
 
-/// The dead-letter file of an output: one JSON line per refused event.
-pub struct DeadLetter {
-    path: PathBuf,
-}
-
-impl DeadLetter {
-    pub fn new(dir: &Path, output: &str) -> DeadLetter {
-        DeadLetter {
-            path: dir.join(format!("{output}.ndjson")),
-        }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Appends the records with the reason, and syncs: the events are
-    /// acknowledged right after, so this file is all that is left of them.
-    /// Blocking file calls, as refusals are rare and small; the worker
-    /// waits for them anyway before acknowledging.
-    pub fn write(&self, records: &[&[u8]], reason: &str) -> Result<(), String> {
-        let at = OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
-        let mut text = Vec::new();
-        for record in records {
-            let record = String::from_utf8_lossy(record);
-            let line = serde_json::json!({
-                "at": at,
-                "reason": reason,
-                "record": record.trim_end_matches('\n'),
-            });
-            let _ = serde_json::to_writer(&mut text, &line);
-            text.push(b'\n');
-        }
-        let write = || -> std::io::Result<()> {
-            if let Some(dir) = self.path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)?;
-            file.write_all(&text)?;
-            file.sync_data()
-        };
-        write().map_err(|e| {
-            format!(
-                "cannot write the dead-letter file {}: {e}",
-                self.path.display()
-            )
-        })
-    }
-}
-
 /// An HTTP output's half of the worker: keeps where each event's record
 /// starts in the batch, sends the records still owed, and settles each one
 /// as delivered, dead-lettered or to be sent again.
@@ -385,7 +334,8 @@ pub struct HttpSink {
     service: Box<dyn Service>,
     client: Client,
     gzip: bool,
-    deadletter: DeadLetter,
+    output: String,
+    dead_letters: Arc<DeadLetters>,
     /// What the last exchange left for the status, until the worker takes
     /// it: the sink does not write the status itself.
     report: SendReport,
@@ -403,14 +353,15 @@ impl HttpSink {
     pub fn new(
         spec: &OutputSpec,
         service: Box<dyn Service>,
-        deadletter_dir: &Path,
+        dead_letters: &Arc<DeadLetters>,
     ) -> Result<HttpSink, String> {
         let connection = Connection::from_spec(spec)?;
         Ok(HttpSink {
             service,
             client: connection.client()?,
             gzip: connection.gzip,
-            deadletter: DeadLetter::new(deadletter_dir, &spec.name),
+            output: spec.name.clone(),
+            dead_letters: Arc::clone(dead_letters),
             report: SendReport::default(),
             ends: Vec::new(),
             owed: None,
@@ -426,12 +377,12 @@ impl HttpSink {
     fn dead_letter(&mut self, records: &[&[u8]], reason: &str) -> Result<(), DeliveryError> {
         let reason = self.secrets.redact(reason);
         let reason = reason.as_ref();
-        self.deadletter
-            .write(records, reason)
-            .map_err(DeliveryError::Unavailable)?;
+        self.dead_letters
+            .append(&self.output, records, reason)
+            .map_err(|e| DeliveryError::Unavailable(e.to_string()))?;
         tracing::warn!(
             records = records.len(),
-            file = %self.deadletter.path().display(),
+            file = %self.dead_letters.path(&self.output).display(),
             "events refused by the destination went to the dead-letter file: {reason}"
         );
         self.report.dead_lettered += records.len() as u64;
@@ -543,6 +494,17 @@ impl Sink for HttpSink {
         }
     }
 
+    /// The dead-letter file keeps a record without its final newline; the
+    /// kinds whose records end with one get it back.
+    fn push_encoded(&mut self, record: &[u8], out: &mut Vec<u8>) -> bool {
+        out.extend_from_slice(record);
+        if self.service.records_end_with_newline() && !record.ends_with(b"\n") {
+            out.push(b'\n');
+        }
+        self.ends.push(out.len());
+        true
+    }
+
     /// Nothing to open: a destination that is down shows at the first
     /// flush, and is retried like any failed flush.
     fn check(&mut self) -> BoxFuture<'_, Result<(), DeliveryError>> {
@@ -574,7 +536,7 @@ pub fn sink(
     Ok(Box::new(HttpSink::new(
         spec,
         Box::new(service),
-        context.deadletter_dir,
+        context.dead_letters,
     )?))
 }
 

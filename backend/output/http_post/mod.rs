@@ -180,6 +180,11 @@ impl Service for Post {
         }
     }
 
+    /// The request builder puts the separators between records.
+    fn records_end_with_newline(&self) -> bool {
+        false
+    }
+
     fn request(&self, records: &[&[u8]]) -> Result<Request, String> {
         let size: usize = records.iter().map(|r| r.len() + 1).sum::<usize>() + 2;
         let mut body = Vec::with_capacity(size);

@@ -195,6 +195,11 @@ impl Service for Influx {
         self.encoder.encode(event, cache, out);
     }
 
+    /// Line protocol: each point ends its line.
+    fn records_end_with_newline(&self) -> bool {
+        true
+    }
+
     fn request(&self, records: &[&[u8]]) -> Result<Request, String> {
         let mut headers = http::headers("text/plain; charset=utf-8", &[]);
         if let Some(auth) = &self.authorization {

@@ -189,6 +189,11 @@ impl Service for Splunk {
         out.push(b'\n');
     }
 
+    /// HEC takes events one after another; each ends a line.
+    fn records_end_with_newline(&self) -> bool {
+        true
+    }
+
     fn request(&self, records: &[&[u8]]) -> Result<Request, String> {
         let mut headers = http::headers("application/json", &[]);
         headers.insert(AUTHORIZATION, self.authorization.clone());
