@@ -36,6 +36,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ),
     ("GET", "/api/v1/outputs/{name}/status", "viewer"),
     ("GET", "/api/v1/outputs/{name}/logs", "viewer"),
+    ("GET", "/api/v1/outputs/{name}/rates", "viewer"),
     ("GET", "/api/v1/outputs/{name}/deadletters", "viewer"),
     ("POST", "/api/v1/outputs/{name}/deadletters/replay", "admin"),
     ("DELETE", "/api/v1/outputs/{name}/deadletters", "admin"),

@@ -1157,6 +1157,44 @@ async fn in_a_browser_the_overview_shows_received_and_delivered_rates() {
     let delivered = browser.text("#r-delivered").await;
     assert_eq!(delivered.trim(), "0.0", "{delivered}");
     assert!(rate_in(&browser.text("#r-received").await) >= 0.0);
+
+    // And the hour's history, from the minute under way: the API's and the
+    // chart's, where the delivered line stays at the bottom.
+    let rates = server.get_json("/api/v1/outputs/refused/rates").await;
+    assert_eq!(rates["recent"]["step_secs"], 2, "{rates}");
+    assert_eq!(rates["hour"]["step_secs"], 60, "{rates}");
+    let hour_in = rates["hour"]["received"].as_array().unwrap();
+    assert!(!hour_in.is_empty(), "{rates}");
+    assert!(hour_in.last().unwrap().as_f64().unwrap() > 0.0, "{rates}");
+    assert!(
+        rates["hour"]["delivered"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r.as_f64() == Some(0.0)),
+        "{rates}"
+    );
+    let delivers = server.get_json("/api/v1/outputs/delivers/rates").await;
+    let delivered = delivers["hour"]["delivered"].as_array().unwrap();
+    assert!(
+        delivered.last().unwrap().as_f64().unwrap() > 0.0,
+        "{delivers}"
+    );
+    assert_eq!(server.get("/api/v1/outputs/nope/rates").await.status(), 404);
+    let label = browser
+        .call(
+            reqwest::Method::POST,
+            &browser.at("/execute/sync"),
+            json!({"script": "return document.querySelector('#hour-chart').getAttribute('aria-label');", "args": []}),
+        )
+        .await;
+    let label = label.as_str().unwrap_or_default();
+    assert!(
+        label.contains("received and 0.0 delivered on average"),
+        "{label}"
+    );
+    browser.scroll_to("#hour-title").await;
+    browser.screenshot("10-detail-hour-rates").await;
     browser.quit().await;
     server.stop().await;
 }
@@ -1297,7 +1335,7 @@ async fn in_a_browser_dead_letters_are_listed_replayed_and_discarded() {
     assert!(table.contains("HTTP 400: unknown field `name`"), "{table}");
     assert!(table.contains("\"name\":\"a\""), "{table}");
     browser.scroll_to("#deadletters").await;
-    browser.screenshot("09-detail-dead-letters").await;
+    browser.screenshot("11-detail-dead-letters").await;
 
     // The destination takes them now: one click sends both again.
     browser.click("#deadletters-replay").await;
@@ -1345,7 +1383,7 @@ async fn in_a_browser_dead_letters_are_listed_replayed_and_discarded() {
     let held = browser.text("#deadletters-held").await;
     assert!(held.starts_with("None held"), "{held}");
     browser.scroll_to("#deadletters").await;
-    browser.screenshot("10-detail-dead-letters-discarded").await;
+    browser.screenshot("12-detail-dead-letters-discarded").await;
     browser.quit().await;
     server.stop().await;
 }

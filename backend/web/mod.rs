@@ -219,6 +219,12 @@ fn routes() -> Routes {
     .add(M::GET, "/api/v1/outputs/{name}/logs", VIEWER, outputs::logs)
     .add(
         M::GET,
+        "/api/v1/outputs/{name}/rates",
+        VIEWER,
+        outputs::rates,
+    )
+    .add(
+        M::GET,
         "/api/v1/outputs/{name}/deadletters",
         VIEWER,
         deadletters::list,

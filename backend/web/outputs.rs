@@ -387,6 +387,23 @@ pub async fn logs(
     })))
 }
 
+/// `GET /outputs/{name}/rates`: events received and delivered per second,
+/// over the last two minutes (every 2 s) and the last hour (every minute),
+/// oldest first: the detail page's sparklines and hour chart.
+pub async fn rates(
+    State(ctx): State<Context>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if ctx.supervisor.status(&name).await.is_none() {
+        return Err(ApiError::NotFound(format!("no output named `{name}`")));
+    }
+    Ok(Json(json!({
+        "output": name,
+        "recent": ctx.rates.recent(&name),
+        "hour": ctx.rates.hour(&name),
+    })))
+}
+
 /// `POST /outputs/{name}/replay` with `{"from": "oldest"}` or
 /// `{"since": "<RFC 3339 time>"}`: delivers again what the journal still
 /// holds from there.

@@ -124,6 +124,77 @@ fn spark(values: Vec<f64>, what: &str) -> Spark {
     }
 }
 
+const HOUR_W: f64 = 600.0;
+const HOUR_H: f64 = 80.0;
+
+/// The detail page's chart of the last hour: received and delivered per
+/// second, a point a minute, on one scale so that the gap between the two
+/// lines is the backlog growing.
+pub struct HourChart {
+    pub received: String,
+    pub delivered: String,
+    /// Minutes covered so far (the history starts with the service).
+    pub minutes: usize,
+    pub max: String,
+    pub summary: String,
+}
+
+fn hour_chart(ctx: &Context, name: &str) -> HourChart {
+    let history = ctx.rates.hour(name);
+    let max = history
+        .received
+        .iter()
+        .chain(&history.delivered)
+        .cloned()
+        .fold(0.0_f64, f64::max);
+    let received = hour_points(&history.received, max);
+    let delivered = hour_points(&history.delivered, max);
+    let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len().max(1) as f64;
+    let minutes = history.received.len();
+    HourChart {
+        summary: format!(
+            "Over the last {minutes} min: {:.1} events/s received and {:.1} delivered on average; at most {max:.1}/s",
+            mean(&history.received),
+            mean(&history.delivered)
+        ),
+        received,
+        delivered,
+        minutes,
+        max: format!("{max:.1}"),
+    }
+}
+
+/// A polyline's points, a minute apart, the latest at the right edge (a
+/// history shorter than an hour starts inside the chart), on the scale of
+/// `max`.
+fn hour_points(values: &[f64], max: f64) -> String {
+    let step = HOUR_W / 59.0;
+    // A single minute would be a lone point, which draws nothing: it is
+    // drawn as a level line across that minute.
+    let single;
+    let values = if let [only] = values {
+        single = [*only, *only];
+        &single[..]
+    } else {
+        values
+    };
+    let n = values.len();
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let x = HOUR_W - (n - 1 - i) as f64 * step;
+            let y = if max > 0.0 {
+                HOUR_H - (v / max) * (HOUR_H - 2.0) - 1.0
+            } else {
+                HOUR_H - 1.0
+            };
+            format!("{x:.1},{y:.1}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Events received per second (read from the journal, or by the ingest).
 fn received_spark(ctx: &Context, series: &str) -> Spark {
     spark(ctx.rates.per_second(series), "received")
@@ -373,6 +444,7 @@ struct DetailBody {
     buffered: usize,
     rate: Spark,
     delivered: Spark,
+    hour: HourChart,
     flushes: Vec<FlushRow>,
     bars: Vec<Bar>,
     logs: Vec<ShownLogLine>,
@@ -546,6 +618,7 @@ async fn detail_body(ctx: &Context, name: &str) -> Result<DetailBody, ApiError> 
         buffered: status.buffered,
         rate: received_spark(ctx, name),
         delivered: delivered_spark(ctx, name),
+        hour: hour_chart(ctx, name),
         bars: chart(&flushes),
         flushes: flushes
             .iter()

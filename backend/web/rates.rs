@@ -14,6 +14,10 @@ use super::Shared;
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(2);
 /// Samples kept: two minutes.
 pub const SAMPLES: usize = 60;
+/// The hour's history keeps one sample a minute.
+pub const HOUR_STEP: Duration = Duration::from_secs(60);
+/// Sixty minutes between the first and the last.
+const HOUR_SAMPLES: usize = 61;
 
 /// The name under which the HTTP ingest's counter is sampled.
 pub const INGEST: &str = "\u{0}ingest";
@@ -27,23 +31,45 @@ struct Sample {
     delivered: u64,
 }
 
+/// One series' samples: the last two minutes at [`SAMPLE_EVERY`], and the
+/// last hour at [`HOUR_STEP`].
+#[derive(Default)]
+struct Recent {
+    fine: VecDeque<Sample>,
+    hour: VecDeque<Sample>,
+}
+
 #[derive(Default)]
 pub struct Rates {
-    series: Mutex<HashMap<String, VecDeque<Sample>>>,
+    series: Mutex<HashMap<String, Recent>>,
+}
+
+/// Events per second received and delivered, oldest first, one value per
+/// `step`.
+#[derive(Debug, PartialEq, serde::Serialize)]
+pub struct History {
+    pub step_secs: u64,
+    pub received: Vec<f64>,
+    pub delivered: Vec<f64>,
 }
 
 impl Rates {
     fn record(&self, name: &str, count: u64, delivered: u64, at: Instant) {
         let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
-        let samples = series.entry(name.to_owned()).or_default();
-        if samples.len() == SAMPLES {
-            samples.pop_front();
-        }
-        samples.push_back(Sample {
+        let recent = series.entry(name.to_owned()).or_default();
+        let sample = Sample {
             at,
             count,
             delivered,
-        });
+        };
+        push(&mut recent.fine, sample, SAMPLES);
+        let minute_passed = recent
+            .hour
+            .back()
+            .is_none_or(|last| at.duration_since(last.at) >= HOUR_STEP);
+        if minute_passed {
+            push(&mut recent.hour, sample, HOUR_SAMPLES);
+        }
     }
 
     fn retain(&self, names: &[String]) {
@@ -53,34 +79,79 @@ impl Rates {
 
     /// Events received per second between consecutive samples, oldest first.
     pub fn per_second(&self, name: &str) -> Vec<f64> {
-        self.rate_of(name, |s| s.count)
+        self.fine(name, |s| s.count)
     }
 
     /// Events delivered (acknowledged) per second, as [`Rates::per_second`].
     pub fn delivered_per_second(&self, name: &str) -> Vec<f64> {
-        self.rate_of(name, |s| s.delivered)
+        self.fine(name, |s| s.delivered)
     }
 
-    fn rate_of(&self, name: &str, count: impl Fn(&Sample) -> u64) -> Vec<f64> {
+    fn fine(&self, name: &str, count: impl Fn(&Sample) -> u64) -> Vec<f64> {
         let series = self.series.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(samples) = series.get(name) else {
-            return Vec::new();
-        };
-        samples
-            .iter()
-            .zip(samples.iter().skip(1))
-            .map(|(a, b)| {
-                let secs = b.at.duration_since(a.at).as_secs_f64();
-                // A counter that went down was reset (a new worker).
-                let delta = count(b).saturating_sub(count(a)) as f64;
-                if secs > 0.0 {
-                    delta / secs
-                } else {
-                    0.0
-                }
-            })
-            .collect()
+        series
+            .get(name)
+            .map(|recent| rates(recent.fine.iter(), &count))
+            .unwrap_or_default()
     }
+
+    /// The last two minutes, as the sparklines show them.
+    pub fn recent(&self, name: &str) -> History {
+        History {
+            step_secs: SAMPLE_EVERY.as_secs(),
+            received: self.per_second(name),
+            delivered: self.delivered_per_second(name),
+        }
+    }
+
+    /// The last hour, a value per minute; the last one covers the minute
+    /// under way, up to the latest sample.
+    pub fn hour(&self, name: &str) -> History {
+        let series = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        let mut history = History {
+            step_secs: HOUR_STEP.as_secs(),
+            received: Vec::new(),
+            delivered: Vec::new(),
+        };
+        if let Some(recent) = series.get(name) {
+            let latest = recent
+                .fine
+                .back()
+                .filter(|s| recent.hour.back().is_some_and(|h| h.at < s.at));
+            let samples = || recent.hour.iter().chain(latest);
+            history.received = rates(samples(), |s| s.count);
+            history.delivered = rates(samples(), |s| s.delivered);
+        }
+        history
+    }
+}
+
+fn push(samples: &mut VecDeque<Sample>, sample: Sample, keep: usize) {
+    if samples.len() == keep {
+        samples.pop_front();
+    }
+    samples.push_back(sample);
+}
+
+/// Per second between consecutive samples.
+fn rates<'a>(
+    samples: impl Iterator<Item = &'a Sample> + Clone,
+    count: impl Fn(&Sample) -> u64,
+) -> Vec<f64> {
+    samples
+        .clone()
+        .zip(samples.skip(1))
+        .map(|(a, b)| {
+            let secs = b.at.duration_since(a.at).as_secs_f64();
+            // A counter that went down was reset (a new worker).
+            let delta = count(b).saturating_sub(count(a)) as f64;
+            if secs > 0.0 {
+                delta / secs
+            } else {
+                0.0
+            }
+        })
+        .collect()
 }
 
 /// Samples until the context is dropped.
@@ -146,6 +217,32 @@ mod tests {
         assert_eq!(rates.delivered_per_second("o"), vec![0.0, 2.0, 0.0]);
         assert!(rates.delivered_per_second("other").is_empty());
         assert!(rates.per_second("other").is_empty());
+    }
+
+    #[test]
+    fn the_hour_keeps_a_sample_a_minute_and_ends_with_the_latest() {
+        let rates = Rates::default();
+        let t = Instant::now();
+        // 90 minutes of 2-second samples: 600 events received a minute,
+        // 60 delivered.
+        for i in 0..=2700u64 {
+            rates.record("o", i * 20, i * 2, t + Duration::from_secs(i * 2));
+        }
+        let hour = rates.hour("o");
+        assert_eq!(hour.step_secs, 60);
+        assert_eq!(hour.received.len(), 60, "{hour:?}");
+        assert!(
+            hour.received.iter().all(|r| (*r - 10.0).abs() < 1e-9),
+            "{hour:?}"
+        );
+        assert!(hour.delivered.iter().all(|r| (*r - 1.0).abs() < 1e-9));
+        // A minute and a bit: one whole minute and the one under way.
+        let rates = Rates::default();
+        for i in 0..=40u64 {
+            rates.record("p", i, 0, t + Duration::from_secs(i * 2));
+        }
+        assert_eq!(rates.hour("p").received.len(), 2);
+        assert!(rates.hour("none").received.is_empty());
     }
 
     #[test]
