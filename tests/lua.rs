@@ -2143,6 +2143,7 @@ async fn flushes_returning_false_are_folded_and_said_in_last_error() {
         no_progress_secs: 1,
         buffer_age_factor: 0.0,
         script_no_progress_secs: 1,
+        ..Default::default()
     };
     let server = Server::start_with(config).await;
     let scripts = dir.path().join("scripts");

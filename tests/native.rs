@@ -1267,3 +1267,46 @@ async fn splunk_incorrect_index_is_retried_and_invalid_data_dead_lettered() {
     assert_eq!(lines.len(), 5);
     server.stop().await;
 }
+
+/// A destination that refuses one request in two, on and off, delivers
+/// everything in the end: the output is `degraded` with the failures'
+/// count and the last error, not `ok`.
+#[tokio::test]
+async fn flushes_failing_often_make_the_output_degraded() {
+    let replies = (0..4)
+        .flat_map(|_| [reply(503, "busy"), reply(204, "")])
+        .collect();
+    let destination = Destination::start(replies).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    create(
+        &server,
+        "flaky",
+        "http",
+        &["storage:metric"],
+        &[("http_url", &destination.url), ("max_buffer_size", "2")],
+    )
+    .await;
+    for round in 0..4 {
+        let events = [
+            metric_at("a", 1.0, 1_732_000_000 + round),
+            metric_at("b", 2.0, 1_732_000_000 + round),
+        ];
+        server.post_events(&events).await;
+        wait_written(&server, "flaky", 2 * (round as u64 + 1)).await;
+    }
+    let status = server
+        .wait_status("flaky", "degraded by its failures", |s| {
+            s["health"]["state"] == "degraded"
+        })
+        .await;
+    let reason = status["health"]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("4 of the last 8 flushes failed within 60 s")
+            && reason.contains("HTTP 503"),
+        "{reason}"
+    );
+    assert_eq!(status["counters"]["acknowledged"], 8);
+    assert_eq!(status["dead_lettered"], 0);
+    server.stop().await;
+}

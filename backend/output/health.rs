@@ -24,6 +24,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::delivery::ErrorKind;
+#[cfg(test)]
+use super::status::FlushRecord;
 use super::status::{FlushOutcome, OutputState, OutputStatus};
 use super::BatchSettings;
 use super::OutputSpec;
@@ -41,7 +43,15 @@ pub struct HealthSettings {
     /// For script outputs, the threshold is at least this: Centreon's
     /// connectors wait up to `max_all_queues_age` (60 s) before sending.
     pub script_no_progress_secs: u64,
+    /// An output that delivers but whose flushes fail at least this often
+    /// (failed / all, over its threshold's time, with at least
+    /// [`MIN_FAILURES`] failures) is `degraded`.
+    pub error_ratio: f64,
 }
+
+/// Failed flushes below this count never make an output degraded by their
+/// ratio alone: one failure of two is a blip.
+pub const MIN_FAILURES: u64 = 3;
 
 impl Default for HealthSettings {
     fn default() -> Self {
@@ -49,6 +59,7 @@ impl Default for HealthSettings {
             no_progress_secs: 60,
             buffer_age_factor: 3.0,
             script_no_progress_secs: 120,
+            error_ratio: 0.25,
         }
     }
 }
@@ -113,6 +124,8 @@ pub struct Judged<'a> {
     pub threshold: Duration,
     /// When the last flush that dead-lettered events ran.
     pub refused_at: Option<OffsetDateTime>,
+    /// [`HealthSettings::error_ratio`].
+    pub error_ratio: f64,
     pub now: OffsetDateTime,
 }
 
@@ -166,6 +179,15 @@ pub fn judge(j: &Judged) -> (HealthState, String) {
             ),
         };
     }
+    if let Some((failed, all)) = failing_often(j) {
+        return (
+            HealthState::Degraded,
+            format!(
+                "{failed} of the last {all} flushes failed within {}, though events are delivered; last error: {error}{pending}",
+                seconds(j.threshold.as_secs_f64())
+            ),
+        );
+    }
     if let Some(at) = j.refused_at {
         if (j.now - at).unsigned_abs() <= j.threshold {
             let reason = s
@@ -189,6 +211,26 @@ pub fn judge(j: &Judged) -> (HealthState, String) {
         _ => format!("acknowledging{pending}"),
     };
     (HealthState::Ok, reason)
+}
+
+/// `(failed, all)` flushes within the threshold's time, when the output
+/// delivers (a flush of events settled) yet fails at least `error_ratio`
+/// of the time. A destination that is simply down is not this: it is
+/// `retrying`, then `degraded` once nothing was acknowledged for the
+/// threshold. Flushes with no events count only when they failed.
+fn failing_often(j: &Judged) -> Option<(u64, u64)> {
+    let since = j.now - j.threshold;
+    let (mut failed, mut settled) = (0u64, 0u64);
+    for flush in j.status.flushes.iter().filter(|f| f.at >= since) {
+        match flush.outcome {
+            FlushOutcome::Failed => failed += flush.count,
+            FlushOutcome::Ok | FlushOutcome::Refused if flush.events > 0 => settled += flush.count,
+            _ => {}
+        }
+    }
+    let all = failed + settled;
+    (settled > 0 && failed >= MIN_FAILURES && failed as f64 >= j.error_ratio * all as f64)
+        .then_some((failed, all))
 }
 
 /// When the last flush that dead-lettered events ran.
@@ -220,6 +262,7 @@ mod tests {
             waiting_for: Duration::from_secs(waiting),
             threshold: Duration::from_secs(60),
             refused_at: last_refusal(status),
+            error_ratio: 0.25,
             now: OffsetDateTime::now_utc(),
         })
     }
@@ -270,6 +313,65 @@ mod tests {
         assert_eq!(judged(&status, 200).0, HealthState::Degraded);
         status.state = OutputState::Failed;
         assert_eq!(judged(&status, 0).0, HealthState::Failing);
+    }
+
+    fn flush(outcome: FlushOutcome, events: usize, secs_ago: i64) -> FlushRecord {
+        FlushRecord {
+            at: OffsetDateTime::now_utc() - time::Duration::seconds(secs_ago),
+            reason: super::super::status::FlushReason::Size,
+            events,
+            bytes: 10,
+            duration_ms: 1.0,
+            outcome,
+            result: if outcome == FlushOutcome::Failed {
+                "HTTP 503".into()
+            } else {
+                "ok".into()
+            },
+        }
+    }
+
+    #[test]
+    fn flushes_failing_often_make_a_delivering_output_degraded() {
+        let mut status = OutputStatus::new("o", OutputState::Running);
+        status.last_error = Some("HTTP 503: busy".into());
+        // Delivering, with two failures out of ten: a blip.
+        for i in 0..10 {
+            let outcome = if i < 2 {
+                FlushOutcome::Failed
+            } else {
+                FlushOutcome::Ok
+            };
+            status.record_flush(flush(outcome, 5, 30 - i));
+        }
+        assert_eq!(judged(&status, 0).0, HealthState::Ok);
+        // A third failure: 3 of 11 is past a quarter.
+        status.record_flush(flush(FlushOutcome::Failed, 5, 1));
+        let (state, reason) = judged(&status, 0);
+        assert_eq!(state, HealthState::Degraded, "{reason}");
+        assert!(
+            reason.starts_with("3 of the last 11 flushes failed within 60 s")
+                && reason.contains("HTTP 503: busy"),
+            "{reason}"
+        );
+        // Older than the threshold: forgotten.
+        let mut old = OutputStatus::new("o", OutputState::Running);
+        for i in 0..6 {
+            let outcome = if i % 2 == 0 {
+                FlushOutcome::Failed
+            } else {
+                FlushOutcome::Ok
+            };
+            old.record_flush(flush(outcome, 5, 300 - i));
+        }
+        assert_eq!(judged(&old, 0).0, HealthState::Ok);
+        // Only failures: a destination down, `retrying` until the wait says
+        // more.
+        let mut down = OutputStatus::new("o", OutputState::Running);
+        for i in 0..5 {
+            down.record_flush(flush(FlushOutcome::Failed, 5, 10 - i));
+        }
+        assert_eq!(judged(&down, 0).0, HealthState::Ok);
     }
 
     #[test]

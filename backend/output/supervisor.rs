@@ -402,7 +402,13 @@ impl Supervisor {
         status.lost = backlog.lost;
         status.oldest_pending_age_secs = backlog.oldest.map(age_secs);
         status.dead_letters_held = self.dead_letters.held(name).ok();
-        status.health = Some(judge_health(name, slot, &status, view.threshold));
+        status.health = Some(judge_health(
+            name,
+            slot,
+            &status,
+            view.threshold,
+            self.health.error_ratio,
+        ));
         status
     }
 
@@ -572,7 +578,13 @@ impl Supervisor {
 
 /// The output's health now, logging a change at warning level (back to
 /// `ok` at info level).
-fn judge_health(name: &str, slot: &Slot, status: &OutputStatus, threshold: Duration) -> Health {
+fn judge_health(
+    name: &str,
+    slot: &Slot,
+    status: &OutputStatus,
+    threshold: Duration,
+    error_ratio: f64,
+) -> Health {
     let mut track = lock(&slot.health);
     let now = std::time::Instant::now();
     if status.counters.acknowledged != track.acknowledged || status.queue_depth == 0 {
@@ -585,6 +597,7 @@ fn judge_health(name: &str, slot: &Slot, status: &OutputStatus, threshold: Durat
         waiting_for: now.duration_since(track.progress_at),
         threshold,
         refused_at: health::last_refusal(status),
+        error_ratio,
         now: at,
     });
     if state != track.health.state {
