@@ -715,5 +715,20 @@ async fn a_journal_held_back_past_its_warning_is_degraded_then_failing_when_full
     assert!(journal["full_refusals"].as_u64().unwrap() >= 1);
     let html = server.get("/").await.text().await.unwrap();
     assert!(html.contains("journal journal-failing"), "{html}");
+    // And for Prometheus, which can alert on it.
+    let metrics = server.get("/metrics").await.text().await.unwrap();
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no `{name}` in {metrics}"))
+            .parse::<f64>()
+            .unwrap()
+    };
+    assert_eq!(value("brokerstream_journal_health{state=\"failing\"}"), 1.0);
+    assert_eq!(value("brokerstream_journal_health{state=\"ok\"}"), 0.0);
+    assert!(value("brokerstream_journal_fill_ratio") > 0.8);
+    assert!(value("brokerstream_journal_full_refusals_total") >= 1.0);
+    assert!(value("brokerstream_journal_oldest_event_age_seconds") >= 0.0);
     server.stop().await;
 }

@@ -353,6 +353,19 @@ pub enum HealthState {
     Failing,
 }
 
+impl HealthState {
+    pub const ALL: [HealthState; 3] =
+        [HealthState::Ok, HealthState::Degraded, HealthState::Failing];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthState::Ok => "ok",
+            HealthState::Degraded => "degraded",
+            HealthState::Failing => "failing",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct JournalHealth {
     pub state: HealthState,

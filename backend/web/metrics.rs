@@ -9,6 +9,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 
 use super::Context;
+use crate::journal::HealthState as JournalHealthState;
 use crate::output::status::FLUSH_BUCKETS;
 use crate::output::OutputState;
 
@@ -118,6 +119,65 @@ pub async fn metrics(State(ctx): State<Context>) -> impl IntoResponse {
         "brokerstream_journal_recovery_lost_events {}",
         journal.recovery.events_lost
     );
+
+    family(
+        &mut out,
+        "brokerstream_journal_fill_ratio",
+        "gauge",
+        "Journal bytes over its size limit (journal.max_bytes).",
+    );
+    let _ = writeln!(
+        out,
+        "brokerstream_journal_fill_ratio {}",
+        journal.fill_ratio
+    );
+    family(
+        &mut out,
+        "brokerstream_journal_oldest_event_age_seconds",
+        "gauge",
+        "How long ago the oldest event held was received (0: none held).",
+    );
+    let _ = writeln!(
+        out,
+        "brokerstream_journal_oldest_event_age_seconds {}",
+        journal.oldest_age_secs.unwrap_or(0)
+    );
+    family(
+        &mut out,
+        "brokerstream_journal_full_refusals_total",
+        "counter",
+        "Appends refused because the journal was full (full_policy = block).",
+    );
+    let _ = writeln!(
+        out,
+        "brokerstream_journal_full_refusals_total {}",
+        journal.full_refusals
+    );
+    family(
+        &mut out,
+        "brokerstream_journal_full_drops_total",
+        "counter",
+        "Segments deleted to make room (full_policy = drop_oldest).",
+    );
+    let _ = writeln!(
+        out,
+        "brokerstream_journal_full_drops_total {}",
+        journal.full_drops
+    );
+    family(
+        &mut out,
+        "brokerstream_journal_health",
+        "gauge",
+        "1 for the health the journal is in (ok, degraded above its fill warning, failing while the full policy acts).",
+    );
+    for state in JournalHealthState::ALL {
+        let _ = writeln!(
+            out,
+            "brokerstream_journal_health{{state=\"{}\"}} {}",
+            state.as_str(),
+            u8::from(journal.health.state == state)
+        );
+    }
 
     let (instances, hosts, services) = ctx.supervisor.cache().counts();
     family(
