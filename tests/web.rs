@@ -1387,3 +1387,60 @@ async fn in_a_browser_dead_letters_are_listed_replayed_and_discarded() {
     browser.quit().await;
     server.stop().await;
 }
+
+/// The overview's health badges in their colours, as an operator scans
+/// them: a file output that writes is green `ok`; an http output whose
+/// destination answers 401 is red `failing`, its tooltip saying why.
+#[tokio::test]
+async fn in_a_browser_the_overview_colours_each_output_by_its_health() {
+    use crate::native::{create, Destination};
+    let destination = Destination::start(Vec::new()).await;
+    destination.answer_with(401, "bad token");
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    server
+        .create_file_output("writes", &dir.path().join("out.log"), json!({}))
+        .await;
+    create(
+        &server,
+        "denied",
+        "http",
+        &[],
+        &[("http_url", &destination.url), ("max_buffer_size", "1")],
+    )
+    .await;
+    assert_eq!(server.post_events(&[host_status(1, 0, "OK")]).await.0, 200);
+    server
+        .wait_status("denied", "failing", |s| s["health"]["state"] == "failing")
+        .await;
+    server
+        .wait_status("writes", "written", |s| s["counters"]["acknowledged"] == 1)
+        .await;
+
+    let browser = Driver::start().await;
+    sign_in(&browser, &server, "/").await;
+    browser.find("tr[data-output=denied] .health").await;
+    let shown = browser
+        .call(
+            reqwest::Method::POST,
+            &browser.at("/execute/sync"),
+            json!({"script": "var out = {}; ['writes', 'denied'].forEach(function (n) { \
+                  var b = document.querySelector('tr[data-output=' + n + '] .health'); \
+                  out[n] = {text: b.textContent, colour: getComputedStyle(b).backgroundColor, \
+                    title: b.getAttribute('title')}; }); return out;",
+                "args": []}),
+        )
+        .await;
+    browser.screenshot("13-overview-health").await;
+    browser.quit().await;
+    assert_eq!(shown["writes"]["text"], "ok", "{shown}");
+    assert_eq!(shown["writes"]["colour"], "rgb(26, 127, 55)", "{shown}");
+    assert_eq!(shown["denied"]["text"], "failing", "{shown}");
+    assert_eq!(shown["denied"]["colour"], "rgb(207, 34, 46)", "{shown}");
+    let title = shown["denied"]["title"].as_str().unwrap();
+    assert!(
+        title.contains("HTTP 401") && title.contains("credentials"),
+        "{title}"
+    );
+    server.stop().await;
+}
