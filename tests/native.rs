@@ -1302,7 +1302,7 @@ async fn flushes_failing_often_make_the_output_degraded() {
         .await;
     let reason = status["health"]["reason"].as_str().unwrap();
     assert!(
-        reason.starts_with("4 of the last 8 flushes failed within 60 s")
+        reason.starts_with("4 of the last 8 flushes failed within 60 s, on and off")
             && reason.contains("HTTP 503"),
         "{reason}"
     );

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -112,6 +112,8 @@ pub enum SessionError {
     ClosedMidEvent(usize),
     #[error("the peer did not finish a packet within {0:?} of its first byte, in the middle of an event (bbdo.stall_timeout_secs); closing the connection")]
     Stalled(Duration),
+    #[error("the peer did not read what we sent (an acknowledgement or the handshake) within {0:?} (bbdo.stall_timeout_secs); closing the connection")]
+    NotReading(Duration),
     #[error("the peer sent an event of type {event_type} larger than the {limit}-byte limit (limits.max_bbdo_event_bytes); closing the connection")]
     EventTooLarge { event_type: EventType, limit: usize },
     #[error("{0}; closing the connection")]
@@ -139,8 +141,10 @@ enum Mode {
     Compressed,
 }
 
-pub struct Session {
-    stream: TcpStream,
+/// A session over any byte stream: a TCP connection, and whatever wraps
+/// one (TLS).
+pub struct Session<S = TcpStream> {
+    stream: S,
     peer: String,
     config: SessionConfig,
     ingest: Arc<Ingest>,
@@ -178,9 +182,9 @@ pub struct Session {
     unfinished_since: Option<(Instant, u64)>,
 }
 
-impl Session {
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub fn new(
-        stream: TcpStream,
+        stream: S,
         config: SessionConfig,
         ingest: Arc<Ingest>,
         stats: Arc<ConnectionStats>,
@@ -243,7 +247,7 @@ impl Session {
         loop {
             self.drain().await?;
             if self.stop.is_cancelled() {
-                let _ = self.send_ack().await;
+                let _ = tokio::time::timeout(FINAL_ACK_TIMEOUT, self.send_ack()).await;
                 return Ok(());
             }
             self.maybe_ack().await?;
@@ -269,7 +273,7 @@ impl Session {
                 Wake::Stalled => return Err(SessionError::Stalled(stall)),
                 Wake::Stop => {
                     // Acknowledge what is held before going.
-                    let _ = self.send_ack().await;
+                    let _ = tokio::time::timeout(FINAL_ACK_TIMEOUT, self.send_ack()).await;
                     return Ok(());
                 }
                 Wake::Read(Ok(0)) => return self.closed_by_peer().await,
@@ -316,7 +320,7 @@ impl Session {
     }
 
     async fn closed_by_peer(&mut self) -> Result<(), SessionError> {
-        let _ = self.send_ack().await;
+        let _ = tokio::time::timeout(FINAL_ACK_TIMEOUT, self.send_ack()).await;
         if self.stopped_by_peer {
             return Ok(());
         }
@@ -356,7 +360,7 @@ impl Session {
         if let Role::Connect(version) = role {
             let mut out = BytesMut::new();
             handshake::encode(version, &ours, &name, &mut out);
-            self.stream.write_all(&out).await?;
+            self.write_out(&out).await?;
         }
         let timeout = self.config.handshake_timeout;
         let stop = self.stop.clone();
@@ -373,7 +377,7 @@ impl Session {
                 let answer = handshake::answer_version(hello.version)?;
                 let mut out = BytesMut::new();
                 handshake::encode(answer, &ours, &name, &mut out);
-                self.stream.write_all(&out).await?;
+                self.write_out(&out).await?;
                 answer
             }
             Role::Connect(version) => {
@@ -698,6 +702,18 @@ impl Session {
         Ok(())
     }
 
+    /// Writes to the peer, within the stall timeout: a peer that sends
+    /// but never reads would otherwise hold the connection (and its
+    /// unacknowledged events' place) for ever once the socket's buffers
+    /// are full.
+    async fn write_out(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
+        let timeout = self.config.stall_timeout;
+        match tokio::time::timeout(timeout, self.stream.write_all(bytes)).await {
+            Ok(written) => Ok(written?),
+            Err(_) => Err(SessionError::NotReading(timeout)),
+        }
+    }
+
     async fn send_ack(&mut self) -> Result<(), SessionError> {
         if self.unacked > 0 {
             self.send_ack_always().await?;
@@ -716,7 +732,7 @@ impl Session {
         } else {
             packets
         };
-        self.stream.write_all(&out).await?;
+        self.write_out(&out).await?;
         self.unacked -= u64::from(count);
         self.last_ack = Instant::now();
         self.stats
@@ -739,4 +755,74 @@ fn describe(hello: &Hello) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::Cache;
+    use crate::journal::{Journal, JournalConfig};
+
+    /// A peer that sends events and never reads what we send: over TCP the
+    /// kernel buffers megabytes of acks first, so the pipe here holds 64
+    /// bytes, and the session must give up after the stall timeout rather
+    /// than wait for ever.
+    #[tokio::test]
+    async fn a_peer_that_never_reads_its_acks_is_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(JournalConfig::new(dir.path())).unwrap();
+        let ingest = Ingest::new(journal, Cache::new());
+        let (ours, mut theirs) = tokio::io::duplex(64);
+        let config = SessionConfig {
+            ack_limit: 1,
+            compression: false,
+            stall_timeout: Duration::from_millis(200),
+            ..SessionConfig::default()
+        };
+        let stats = ConnectionStats::new("peer".into());
+        let session = Session::new(
+            ours,
+            config,
+            ingest,
+            Arc::clone(&stats),
+            CancellationToken::new(),
+        );
+        let run = tokio::spawn(session.run(Role::Accept));
+        let mut hello = BytesMut::new();
+        handshake::encode(Version::V2, &[], "peer", &mut hello);
+        theirs.write_all(&hello).await.unwrap();
+        // Read the answer to the hello, then nothing more.
+        let mut answer = [0u8; 256];
+        let _ = tokio::time::timeout(Duration::from_millis(200), theirs.read(&mut answer)).await;
+        let started = Instant::now();
+        let mut id = 0;
+        while !run.is_finished() {
+            id += 1;
+            let event = Event::from_json(&serde_json::json!({
+                "_type": 65550, "host_id": id, "state": 0, "output": "x",
+                "last_check": 1_732_000_000, "check_interval": 5.0,
+            }))
+            .unwrap();
+            let mut out = BytesMut::new();
+            super::super::encode(&event, &mut out);
+            // Bounded: a session stuck on its own write stops reading, and
+            // this write would wait for ever too.
+            let write = tokio::time::timeout(Duration::from_secs(10), theirs.write_all(&out));
+            match write.await {
+                Ok(Ok(())) => {}
+                // The session closed its end.
+                Ok(Err(_)) => break,
+                Err(_) => panic!("the session neither reads nor closes"),
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            assert!(started.elapsed() < Duration::from_secs(10), "still open");
+        }
+        let result = run.await.unwrap();
+        assert!(
+            matches!(result, Err(SessionError::NotReading(t)) if t == Duration::from_millis(200)),
+            "{result:?}"
+        );
+        // A few events were taken and acknowledged before the pipe filled.
+        assert!(stats.acknowledged.load(Ordering::Relaxed) >= 1);
+    }
 }

@@ -43,15 +43,14 @@ pub struct HealthSettings {
     /// For script outputs, the threshold is at least this: Centreon's
     /// connectors wait up to `max_all_queues_age` (60 s) before sending.
     pub script_no_progress_secs: u64,
-    /// An output that delivers but whose flushes fail at least this often
-    /// (failed / all, over its threshold's time, with at least
-    /// [`MIN_FAILURES`] failures) is `degraded`.
+    /// An output whose flushes fail on and off, at least this share of
+    /// them over its threshold's time, is `degraded`.
     pub error_ratio: f64,
 }
 
-/// Failed flushes below this count never make an output degraded by their
-/// ratio alone: one failure of two is a blip.
-pub const MIN_FAILURES: u64 = 3;
+/// Runs of failed flushes, each ended by a flush that settled events, that
+/// make "on and off": one run is an outage (then a recovery).
+pub const MIN_FAILURE_RUNS: u64 = 2;
 
 impl Default for HealthSettings {
     fn default() -> Self {
@@ -183,7 +182,7 @@ pub fn judge(j: &Judged) -> (HealthState, String) {
         return (
             HealthState::Degraded,
             format!(
-                "{failed} of the last {all} flushes failed within {}, though events are delivered; last error: {error}{pending}",
+                "{failed} of the last {all} flushes failed within {}, on and off, though events are delivered; last error: {error}{pending}",
                 seconds(j.threshold.as_secs_f64())
             ),
         );
@@ -214,22 +213,35 @@ pub fn judge(j: &Judged) -> (HealthState, String) {
 }
 
 /// `(failed, all)` flushes within the threshold's time, when the output
-/// delivers (a flush of events settled) yet fails at least `error_ratio`
-/// of the time. A destination that is simply down is not this: it is
-/// `retrying`, then `degraded` once nothing was acknowledged for the
-/// threshold. Flushes with no events count only when they failed.
+/// fails on and off: at least [`MIN_FAILURE_RUNS`] runs of failed flushes
+/// with a settled flush of events between them, and failures at least
+/// `error_ratio` of all. One run is an outage, not this: a destination
+/// down is `retrying` (then `degraded` once nothing was acknowledged for
+/// the threshold), and one that came back is `ok` at once. Flushes with
+/// no events count only when they failed.
 fn failing_often(j: &Judged) -> Option<(u64, u64)> {
     let since = j.now - j.threshold;
-    let (mut failed, mut settled) = (0u64, 0u64);
-    for flush in j.status.flushes.iter().filter(|f| f.at >= since) {
+    let (mut failed, mut settled, mut runs) = (0u64, 0u64, 0u64);
+    let mut in_run = false;
+    // The history is newest first; runs read oldest first.
+    for flush in j.status.flushes.iter().rev().filter(|f| f.at >= since) {
         match flush.outcome {
-            FlushOutcome::Failed => failed += flush.count,
-            FlushOutcome::Ok | FlushOutcome::Refused if flush.events > 0 => settled += flush.count,
+            FlushOutcome::Failed => {
+                failed += flush.count;
+                if !in_run {
+                    runs += 1;
+                    in_run = true;
+                }
+            }
+            FlushOutcome::Ok | FlushOutcome::Refused if flush.events > 0 => {
+                settled += flush.count;
+                in_run = false;
+            }
             _ => {}
         }
     }
     let all = failed + settled;
-    (settled > 0 && failed >= MIN_FAILURES && failed as f64 >= j.error_ratio * all as f64)
+    (runs >= MIN_FAILURE_RUNS && failed as f64 >= j.error_ratio * all as f64)
         .then_some((failed, all))
 }
 
@@ -331,26 +343,34 @@ mod tests {
         }
     }
 
-    #[test]
-    fn flushes_failing_often_make_a_delivering_output_degraded() {
+    fn history(outcomes: &str) -> OutputStatus {
         let mut status = OutputStatus::new("o", OutputState::Running);
         status.last_error = Some("HTTP 503: busy".into());
-        // Delivering, with two failures out of ten: a blip.
-        for i in 0..10 {
-            let outcome = if i < 2 {
+        let n = outcomes.len() as i64;
+        for (i, c) in outcomes.chars().enumerate() {
+            let outcome = if c == 'F' {
                 FlushOutcome::Failed
             } else {
                 FlushOutcome::Ok
             };
-            status.record_flush(flush(outcome, 5, 30 - i));
+            status.record_flush(flush(outcome, 5, n - i as i64));
         }
-        assert_eq!(judged(&status, 0).0, HealthState::Ok);
-        // A third failure: 3 of 11 is past a quarter.
-        status.record_flush(flush(FlushOutcome::Failed, 5, 1));
-        let (state, reason) = judged(&status, 0);
+        status
+    }
+
+    #[test]
+    fn flushes_failing_on_and_off_make_a_delivering_output_degraded() {
+        // One run of failures, however long, is an outage: ok once over,
+        // and `retrying` while it lasts.
+        for outage in ["FFFFFS", "SSSSFFFFF", "FFSSSSSS"] {
+            assert_eq!(judged(&history(outage), 0).0, HealthState::Ok, "{outage}");
+        }
+        // On and off, but rare: 2 of 10.
+        assert_eq!(judged(&history("FSSSSFSSSS"), 0).0, HealthState::Ok);
+        let (state, reason) = judged(&history("FSSFSSFSS"), 0);
         assert_eq!(state, HealthState::Degraded, "{reason}");
         assert!(
-            reason.starts_with("3 of the last 11 flushes failed within 60 s")
+            reason.starts_with("3 of the last 9 flushes failed within 60 s, on and off")
                 && reason.contains("HTTP 503: busy"),
             "{reason}"
         );
@@ -365,13 +385,6 @@ mod tests {
             old.record_flush(flush(outcome, 5, 300 - i));
         }
         assert_eq!(judged(&old, 0).0, HealthState::Ok);
-        // Only failures: a destination down, `retrying` until the wait says
-        // more.
-        let mut down = OutputStatus::new("o", OutputState::Running);
-        for i in 0..5 {
-            down.record_flush(flush(FlushOutcome::Failed, 5, 10 - i));
-        }
-        assert_eq!(judged(&down, 0).0, HealthState::Ok);
     }
 
     #[test]
