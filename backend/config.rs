@@ -85,6 +85,9 @@ pub struct HttpSettings {
     /// The host names requests may carry in `Host`; `[]`: any. Unset: the
     /// loopback names when the server listens on loopback, else any.
     pub allowed_hosts: Option<Vec<String>>,
+    /// Reverse proxies (addresses and networks) whose `X-Forwarded-For`
+    /// names the client; from anyone else the header is ignored.
+    pub trusted_proxies: Vec<String>,
 }
 
 /// The default of `http.tls_handshake_timeout_secs`.
@@ -103,6 +106,7 @@ impl Default for HttpSettings {
             reserved_connections: 16,
             reserve_allow: vec!["127.0.0.1".into(), "::1".into()],
             allowed_hosts: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -133,6 +137,7 @@ impl HttpSettings {
             anyhow::ensure!(value > 0, "http.{name} must be at least 1");
         }
         self.reserve_allow()?;
+        self.trusted_proxies()?;
         Ok(())
     }
 
@@ -160,6 +165,12 @@ impl HttpSettings {
             ),
             None => None,
         }
+    }
+
+    /// `trusted_proxies`, parsed.
+    pub fn trusted_proxies(&self) -> anyhow::Result<AllowList> {
+        AllowList::parse(&self.trusted_proxies)
+            .map_err(|e| anyhow::anyhow!("http.trusted_proxies: {e}"))
     }
 
     /// `reserve_allow`, parsed.

@@ -481,6 +481,50 @@ async fn failed_logins_are_limited_per_user_and_per_client() {
     server.stop().await;
 }
 
+/// Behind a reverse proxy every request comes from the proxy: with it in
+/// `http.trusted_proxies`, each client is limited on its own, and a client
+/// cannot dodge its limit by writing the header itself when no proxy is
+/// trusted.
+#[tokio::test]
+async fn failed_logins_are_counted_per_forwarded_client_behind_a_trusted_proxy() {
+    let auth = AuthSettings {
+        max_failures_per_user: 100,
+        max_failures_per_client: 3,
+        ..AuthSettings::default()
+    };
+    let attempt = |server: &Server, forwarded: &str, password: &str| {
+        let request = as_user("admin", password)
+            .get(server.url("/api/v1/me"))
+            .header("x-forwarded-for", forwarded.to_owned());
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config_with(dir.path(), auth.clone());
+    config.http.trusted_proxies = vec!["127.0.0.1".into()];
+    let server = Server::start_with(config).await;
+    for _ in 0..3 {
+        assert_eq!(
+            attempt(&server, "203.0.113.7", "wrong password!").await,
+            401
+        );
+    }
+    assert_eq!(attempt(&server, "203.0.113.7", ADMIN_PASSWORD).await, 429);
+    // Another client behind the same proxy is not locked out.
+    assert_eq!(attempt(&server, "203.0.113.8", ADMIN_PASSWORD).await, 200);
+    server.stop().await;
+
+    // No proxy trusted: the header changes nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(config_with(dir.path(), auth)).await;
+    for i in 0..3 {
+        let forged = format!("198.51.100.{i}");
+        assert_eq!(attempt(&server, &forged, "wrong password!").await, 401);
+    }
+    assert_eq!(attempt(&server, "198.51.100.99", ADMIN_PASSWORD).await, 429);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn an_expired_session_sends_the_browser_back_to_the_login_page() {
     let dir = tempfile::tempdir().unwrap();

@@ -125,6 +125,7 @@ pub struct ServerLimits {
     pub max_connections: usize,
     pub reserved_connections: usize,
     pub reserve_allow: AllowList,
+    pub trusted_proxies: AllowList,
 }
 
 impl Default for ServerLimits {
@@ -142,6 +143,7 @@ impl ServerLimits {
             max_connections: http.max_connections.max(1),
             reserved_connections: http.reserved_connections,
             reserve_allow: http.reserve_allow()?,
+            trusted_proxies: http.trusted_proxies()?,
         })
     }
 }
@@ -467,6 +469,47 @@ struct RequestContext {
     router: Router,
 }
 
+/// The client a request comes from: the peer, or, when the peer is a
+/// trusted proxy, the address `X-Forwarded-For` gives. The header is read
+/// from the right (each proxy appends the address it received from),
+/// skipping trusted proxies: the first address that is not one is the
+/// client, since anything left of it was written by the client itself.
+/// An entry that is not an address stops the walk at the last one read.
+/// The port is the peer's: a proxy does not forward the client's.
+pub fn client_address(
+    peer: SocketAddr,
+    headers: &axum::http::HeaderMap,
+    trusted: &AllowList,
+) -> SocketAddr {
+    if trusted.is_empty() || !trusted.allows(peer.ip()) {
+        return peer;
+    }
+    let mut client = peer.ip();
+    let hops = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect::<Vec<_>>();
+    for hop in hops.iter().rev() {
+        let Some(ip) = parse_hop(hop.trim()) else {
+            break;
+        };
+        client = ip;
+        if !trusted.allows(ip) {
+            break;
+        }
+    }
+    SocketAddr::new(client, peer.port())
+}
+
+/// `192.0.2.7`, `192.0.2.7:1234`, `2001:db8::1` or `[2001:db8::1]:1234`.
+fn parse_hop(hop: &str) -> Option<std::net::IpAddr> {
+    hop.parse()
+        .ok()
+        .or_else(|| hop.parse::<SocketAddr>().ok().map(|a| a.ip()))
+}
+
 impl RequestContext {
     async fn handle(self, request: Request<Incoming>) -> Response<Body> {
         if self.reserved
@@ -498,7 +541,8 @@ impl RequestContext {
                 })
             }
         });
-        request.extensions_mut().insert(ConnectInfo(self.peer));
+        let client = client_address(self.peer, request.headers(), &self.limits.trusted_proxies);
+        request.extensions_mut().insert(ConnectInfo(client));
         let mut router = self.router;
         let response = match tower_service::Service::call(&mut router, request).await {
             Ok(response) => response,
@@ -656,5 +700,70 @@ impl HttpBody for Tracked {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(peer: &str, forwarded: &[&str], trusted: &[&str]) -> String {
+        let mut headers = axum::http::HeaderMap::new();
+        for value in forwarded {
+            headers.append("x-forwarded-for", value.parse().unwrap());
+        }
+        let trusted = AllowList::parse(trusted).unwrap();
+        client_address(peer.parse().unwrap(), &headers, &trusted)
+            .ip()
+            .to_string()
+    }
+
+    #[test]
+    fn the_client_is_read_from_x_forwarded_for_only_behind_a_trusted_proxy() {
+        let proxy = "10.0.0.5:40000";
+        // Not trusted: the header is the client's word, ignored.
+        assert_eq!(client(proxy, &["203.0.113.7"], &[]), "10.0.0.5");
+        assert_eq!(
+            client(proxy, &["203.0.113.7"], &["10.9.0.0/16"]),
+            "10.0.0.5"
+        );
+        // Trusted: the rightmost address that is not a proxy.
+        assert_eq!(
+            client(proxy, &["203.0.113.7"], &["10.0.0.0/8"]),
+            "203.0.113.7"
+        );
+        assert_eq!(
+            client(
+                proxy,
+                &["198.51.100.1, 203.0.113.7, 10.0.0.9"],
+                &["10.0.0.0/8"]
+            ),
+            "203.0.113.7",
+            "what the client wrote itself (198.51.100.1) is not believed"
+        );
+        assert_eq!(
+            client(
+                proxy,
+                &["198.51.100.1", "203.0.113.7:5000"],
+                &["10.0.0.0/8"]
+            ),
+            "203.0.113.7"
+        );
+        assert_eq!(
+            client(proxy, &["[2001:db8::1]:443"], &["10.0.0.0/8"]),
+            "2001:db8::1"
+        );
+        // Only proxies, or nothing: the leftmost proxy, or the peer.
+        assert_eq!(client(proxy, &["10.0.0.9"], &["10.0.0.0/8"]), "10.0.0.9");
+        assert_eq!(client(proxy, &[], &["10.0.0.0/8"]), "10.0.0.5");
+        // Garbage stops the walk at the last address read.
+        assert_eq!(
+            client(proxy, &["203.0.113.7, unknown"], &["10.0.0.0/8"]),
+            "10.0.0.5"
+        );
+        assert_eq!(
+            client(proxy, &["unknown, 203.0.113.7"], &["10.0.0.0/8"]),
+            "203.0.113.7"
+        );
     }
 }
