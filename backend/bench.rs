@@ -525,15 +525,11 @@ pub fn blackhole(stats: Arc<BlackholeStats>) -> Router {
         .route(
             "/arrivals",
             get(|State(stats): State<Arc<BlackholeStats>>| async move {
-                let arrivals = stats.arrivals.lock().unwrap_or_else(|e| e.into_inner());
+                let arrivals = crate::sync::lock(&stats.arrivals);
                 Json(arrivals.clone())
             })
             .delete(|State(stats): State<Arc<BlackholeStats>>| async move {
-                stats
-                    .arrivals
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clear();
+                crate::sync::lock(&stats.arrivals).clear();
                 stats.requests.store(0, Ordering::Relaxed);
                 stats.bytes.store(0, Ordering::Relaxed);
                 stats.records.store(0, Ordering::Relaxed);
@@ -546,16 +542,12 @@ pub fn blackhole(stats: Arc<BlackholeStats>) -> Router {
                 stats.requests.fetch_add(1, Ordering::Relaxed);
                 stats.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
                 if let Some((first, last, records)) = body_events(&body) {
-                    stats
-                        .arrivals
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(Arrival {
-                            at_ns,
-                            first,
-                            last,
-                            records,
-                        });
+                    crate::sync::lock(&stats.arrivals).push(Arrival {
+                        at_ns,
+                        first,
+                        last,
+                        records,
+                    });
                     stats.records.fetch_add(records, Ordering::Relaxed);
                 }
                 StatusCode::NO_CONTENT

@@ -22,7 +22,7 @@ impl LogThrottle {
     /// Counts one occurrence; `Some(n)` when a line should be logged now,
     /// `n` being the occurrences it stands for (this one included).
     pub fn hit(&self) -> Option<u64> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = crate::sync::lock(&self.state);
         state.1 += 1;
         let now = Instant::now();
         match state.0 {

@@ -152,7 +152,7 @@ impl LoginLimiter {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// How long until a password for `user` from `client` is heard again.

@@ -3,22 +3,17 @@
 //! counters and last error. Connections write their counters here as they
 //! go; the route takes a snapshot.
 
+use crate::sync::lock;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use time::OffsetDateTime;
 
 /// Closed connections each listener or connector still shows.
 pub const CLOSED_KEPT: usize = 16;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section here is a plain assignment: a panic cannot
-    // leave the data half-written, so poisoning is ignored.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

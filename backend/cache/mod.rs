@@ -245,11 +245,11 @@ impl Cache {
     fn read(&self) -> RwLockReadGuard<'_, State> {
         // Every mutation is a single insert or remove: a panic leaves
         // consistent data, so poisoning is ignored.
-        self.state.read().unwrap_or_else(|e| e.into_inner())
+        crate::sync::read(&self.state)
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, State> {
-        self.state.write().unwrap_or_else(|e| e.into_inner())
+        crate::sync::write(&self.state)
     }
 
     /// Learns from one event; events that describe no object are ignored.

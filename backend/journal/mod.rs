@@ -25,6 +25,7 @@ pub mod record;
 mod recovery;
 mod segment;
 
+use crate::sync::lock;
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, BufReader, IoSlice, Read, Seek, SeekFrom, Write};
@@ -1400,12 +1401,6 @@ impl State {
             .find(|s| s.last_seq >= s.first_seq)
             .map(|s| s.first_seq)
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every mutation under these locks leaves consistent data, so a panic
-    // elsewhere while holding one is no reason to stop.
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// An output's reading position. Reading hands events out in order;

@@ -27,11 +27,12 @@
 //! it is when opened, and a line being appended meanwhile is not yet
 //! counted.
 
+use crate::sync::lock;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
@@ -527,13 +528,6 @@ fn count_lines(path: &Path) -> std::io::Result<u64> {
         }
         lines += buffer[..read].iter().filter(|&&b| b == b'\n').count() as u64;
     }
-}
-
-/// Every change under these locks leaves the state consistent (counts are
-/// recomputed from the files when in doubt), so a panic elsewhere does not
-/// make it unusable.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

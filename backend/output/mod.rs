@@ -179,12 +179,12 @@ impl Secrets {
             // As HTTP Basic sends it, `base64(user:password)`, with any
             // other parameter as the user (a destination that echoes the
             // request's headers shows it), and alone.
-            values.push(lua::sdk::base64_encode(p.value.as_bytes()));
+            values.push(crate::encoding::base64_encode(p.value.as_bytes()));
             for user in parameters.iter().filter(|u| {
                 u.ty == ParamType::String && !u.value.is_empty() && u.value.len() <= 256
             }) {
                 let pair = format!("{}:{}", user.value, p.value);
-                values.push(lua::sdk::base64_encode(pair.as_bytes()));
+                values.push(crate::encoding::base64_encode(pair.as_bytes()));
             }
         }
         // The longest first, so that a password containing another is
@@ -499,8 +499,8 @@ mod tests {
         assert!(cut.len() <= 512);
         assert!(cut.starts_with(&"x".repeat(495)));
         // Echoed Basic credentials, and the token alone in base64.
-        let basic = super::lua::sdk::base64_encode(b"centreon:Zk8-very-secret-token");
-        let alone = super::lua::sdk::base64_encode(b"Zk8-very-secret-token");
+        let basic = crate::encoding::base64_encode(b"centreon:Zk8-very-secret-token");
+        let alone = crate::encoding::base64_encode(b"Zk8-very-secret-token");
         assert_eq!(
             secrets.redact(&format!("Authorization: Basic {basic}; X-Token: {alone}")),
             "Authorization: Basic [redacted]; X-Token: [redacted]"

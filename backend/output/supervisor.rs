@@ -2,6 +2,7 @@
 //! changes live: the old worker flushes and stops, the new one resumes from
 //! the same cursor.
 
+use crate::sync::lock;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
@@ -633,10 +634,4 @@ fn state_of(slot: &Slot) -> OutputState {
 
 fn set_view(slot: &Slot, change: impl FnOnce(&mut View)) {
     change(&mut lock(&slot.view));
-}
-
-/// A lock whose holder panicked still guards consistent data here: every
-/// change under these locks is a single assignment.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -129,7 +129,7 @@ impl Tail {
     }
 
     pub fn log(&self, level: &'static str, text: &str) {
-        let mut logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut logs = crate::sync::lock(&self.logs);
         if logs.len() == LOG_LINES {
             logs.pop_front();
         }
@@ -142,12 +142,7 @@ impl Tail {
 
     /// Oldest first.
     pub fn logs(&self) -> Vec<LogLine> {
-        self.logs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .cloned()
-            .collect()
+        crate::sync::lock(&self.logs).iter().cloned().collect()
     }
 }
 

@@ -315,7 +315,7 @@ pub async fn guard(access: Access, request: Request, next: Next) -> Response {
             .uri()
             .path_and_query()
             .map_or(path.as_str(), |p| p.as_str());
-        let mut login = format!("/login?next={}", encode_next(target));
+        let mut login = format!("/login?next={}", crate::encoding::url_encode_path(target));
         if expired {
             login.push_str("&expired=1");
         }
@@ -340,17 +340,6 @@ pub async fn guard(access: Access, request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
-fn encode_next(path: &str) -> String {
-    path.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// Where to go after logging in: only a path of this site, anything else
 /// is `/`. A browser resolving `Location` skips tabs and newlines and
 /// takes `\\` for `/` (`/\t/evil.example/` is `//evil.example/`, another
@@ -373,36 +362,13 @@ pub fn safe_next(next: Option<&str>) -> String {
         if !local_path(&form) {
             return "/".to_owned();
         }
-        form = percent_decode(&form);
+        form = crate::encoding::url_decode(&form);
     }
     if local_path(&form) {
         next.to_owned()
     } else {
         "/".to_owned()
     }
-}
-
-fn percent_decode(bytes: &[u8]) -> Vec<u8> {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match (
-            bytes[i],
-            bytes.get(i + 1).copied().and_then(hex),
-            bytes.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(hi), Some(lo)) => {
-                out.push(hi << 4 | lo);
-                i += 3;
-            }
-            (b, ..) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    out
 }
 
 #[derive(Deserialize)]
@@ -786,7 +752,7 @@ mod tests {
         }
         assert_eq!(safe_next(None), "/");
         assert_eq!(
-            encode_next("/outputs/new?kind=lua&x"),
+            crate::encoding::url_encode_path("/outputs/new?kind=lua&x"),
             "/outputs/new%3Fkind%3Dlua%26x"
         );
     }

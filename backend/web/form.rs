@@ -543,7 +543,7 @@ async fn run_test(ctx: &Context, spec: &OutputSpec) -> String {
         let lines = Arc::new(Mutex::new(String::new()));
         let sink = Arc::clone(&lines);
         let print: crate::output::lua::run_script::Printer = Arc::new(move |line: &str| {
-            let mut out = sink.lock().unwrap_or_else(|e| e.into_inner());
+            let mut out = crate::sync::lock(&sink);
             if out.len() < MAX_TEST_OUTPUT {
                 out.push_str(line);
                 out.push('\n');
@@ -566,7 +566,7 @@ async fn run_test(ctx: &Context, spec: &OutputSpec) -> String {
             Ok(Err(e)) => format!("error: the test crashed: {e}\n"),
             Err(_) => format!("error: the script ran longer than {TEST_TIMEOUT:?}\n"),
         };
-        let mut text = lines.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut text = crate::sync::lock(&lines).clone();
         text.push_str(&outcome);
         text
     } else {

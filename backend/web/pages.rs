@@ -782,16 +782,7 @@ fn parse_local_utc(text: &str) -> Result<OffsetDateTime, String> {
 }
 
 pub(super) fn form_urlencode(text: &str) -> String {
-    let mut out = String::new();
-    for b in text.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+    crate::encoding::url_encode(text.as_bytes())
 }
 
 #[cfg(test)]

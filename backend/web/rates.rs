@@ -55,7 +55,7 @@ pub struct History {
 
 impl Rates {
     fn record(&self, name: &str, count: u64, delivered: u64, at: Instant) {
-        let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        let mut series = crate::sync::lock(&self.series);
         let recent = series.entry(name.to_owned()).or_default();
         let sample = Sample {
             at,
@@ -73,7 +73,7 @@ impl Rates {
     }
 
     fn retain(&self, names: &[String]) {
-        let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        let mut series = crate::sync::lock(&self.series);
         series.retain(|k, _| k == INGEST || names.contains(k));
     }
 
@@ -88,7 +88,7 @@ impl Rates {
     }
 
     fn fine(&self, name: &str, count: impl Fn(&Sample) -> u64) -> Vec<f64> {
-        let series = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        let series = crate::sync::lock(&self.series);
         series
             .get(name)
             .map(|recent| rates(recent.fine.iter(), &count))
@@ -107,7 +107,7 @@ impl Rates {
     /// The last hour, a value per minute; the last one covers the minute
     /// under way, up to the latest sample.
     pub fn hour(&self, name: &str) -> History {
-        let series = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        let series = crate::sync::lock(&self.series);
         let mut history = History {
             step_secs: HOUR_STEP.as_secs(),
             received: Vec::new(),

@@ -648,10 +648,7 @@ impl Activity {
     async fn idle_for(&self, timeout: Duration) {
         loop {
             let deadline = if self.in_flight.load(Ordering::Relaxed) == 0 {
-                self.last_done
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .map(|t| t + timeout)
+                crate::sync::lock(&self.last_done).map(|t| t + timeout)
             } else {
                 None
             };
@@ -671,7 +668,7 @@ struct RequestGuard(Arc<Activity>);
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        *self.0.last_done.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        *crate::sync::lock(&self.0.last_done) = Some(Instant::now());
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.0.changed.notify_one();
     }

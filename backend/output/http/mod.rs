@@ -599,7 +599,7 @@ pub fn secret_header(value: &str) -> Result<HeaderValue, String> {
 
 /// `Basic base64(user:password)`.
 pub fn basic_auth(user: &str, password: &str) -> Result<HeaderValue, String> {
-    let token = crate::output::lua::sdk::base64_encode(format!("{user}:{password}").as_bytes());
+    let token = crate::encoding::base64_encode(format!("{user}:{password}").as_bytes());
     secret_header(&format!("Basic {token}"))
 }
 

@@ -28,6 +28,7 @@
 //! (it is stopped when that returns), and a loop inside a coroutine created
 //! while the hook was off (coroutines copy the hook when they are created).
 
+use crate::sync::lock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
@@ -235,10 +236,6 @@ pub fn memory_message(limit: usize) -> String {
 /// Whether a count of [`Interrupt::calls`] means a call is running.
 fn in_call(calls: u64) -> bool {
     calls & 1 == 1
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// CPU time used by the calling thread.

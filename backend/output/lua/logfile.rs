@@ -56,7 +56,7 @@ impl LogFile {
     /// `./x.log` are one file).
     pub fn open(path: &Path) -> Arc<LogFile> {
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
-        let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = crate::sync::lock(&OPEN);
         if let Some(file) = open.get(&path).and_then(Weak::upgrade) {
             return file;
         }
@@ -77,7 +77,7 @@ impl LogFile {
     /// when it would take the file past the limit. A missing directory is
     /// created.
     pub fn append(&self, line: &[u8], rotation: Rotation) -> io::Result<()> {
-        let _writing = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        let _writing = crate::sync::lock(&self.write);
         let mut file = self.open_for_append()?;
         if rotation.max_bytes > 0 {
             let size = file.metadata()?.len();

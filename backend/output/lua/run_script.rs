@@ -87,7 +87,7 @@ pub fn run(
 ) -> anyhow::Result<()> {
     let stdout = Mutex::new(std::io::stdout());
     let print: Printer = Arc::new(move |line: &str| {
-        let mut out = stdout.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = crate::sync::lock(&stdout);
         let _ = writeln!(out, "{line}");
     });
     run_with(script, parameters, source, settings, data_dir, print)

@@ -529,66 +529,22 @@ impl UserData for BrokerCache {
 
 // ---- broker
 
-/// `url_encode`: every byte but `[A-Za-z0-9-_.~]` as `%XX`, uppercase.
+/// `url_encode`: every byte but `[A-Za-z0-9-_.~]` as `%XX`, uppercase,
+/// up to the first NUL byte (Centreon passes a C string).
 pub fn url_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 3);
-    for &b in bytes {
-        if b == 0 {
-            break;
-        }
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-pub fn base64_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    crate::encoding::url_encode(&bytes[..end])
 }
 
 /// Whitespace and `=` are skipped anywhere; another character outside the
 /// alphabet is an error (a Lua error here; Centreon's is undefined).
 pub fn base64_decode(text: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(text.len() / 4 * 3);
-    let (mut acc, mut bits) = (0u32, 0);
-    for &c in text {
-        if c.is_ascii_whitespace() || c == b'=' {
-            continue;
-        }
-        let Some(v) = B64.iter().position(|&b| b == c) else {
-            return Err(format!(
-                "This string '{}' contains characters not legal in a base64 encoded string.",
-                String::from_utf8_lossy(text)
-            ));
-        };
-        acc = acc << 6 | v as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Ok(out)
+    crate::encoding::base64_decode_lenient(text).ok_or_else(|| {
+        format!(
+            "This string '{}' contains characters not legal in a base64 encoded string.",
+            String::from_utf8_lossy(text)
+        )
+    })
 }
 
 /// The last argument, which is what Centreon reads (`-1` on the stack).
@@ -649,7 +605,10 @@ pub fn broker_table(lua: &Lua, bbdo_version: &str, style: EventJsonStyle) -> mlu
     broker.set(
         "base64_encode",
         lua.create_function(|_, args: MultiValue| {
-            Ok(base64_encode(&last_text(&args, "base64_encode")?))
+            Ok(crate::encoding::base64_encode(&last_text(
+                &args,
+                "base64_encode",
+            )?))
         })?,
     )?;
     broker.set(
@@ -715,6 +674,7 @@ fn strerror(e: &std::io::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::encoding::base64_encode;
 
     #[test]
     fn url_encode_keeps_unreserved_bytes() {

@@ -14,7 +14,8 @@
 
 use mlua::{Function, Lua, LuaString, MultiValue};
 
-use crate::output::lua::sdk::{base64_decode, base64_encode};
+use crate::encoding::base64_encode;
+use crate::output::lua::sdk::base64_decode;
 
 pub(super) fn loader(lua: &Lua) -> mlua::Result<Function> {
     lua.create_function(|lua, _: MultiValue| {
