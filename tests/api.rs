@@ -652,6 +652,64 @@ async fn overview_page_lists_outputs() {
     server.stop().await;
 }
 
+/// The stylesheet and scripts come from the binary, linked with their
+/// content's hash: kept for a year by browsers under that link, revalidated
+/// under any other.
+#[tokio::test]
+async fn static_files_are_served_from_the_binary_with_their_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let html = server.get("/").await.text().await.unwrap();
+    let link = html
+        .split("href=\"")
+        .filter_map(|s| s.split('"').next())
+        .find(|l| l.starts_with("/static/style.css?v="))
+        .unwrap_or_else(|| panic!("no versioned stylesheet link in {html}"))
+        .to_owned();
+    let css = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/static/style.css")).unwrap();
+    let response = server.get(&link).await;
+    assert_eq!(response.status(), 200);
+    let headers = response.headers().clone();
+    assert_eq!(headers["content-type"], "text/css");
+    assert_eq!(
+        headers["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    let etag = headers["etag"].to_str().unwrap().to_owned();
+    assert_eq!(response.bytes().await.unwrap().as_ref(), css.as_slice());
+    // Another version, or none: revalidated, and not modified.
+    let stale = server.get("/static/style.css?v=0000").await;
+    assert_eq!(stale.headers()["cache-control"], "no-cache");
+    let again = server
+        .client
+        .get(server.url("/static/style.css"))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    assert!(html.contains("/static/live.js?v="), "{html}");
+    let js = server.get("/static/live.js").await;
+    assert_eq!(js.headers()["content-type"], "text/javascript");
+    for missing in ["/static/nope.css", "/static/../Cargo.toml", "/static/"] {
+        assert_eq!(server.get(missing).await.status(), 404, "{missing}");
+    }
+    // The login page, before any credentials, has them too.
+    let anonymous = reqwest::Client::new();
+    let login = anonymous
+        .get(server.url("/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(login.contains(&link), "{login}");
+    let css_anonymously = anonymous.get(server.url(&link)).send().await.unwrap();
+    assert_eq!(css_anonymously.status(), 200);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_journal_held_back_past_its_warning_is_degraded_then_failing_when_full() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,7 @@
 //! The HTTP face of brokerstream: the REST API under `/api/v1` and the web
 //! pages. One [`Context`] holds what handlers share.
 
+pub mod assets;
 mod auth;
 mod deadletters;
 mod error;
@@ -349,10 +350,14 @@ pub fn route_table() -> Vec<RouteRule> {
 
 pub fn router(ctx: Context) -> Router {
     let max_body = ctx.limits.max_body_bytes;
+    // Stylesheets and scripts, for everyone: the login page needs them too.
+    let statics = match assets::override_dir() {
+        Some(dir) => Router::new().nest_service("/static", ServeDir::new(dir)),
+        None => Router::new().route("/static/{*name}", axum::routing::get(assets::serve)),
+    };
     routes()
         .router
-        // Stylesheets and scripts: the login page needs them too.
-        .nest_service("/static", ServeDir::new(static_dir()))
+        .merge(statics)
         .fallback(|uri: axum::http::Uri| async move {
             if uri.path().starts_with("/api/") {
                 ApiError::NotFound("no such API route".into()).into_response()
@@ -431,14 +436,6 @@ async fn journal_info(
     axum::extract::State(ctx): axum::extract::State<Context>,
 ) -> axum::Json<crate::journal::JournalInfo> {
     axum::Json(ctx.journal.info())
-}
-
-/// `static/` beside the binary's sources in development, or
-/// `BROKERSTREAM_STATIC_DIR` for an installed service.
-fn static_dir() -> std::path::PathBuf {
-    std::env::var_os("BROKERSTREAM_STATIC_DIR")
-        .map(Into::into)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("static"))
 }
 
 #[cfg(test)]
