@@ -645,6 +645,10 @@ impl Config {
                 health.buffer_age_factor.is_finite() && health.buffer_age_factor >= 0.0,
                 "health.buffer_age_factor must be a number of at least 0"
             );
+            anyhow::ensure!(
+                health.error_ratio.is_finite() && health.error_ratio >= 0.0,
+                "health.error_ratio must be a number of at least 0"
+            );
             self.health = health;
         }
         let bbdo = file.bbdo;

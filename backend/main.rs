@@ -51,6 +51,10 @@ enum Command {
     /// Operate on the journal while the service is stopped.
     #[command(subcommand)]
     Journal(JournalCommand),
+    /// Check a configuration file as `serve` would read it, without
+    /// starting anything; exits 1 with the error (and its key) if it is
+    /// not valid.
+    CheckConfig(CheckConfigArgs),
     /// Benchmark tool: send metric events to a BBDO listener as a Centreon
     /// Broker would, and report how fast brokerstream acknowledged them.
     Load(LoadArgs),
@@ -134,6 +138,13 @@ struct RunScriptArgs {
     /// Data directory whose cache snapshot the script starts from.
     #[arg(long, env = "BROKERSTREAM_DATA_DIR")]
     data_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct CheckConfigArgs {
+    /// The TOML configuration file to check.
+    #[arg(long, env = "BROKERSTREAM_CONFIG")]
+    config: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -222,6 +233,7 @@ fn main() -> ExitCode {
         Command::RunScript(args) => run_script(args).map(|()| ExitCode::SUCCESS),
         Command::Import(args) => import(args).map(|()| ExitCode::SUCCESS),
         Command::Journal(command) => journal(command),
+        Command::CheckConfig(args) => check_config(args).map(|()| ExitCode::SUCCESS),
         Command::Load(args) => load(args).map(|()| ExitCode::SUCCESS),
         Command::Blackhole(args) => blackhole(args).map(|()| ExitCode::SUCCESS),
     };
@@ -294,9 +306,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         simulate: args.simulate,
         fsync: args.fsync,
         bbdo_listen: args.bbdo_addr.map(|a| a.0),
-        admin_password: std::env::var("BROKERSTREAM_ADMIN_PASSWORD")
-            .ok()
-            .filter(|p| !p.is_empty()),
+        admin_password: admin_password()?,
         bbdo_allow: args.bbdo_allow,
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
@@ -305,17 +315,69 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // os.getenv, and child processes inherit it. No other thread exists
     // yet, so nothing reads the environment while it changes.
     std::env::remove_var("BROKERSTREAM_ADMIN_PASSWORD");
+    std::env::remove_var("BROKERSTREAM_ADMIN_PASSWORD_FILE");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .on_thread_park(brokerstream::memory::collect_if_asked)
         .build()?;
     runtime.block_on(async {
         let app = brokerstream::app::start(config).await?;
+        // Listeners bound, journal recovered, workers started: systemd's
+        // `Type=notify` waits for this. Outside systemd it does nothing.
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
         brokerstream::app::shutdown_signal().await;
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         tracing::info!("shutting down: flushing outputs");
         app.shutdown().await;
         Ok(())
     })
+}
+
+/// The first admin's password: `BROKERSTREAM_ADMIN_PASSWORD`, or the first
+/// line of the file `BROKERSTREAM_ADMIN_PASSWORD_FILE` names (what an
+/// unattended install writes: the package leaves one readable by the
+/// service only). Used only while no user exists.
+fn admin_password() -> anyhow::Result<Option<String>> {
+    if let Some(password) = std::env::var("BROKERSTREAM_ADMIN_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty())
+    {
+        return Ok(Some(password));
+    }
+    let Some(path) = std::env::var_os("BROKERSTREAM_ADMIN_PASSWORD_FILE").filter(|p| !p.is_empty())
+    else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        anyhow::anyhow!(
+            "BROKERSTREAM_ADMIN_PASSWORD_FILE: cannot read {}: {e}",
+            std::path::Path::new(&path).display()
+        )
+    })?;
+    Ok(text
+        .lines()
+        .next()
+        .map(str::to_owned)
+        .filter(|p| !p.is_empty()))
+}
+
+fn check_config(args: CheckConfigArgs) -> anyhow::Result<()> {
+    let path = args.config.clone();
+    let config = Config::load(Overrides {
+        config_file: Some(args.config),
+        ..Overrides::default()
+    })
+    .map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?;
+    config
+        .lua_settings()
+        .map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?;
+    println!(
+        "{}: valid (data in {}, HTTP on {})",
+        path.display(),
+        config.data_dir.display(),
+        config.http_addr
+    );
+    Ok(())
 }
 
 fn run_script(args: RunScriptArgs) -> anyhow::Result<()> {

@@ -110,3 +110,99 @@ async fn a_bad_configuration_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+/// `check-config` reads a file as `serve` would and says what is wrong,
+/// with its key, or that it is valid; it starts nothing.
+#[test]
+fn check_config_accepts_a_good_file_and_names_what_is_wrong_in_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |toml: &str| {
+        let config = dir.path().join("check.toml");
+        std::fs::write(&config, toml).unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_brokerstream"))
+            .args(["check-config", "--config", config.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.success(), text)
+    };
+    let data = dir.path().join("data");
+    let (ok, text) = check(&format!(
+        "data_dir = \"{}\"\nhttp_addr = \"127.0.0.1:18080\"\n[journal]\nfsync = \"interval\"\n[health]\nerror_ratio = 0.5\n",
+        data.display()
+    ));
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("valid") && text.contains("127.0.0.1:18080"),
+        "{text}"
+    );
+    assert!(!data.exists(), "check-config created the data directory");
+    for (toml, named) in [
+        ("http_adr = \"127.0.0.1:1\"\n", "http_adr"),
+        ("[journal]\nfsync = \"sometimes\"\n", "fsync"),
+        ("[health]\nerror_ratio = -1\n", "health.error_ratio"),
+        (
+            "[http]\ntrusted_proxies = [\"not-an-address\"]\n",
+            "http.trusted_proxies",
+        ),
+        ("[bbdo]\nack_limit = 0\n", "bbdo.ack_limit"),
+        ("data_dir = [\n", "data_dir"),
+    ] {
+        let (ok, text) = check(toml);
+        assert!(!ok, "{toml} passed: {text}");
+        assert!(text.contains(named), "{toml}: {text}");
+        assert!(text.contains("check.toml"), "{toml}: {text}");
+    }
+}
+
+/// An unattended install gives the first admin's password in a file.
+#[tokio::test]
+async fn the_first_admin_password_may_come_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("admin-password");
+    // The test password, so that the harness's admin client works; the
+    // variable is empty, so only the file can have given it.
+    std::fs::write(&file, format!("{ADMIN_PASSWORD}\n")).unwrap();
+    let process = Process::serve_with_config(
+        dir.path(),
+        "",
+        &[
+            ("BROKERSTREAM_ADMIN_PASSWORD", ""),
+            ("BROKERSTREAM_ADMIN_PASSWORD_FILE", file.to_str().unwrap()),
+        ],
+    )
+    .await;
+    let me = process
+        .client
+        .get(format!("{}/api/v1/me", process.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    drop(process);
+    // A file that cannot be read stops the start with its name.
+    let output = Command::new(env!("CARGO_BIN_EXE_brokerstream"))
+        .args([
+            "serve",
+            "--data-dir",
+            dir.path().join("other").to_str().unwrap(),
+        ])
+        .env(
+            "BROKERSTREAM_ADMIN_PASSWORD_FILE",
+            dir.path().join("missing"),
+        )
+        .env("BROKERSTREAM_BBDO_ADDR", "none")
+        .env("BROKERSTREAM_HTTP_ADDR", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("BROKERSTREAM_ADMIN_PASSWORD_FILE") && stderr.contains("missing"),
+        "{stderr}"
+    );
+}
