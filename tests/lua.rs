@@ -1154,6 +1154,78 @@ fn the_sandbox_takes_away_programs_native_code_and_bytecode() {
     assert!(e.contains("attempt to load a binary chunk"), "{e}");
 }
 
+/// In the sandbox the service's own files are out of reach: the key that
+/// unseals every stored password, the database, the journal, however the
+/// path is written; the scripts' directory and the rest of the system are
+/// not.
+#[test]
+fn the_sandbox_keeps_scripts_away_from_the_services_own_files() {
+    let mut lab = Lab::new();
+    let scripts = lab.path("scripts");
+    std::fs::create_dir_all(&scripts).unwrap();
+    std::fs::create_dir_all(lab.path("journal")).unwrap();
+    std::fs::write(lab.path("secret.key"), "00".repeat(32)).unwrap();
+    std::fs::write(lab.path("journal/00000001.seg"), "x").unwrap();
+    std::fs::write(scripts.join("main.lua"), MINIMAL).unwrap();
+    lab.settings.script_dirs = vec![scripts.clone()];
+    lab.settings.sandbox = true;
+    let outside = tempfile::tempdir().unwrap();
+    let script = Script::load(&scripts.join("main.lua"), &[], &lab.env()).unwrap();
+    let globals = script.lua().globals();
+    globals
+        .set("data", lab.dir.path().display().to_string())
+        .unwrap();
+    globals
+        .set("outside", outside.path().display().to_string())
+        .unwrap();
+    for expression in [
+        "io.open(data .. '/secret.key')",
+        "io.open(data .. '/scripts/../secret.key')",
+        "io.open(data .. '/brokerstream.db', 'w')",
+        "io.lines(data .. '/secret.key')",
+        "io.input(data .. '/secret.key')",
+        "os.remove(data .. '/journal/00000001.seg')",
+        "os.rename(outside .. '/x', data .. '/secret.key')",
+        "loadfile(data .. '/secret.key')",
+        "dofile(data .. '/secret.key')",
+    ] {
+        let e = script
+            .lua()
+            .load(format!("return {expression}"))
+            .eval::<mlua::MultiValue>()
+            .map(|v| format!("{v:?}"))
+            .unwrap_or_else(|e| e.to_string());
+        assert!(
+            e.contains("one of brokerstream's own files"),
+            "{expression}: {e}"
+        );
+        assert!(
+            !e.contains(&"00".repeat(8)),
+            "{expression} leaked the key: {e}"
+        );
+    }
+    assert!(lab.path("journal/00000001.seg").exists());
+    // The script directory, and files elsewhere, as before.
+    let written: String = eval(
+        &script,
+        "(function() local f = io.open(data .. '/scripts/cache.txt', 'w') f:write('kept') f:close() \
+         local g = io.open(outside .. '/log.txt', 'w') g:write('log') g:close() \
+         return io.open(data .. '/scripts/cache.txt'):read('a') .. io.open(outside .. '/log.txt'):read('a') end)()",
+    );
+    assert_eq!(written, "keptlog");
+    // Without the sandbox a script has the service's rights, as in Centreon.
+    lab.settings.sandbox = false;
+    let open = Script::load(&scripts.join("main.lua"), &[], &lab.env()).unwrap();
+    open.lua()
+        .globals()
+        .set("data", lab.dir.path().display().to_string())
+        .unwrap();
+    assert_eq!(
+        eval::<String>(&open, "io.open(data .. '/secret.key'):read(4)"),
+        "0000"
+    );
+}
+
 // ---- broker (docs/lua-runtime.md §5)
 
 #[test]

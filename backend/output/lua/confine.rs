@@ -82,7 +82,8 @@ io.write = function(...) return io.stdout:write(...) end
 
 /// Takes away what the sandbox does not allow (see the module comment).
 /// Precompiled chunks are refused by the loader ([`super::loader`]).
-pub fn sandbox(lua: &Lua) -> mlua::Result<()> {
+pub fn sandbox(lua: &Lua, settings: &super::LuaSettings) -> mlua::Result<()> {
+    guard_private_files(lua, settings)?;
     let globals = lua.globals();
     let refuse = |what: &'static str| {
         lua.create_function(move |_, _: MultiValue| -> mlua::Result<()> {
@@ -109,6 +110,94 @@ pub fn sandbox(lua: &Lua) -> mlua::Result<()> {
     lua.load(TEXT_ONLY_LOAD)
         .set_name("=brokerstream sandbox")
         .exec()
+}
+
+/// The functions that name a file by its path, and which of their
+/// arguments are paths.
+const PATH_FUNCTIONS: &[(&str, &str, &[usize])] = &[
+    ("io", "open", &[0]),
+    ("io", "lines", &[0]),
+    ("io", "input", &[0]),
+    ("io", "output", &[0]),
+    ("os", "remove", &[0]),
+    ("os", "rename", &[0, 1]),
+    ("_G", "loadfile", &[0]),
+    ("_G", "dofile", &[0]),
+];
+
+/// In the sandbox, the service's own files (the database, whose passwords
+/// `secret.key` unseals, the journal) are out of a script's reach: every
+/// function that names a file by its path refuses one below a private
+/// directory, unless it is inside a script directory. The path is
+/// resolved as the system would (relative to the working directory,
+/// symbolic links followed), so `..` and links do not get around it; a
+/// sandboxed script has no way to make a link or run a program that would.
+fn guard_private_files(lua: &Lua, settings: &super::LuaSettings) -> mlua::Result<()> {
+    let canonical = |dirs: &[std::path::PathBuf]| -> Vec<std::path::PathBuf> {
+        dirs.iter()
+            .map(|d| std::fs::canonicalize(d).unwrap_or_else(|_| d.clone()))
+            .collect()
+    };
+    let private = std::sync::Arc::new(canonical(&settings.private_dirs));
+    let allowed = std::sync::Arc::new(canonical(&settings.script_dirs));
+    let globals = lua.globals();
+    for &(table_name, name, paths) in PATH_FUNCTIONS {
+        let table: Table = if table_name == "_G" {
+            globals.clone()
+        } else {
+            globals.get(table_name)?
+        };
+        let original: mlua::Function = table.get(name)?;
+        let (private, allowed) = (
+            std::sync::Arc::clone(&private),
+            std::sync::Arc::clone(&allowed),
+        );
+        let qualified = if table_name == "_G" {
+            name.to_owned()
+        } else {
+            format!("{table_name}.{name}")
+        };
+        let guarded = lua.create_function(move |_, args: MultiValue| {
+            for &i in paths {
+                if let Some(LuaValue::String(path)) = args.get(i) {
+                    let path = path.to_string_lossy();
+                    if is_private(&path, &private, &allowed) {
+                        return Err(mlua::Error::runtime(format!(
+                            "{qualified}: `{path}` is one of brokerstream's own files, which scripts in the sandbox (lua.sandbox) cannot reach"
+                        )));
+                    }
+                }
+            }
+            original.call::<MultiValue>(args)
+        })?;
+        table.set(name, guarded)?;
+    }
+    Ok(())
+}
+
+/// Whether `path`, resolved, lies below a private directory and in no
+/// allowed one.
+fn is_private(path: &str, private: &[std::path::PathBuf], allowed: &[std::path::PathBuf]) -> bool {
+    let path = std::path::Path::new(path);
+    let absolute = if path.is_absolute() {
+        path.to_owned()
+    } else {
+        match std::env::current_dir() {
+            Ok(dir) => dir.join(path),
+            Err(_) => path.to_owned(),
+        }
+    };
+    // A file that does not exist yet: its directory, resolved, and its name.
+    let resolved = std::fs::canonicalize(&absolute).unwrap_or_else(|_| {
+        match (absolute.parent(), absolute.file_name()) {
+            (Some(parent), Some(name)) => std::fs::canonicalize(parent)
+                .map(|p| p.join(name))
+                .unwrap_or_else(|_| absolute.clone()),
+            _ => absolute.clone(),
+        }
+    });
+    private.iter().any(|p| resolved.starts_with(p))
+        && !allowed.iter().any(|a| resolved.starts_with(a))
 }
 
 /// `load` with the mode forced to text. The environment argument is passed

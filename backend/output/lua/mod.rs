@@ -138,6 +138,10 @@ pub struct LuaSettings {
     /// Scripts run without `os.execute`, `io.popen`, `debug`, C modules
     /// and precompiled chunks ([`confine`]).
     pub sandbox: bool,
+    /// In the sandbox, files below these directories (the data directory:
+    /// its database, `secret.key`, journal) cannot be opened, removed or
+    /// renamed by a script, except inside a script directory.
+    pub private_dirs: Vec<PathBuf>,
 }
 
 /// A call that computes for 10 s is a loop, not a connector: Centreon's
@@ -166,6 +170,7 @@ impl LuaSettings {
             call_cpu_budget: DEFAULT_CALL_CPU_BUDGET,
             memory_limit_bytes: DEFAULT_MEMORY_LIMIT_BYTES,
             sandbox: false,
+            private_dirs: vec![data_dir.to_owned()],
         }
     }
 

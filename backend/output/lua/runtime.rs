@@ -244,7 +244,7 @@ impl Script {
         super::loader::install(&lua, sandbox).map_err(fail)?;
         super::confine::redirect_output(&lua, Arc::clone(&env.log)).map_err(fail)?;
         if sandbox {
-            super::confine::sandbox(&lua).map_err(fail)?;
+            super::confine::sandbox(&lua, &env.settings).map_err(fail)?;
         }
         let mode = sandbox.then_some(mlua::chunk::ChunkMode::Text);
         let chunk = super::loader::load_file(&lua, path, mode, None)
