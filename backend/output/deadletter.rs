@@ -104,17 +104,13 @@ impl DeadLetters {
         })
     }
 
-    fn main_path(&self, output: &str) -> PathBuf {
+    /// The output's file.
+    pub fn path(&self, output: &str) -> PathBuf {
         self.dir.join(format!("{output}.ndjson"))
     }
 
     fn replay_path(&self, output: &str) -> PathBuf {
         self.dir.join(format!("{output}.replaying.ndjson"))
-    }
-
-    /// The main file's path, for messages.
-    pub fn path(&self, output: &str) -> PathBuf {
-        self.main_path(output)
     }
 
     /// The output's state. The first access of an output in this process
@@ -141,7 +137,7 @@ impl DeadLetters {
     }
 
     fn mend(&self, output: &str) -> std::io::Result<()> {
-        let main = self.main_path(output);
+        let main = self.path(output);
         end_torn_line(&main)?;
         let moved = self.replay_path(output);
         if moved.exists() {
@@ -162,7 +158,7 @@ impl DeadLetters {
     fn io_error(&self, output: &str, error: std::io::Error) -> DeadLetterError {
         DeadLetterError::Io(format!(
             "dead-letter file {}: {error}",
-            self.main_path(output).display()
+            self.path(output).display()
         ))
     }
 
@@ -205,7 +201,7 @@ impl DeadLetters {
     /// the output's state lock.
     fn write_lines(&self, output: &str, lines: &[u8]) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
-        let mut file = open_append(&self.main_path(output))?;
+        let mut file = open_append(&self.path(output))?;
         file.write_all(lines)?;
         file.sync_data()
     }
@@ -223,7 +219,7 @@ impl DeadLetters {
         if let Some(held) = state.held {
             return Ok(held);
         }
-        let held = count_lines(&self.main_path(output)).map_err(|e| self.io_error(output, e))?;
+        let held = count_lines(&self.path(output)).map_err(|e| self.io_error(output, e))?;
         state.held = Some(held);
         Ok(held)
     }
@@ -242,11 +238,7 @@ impl DeadLetters {
         };
         let limit = limit.min(MAX_PAGE);
         let mut letters = Vec::new();
-        let file = match File::open(self.main_path(output)) {
-            Ok(file) => Some(file),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(self.io_error(output, e)),
-        };
+        let file = open_existing(&self.path(output)).map_err(|e| self.io_error(output, e))?;
         if let Some(file) = file {
             let mut lines = LineReader::new(file);
             let mut number = 0u64;
@@ -276,7 +268,7 @@ impl DeadLetters {
             return Err(DeadLetterError::Replaying(output.to_owned()));
         }
         let held = self.count(output, &mut state)?;
-        match std::fs::remove_file(self.main_path(output)) {
+        match std::fs::remove_file(self.path(output)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(self.io_error(output, e)),
@@ -299,7 +291,7 @@ impl DeadLetters {
             return Ok(None);
         }
         let moved = self.replay_path(output);
-        std::fs::rename(self.main_path(output), &moved).map_err(|e| self.io_error(output, e))?;
+        std::fs::rename(self.path(output), &moved).map_err(|e| self.io_error(output, e))?;
         let file = File::open(&moved).map_err(|e| self.io_error(output, e))?;
         state.held = Some(0);
         state.replaying = Some(held);
@@ -487,6 +479,19 @@ fn trim_newline(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\n").unwrap_or(line)
 }
 
+/// A file that may not exist yet: `None` then.
+fn existing(opened: std::io::Result<File>) -> std::io::Result<Option<File>> {
+    match opened {
+        Ok(file) => Ok(Some(file)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn open_existing(path: &Path) -> std::io::Result<Option<File>> {
+    existing(File::open(path))
+}
+
 fn open_append(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
@@ -495,10 +500,8 @@ fn open_append(path: &Path) -> std::io::Result<File> {
 /// append starts a line of its own.
 fn end_torn_line(path: &Path) -> std::io::Result<()> {
     use std::io::{Seek, SeekFrom};
-    let mut file = match OpenOptions::new().read(true).append(true).open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
+    let Some(mut file) = existing(OpenOptions::new().read(true).append(true).open(path))? else {
+        return Ok(());
     };
     if file.metadata()?.len() == 0 {
         return Ok(());
@@ -514,10 +517,8 @@ fn end_torn_line(path: &Path) -> std::io::Result<()> {
 }
 
 fn count_lines(path: &Path) -> std::io::Result<u64> {
-    let mut file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
+    let Some(mut file) = open_existing(path)? else {
+        return Ok(0);
     };
     let mut buffer = vec![0u8; 64 * 1024];
     let mut lines = 0u64;

@@ -17,6 +17,12 @@ pub fn find(name: &str) -> Option<&'static Kind> {
     KINDS.iter().copied().find(|k| k.name == name)
 }
 
+/// The function that builds `name`'s sink; `None` for an unknown kind and
+/// for one that runs no sink (a script kind).
+pub fn builder(name: &str) -> Option<super::sink::BuildSink> {
+    find(name).and_then(Kind::build)
+}
+
 pub fn unknown_kind_message(name: &str) -> String {
     let known = KINDS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ");
     format!("unknown kind `{name}`; available kinds: {known}")

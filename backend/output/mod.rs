@@ -374,9 +374,8 @@ pub fn preview(
     cache: &crate::cache::Cache,
 ) -> Result<String, String> {
     let filter = Filter::parse(&spec.filters).map_err(|e| e.to_string())?;
-    let build = kinds::find(&spec.kind)
-        .and_then(kinds::Kind::build)
-        .ok_or_else(|| format!("kind `{}` has no preview", spec.kind))?;
+    let build =
+        kinds::builder(&spec.kind).ok_or_else(|| format!("kind `{}` has no preview", spec.kind))?;
     // Nothing is sent, so nothing is dead-lettered: the directory is
     // never created.
     let mut sink = build(

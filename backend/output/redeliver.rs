@@ -43,14 +43,12 @@ pub async fn replay(
     letters: &Arc<DeadLetters>,
     spec: &OutputSpec,
 ) -> Result<Redelivery, RedeliveryError> {
-    let build = kinds::find(&spec.kind)
-        .and_then(kinds::Kind::build)
-        .ok_or_else(|| {
-            RedeliveryError::Unsupported(format!(
-                "outputs of kind `{}` have no dead letters to replay",
-                spec.kind
-            ))
-        })?;
+    let build = kinds::builder(&spec.kind).ok_or_else(|| {
+        RedeliveryError::Unsupported(format!(
+            "outputs of kind `{}` have no dead letters to replay",
+            spec.kind
+        ))
+    })?;
     let secrets = Secrets::of(spec);
     let mut sink = build(
         spec,

@@ -82,8 +82,7 @@ impl<'a> Worker<'a> {
         dead_letters: &Arc<DeadLetters>,
     ) -> Result<Worker<'a>, String> {
         let filter = Filter::parse(&spec.filters).map_err(|e| e.to_string())?;
-        let build = kinds::find(&spec.kind)
-            .and_then(kinds::Kind::build)
+        let build = kinds::builder(&spec.kind)
             .ok_or_else(|| format!("kind `{}` cannot run in this version", spec.kind))?;
         let sink = build(spec, &BuildContext { dead_letters })?;
         // Whatever the previous worker read without acknowledging comes again.

@@ -184,12 +184,7 @@ fn hour_points(values: &[f64], max: f64) -> String {
         .enumerate()
         .map(|(i, v)| {
             let x = HOUR_W - (n - 1 - i) as f64 * step;
-            let y = if max > 0.0 {
-                HOUR_H - (v / max) * (HOUR_H - 2.0) - 1.0
-            } else {
-                HOUR_H - 1.0
-            };
-            format!("{x:.1},{y:.1}")
+            format!("{x:.1},{:.1}", rates::chart_y(*v, max, HOUR_H))
         })
         .collect::<Vec<_>>()
         .join(" ")

@@ -174,6 +174,16 @@ pub async fn sample(shared: Weak<Shared>) {
     }
 }
 
+/// Where `value` goes on a chart `height` high whose top is `max`: a pixel
+/// inside each edge, so that a line at 0 or at the top stays visible.
+pub fn chart_y(value: f64, max: f64, height: f64) -> f64 {
+    if max > 0.0 {
+        height - (value / max) * (height - 2.0) - 1.0
+    } else {
+        height - 1.0
+    }
+}
+
 /// An SVG polyline's points for `values` in a `width` × `height` box,
 /// scaled to the largest value (a flat line at the bottom when all are 0).
 pub fn sparkline_points(values: &[f64], width: f64, height: f64) -> String {
@@ -189,14 +199,7 @@ pub fn sparkline_points(values: &[f64], width: f64, height: f64) -> String {
     values
         .iter()
         .enumerate()
-        .map(|(i, v)| {
-            let y = if max > 0.0 {
-                height - (v / max) * (height - 2.0) - 1.0
-            } else {
-                height - 1.0
-            };
-            format!("{:.1},{:.1}", i as f64 * step, y)
-        })
+        .map(|(i, v)| format!("{:.1},{:.1}", i as f64 * step, chart_y(*v, max, height)))
         .collect::<Vec<_>>()
         .join(" ")
 }
