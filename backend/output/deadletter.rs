@@ -324,14 +324,17 @@ pub struct Pending {
 }
 
 impl Replay {
-    /// Up to `max` more records. Lines that are not dead letters are kept
-    /// aside and put back. Empty at the end of the file.
-    pub fn next(&mut self, max: usize) -> Result<Vec<Pending>, DeadLetterError> {
+    /// Up to `max` more records, fewer once their bytes reach `max_bytes`
+    /// (as a worker's batch flushes at `max_buffer_bytes`). Lines that are
+    /// not dead letters are kept aside and put back. Empty at the end of
+    /// the file.
+    pub fn next(&mut self, max: usize, max_bytes: usize) -> Result<Vec<Pending>, DeadLetterError> {
         let mut batch = Vec::new();
+        let mut bytes = 0;
         let Some(reader) = &mut self.reader else {
             return Ok(batch);
         };
-        while batch.len() < max {
+        while batch.len() < max && bytes < max_bytes {
             let line = match reader.next_line() {
                 Ok(Some(line)) => line,
                 Ok(None) => break,
@@ -339,6 +342,7 @@ impl Replay {
             };
             match serde_json::from_slice::<Line>(trim_newline(&line)) {
                 Ok(parsed) => {
+                    bytes += parsed.record.len();
                     batch.push(Pending {
                         record: parsed.record,
                     });
@@ -577,13 +581,13 @@ mod tests {
             letters.discard("o"),
             Err(DeadLetterError::Replaying(_))
         ));
-        let first = run.next(1).unwrap();
+        let first = run.next(1, usize::MAX).unwrap();
         assert_eq!(first[0].record, "a");
         run.settled();
         // Refused while the replay runs: appended to the main file.
         letters.append("o", &[b"z"], "during").unwrap();
         assert_eq!(letters.held("o").unwrap(), 3);
-        let second = run.next(1).unwrap();
+        let second = run.next(1, usize::MAX).unwrap();
         assert_eq!(second[0].record, "b");
         // Not settled: "b" and the rest go back.
         assert_eq!(run.finish().unwrap(), 2);
@@ -595,12 +599,27 @@ mod tests {
     }
 
     #[test]
+    fn a_replay_batch_stops_at_the_byte_limit() {
+        let (_dir, letters) = store();
+        let record = [b'x'; 10];
+        letters.append("o", &[&record[..]; 5], "r").unwrap();
+        let mut run = letters.begin_replay("o").unwrap().unwrap();
+        // 10, 20, then 30 bytes: the third record reaches 25.
+        assert_eq!(run.next(100, 25).unwrap().len(), 3);
+        run.settled();
+        assert_eq!(run.next(100, 25).unwrap().len(), 2);
+        run.settled();
+        assert!(run.next(100, 25).unwrap().is_empty());
+        assert_eq!(run.finish().unwrap(), 0);
+    }
+
+    #[test]
     fn a_dropped_replay_loses_nothing() {
         let (_dir, letters) = store();
         letters.append("o", &[b"a", b"b"], "r").unwrap();
         {
             let mut run = letters.begin_replay("o").unwrap().unwrap();
-            run.next(1).unwrap();
+            run.next(1, usize::MAX).unwrap();
             // Dropped with "a" in flight, as a panic would.
         }
         assert_eq!(records(&letters.page("o", 0, 10).unwrap()), ["a", "b"]);
@@ -627,7 +646,7 @@ mod tests {
 
         // A replay keeps the unreadable line as it is.
         let mut run = restarted.begin_replay("o").unwrap().unwrap();
-        let sent = run.next(10).unwrap();
+        let sent = run.next(10, usize::MAX).unwrap();
         assert_eq!(sent.len(), 2);
         run.settled();
         assert_eq!(run.finish().unwrap(), 1);

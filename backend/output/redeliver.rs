@@ -1,6 +1,6 @@
 //! Sends an output's dead letters again, through a sink built from the
 //! output's current definition (a mended mapping, a new index), in batches
-//! of the output's own size. The file side (what is taken, what goes back)
+//! of the output's own size (`max_buffer_size` and `max_buffer_bytes`). The file side (what is taken, what goes back)
 //! is the dead-letter store's; this is only the sending.
 
 use std::sync::Arc;
@@ -64,7 +64,7 @@ pub async fn replay(
     let mut outcome = Redelivery::default();
     let mut batch = Vec::new();
     loop {
-        let pending = run.next(settings.max_size)?;
+        let pending = run.next(settings.max_size, settings.max_bytes)?;
         if pending.is_empty() {
             break;
         }
