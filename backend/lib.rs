@@ -23,7 +23,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub mod app;
 pub mod auth;
 pub mod bbdo;
-pub mod bench;
 pub mod cache;
 pub mod config;
 pub mod control;

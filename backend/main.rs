@@ -1,7 +1,9 @@
 //! The `brokerstream` command line: `serve` (the service, [`app`] in the
-//! library), `run-script`, `import`, `journal check|repair`, and the
-//! benchmark tools `load` and `blackhole`. Flags and their environment
-//! variables become the library's `config::Overrides`.
+//! library), `check-config`, `run-script`, `import` and `journal
+//! check|repair`: only what an operator runs (the benchmark's load
+//! generator and blackhole are the `brokerstream-bench` binary, in
+//! `bench/`). Flags and their environment variables become the library's
+//! `config::Overrides`.
 //!
 //! [`app`]: brokerstream::app
 
@@ -55,47 +57,6 @@ enum Command {
     /// starting anything; exits 1 with the error (and its key) if it is
     /// not valid.
     CheckConfig(CheckConfigArgs),
-    /// Benchmark tool: send metric events to a BBDO listener as a Centreon
-    /// Broker would, and report how fast brokerstream acknowledged them.
-    Load(LoadArgs),
-    /// Benchmark tool: an HTTP destination that answers 204 to everything
-    /// (`GET /stats` counts requests and bytes).
-    Blackhole(BlackholeArgs),
-}
-
-#[derive(clap::Args)]
-struct LoadArgs {
-    /// brokerstream's BBDO listener.
-    #[arg(long, default_value = "127.0.0.1:5669")]
-    bbdo: SocketAddr,
-    /// Events to send.
-    #[arg(long, default_value_t = 1_000_000)]
-    events: u64,
-    /// Events per write.
-    #[arg(long, default_value_t = 1000)]
-    batch: usize,
-    /// Speak BBDO 3 (protobuf events) instead of BBDO 2.
-    #[arg(long)]
-    bbdo3: bool,
-    /// Send for this many seconds instead of a number of events.
-    #[arg(long, value_name = "SECONDS")]
-    seconds: Option<f64>,
-    /// Events per second (default: as fast as brokerstream reads).
-    #[arg(long)]
-    rate: Option<f64>,
-    /// Send 300 hosts and 1500 services first, so outputs know their names.
-    #[arg(long)]
-    names: bool,
-    /// The blackhole's URL (http://127.0.0.1:PORT): wait until it received
-    /// every event and report ingest-to-destination latency.
-    #[arg(long, value_name = "URL")]
-    blackhole: Option<String>,
-}
-
-#[derive(clap::Args)]
-struct BlackholeArgs {
-    #[arg(long, default_value = "127.0.0.1:8086")]
-    addr: SocketAddr,
 }
 
 #[derive(Subcommand)]
@@ -234,8 +195,6 @@ fn main() -> ExitCode {
         Command::Import(args) => import(args).map(|()| ExitCode::SUCCESS),
         Command::Journal(command) => journal(command),
         Command::CheckConfig(args) => check_config(args).map(|()| ExitCode::SUCCESS),
-        Command::Load(args) => load(args).map(|()| ExitCode::SUCCESS),
-        Command::Blackhole(args) => blackhole(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -472,38 +431,4 @@ fn journal(command: JournalCommand) -> anyhow::Result<ExitCode> {
             ExitCode::from(2)
         })
     }
-}
-
-fn load(args: LoadArgs) -> anyhow::Result<()> {
-    use brokerstream::bbdo::Version;
-    let version = if args.bbdo3 { Version::V3 } else { Version::V2 };
-    let options = brokerstream::bench::LoadOptions {
-        version,
-        events: args.events,
-        duration: args
-            .seconds
-            .map(std::time::Duration::try_from_secs_f64)
-            .transpose()?,
-        batch: args.batch,
-        rate: args.rate,
-        names: args.names,
-        blackhole: args.blackhole,
-    };
-    let runtime = tokio::runtime::Runtime::new()?;
-    let report = runtime.block_on(brokerstream::bench::load(args.bbdo, &options))?;
-    println!("{}", serde_json::to_string(&report)?);
-    Ok(())
-}
-
-fn blackhole(args: BlackholeArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
-        let stats = std::sync::Arc::new(brokerstream::bench::BlackholeStats::default());
-        let listener = tokio::net::TcpListener::bind(args.addr).await?;
-        tracing::info!("blackhole listening on http://{}", listener.local_addr()?);
-        axum::serve(listener, brokerstream::bench::blackhole(stats))
-            .with_graceful_shutdown(brokerstream::app::shutdown_signal())
-            .await?;
-        Ok(())
-    })
 }

@@ -4,7 +4,6 @@
 
 mod api;
 mod bbdo;
-mod bench_tools;
 mod common;
 mod deadletters;
 mod file_output;

@@ -206,3 +206,34 @@ async fn the_first_admin_password_may_come_from_a_file() {
         "{stderr}"
     );
 }
+
+/// `brokerstream --help` lists what an operator runs; the benchmark's
+/// tools are another binary (`brokerstream-bench`, in bench/).
+#[test]
+fn the_help_lists_only_operator_commands() {
+    let output = Command::new(env!("CARGO_BIN_EXE_brokerstream"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    let commands: Vec<&str> = help
+        .lines()
+        .skip_while(|line| !line.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|line| line.starts_with("  "))
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            "serve",
+            "run-script",
+            "import",
+            "journal",
+            "check-config",
+            "help"
+        ],
+        "{help}"
+    );
+}

@@ -6,11 +6,11 @@
 //! Read the policies as ratios of the baseline in one run: the machines
 //! this runs on are shared and noisy. Criterion measures one variant after
 //! the other, so a change of load between them skews its ratios; after it,
-//! a plain `cargo bench --bench journal` (no filter) also runs the variants
+//! a plain `cargo bench -p brokerstream-bench --bench journal` (no filter) also runs the variants
 //! interleaved batch by batch, where load hits them alike, and prints those
 //! ratios.
 //!
-//! `cargo bench --bench journal`
+//! `cargo bench -p brokerstream-bench --bench journal`
 
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -6,23 +6,92 @@
 use std::future::IntoFuture;
 use std::sync::Arc;
 
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use brokerstream::app::{self, App};
 use brokerstream::bbdo::Version;
-use brokerstream::bench::{self, BlackholeStats, LoadOptions};
-use brokerstream::config::{BbdoConfig, Config};
+use brokerstream::config::{BbdoConfig, Config, Redacted};
+use brokerstream_bench::{self as bench, BlackholeStats, LoadOptions};
 use serde_json::{json, Value};
 
-use crate::common::*;
+const ADMIN_PASSWORD: &str = "admin-password-for-bench-tests";
 
-/// A server with one BBDO listener on a free loopback port.
-fn with_bbdo_listener(dir: &std::path::Path) -> Config {
-    Config {
-        data_dir: dir.to_owned(),
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        bbdo: BbdoConfig {
-            listen: vec!["127.0.0.1:0".parse().unwrap()],
-            ..BbdoConfig::disabled()
-        },
-        ..Config::default()
+/// brokerstream in this process, with its HTTP API and one BBDO listener
+/// on free loopback ports: what the load tool and the blackhole measure.
+struct Service {
+    app: App,
+    client: reqwest::Client,
+}
+
+impl Service {
+    async fn start(dir: &Path) -> Service {
+        let config = Config {
+            data_dir: dir.to_owned(),
+            http_addr: "127.0.0.1:0".parse().unwrap(),
+            admin_password: Some(Redacted(ADMIN_PASSWORD.into())),
+            bbdo: BbdoConfig {
+                listen: vec!["127.0.0.1:0".parse().unwrap()],
+                ..BbdoConfig::disabled()
+            },
+            ..Config::default()
+        };
+        Service {
+            app: app::start(config).await.expect("service starts"),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    fn bbdo_addr(&self) -> SocketAddr {
+        self.app.bbdo_addrs[0]
+    }
+
+    async fn create_output(&self, body: &Value) {
+        let response = self
+            .client
+            .post(format!("http://{}/api/v1/outputs", self.app.http_addr))
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let answer = response.text().await.unwrap();
+        assert_eq!(status, 201, "create output: {answer}");
+    }
+
+    async fn create_file_output(&self, path: &Path, filters: Value) {
+        self.create_output(&json!({
+            "name": "file", "kind": "file", "filters": filters,
+            "parameters": [
+                {"name": "path", "type": "string", "value": path.to_str().unwrap()},
+                {"name": "max_buffer_size", "type": "number", "value": "1"}]
+        }))
+        .await;
+    }
+
+    async fn stop(self) {
+        self.app.shutdown().await;
+    }
+}
+
+/// Waits until `path` holds at least `lines` lines, and returns them.
+async fn wait_lines(path: &Path, lines: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let found: Vec<String> = text.lines().map(str::to_owned).collect();
+        if found.len() >= lines {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {lines} lines in {}; found {}",
+            path.display(),
+            found.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -30,15 +99,11 @@ fn with_bbdo_listener(dir: &std::path::Path) -> Config {
 async fn the_load_tool_is_acknowledged_for_every_event_in_both_versions() {
     for (version, name) in [(Version::V2, "v2"), (Version::V3, "v3")] {
         let dir = tempfile::tempdir().unwrap();
-        let server = Server::start_with(with_bbdo_listener(dir.path())).await;
-        let addr = server.app.as_ref().unwrap().bbdo_addrs[0];
+        let server = Service::start(dir.path()).await;
+        let addr = server.bbdo_addr();
         let path = dir.path().join(format!("{name}.log"));
         server
-            .create_file_output(
-                "metrics",
-                &path,
-                json!({"filters": {"category": ["storage"]}}),
-            )
+            .create_file_output(&path, json!({"category": ["storage"]}))
             .await;
         let options = LoadOptions {
             batch: 300,
@@ -98,13 +163,11 @@ async fn start_blackhole() -> (String, tokio::task::JoinHandle<()>) {
 async fn every_event_is_followed_from_the_load_tool_to_the_blackhole() {
     let (hole, hole_server) = start_blackhole().await;
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(with_bbdo_listener(dir.path())).await;
-    let addr = server.app.as_ref().unwrap().bbdo_addrs[0];
+    let server = Service::start(dir.path()).await;
+    let addr = server.bbdo_addr();
     let port = hole.rsplit(':').next().unwrap();
-    let response = server
-        .post_json(
-            "/api/v1/outputs",
-            &json!({
+    server
+        .create_output(&json!({
                 "name": "influx", "kind": "influxdb", "filters": {"category": ["storage"]},
                 "parameters": [
                     {"name": "http_server_address", "type": "string", "value": "127.0.0.1"},
@@ -112,10 +175,8 @@ async fn every_event_is_followed_from_the_load_tool_to_the_blackhole() {
                     {"name": "influx_database", "type": "string", "value": "bench"},
                     {"name": "max_buffer_size", "type": "number", "value": "700"},
                     {"name": "max_buffer_age", "type": "number", "value": "0.2"}]
-            }),
-        )
+        }))
         .await;
-    assert_eq!(response.status(), 201);
     let options = LoadOptions {
         batch: 250,
         rate: Some(20_000.0),
@@ -148,8 +209,11 @@ async fn every_event_is_followed_from_the_load_tool_to_the_blackhole() {
 
 #[tokio::test]
 async fn the_load_tool_fails_clearly_without_a_listener() {
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    // A port that was free a moment ago: nothing listens there.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let error = bench::load(addr, &LoadOptions::new(Version::V2, 10))
         .await
         .unwrap_err();

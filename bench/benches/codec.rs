@@ -2,7 +2,7 @@
 //! events, the JSON form outputs write, and an event as the Lua table a
 //! script's write() gets. Throughput is in events.
 //!
-//! `cargo bench --bench codec`
+//! `cargo bench -p brokerstream-bench --bench codec`
 
 use brokerstream::bbdo::{self, frame::Deframer, Packet};
 use brokerstream::event::Event;
@@ -11,7 +11,7 @@ use brokerstream::output::lua::event::to_table;
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-const CAPTURE: &[u8] = include_bytes!("../tests/data/cbd-21.10/capture-bbdo2.bin");
+const CAPTURE: &[u8] = include_bytes!("../../tests/data/cbd-21.10/capture-bbdo2.bin");
 
 fn packets() -> Vec<Packet> {
     let mut buf = BytesMut::from(CAPTURE);

@@ -8,7 +8,7 @@
 //! ```sh
 //! BENCH_SCRIPT=bench/lua/trivial.lua BENCH_EVENTS=events.ndjson BENCH_ROUNDS=5 \
 //!     BENCH_PARAMS="http_server_url=http://127.0.0.1:9/ max_buffer_size=500" \
-//!     cargo bench --bench lua
+//!     cargo bench -p brokerstream-bench --bench lua
 //! ```
 
 use std::path::PathBuf;

@@ -30,9 +30,9 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::bbdo::frame::Deframer;
-use crate::bbdo::{self, handshake, Version};
-use crate::event::{Event, Value};
+use brokerstream::bbdo::frame::Deframer;
+use brokerstream::bbdo::{self, handshake, Version};
+use brokerstream::event::{Event, Value};
 
 /// Hosts and services the generated metrics belong to.
 pub const HOSTS: u64 = 300;
@@ -525,11 +525,11 @@ pub fn blackhole(stats: Arc<BlackholeStats>) -> Router {
         .route(
             "/arrivals",
             get(|State(stats): State<Arc<BlackholeStats>>| async move {
-                let arrivals = crate::sync::lock(&stats.arrivals);
+                let arrivals = brokerstream::sync::lock(&stats.arrivals);
                 Json(arrivals.clone())
             })
             .delete(|State(stats): State<Arc<BlackholeStats>>| async move {
-                crate::sync::lock(&stats.arrivals).clear();
+                brokerstream::sync::lock(&stats.arrivals).clear();
                 stats.requests.store(0, Ordering::Relaxed);
                 stats.bytes.store(0, Ordering::Relaxed);
                 stats.records.store(0, Ordering::Relaxed);
@@ -542,7 +542,7 @@ pub fn blackhole(stats: Arc<BlackholeStats>) -> Router {
                 stats.requests.fetch_add(1, Ordering::Relaxed);
                 stats.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
                 if let Some((first, last, records)) = body_events(&body) {
-                    crate::sync::lock(&stats.arrivals).push(Arrival {
+                    brokerstream::sync::lock(&stats.arrivals).push(Arrival {
                         at_ns,
                         first,
                         last,

@@ -6,7 +6,7 @@
 //! HTTP sink to a loopback server that answers 204 to everything: encoding,
 //! one POST per 1000-event batch, and reading the answer.
 //!
-//! `cargo bench --bench native`
+//! `cargo bench -p brokerstream-bench --bench native`
 
 use brokerstream::cache::Cache;
 use brokerstream::event::Event;
