@@ -27,7 +27,7 @@ pub mod cache;
 pub mod config;
 pub mod control;
 pub mod encoding;
-pub mod event;
+pub use brokerstream_event as event;
 pub mod ingest;
 pub mod journal;
 pub mod memory;

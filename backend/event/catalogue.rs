@@ -1468,6 +1468,7 @@ static BY_TYPE: std::sync::LazyLock<Box<[u8]>> = std::sync::LazyLock::new(|| {
     table.into_boxed_slice()
 });
 
+#[inline]
 pub fn by_type(ty: EventType) -> Option<&'static EventDef> {
     let (category, element) = (usize::from(ty.category()), usize::from(ty.element()));
     if category < INDEXED_CATEGORIES && element < INDEXED_ELEMENTS {

@@ -74,10 +74,12 @@ impl Filter {
         Ok(filter)
     }
 
+    #[inline]
     pub fn accepts_all(&self) -> bool {
         self.categories.is_empty() && self.types.is_empty()
     }
 
+    #[inline]
     pub fn accepts(&self, ty: EventType) -> bool {
         self.accepts_all() || self.categories.contains(&ty.category()) || self.types.contains(&ty.0)
     }

@@ -247,7 +247,7 @@ fn spot_checks_against_the_spec() {
 
 const GOLDEN_V1: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/tests/data/cbd-21.10/events-api-v1.jsonl"
+    "/../../tests/data/cbd-21.10/events-api-v1.jsonl"
 );
 
 #[test]

@@ -7,12 +7,15 @@ use std::fmt;
 pub struct EventType(pub u32);
 
 impl EventType {
+    #[inline]
     pub const fn new(category: u16, element: u16) -> Self {
         EventType(((category as u32) << 16) | element as u32)
     }
+    #[inline]
     pub const fn category(self) -> u16 {
         (self.0 >> 16) as u16
     }
+    #[inline]
     pub const fn element(self) -> u16 {
         (self.0 & 0xffff) as u16
     }
@@ -97,10 +100,12 @@ pub struct EventDef {
 }
 
 impl EventDef {
+    #[inline]
     pub const fn event_type(&self) -> EventType {
         EventType::new(self.category, self.element)
     }
 
+    #[inline]
     pub fn field_index(&self, key: &str) -> Option<usize> {
         self.fields
             .iter()
@@ -260,6 +265,7 @@ impl FieldDef {
         }
     }
 
+    #[inline]
     pub const fn is_hidden(&self) -> bool {
         self.key.is_empty()
     }

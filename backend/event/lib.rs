@@ -53,16 +53,19 @@ impl Event {
         catalogue::by_name(name).map(Event::new)
     }
 
+    #[inline]
     pub fn def(&self) -> &'static EventDef {
         self.def
     }
 
+    #[inline]
     pub fn event_type(&self) -> EventType {
         self.def.event_type()
     }
 
     /// The value of the field with this Lua key, `None` when it is nil or the
     /// type has no such field.
+    #[inline]
     pub fn get(&self, key: &str) -> Option<&Value> {
         let index = self.def.field_index(key)?;
         self.values[index].as_ref()
@@ -91,16 +94,19 @@ impl Event {
     }
 
     /// The slot values, aligned with `def().fields`.
+    #[inline]
     pub fn values(&self) -> &[Option<Value>] {
         &self.values
     }
 
+    #[inline]
     pub fn values_mut(&mut self) -> &mut [Option<Value>] {
         &mut self.values
     }
 
     /// The fields a Lua script sees, in catalogue order: hidden wire-only
     /// fields and nil values are skipped.
+    #[inline]
     pub fn visible_fields(&self) -> impl Iterator<Item = (&'static str, &Value)> + '_ {
         self.def
             .fields
