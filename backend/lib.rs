@@ -20,6 +20,12 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+// The layers that are crates of their own (docs/architecture.md §2.1),
+// under the module names the rest of the service uses.
+pub use brokerstream_common::{memory, sync};
+pub use brokerstream_event as event;
+pub use brokerstream_journal as journal;
+
 pub mod app;
 pub mod auth;
 pub mod bbdo;
@@ -27,12 +33,8 @@ pub mod cache;
 pub mod config;
 pub mod control;
 pub mod encoding;
-pub use brokerstream_event as event;
 pub mod ingest;
-pub mod journal;
-pub mod memory;
 pub mod output;
 pub mod store;
-pub mod sync;
 pub mod throttle;
 pub mod web;

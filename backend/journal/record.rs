@@ -17,7 +17,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::event::{catalogue, Event, EventType, Value};
+use brokerstream_event::{catalogue, Event, EventType, Value};
 
 pub const HEADER_LEN: usize = 24;
 /// No event comes near this; a larger length means a corrupt header.

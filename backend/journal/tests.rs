@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::event::Event;
+use brokerstream_event::Event;
 
 fn config(dir: &Path) -> JournalConfig {
     JournalConfig {

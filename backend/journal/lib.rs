@@ -25,7 +25,7 @@ pub mod record;
 mod recovery;
 mod segment;
 
-use crate::sync::lock;
+use brokerstream_common::sync::lock;
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, BufReader, IoSlice, Read, Seek, SeekFrom, Write};
@@ -36,7 +36,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 use tokio::sync::{oneshot, watch};
 
-use crate::event::Event;
+use brokerstream_event::Event;
 pub use recovery::{check, RecoveryReport};
 
 /// Position of an event in the journal: strictly increasing from 1.
@@ -213,7 +213,7 @@ pub fn payloads<'a>(records: &'a [u8], ends: &'a [usize]) -> impl Iterator<Item 
 /// first bytes without decoding the rest.
 pub fn payload_type_name(payload: &[u8]) -> Option<&'static str> {
     let ty = u32::from_le_bytes(payload.get(..4)?.try_into().ok()?);
-    crate::event::catalogue::by_type(crate::event::EventType(ty)).map(|def| def.name)
+    brokerstream_event::catalogue::by_type(brokerstream_event::EventType(ty)).map(|def| def.name)
 }
 
 pub fn decode_payload(payload: &[u8]) -> Result<Event, record::RecordError> {
@@ -964,7 +964,9 @@ impl Journal {
                     let mut active = lock(&self.active);
                     self.write_group(group, &mut active);
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) => crate::memory::collect_if_asked(),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    brokerstream_common::memory::collect_if_asked()
+                }
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
             if let FsyncPolicy::Interval(ms) = self.config.fsync {
