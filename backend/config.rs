@@ -530,7 +530,7 @@ pub struct ConnectorFileConfig {
 /// script_dirs = ["/var/lib/brokerstream/scripts", "/usr/share/centreon-broker/lua"]
 /// package_path = "/usr/share/lua/5.4/?.lua;/usr/share/lua/5.3/?.lua"
 /// bbdo_version = "3.0.1"
-/// event_queue_max_size = 10000
+/// event_queue_max_size = 100000   # Centreon: 10000; 0 = no bound
 /// event_json = "22.04"   # or "21.10": the header of json_encode(broker_event)
 /// log_rotate_bytes = 20971520   # broker_log files rotate past 20 MiB; 0 = never
 /// log_rotate_keep = 5           # x.log.1 … x.log.5 are kept

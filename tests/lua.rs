@@ -2122,13 +2122,26 @@ async fn past_event_queue_max_size_only_flush_is_called() {
         .wait_status("stuck", "5 written", |s| s["counters"]["written"] == 5)
         .await;
     let before = wait_lines(&flushes, 1).await.len();
-    // flush() keeps being called about once a second while write() is not.
+    // flush() keeps being called while write() is not.
     let after = wait_lines(&flushes, before + 2).await.len();
     assert!(after >= before + 2);
     let status = server.status("stuck").await;
     assert_eq!(status["counters"]["written"], 5);
     assert_eq!(status["counters"]["received"], 5);
     assert_eq!(status["queue_depth"], 20);
+    // The status and the page say why nothing moves.
+    assert!(status["held_back_since"].is_string(), "{status:#}");
+    let page = server.get("/outputs/stuck").await.text().await.unwrap();
+    assert!(page.contains("id=\"held-back\""), "{page}");
+    assert!(
+        page.contains("the script has 5 events it has not acknowledged"),
+        "{page}"
+    );
+    let metrics = server.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("brokerstream_output_held_back{output=\"stuck\"} 1"),
+        "{metrics}"
+    );
     // A manual flush is recorded even when it acknowledges nothing.
     let response = server
         .client
@@ -2140,6 +2153,48 @@ async fn past_event_queue_max_size_only_flush_is_called() {
     let record: Value = response.json().await.unwrap();
     assert_eq!(record["reason"], "manual");
     assert_eq!(record["result"], "flush() returned false");
+    server.stop().await;
+}
+
+/// A script written like Centreon's libraries: `write()` never
+/// acknowledges, `flush()` sends (acknowledges) only once its queue is old
+/// enough, here on its third call. Held back at the bound, the output goes
+/// on by itself, round after round, and the pause ends with it.
+#[tokio::test]
+async fn held_back_at_the_bound_a_script_that_sends_from_flush_drains_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), Some(5)).await;
+    let scripts = dir.path().join("scripts");
+    std::fs::create_dir_all(&scripts).unwrap();
+    std::fs::write(
+        scripts.join("ages.lua"),
+        "local calls = 0\n\
+         function init(conf) end\n\
+         function write(e) return false end\n\
+         function flush()\n\
+           calls = calls + 1\n\
+           if calls < 3 then return false end\n\
+           calls = 0\n\
+           return true\n\
+         end\n",
+    )
+    .unwrap();
+    create_lua(&server, "ages", "ages.lua", json!([])).await;
+    let events: Vec<Value> = (1..=20).map(|i| host_status(i, 0, "x")).collect();
+    assert_eq!(server.post_events(&events).await.0, 200);
+    let status = server
+        .wait_status("ages", "all 20 acknowledged", |s| {
+            s["counters"]["acknowledged"] == 20
+        })
+        .await;
+    assert_eq!(status["counters"]["written"], 20, "{status:#}");
+    // Each round of 5 ended with a flush that acknowledged it.
+    let status = server
+        .wait_status("ages", "no longer held back", |s| {
+            s["held_back_since"].is_null()
+        })
+        .await;
+    assert_eq!(status["queue_depth"], 0, "{status:#}");
     server.stop().await;
 }
 
@@ -2620,7 +2675,7 @@ fn the_lua_settings_come_from_the_configuration_file() {
         .package_path
         .contains("/usr/share/lua/5.4/?.lua;/usr/share/lua/5.4/?/init.lua"));
     assert!(defaults.package_path.contains("/usr/share/lua/5.3/?.lua"));
-    assert_eq!(defaults.event_queue_max_size, 10_000);
+    assert_eq!(defaults.event_queue_max_size, 100_000);
     assert_eq!(defaults.log_rotation, Rotation::default());
     std::fs::write(&file, "[lua]\nevent_json = \"20.04\"\n").unwrap();
     let config = Config::load(Overrides {

@@ -163,6 +163,11 @@ pub struct OutputStatus {
     pub oldest_pending_age_secs: Option<f64>,
     /// Events buffered in the current batch.
     pub buffered: usize,
+    /// `lua` outputs: since when `write()` is paused because the script
+    /// holds `lua.event_queue_max_size` events without acknowledging them
+    /// (only `flush()` is called meanwhile); `None` while it is not.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub held_back_since: Option<OffsetDateTime>,
     pub last_flush: Option<FlushRecord>,
     /// Most recent first; identical consecutive empty flushes folded.
     pub flushes: VecDeque<FoldedFlush>,
@@ -237,6 +242,7 @@ impl OutputStatus {
             dead_lettered: 0,
             last_dead_letter_reason: None,
             dead_letters_held: None,
+            held_back_since: None,
             health: None,
         }
     }

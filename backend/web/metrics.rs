@@ -254,7 +254,7 @@ pub async fn metrics(State(ctx): State<Context>) -> impl IntoResponse {
             );
         }
     }
-    let gauges: [(&str, &str, &str, OutputValue); 9] = [
+    let gauges: [(&str, &str, &str, OutputValue); 10] = [
         (
             "brokerstream_output_failed_flushes_total",
             "counter",
@@ -308,6 +308,12 @@ pub async fn metrics(State(ctx): State<Context>) -> impl IntoResponse {
             "gauge",
             "Events in the output's current batch.",
             |s| s.buffered as f64,
+        ),
+        (
+            "brokerstream_output_held_back",
+            "gauge",
+            "1 while a lua output's write() is paused at lua.event_queue_max_size unacknowledged events.",
+            |s| f64::from(u8::from(s.held_back_since.is_some())),
         ),
     ];
     for (name, kind, help, value) in gauges {

@@ -437,6 +437,8 @@ struct DetailBody {
     oldest_pending: String,
     lost: u64,
     buffered: usize,
+    /// Empty, or since when `write()` is paused at the queue bound.
+    held_back_since: String,
     rate: Spark,
     delivered: Spark,
     hour: HourChart,
@@ -611,6 +613,7 @@ async fn detail_body(ctx: &Context, name: &str) -> Result<DetailBody, ApiError> 
             .unwrap_or_else(|| "none".into()),
         lost: status.lost,
         buffered: status.buffered,
+        held_back_since: status.held_back_since.map(full_time).unwrap_or_default(),
         rate: received_spark(ctx, name),
         delivered: delivered_spark(ctx, name),
         hour: hour_chart(ctx, name),

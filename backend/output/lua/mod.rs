@@ -89,9 +89,18 @@ pub const DEFAULT_PACKAGE_CPATH: &str = "/usr/local/lib/lua/5.4/?.so;\
 /usr/lib64/lua/5.4/?.so;\
 ./?.so";
 
-/// Centreon's global `event_queue_max_size` default (docs/lua-runtime.md
-/// §1.1, §2.5).
-pub const DEFAULT_EVENT_QUEUE_MAX_SIZE: usize = 10_000;
+/// The default of `lua.event_queue_max_size`: ten times Centreon's 10,000
+/// (docs/lua-runtime.md §1.1, §2.5). Centreon's libraries acknowledge only
+/// when they send, and drop most events without sending them (a metrics
+/// connector keeps only statuses with perfdata): at 10,000 unacknowledged
+/// events `write()` pauses and the script waits for its `max_all_queues_age`
+/// (measured in issue 21: splunk-metrics-apiv2 stalled four times for about
+/// 6 s in a 35 s run, 0.62× Centreon Broker 21.10's throughput, whose
+/// queue has no such bound; at 100,000, 1.46×). The bound costs brokerstream
+/// no memory (unacknowledged events wait in the journal, not in the
+/// worker); what a script keeps of them is its own, under
+/// `lua.memory_limit_bytes`.
+pub const DEFAULT_EVENT_QUEUE_MAX_SIZE: usize = 100_000;
 
 /// How `broker.json_encode` writes the header of a `broker_event`
 /// (docs/lua-runtime.md §6.3): Centreon changed it in 22.04.

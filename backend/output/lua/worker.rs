@@ -7,7 +7,9 @@
 //! are handed to `write()` as they come; `flush()` is called as soon as the
 //! queue runs dry after a burst, then about once a second while idle, and at
 //! stop. A script that does not acknowledge gets at most
-//! `event_queue_max_size` events; past that only `flush()` is called (§2.5).
+//! `event_queue_max_size` events; past that only `flush()` is called (§2.5),
+//! at once and then every [`HELD_FLUSH`], and the status says so
+//! (`held_back_since`).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -36,6 +38,12 @@ use crate::output::{OutputSpec, Secrets};
 const READ_BATCH: usize = 1000;
 /// Centreon calls `flush()` about once a second while idle.
 pub const IDLE_FLUSH: Duration = Duration::from_secs(1);
+/// While `write()` is paused at `event_queue_max_size`, `flush()` is the
+/// script's only chance to send and acknowledge: calling it ten times as
+/// often as when idle ends the pause within 0.1 s of the moment the script
+/// would send (Centreon's libraries send from `flush()` once their queue
+/// is old enough), for a call that costs microseconds when it does not.
+pub const HELD_FLUSH: Duration = Duration::from_millis(100);
 /// Flushes that keep returning false while events wait are reported in
 /// `last_error` at once when the script logged an error since the last
 /// acknowledgement, else after this long: Centreon's certified connectors
@@ -341,7 +349,8 @@ impl Session<'_> {
                     return Some(why);
                 }
                 read_since_flush = false;
-                next_idle_flush = Instant::now() + IDLE_FLUSH;
+                let held = self.held_back();
+                next_idle_flush = Instant::now() + if held { HELD_FLUSH } else { IDLE_FLUSH };
             }
             let can_read = self.room() > 0;
             let cursor = &mut *self.cursor;
@@ -377,6 +386,19 @@ impl Session<'_> {
         self.max_queue.saturating_sub(pending).min(READ_BATCH)
     }
 
+    /// Whether `write()` is paused at `event_queue_max_size` (a flush just
+    /// ran, so the pending count is current); published in the status.
+    fn held_back(&self) -> bool {
+        let held = self.max_queue > 0 && self.room() == 0;
+        let since = self.status.current().held_back_since;
+        if held != since.is_some() {
+            self.status.update(|status| {
+                status.held_back_since = held.then(OffsetDateTime::now_utc);
+            });
+        }
+        held
+    }
+
     /// True when the session must end.
     fn command(&mut self, command: Command) -> bool {
         match command {
@@ -394,7 +416,10 @@ impl Session<'_> {
 
     fn stop(&mut self) {
         self.flush(FlushReason::Shutdown);
-        self.status.set_state(OutputState::Stopped);
+        self.status.update(|status| {
+            status.state = OutputState::Stopped;
+            status.held_back_since = None;
+        });
     }
 
     fn ack_all(&mut self) -> u64 {
