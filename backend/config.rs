@@ -532,6 +532,7 @@ pub struct ConnectorFileConfig {
 /// bbdo_version = "3.0.1"
 /// event_queue_max_size = 100000   # Centreon: 10000; 0 = no bound
 /// event_json = "22.04"   # or "21.10": the header of json_encode(broker_event)
+/// perfdata_values = "exact"   # or "float32": parse_perfdata's numbers as current Centreon
 /// log_rotate_bytes = 20971520   # broker_log files rotate past 20 MiB; 0 = never
 /// log_rotate_keep = 5           # x.log.1 … x.log.5 are kept
 /// call_cpu_budget_secs = 10     # one write()/flush()/init() call; 0 = no limit
@@ -547,6 +548,7 @@ pub struct LuaFileConfig {
     pub bbdo_version: Option<String>,
     pub event_queue_max_size: Option<usize>,
     pub event_json: Option<String>,
+    pub perfdata_values: Option<String>,
     pub log_rotate_bytes: Option<u64>,
     pub log_rotate_keep: Option<u32>,
     pub call_cpu_budget_secs: Option<f64>,
@@ -739,6 +741,12 @@ impl Config {
             settings.event_json = EventJsonStyle::parse(style).with_context(|| {
                 format!("lua.event_json must be \"22.04\" or \"21.10\", not {style:?}")
             })?;
+        }
+        if let Some(values) = &lua.perfdata_values {
+            settings.perfdata_values = crate::output::lua::perfdata::Precision::parse(values)
+                .with_context(|| {
+                    format!("lua.perfdata_values must be \"exact\" or \"float32\", not {values:?}")
+                })?;
         }
         Ok(settings)
     }

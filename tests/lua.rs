@@ -1311,9 +1311,31 @@ fn json_decode_with_centreon_s_conversions() {
     );
 }
 
+/// By default the numbers a plugin wrote (Centreon 21.10); with
+/// `lua.perfdata_values = "float32"`, current Centreon's 32-bit floats.
+#[test]
+fn parse_perfdata_reads_exact_decimals_or_centreons_32_bit_floats() {
+    let mut lab = Lab::new();
+    let script = lab.load(MINIMAL, &[]);
+    let rta = "tostring(broker.parse_perfdata(' pl=0.03 rta=0.80;0.1', true).rta.warning_high)";
+    assert_eq!(eval::<String>(&script, rta), "0.1");
+    assert_eq!(
+        eval::<String>(&script, "tostring(broker.parse_perfdata(' pl=0.03').pl)"),
+        "0.03"
+    );
+    lab.settings.perfdata_values = brokerstream::output::lua::perfdata::Precision::Float32;
+    let script = lab.load(MINIMAL, &[]);
+    assert_eq!(eval::<String>(&script, rta), "0.10000000149012");
+    assert_eq!(
+        eval::<String>(&script, "tostring(broker.parse_perfdata(' pl=0.03').pl)"),
+        "0.029999999329448"
+    );
+}
+
 #[test]
 fn parse_perfdata_both_modes() {
-    let lab = Lab::new();
+    let mut lab = Lab::new();
+    lab.settings.perfdata_values = brokerstream::output::lua::perfdata::Precision::Float32;
     let script = lab.load(MINIMAL, &[]);
     let enc = |e: &str| eval::<String>(&script, e);
     assert_eq!(
@@ -2676,6 +2698,10 @@ fn the_lua_settings_come_from_the_configuration_file() {
         .contains("/usr/share/lua/5.4/?.lua;/usr/share/lua/5.4/?/init.lua"));
     assert!(defaults.package_path.contains("/usr/share/lua/5.3/?.lua"));
     assert_eq!(defaults.event_queue_max_size, 100_000);
+    assert_eq!(
+        defaults.perfdata_values,
+        brokerstream::output::lua::perfdata::Precision::Exact
+    );
     assert_eq!(defaults.log_rotation, Rotation::default());
     std::fs::write(&file, "[lua]\nevent_json = \"20.04\"\n").unwrap();
     let config = Config::load(Overrides {
@@ -2688,6 +2714,27 @@ fn the_lua_settings_come_from_the_configuration_file() {
         .unwrap_err()
         .to_string()
         .contains("lua.event_json"));
+    std::fs::write(&file, "[lua]\nperfdata_values = \"float32\"\n").unwrap();
+    let config = Config::load(Overrides {
+        config_file: Some(file.clone()),
+        ..Overrides::default()
+    })
+    .unwrap();
+    assert_eq!(
+        config.lua_settings().unwrap().perfdata_values,
+        brokerstream::output::lua::perfdata::Precision::Float32
+    );
+    std::fs::write(&file, "[lua]\nperfdata_values = \"double\"\n").unwrap();
+    let config = Config::load(Overrides {
+        config_file: Some(file.clone()),
+        ..Overrides::default()
+    })
+    .unwrap();
+    let error = config.lua_settings().unwrap_err().to_string();
+    assert!(
+        error.contains("lua.perfdata_values must be \"exact\" or \"float32\""),
+        "{error}"
+    );
     std::fs::write(&file, "[lua]\nscript_dir = \"/x\"\n").unwrap();
     assert!(Config::load(Overrides {
         config_file: Some(file),

@@ -232,7 +232,9 @@ impl Encoder {
         let Some(time) = int(event, "last_check") else {
             return;
         };
-        let metrics = perfdata::parse(text);
+        // Exact decimals: a native output owes Centreon no byte-identity, and
+        // `0.03` is what the plugin wrote.
+        let metrics = perfdata::parse(text, perfdata::Precision::Exact);
         let mut fields = String::new();
         for metric in metrics.iter().filter(|m| m.value.is_finite()) {
             if !fields.is_empty() {

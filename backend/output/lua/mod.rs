@@ -137,6 +137,8 @@ pub struct LuaSettings {
     /// is no longer called (docs/lua-runtime.md §2.5); 0 = unlimited.
     pub event_queue_max_size: usize,
     pub event_json: EventJsonStyle,
+    /// How `broker.parse_perfdata` reads numbers (`lua.perfdata_values`).
+    pub perfdata_values: perfdata::Precision,
     /// When the files of `broker_log:set_parameters` are rotated.
     pub log_rotation: logfile::Rotation,
     /// CPU time one call into a script (`write`, `flush`, `init`…) may use
@@ -175,6 +177,7 @@ impl LuaSettings {
             bbdo_version: "2.0.0".to_owned(),
             event_queue_max_size: DEFAULT_EVENT_QUEUE_MAX_SIZE,
             event_json: EventJsonStyle::Current,
+            perfdata_values: perfdata::Precision::Exact,
             log_rotation: logfile::Rotation::default(),
             call_cpu_budget: DEFAULT_CALL_CPU_BUDGET,
             memory_limit_bytes: DEFAULT_MEMORY_LIMIT_BYTES,

@@ -39,9 +39,41 @@ fn cut(s: &str, max: usize) -> String {
     s[..end].to_owned()
 }
 
-/// `strtof`: the longest numeric prefix, as f32 widened; None if there is
-/// no number at all. Returns the value and the bytes consumed.
-fn strtof(s: &[u8]) -> Option<(f64, usize)> {
+/// How perfdata numbers are read. Centreon's parser reads them with
+/// `strtof` since 22.04 (docs/lua-runtime.md §5.4): `0.03` becomes
+/// `0.029999999329448`, which lands in InfluxDB as such. 21.10 and before
+/// read doubles, which is what a user reading the values expects.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// The decimal value as written (a double), as Centreon 21.10.
+    #[default]
+    Exact,
+    /// A 32-bit float widened to a double, as current Centreon.
+    Float32,
+}
+
+impl Precision {
+    pub fn parse(s: &str) -> Option<Precision> {
+        match s {
+            "exact" => Some(Precision::Exact),
+            "float32" => Some(Precision::Float32),
+            _ => None,
+        }
+    }
+
+    /// A double read with `strtod` and stored as Centreon stores it.
+    fn store(self, v: f64) -> f64 {
+        match self {
+            Precision::Exact => v,
+            Precision::Float32 => f64::from(v as f32),
+        }
+    }
+}
+
+/// `strtof`/`strtod`: the longest numeric prefix, rounded to `precision`;
+/// None if there is no number at all. Returns the value and the bytes
+/// consumed.
+fn strtof(s: &[u8], precision: Precision) -> Option<(f64, usize)> {
     let mut end = 0;
     let mut best = None;
     // Try every prefix length that could be a number and keep the longest
@@ -52,14 +84,20 @@ fn strtof(s: &[u8]) -> Option<(f64, usize)> {
         let text = std::str::from_utf8(&s[..end]).unwrap_or("");
         let lower = text.to_ascii_lowercase();
         // Rust accepts "inf"/"nan" words as strtof does, but not "e" alone.
-        if let Ok(v) = lower.parse::<f32>() {
-            best = Some((f64::from(v), end));
+        // Float32 parses as f32 itself: rounding a parsed double to f32
+        // could differ from strtof in the last bit.
+        let parsed = match precision {
+            Precision::Exact => lower.parse::<f64>().ok(),
+            Precision::Float32 => lower.parse::<f32>().ok().map(f64::from),
+        };
+        if let Some(v) = parsed {
+            best = Some((v, end));
         }
     }
     best
 }
 
-fn parse_value(rest: &[u8]) -> Option<(f64, usize)> {
+fn parse_value(rest: &[u8], precision: Precision) -> Option<(f64, usize)> {
     // A comma anywhere in the rest switches to Centreon's decimal-comma
     // handling: the text up to the comma and the characters after it up to
     // a separator, with the comma made a dot, read with strtod.
@@ -84,21 +122,21 @@ fn parse_value(rest: &[u8]) -> Option<(f64, usize)> {
             }
         }
         if let Some((v, n)) = best {
-            return Some((f64::from(v as f32), n));
+            return Some((precision.store(v), n));
         }
         return None;
     }
-    strtof(rest)
+    strtof(rest, precision)
 }
 
 /// A range `[@][low:]high`: (low, high, mode).
-fn parse_range(text: &str) -> (f64, f64, bool) {
+fn parse_range(text: &str, precision: Precision) -> (f64, f64, bool) {
     let (mode, text) = match text.strip_prefix('@') {
         Some(rest) => (true, rest),
         None => (false, text),
     };
     let number = |s: &str| -> f64 {
-        strtof(s.trim().as_bytes())
+        strtof(s.trim().as_bytes(), precision)
             .map(|(v, _)| v)
             .unwrap_or(f64::NAN)
     };
@@ -126,7 +164,7 @@ fn parse_range(text: &str) -> (f64, f64, bool) {
 
 /// Every valid metric, in order; invalid ones are skipped, duplicates keep
 /// the first.
-pub fn parse(text: &str) -> Vec<Metric> {
+pub fn parse(text: &str, precision: Precision) -> Vec<Metric> {
     let bytes = text.as_bytes();
     let mut metrics: Vec<Metric> = Vec::new();
     let mut i = 0;
@@ -170,7 +208,7 @@ pub fn parse(text: &str) -> Vec<Metric> {
                 label = label[2..label.len() - 1].to_owned();
             }
         }
-        let Some((value, used)) = parse_value(&bytes[i..]) else {
+        let Some((value, used)) = parse_value(&bytes[i..], precision) else {
             i = skip_to_space(i);
             continue;
         };
@@ -190,15 +228,15 @@ pub fn parse(text: &str) -> Vec<Metric> {
         let (warning_low, warning_high, warning_mode) = if field(0).is_empty() {
             (f64::NAN, f64::NAN, false)
         } else {
-            parse_range(field(0))
+            parse_range(field(0), precision)
         };
         let (critical_low, critical_high, critical_mode) = if field(1).is_empty() {
             (f64::NAN, f64::NAN, false)
         } else {
-            parse_range(field(1))
+            parse_range(field(1), precision)
         };
         let number = |s: &str| {
-            strtof(s.trim().as_bytes())
+            strtof(s.trim().as_bytes(), precision)
                 .map(|(v, _)| v)
                 .unwrap_or(f64::NAN)
         };
@@ -296,8 +334,16 @@ mod tests {
     use super::*;
     use crate::output::lua::json::lua_number;
 
+    fn f32s(text: &str) -> Vec<Metric> {
+        parse(text, Precision::Float32)
+    }
+
     fn values(text: &str) -> Vec<(String, String)> {
-        parse(text)
+        values_in(text, Precision::Float32)
+    }
+
+    fn values_in(text: &str, precision: Precision) -> Vec<(String, String)> {
+        parse(text, precision)
             .into_iter()
             .map(|m| (m.label, lua_number(m.value)))
             .collect()
@@ -305,6 +351,20 @@ mod tests {
 
     fn pair(a: &str, b: &str) -> (String, String) {
         (a.to_owned(), b.to_owned())
+    }
+
+    #[test]
+    fn exact_values_are_the_decimals_written() {
+        assert_eq!(
+            values_in(" rta=0.80 pl=0.03;0.1;0.2;0;1.5 x=1,5", Precision::Exact),
+            [pair("rta", "0.8"), pair("pl", "0.03"), pair("x", "1.5")]
+        );
+        let m = &parse("pl=0.03;0.1;0.2;0;1.5", Precision::Exact)[0];
+        assert_eq!((m.warning_high, m.critical_high, m.max), (0.1, 0.2, 1.5));
+        assert_eq!(Precision::default(), Precision::Exact);
+        assert_eq!(Precision::parse("float32"), Some(Precision::Float32));
+        assert_eq!(Precision::parse("exact"), Some(Precision::Exact));
+        assert_eq!(Precision::parse("f32"), None);
     }
 
     #[test]
@@ -320,7 +380,7 @@ mod tests {
 
     #[test]
     fn ranges_units_and_modes() {
-        let m = parse("'one value'=12%;25:80;81:95 'another value'=78%;60;90;;");
+        let m = f32s("'one value'=12%;25:80;81:95 'another value'=78%;60;90;;");
         assert_eq!(m.len(), 2);
         assert_eq!(m[0].label, "one value");
         assert_eq!(m[0].uom, "%");
@@ -336,7 +396,7 @@ mod tests {
         assert!(m[0].min.is_nan() && m[0].max.is_nan());
         assert_eq!((m[1].warning_low, m[1].warning_high), (0.0, 60.0));
         assert_eq!((m[1].critical_low, m[1].critical_high), (0.0, 90.0));
-        let a = &parse("a=1;@10:20;~:5;;")[0];
+        let a = &f32s("a=1;@10:20;~:5;;")[0];
         assert!(a.warning_mode && !a.critical_mode);
         assert_eq!((a.warning_low, a.warning_high), (10.0, 20.0));
         assert_eq!((a.critical_low, a.critical_high), (f64::NEG_INFINITY, 5.0));
@@ -349,11 +409,11 @@ mod tests {
             values("dup=1 dup=2 'a b'=3"),
             [pair("dup", "1.0"), pair("a b", "3.0")]
         );
-        let c = &parse("c[cnt]=4c")[0];
+        let c = &f32s("c[cnt]=4c")[0];
         assert_eq!((c.label.as_str(), c.uom.as_str()), ("cnt", "c"));
-        assert!(parse("noeq 5").is_empty());
-        assert!(parse("").is_empty());
-        assert!(parse("a=abc b=2").len() == 1);
+        assert!(f32s("noeq 5").is_empty());
+        assert!(f32s("").is_empty());
+        assert!(f32s("a=abc b=2").len() == 1);
     }
 
     #[test]

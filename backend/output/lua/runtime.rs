@@ -307,7 +307,12 @@ impl Script {
             globals.set("broker_tcp_socket", socket)?;
             globals.set(
                 "broker",
-                sdk::broker_table(&lua, &env.settings.bbdo_version, env.settings.event_json)?,
+                sdk::broker_table(
+                    &lua,
+                    &env.settings.bbdo_version,
+                    env.settings.event_json,
+                    env.settings.perfdata_values,
+                )?,
             )?;
             globals.set(
                 "broker_cache",

@@ -562,7 +562,12 @@ fn last_text(args: &MultiValue, function: &str) -> mlua::Result<Vec<u8>> {
 }
 
 /// The `broker` table.
-pub fn broker_table(lua: &Lua, bbdo_version: &str, style: EventJsonStyle) -> mlua::Result<Table> {
+pub fn broker_table(
+    lua: &Lua,
+    bbdo_version: &str,
+    style: EventJsonStyle,
+    precision: perfdata::Precision,
+) -> mlua::Result<Table> {
     let broker = lua.create_table()?;
     broker.set(
         "json_encode",
@@ -588,12 +593,13 @@ pub fn broker_table(lua: &Lua, bbdo_version: &str, style: EventJsonStyle) -> mlu
     )?;
     broker.set(
         "parse_perfdata",
-        lua.create_function(|lua, args: MultiValue| {
+        lua.create_function(move |lua, args: MultiValue| {
             let text = args.front().and_then(to_text).unwrap_or_default();
             let full = args
                 .get(1)
                 .is_some_and(|v| v.as_boolean() != Some(false) && !v.is_nil());
-            perfdata::to_lua(lua, &perfdata::parse(&String::from_utf8_lossy(&text)), full)
+            let metrics = perfdata::parse(&String::from_utf8_lossy(&text), precision);
+            perfdata::to_lua(lua, &metrics, full)
         })?,
     )?;
     broker.set(
