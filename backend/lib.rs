@@ -34,6 +34,7 @@ pub mod config;
 pub mod control;
 pub mod encoding;
 pub mod ingest;
+pub mod net;
 pub mod output;
 pub mod store;
 pub mod throttle;

@@ -385,7 +385,7 @@ fn import(args: ImportArgs) -> anyhow::Result<()> {
             config.limits.clone(),
             settings,
         );
-        let report = brokerstream::output::lua::import::import(&args.file, &admin).await;
+        let report = brokerstream::control::import::import(&args.file, &admin).await;
         store.close().await;
         let report = report?;
         for name in &report.created {

@@ -1323,7 +1323,7 @@ fn parse_perfdata_reads_exact_decimals_or_centreons_32_bit_floats() {
         eval::<String>(&script, "tostring(broker.parse_perfdata(' pl=0.03').pl)"),
         "0.03"
     );
-    lab.settings.perfdata_values = brokerstream::output::lua::perfdata::Precision::Float32;
+    lab.settings.perfdata_values = brokerstream::output::perfdata::Precision::Float32;
     let script = lab.load(MINIMAL, &[]);
     assert_eq!(eval::<String>(&script, rta), "0.10000000149012");
     assert_eq!(
@@ -1335,7 +1335,7 @@ fn parse_perfdata_reads_exact_decimals_or_centreons_32_bit_floats() {
 #[test]
 fn parse_perfdata_both_modes() {
     let mut lab = Lab::new();
-    lab.settings.perfdata_values = brokerstream::output::lua::perfdata::Precision::Float32;
+    lab.settings.perfdata_values = brokerstream::output::perfdata::Precision::Float32;
     let script = lab.load(MINIMAL, &[]);
     let enc = |e: &str| eval::<String>(&script, e);
     assert_eq!(
@@ -2700,7 +2700,7 @@ fn the_lua_settings_come_from_the_configuration_file() {
     assert_eq!(defaults.event_queue_max_size, 100_000);
     assert_eq!(
         defaults.perfdata_values,
-        brokerstream::output::lua::perfdata::Precision::Exact
+        brokerstream::output::perfdata::Precision::Exact
     );
     assert_eq!(defaults.log_rotation, Rotation::default());
     std::fs::write(&file, "[lua]\nevent_json = \"20.04\"\n").unwrap();
@@ -2722,7 +2722,7 @@ fn the_lua_settings_come_from_the_configuration_file() {
     .unwrap();
     assert_eq!(
         config.lua_settings().unwrap().perfdata_values,
-        brokerstream::output::lua::perfdata::Precision::Float32
+        brokerstream::output::perfdata::Precision::Float32
     );
     std::fs::write(&file, "[lua]\nperfdata_values = \"double\"\n").unwrap();
     let config = Config::load(Overrides {

@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::connection::{Role, Session, SessionConfig};
 use super::inputs::Inputs;
-use crate::config::AllowList;
 use crate::ingest::Ingest;
+use crate::net::AllowList;
 use crate::throttle::LogThrottle;
 
 /// How long sessions get to acknowledge and close once asked to stop.

@@ -23,6 +23,7 @@ use crate::output::{
 };
 use crate::store::{Store, StoreError, StoredOutput};
 
+pub mod import;
 #[cfg(test)]
 mod tests;
 
@@ -549,7 +550,7 @@ impl OutputAdmin {
         creating: Option<StartAt>,
     ) -> Result<StoredOutput, AdminError> {
         let mut over = FieldErrors::default();
-        output::check_limits(&spec, &self.limits, &mut over);
+        check_limits(&spec, &self.limits, &mut over);
         if !over.is_empty() {
             // Nothing else is checked on a definition past the limits: its
             // errors would repeat the oversized names and values.
@@ -597,6 +598,43 @@ impl OutputAdmin {
         if let Err(e) = self.store.audit(actor, action, target, &detail).await {
             tracing::error!(
                 "cannot record `{action}` on `{target}` by `{actor}` in the audit log: {e}"
+            );
+        }
+    }
+}
+
+/// Checks the sizes `[limits]` allows an output's parameters: how many,
+/// and how long each name and value. Each error names the limit.
+fn check_limits(spec: &OutputSpec, limits: &Limits, errors: &mut FieldErrors) {
+    let count = spec.parameters.len();
+    if count > limits.max_parameters {
+        errors.add(
+            "parameters",
+            format!(
+                "{count} parameters, more than the {} an output may have (limits.max_parameters)",
+                limits.max_parameters
+            ),
+        );
+    }
+    for (i, p) in spec.parameters.iter().enumerate() {
+        if p.name.len() > limits.max_parameter_name_bytes {
+            // Not keyed by the name: it is the thing too long to repeat.
+            errors.add(
+                format!("parameters[{i}].name"),
+                format!(
+                    "is {} bytes, longer than the {}-byte limit (limits.max_parameter_name_bytes)",
+                    p.name.len(),
+                    limits.max_parameter_name_bytes
+                ),
+            );
+        } else if p.value.len() > limits.max_parameter_value_bytes {
+            errors.add(
+                format!("parameters.{}", p.name),
+                format!(
+                    "the value is {} bytes, longer than the {}-byte limit (limits.max_parameter_value_bytes)",
+                    p.value.len(),
+                    limits.max_parameter_value_bytes
+                ),
             );
         }
     }

@@ -101,7 +101,7 @@ async fn every_change_is_audited_in_one_shape_without_passwords() {
         .to_string(),
     )
     .unwrap();
-    let report = crate::output::lua::import::import(&config, &admin)
+    let report = crate::control::import::import(&config, &admin)
         .await
         .unwrap();
     assert_eq!(report.created, ["imported"]);
@@ -117,7 +117,7 @@ async fn every_change_is_audited_in_one_shape_without_passwords() {
     assert_eq!(entry("api").actor, "tester");
     assert_eq!(entry("api").detail, output_json(&stored));
     assert_eq!(entry("imported").action, "output.create");
-    assert_eq!(entry("imported").actor, crate::output::lua::import::ACTOR);
+    assert_eq!(entry("imported").actor, crate::control::import::ACTOR);
     assert_eq!(entry("imported").detail, output_json(&imported));
     let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
     assert_eq!(keys(&entry("api").detail), keys(&entry("imported").detail));

@@ -20,13 +20,15 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::delivery::ErrorKind;
 #[cfg(test)]
 use super::status::FlushRecord;
 use super::status::{FlushOutcome, OutputState, OutputStatus};
+// The verdict is part of the status it is judged from.
+pub use super::status::{Health, HealthState};
 use super::BatchSettings;
 use super::OutputSpec;
 
@@ -74,44 +76,6 @@ impl HealthSettings {
         }
         Duration::from_secs_f64(secs)
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HealthState {
-    Ok,
-    Degraded,
-    Stalled,
-    Failing,
-}
-
-impl HealthState {
-    pub const ALL: [HealthState; 4] = [
-        HealthState::Ok,
-        HealthState::Degraded,
-        HealthState::Stalled,
-        HealthState::Failing,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HealthState::Ok => "ok",
-            HealthState::Degraded => "degraded",
-            HealthState::Stalled => "stalled",
-            HealthState::Failing => "failing",
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Health {
-    pub state: HealthState,
-    /// Why, in words.
-    pub reason: String,
-    /// Since when the output has been in this state (as this service has
-    /// seen it since it started).
-    #[serde(with = "time::serde::rfc3339")]
-    pub since: OffsetDateTime,
 }
 
 /// What the health is judged on besides the status itself.

@@ -5,6 +5,7 @@
 //! the HTTP kinds' shared machinery in [`http`]) or the Lua runtime
 //! ([`lua`]). See docs/architecture.md §2.7 and, to add a kind, §4.1.
 
+mod command;
 pub mod deadletter;
 pub mod delivery;
 pub mod elasticsearch;
@@ -15,6 +16,7 @@ pub mod http_post;
 pub mod influxdb;
 pub mod kinds;
 pub mod lua;
+pub mod perfdata;
 pub mod redeliver;
 mod schema;
 pub mod sink;
@@ -303,43 +305,6 @@ pub fn validate(spec: &OutputSpec, errors: &mut FieldErrors) {
     for (field, message) in found.0 {
         if !errors.0.iter().any(|(f, _)| *f == field) {
             errors.add(field, message);
-        }
-    }
-}
-
-/// Checks the sizes `[limits]` allows an output's parameters: how many,
-/// and how long each name and value. Each error names the limit.
-pub fn check_limits(spec: &OutputSpec, limits: &crate::config::Limits, errors: &mut FieldErrors) {
-    let count = spec.parameters.len();
-    if count > limits.max_parameters {
-        errors.add(
-            "parameters",
-            format!(
-                "{count} parameters, more than the {} an output may have (limits.max_parameters)",
-                limits.max_parameters
-            ),
-        );
-    }
-    for (i, p) in spec.parameters.iter().enumerate() {
-        if p.name.len() > limits.max_parameter_name_bytes {
-            // Not keyed by the name: it is the thing too long to repeat.
-            errors.add(
-                format!("parameters[{i}].name"),
-                format!(
-                    "is {} bytes, longer than the {}-byte limit (limits.max_parameter_name_bytes)",
-                    p.name.len(),
-                    limits.max_parameter_name_bytes
-                ),
-            );
-        } else if p.value.len() > limits.max_parameter_value_bytes {
-            errors.add(
-                format!("parameters.{}", p.name),
-                format!(
-                    "the value is {} bytes, longer than the {}-byte limit (limits.max_parameter_value_bytes)",
-                    p.value.len(),
-                    limits.max_parameter_value_bytes
-                ),
-            );
         }
     }
 }

@@ -185,10 +185,50 @@ pub struct OutputStatus {
     pub dead_letters_held: Option<u64>,
     /// Judged by the supervisor when the status is read (see
     /// [`super::health`]); `None` only inside a worker.
-    pub health: Option<super::health::Health>,
+    pub health: Option<Health>,
     /// Every recorded flush's duration, for `/metrics`.
     #[serde(skip)]
     pub flush_durations: Histogram,
+}
+
+/// How an output is doing, as [`super::health`] judges it from the rest
+/// of the status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthState {
+    Ok,
+    Degraded,
+    Stalled,
+    Failing,
+}
+
+impl HealthState {
+    pub const ALL: [HealthState; 4] = [
+        HealthState::Ok,
+        HealthState::Degraded,
+        HealthState::Stalled,
+        HealthState::Failing,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthState::Ok => "ok",
+            HealthState::Degraded => "degraded",
+            HealthState::Stalled => "stalled",
+            HealthState::Failing => "failing",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Health {
+    pub state: HealthState,
+    /// Why, in words.
+    pub reason: String,
+    /// Since when the output has been in this state (as this service has
+    /// seen it since it started).
+    #[serde(with = "time::serde::rfc3339")]
+    pub since: OffsetDateTime,
 }
 
 /// Upper bounds, in seconds, of the flush duration histogram's buckets.

@@ -12,6 +12,7 @@ use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::command::Command;
 use super::deadletter::DeadLetters;
 use super::health::{self, Health, HealthSettings, HealthState};
 use super::lua::interrupt::Interrupt;
@@ -20,7 +21,7 @@ use super::status::{
     age_secs, backoff, FlushRecord, OutputState, OutputStatus, StatusReader, StatusWriter,
 };
 use super::tail::Tail;
-use super::worker::{Command, Worker, RETRY_BASE, RETRY_MAX};
+use super::worker::{Worker, RETRY_BASE, RETRY_MAX};
 use super::{FieldErrors, OutputSpec, Secrets};
 use crate::cache::Cache;
 use crate::journal::{Journal, Reposition, Seq, StartAt};

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::sleep_until;
 
+use super::command::Command;
 use super::deadletter::DeadLetters;
 use super::delivery::DeliveryError;
 use super::kinds;
@@ -27,11 +28,6 @@ use crate::journal::{Cursor, Entry, Seq};
 
 pub const RETRY_BASE: Duration = Duration::from_millis(250);
 pub const RETRY_MAX: Duration = Duration::from_secs(30);
-
-pub enum Command {
-    Flush(oneshot::Sender<FlushRecord>),
-    Stop,
-}
 
 pub struct Worker<'a> {
     name: String,

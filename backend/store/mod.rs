@@ -20,7 +20,7 @@ use crate::output::{OutputSpec, ParamType, Parameter};
 use secrets::SecretKey;
 
 mod auth;
-pub use auth::{AuditEntry, Principal, SessionRow, TokenInfo, User};
+pub use auth::{AuditEntry, Principal, Role, SessionRow, TokenInfo, User};
 
 pub const DATABASE_FILE: &str = "brokerstream.db";
 

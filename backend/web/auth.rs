@@ -583,7 +583,7 @@ fn login_form(
         error: error.to_owned(),
         notice: notice.to_owned(),
     };
-    match super::pages::render(&page) {
+    match super::html::render(&page) {
         Ok(html) => {
             let mut response = (status, html).into_response();
             response
@@ -718,7 +718,7 @@ struct Forbidden<'a> {
 }
 
 fn forbidden_page(message: &str) -> Response {
-    match super::pages::render(&Forbidden { message }) {
+    match super::html::render(&Forbidden { message }) {
         Ok(html) => html.into_response(),
         Err(e) => e.into_response(),
     }

@@ -121,8 +121,8 @@ pub async fn action(
     };
     let location = format!(
         "/outputs/{}?notice={}#deadletters",
-        super::pages::form_urlencode(&name),
-        super::pages::form_urlencode(&notice)
+        super::html::form_urlencode(&name),
+        super::html::form_urlencode(&notice)
     );
     Ok(Redirect::to(&location).into_response())
 }

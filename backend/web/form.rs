@@ -19,7 +19,8 @@ use serde::Deserialize;
 
 use super::auth::Caller;
 use super::error::ApiError;
-use super::pages::{render, Me};
+use super::html::render;
+use super::pages::Me;
 use super::Context;
 use crate::control::{AdminError, ParameterInput};
 use crate::event::CATEGORIES;

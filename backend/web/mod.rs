@@ -8,6 +8,7 @@ mod error;
 mod events;
 mod form;
 mod health;
+mod html;
 mod inputs;
 mod kinds;
 mod metrics;

@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 
 use super::auth::Caller;
 use super::error::ApiError;
+use super::html::{form_urlencode, render};
 use super::rates::{self, sparkline_points, INGEST};
 use super::Context;
 use crate::auth::Role;
@@ -39,12 +40,6 @@ impl From<&Caller> for Me {
             is_admin: caller.role >= Role::Admin,
         }
     }
-}
-
-pub fn render(page: &impl Template) -> Result<Html<String>, ApiError> {
-    page.render()
-        .map(Html)
-        .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 fn health_name(status: Option<&OutputStatus>) -> String {
@@ -777,10 +772,6 @@ fn parse_local_utc(text: &str) -> Result<OffsetDateTime, String> {
         .map(|t| t.assume_utc())
         .or_else(|_| OffsetDateTime::parse(text, &Rfc3339))
         .map_err(|_| format!("`{text}` is not a time such as 2026-11-25T10:00"))
-}
-
-pub(super) fn form_urlencode(text: &str) -> String {
-    crate::encoding::url_encode(text.as_bytes())
 }
 
 #[cfg(test)]

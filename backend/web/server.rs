@@ -60,7 +60,8 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{AllowList, HttpSettings};
+use crate::config::HttpSettings;
+use crate::net::AllowList;
 use crate::throttle::LogThrottle;
 
 /// The head timeout (and TLS handshake timeout) of a reserved connection,

@@ -13,8 +13,9 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use super::auth::{audit, session_cookie, Caller};
+use super::html::render;
 use super::outputs::parse_body;
-use super::pages::{render, Me};
+use super::pages::Me;
 use super::{ApiError, Context};
 use crate::auth::{check_new_password, check_user_name, LoginError, Role};
 use crate::output::FieldErrors;

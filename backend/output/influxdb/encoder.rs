@@ -9,7 +9,7 @@ use std::io::Write as _;
 
 use crate::cache::Cache;
 use crate::event::{Event, EventDef, Value};
-use crate::output::lua::perfdata;
+use crate::output::perfdata;
 
 /// How a timestamp in seconds is written, matching the `precision` query
 /// parameter of the request.

@@ -14,13 +14,13 @@
 
 pub mod confine;
 pub mod event;
-pub mod import;
 pub mod interrupt;
 pub mod json;
 pub mod loader;
 pub mod logfile;
 pub mod modules;
-pub mod perfdata;
+// The perfdata parser is shared with the native influxdb output.
+pub use super::perfdata;
 pub mod run_script;
 pub mod runtime;
 pub mod scripts;

@@ -17,8 +17,8 @@ use crate::cache::Cache;
 use crate::event::Event;
 use crate::ingest::{ndjson, simulator};
 use crate::journal::{FsyncPolicy, Journal, JournalConfig, StartAt};
+use crate::output::command::Command;
 use crate::output::status::{OutputState, StatusWriter};
-use crate::output::worker::Command;
 use crate::output::{OutputSpec, ParamType, Parameter};
 
 /// Where the events come from.

@@ -599,7 +599,7 @@ pub fn broker_table(
                 .get(1)
                 .is_some_and(|v| v.as_boolean() != Some(false) && !v.is_nil());
             let metrics = perfdata::parse(&String::from_utf8_lossy(&text), precision);
-            perfdata::to_lua(lua, &metrics, full)
+            perfdata_table(lua, &metrics, full)
         })?,
     )?;
     broker.set(
@@ -675,6 +675,36 @@ fn strerror(e: &std::io::Error) -> String {
         Some(at) => text[..at].to_owned(),
         None => text,
     }
+}
+
+/// What `broker.parse_perfdata` returns (docs/lua-runtime.md §5.3).
+fn perfdata_table(lua: &Lua, metrics: &[perfdata::Metric], full: bool) -> mlua::Result<Table> {
+    let table = lua.create_table()?;
+    for m in metrics {
+        if !full {
+            table.raw_set(m.label.as_str(), m.value)?;
+            continue;
+        }
+        let t = lua.create_table()?;
+        let n = perfdata::names(&m.label);
+        t.raw_set("value", m.value)?;
+        t.raw_set("uom", m.uom.as_str())?;
+        t.raw_set("metric_name", n.metric_name)?;
+        t.raw_set("instance", n.instance)?;
+        t.raw_set("metric_unit", n.metric_unit)?;
+        t.raw_set("metric_fields", lua.create_sequence_from(n.metric_fields)?)?;
+        t.raw_set("subinstance", lua.create_sequence_from(n.subinstance)?)?;
+        t.raw_set("min", m.min)?;
+        t.raw_set("max", m.max)?;
+        t.raw_set("warning_high", m.warning_high)?;
+        t.raw_set("warning_low", m.warning_low)?;
+        t.raw_set("warning_mode", m.warning_mode)?;
+        t.raw_set("critical_high", m.critical_high)?;
+        t.raw_set("critical_low", m.critical_low)?;
+        t.raw_set("critical_mode", m.critical_mode)?;
+        table.raw_set(m.label.as_str(), t)?;
+    }
+    Ok(table)
 }
 
 #[cfg(test)]

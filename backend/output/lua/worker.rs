@@ -26,12 +26,12 @@ use super::LuaSettings;
 use crate::cache::Cache;
 use crate::event::Filter;
 use crate::journal::{Cursor, Seq};
+use crate::output::command::Command;
 use crate::output::delivery::ErrorKind;
 use crate::output::status::{
     backoff, FlushOutcome, FlushReason, FlushRecord, OutputState, OutputStatus, StatusWriter,
 };
 use crate::output::tail::{Stage, Tail};
-use crate::output::worker::Command;
 use crate::output::{OutputSpec, Secrets};
 
 /// Events read from the journal at a time.

@@ -1,8 +1,8 @@
-//! `broker.parse_perfdata` (docs/lua-runtime.md §5.3): Nagios performance
-//! data as Centreon parses it, numbers as 32-bit floats widened to doubles
-//! (so `0.80` reads `0.80000001192093`, as in current Centreon).
-
-use mlua::{Lua, Table};
+//! Nagios performance data as Centreon parses it (docs/lua-runtime.md
+//! §5.3): what `broker.parse_perfdata` returns to a script and what the
+//! native `influxdb` output writes. Numbers are exact decimals or, for
+//! byte-identity with current Centreon, 32-bit floats widened to doubles
+//! ([`Precision`]).
 
 /// One metric of a perfdata string.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,9 +40,9 @@ fn cut(s: &str, max: usize) -> String {
 }
 
 /// How perfdata numbers are read. Centreon's parser reads them with
-/// `strtof` since 22.04 (docs/lua-runtime.md §5.4): `0.03` becomes
-/// `0.029999999329448`, which lands in InfluxDB as such. 21.10 and before
-/// read doubles, which is what a user reading the values expects.
+/// `strtof` since 2024 (docs/lua-runtime.md §5.3): `0.03` becomes
+/// `0.029999999329448`, which lands in InfluxDB as such. Before, and in
+/// 21.10, doubles: what a user reading the values expects.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Precision {
     /// The decimal value as written (a double), as Centreon 21.10.
@@ -298,35 +298,6 @@ pub fn names(label: &str) -> Names {
         metric_fields,
         metric_unit,
     }
-}
-
-pub fn to_lua(lua: &Lua, metrics: &[Metric], full: bool) -> mlua::Result<Table> {
-    let table = lua.create_table()?;
-    for m in metrics {
-        if !full {
-            table.raw_set(m.label.as_str(), m.value)?;
-            continue;
-        }
-        let t = lua.create_table()?;
-        let n = names(&m.label);
-        t.raw_set("value", m.value)?;
-        t.raw_set("uom", m.uom.as_str())?;
-        t.raw_set("metric_name", n.metric_name)?;
-        t.raw_set("instance", n.instance)?;
-        t.raw_set("metric_unit", n.metric_unit)?;
-        t.raw_set("metric_fields", lua.create_sequence_from(n.metric_fields)?)?;
-        t.raw_set("subinstance", lua.create_sequence_from(n.subinstance)?)?;
-        t.raw_set("min", m.min)?;
-        t.raw_set("max", m.max)?;
-        t.raw_set("warning_high", m.warning_high)?;
-        t.raw_set("warning_low", m.warning_low)?;
-        t.raw_set("warning_mode", m.warning_mode)?;
-        t.raw_set("critical_high", m.critical_high)?;
-        t.raw_set("critical_low", m.critical_low)?;
-        t.raw_set("critical_mode", m.critical_mode)?;
-        table.raw_set(m.label.as_str(), t)?;
-    }
-    Ok(table)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use serde_json::Value;
 
-use crate::control::{AdminError, OutputAdmin};
+use super::{AdminError, OutputAdmin};
 use crate::journal::StartAt;
 use crate::output::{OutputSpec, ParamType, Parameter};
 
