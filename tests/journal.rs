@@ -462,6 +462,27 @@ async fn replay_and_skip() {
         .await;
     assert_eq!(response.status(), 200);
     assert_eq!(wait_lines(&path, 12).await.len(), 12);
+    // The audit log says what was asked, in the API's own terms.
+    let audit = server.get_json("/api/v1/audit").await;
+    let replays: Vec<&Value> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "output.replay")
+        .map(|e| &e["detail"])
+        .collect();
+    assert_eq!(replays.len(), 2, "{audit:#}");
+    let since = replays
+        .iter()
+        .find_map(|d| d["since"].as_str())
+        .expect("a replay since a time");
+    assert_eq!(
+        time::OffsetDateTime::parse(since, &time::format_description::well_known::Rfc3339).unwrap(),
+        time::OffsetDateTime::parse(&middle, &time::format_description::well_known::Rfc3339)
+            .unwrap(),
+        "{audit:#}"
+    );
+    assert!(replays.iter().any(|d| d["from"] == "oldest"), "{audit:#}");
 
     // Skip: a stuck output drops its backlog on request.
     let stuck = dir.path().join("none").join("x.log");

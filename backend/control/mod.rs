@@ -325,14 +325,23 @@ impl OutputAdmin {
             .reposition(name, to)
             .await
             .ok_or_else(|| AdminError::NotFound(format!("no output named `{name}`")))?;
-        tracing::info!(output = name, position, "cursor moved: {to:?}");
         let (action, detail) = match to {
             Reposition::Head => ("output.skip", json!({"position": position})),
-            other => (
+            Reposition::Oldest => (
                 "output.replay",
-                json!({"from": format!("{other:?}"), "position": position}),
+                json!({"from": "oldest", "position": position}),
+            ),
+            // The time asked for, as the API and the form take it; not the
+            // Rust form of a SystemTime.
+            Reposition::Since(at) => (
+                "output.replay",
+                json!({
+                    "since": time::OffsetDateTime::from(at).format(&Rfc3339).unwrap_or_default(),
+                    "position": position,
+                }),
             ),
         };
+        tracing::info!(output = name, position, "cursor moved: {action} {detail}");
         self.audit(actor, action, name, detail).await;
         Ok(position)
     }
