@@ -376,6 +376,7 @@ async fn brokerstream_dials_a_listening_broker_and_dials_again_after_a_close() {
     config.bbdo.connectors = vec![brokerstream::bbdo::connector::ConnectorConfig {
         address: broker_addr.to_string(),
         version: Version::V3,
+        tls: Default::default(),
     }];
     let server = Server::start_with(config).await;
     let path = dir.path().join("dialled.log");
@@ -420,6 +421,7 @@ async fn the_connecting_side_refuses_a_peer_of_another_major_version() {
     config.bbdo.connectors = vec![brokerstream::bbdo::connector::ConnectorConfig {
         address: broker_addr.to_string(),
         version: Version::V3,
+        tls: Default::default(),
     }];
     let server = Server::start_with(config).await;
     let mut peer = accept(&broker).await;
@@ -863,6 +865,7 @@ async fn a_connector_retries_until_the_broker_listens() {
     config.bbdo.connectors = vec![brokerstream::bbdo::connector::ConnectorConfig {
         address: broker_addr.to_string(),
         version: Version::V2,
+        tls: Default::default(),
     }];
     let server = Server::start_with(config).await;
     // Nothing listens yet: the connector says so and waits.
