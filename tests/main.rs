@@ -4,6 +4,7 @@
 
 mod api;
 mod bbdo;
+mod bbdo_tls;
 mod bench_tools;
 mod common;
 mod deadletters;

@@ -23,9 +23,8 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, BytesMut};
 use openssl::dh::Dh;
-use openssl::ssl::{
-    Ssl, SslContext, SslContextBuilder, SslFiletype, SslMethod, SslVerifyMode, SslVersion,
-};
+use openssl::pkey::PKey;
+use openssl::ssl::{Ssl, SslContext, SslContextBuilder, SslMethod, SslVerifyMode, SslVersion};
 use openssl::x509::X509;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_openssl::SslStream;
@@ -202,12 +201,23 @@ impl TlsSettings {
         let (Some(key), Some(cert)) = (&self.private_key, &self.public_cert) else {
             anyhow::bail!("certificate mode needs private_key and public_cert");
         };
-        readable("public_cert", cert)?;
-        readable("private_key", key)?;
-        b.set_certificate_chain_file(cert)
+        let cert_pem = readable("public_cert", cert)?;
+        let key_pem = readable("private_key", key)?;
+        X509::from_pem(&cert_pem)
             .map_err(|e| ssl_error("public_cert", cert, format!("not a PEM certificate: {e}")))?;
-        b.set_private_key_file(key, SslFiletype::PEM)
+        let pkey = PKey::private_key_from_pem(&key_pem)
             .map_err(|e| ssl_error("private_key", key, format!("not a PEM private key: {e}")))?;
+        // The chain file, so that intermediates go out with the leaf.
+        b.set_certificate_chain_file(cert)
+            .map_err(|e| ssl_error("public_cert", cert, e))?;
+        let mismatch = || {
+            anyhow::anyhow!(
+                "private_key `{}` does not match public_cert `{}`",
+                key.display(),
+                cert.display()
+            )
+        };
+        b.set_private_key(&pkey).map_err(|_| mismatch())?;
         b.check_private_key().map_err(|_| {
             anyhow::anyhow!(
                 "private_key `{}` does not match public_cert `{}`",
