@@ -864,6 +864,36 @@ mod tests {
     }
 
     #[test]
+    fn bbdo_tls_settings_and_their_centreon_aliases() {
+        let file: FileConfig = toml::from_str(
+            "[bbdo]\ntls = \"auto\"\n\n\
+             [[bbdo.connectors]]\naddress = \"x:1\"\nencryption = true\n\
+             private_key = \"/k.pem\"\ncertificate = \"/c.pem\"\ntls_hostname = \"central\"\n\n\
+             [[bbdo.connectors]]\naddress = \"x:2\"\ntls = false\n",
+        )
+        .unwrap();
+        let mut config = Config::default();
+        config.apply_file(file).unwrap();
+        assert_eq!(config.bbdo.tls.tls, TlsSetting::Auto);
+        let c = &config.bbdo.connectors[0].tls;
+        assert_eq!(c.tls, TlsSetting::Yes);
+        assert_eq!(c.public_cert.as_deref(), Some(Path::new("/c.pem")));
+        assert_eq!(c.tls_hostname.as_deref(), Some("central"));
+        assert_eq!(config.bbdo.connectors[1].tls.tls, TlsSetting::No);
+        // Centreon's default: not listed.
+        assert_eq!(Config::default().bbdo.tls.tls, TlsSetting::No);
+        for (text, error) in [
+            ("[bbdo]\ntls = \"maybe\"\n", "bbdo: tls: `maybe`"),
+            ("[bbdo]\ntls = \"yes\"\nencryption = true\n", "same setting"),
+            ("[bbdo]\ntls = \"yes\"\nprivate_key = \"/k\"\n", "without public_cert"),
+        ] {
+            let file: FileConfig = toml::from_str(text).unwrap();
+            let e = Config::default().apply_file(file).unwrap_err().to_string();
+            assert!(e.contains(error), "{text}: {e}");
+        }
+    }
+
+    #[test]
     fn bbdo_section_of_the_file() {
         let file: FileConfig = toml::from_str(
             "[bbdo]\nlisten = []\nack_limit = 10\ncompression = false\n\n\

@@ -669,7 +669,8 @@ async fn silent_peers_and_peers_requiring_tls_are_closed_with_a_clear_error() {
         .unwrap()
         .contains("no welcome from the peer"));
 
-    // Offers TLS, and (requiring it) closes once it sees we do not.
+    // Offers TLS while it is off here, and (requiring it) closes once it
+    // sees we do not list it.
     let (peer, hello) = open_v2(addr, &["TLS", "COMPRESSION"]).await;
     assert!(!hello.offers("TLS"));
     drop(peer);
@@ -680,7 +681,7 @@ async fn silent_peers_and_peers_requiring_tls_are_closed_with_a_clear_error() {
     assert!(conn["last_error"]["message"]
         .as_str()
         .unwrap()
-        .contains("TLS, which brokerstream does not support"));
+        .contains("TLS, which is off here (bbdo tls = no)"));
 
     // Starts a TLS handshake anyway.
     let (mut peer, _) = open_v2(addr, &["TLS"]).await;
