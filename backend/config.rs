@@ -885,7 +885,10 @@ mod tests {
         for (text, error) in [
             ("[bbdo]\ntls = \"maybe\"\n", "bbdo: tls: `maybe`"),
             ("[bbdo]\ntls = \"yes\"\nencryption = true\n", "same setting"),
-            ("[bbdo]\ntls = \"yes\"\nprivate_key = \"/k\"\n", "without public_cert"),
+            (
+                "[bbdo]\ntls = \"yes\"\nprivate_key = \"/k\"\n",
+                "without public_cert",
+            ),
         ] {
             let file: FileConfig = toml::from_str(text).unwrap();
             let e = Config::default().apply_file(file).unwrap_err().to_string();

@@ -828,6 +828,14 @@ async fn brokerstream_completes_handshakes_with_gnutls_serv_in_both_modes() {
         })
         .await;
         assert_eq!(all["connectors"][0]["tls_errors"]["handshake_failures"], 0);
+        // The overview's inputs panel says so too (the session is open).
+        let html = server.get("/").await.text().await.unwrap();
+        let version = if mode == "anonymous" {
+            "TLSv1.2"
+        } else {
+            "TLSv1.3"
+        };
+        assert!(html.contains(&format!("TLS {mode}, {version}")), "{mode}");
         server.stop().await;
         relay.abort();
         let _ = serv.kill().await;
