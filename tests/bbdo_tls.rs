@@ -505,6 +505,14 @@ async fn a_peer_that_insists_on_tls_while_it_is_off_gets_a_clear_error() {
     let m = c["last_error"]["message"].as_str().unwrap_or_default();
     assert!(m.contains("TLS is off here"), "{all:#}");
     assert_eq!(c["tls"], "none");
+    let metrics = server.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("brokerstream_bbdo_tls_errors_total{")
+                && l.contains("reason=\"offered_while_off\"} 1")),
+        "{metrics}"
+    );
     server.stop().await;
 }
 

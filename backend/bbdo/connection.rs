@@ -237,6 +237,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             // before closing, if the peer still listens.
             let _ = tokio::time::timeout(FINAL_ACK_TIMEOUT, self.send_ack()).await;
         }
+        // Over TLS this sends close_notify, as Centreon's bye does, so the
+        // peer sees an orderly end rather than a truncated TLS stream.
+        if matches!(self.stream, Transport::Tls(_)) {
+            let _ = tokio::time::timeout(FINAL_ACK_TIMEOUT, self.stream.shutdown()).await;
+        }
         self.stats.closed();
         result
     }
