@@ -849,3 +849,40 @@ async fn brokerstream_completes_handshakes_with_gnutls_serv_in_both_modes() {
         let _ = serv.kill().await;
     }
 }
+
+#[test]
+fn the_service_refuses_to_start_with_a_key_that_does_not_match_its_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::make(dir.path());
+    let file = dir.path().join("brokerstream.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[bbdo]\ntls = \"yes\"\nprivate_key = \"{}\"\npublic_cert = \"{}\"\n",
+            pki.path("client.key"),
+            pki.path("server.pem")
+        ),
+    )
+    .unwrap();
+    crate::tls::fails_with(
+        dir.path(),
+        &["--config", file.to_str().unwrap()],
+        "does not match public_cert",
+    );
+    // A connector's missing CA names the connector and the file.
+    std::fs::write(
+        &file,
+        format!(
+            "[[bbdo.connectors]]\naddress = \"127.0.0.1:1\"\ntls = \"auto\"\nprivate_key = \"{}\"\ncertificate = \"{}\"\nca_certificate = \"{}\"\n",
+            pki.path("client.key"),
+            pki.path("client.pem"),
+            pki.path("nowhere.pem")
+        ),
+    )
+    .unwrap();
+    crate::tls::fails_with(
+        dir.path(),
+        &["--config", file.to_str().unwrap()],
+        "bbdo.connectors `127.0.0.1:1`: TLS: ca_certificate",
+    );
+}
