@@ -605,7 +605,9 @@ async fn a_connector_with_tls_hostname_refuses_a_server_of_another_name() {
     let ours = pki.settings(TlsSetting::Yes, "client", true, Some("central.example"));
     let server = Server::start_with(connector_config(dir.path(), port, ours)).await;
     let all = wait_inputs(&server, "hostname refused", |a| {
-        a["connectors"][0]["tls_errors"]["handshake_failures"] == 1
+        a["connectors"][0]["tls_errors"]["handshake_failures"]
+            .as_u64()
+            .is_some_and(|n| n >= 1)
     })
     .await;
     let c = &all["connectors"][0]["connections"][0];

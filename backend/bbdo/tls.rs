@@ -437,6 +437,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Transport<S> {
 mod tests {
     use super::*;
 
+    /// Bytes the peer sent with its welcome reach the TLS engine first.
+    #[tokio::test]
+    async fn rewind_yields_what_was_already_read_then_the_stream() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (ours, mut theirs) = tokio::io::duplex(64);
+        theirs.write_all(b" world").await.unwrap();
+        drop(theirs);
+        let mut r = Rewind::new(BytesMut::from(&b"hello"[..]), ours);
+        let mut all = String::new();
+        r.read_to_string(&mut all).await.unwrap();
+        assert_eq!(all, "hello world");
+    }
+
     #[test]
     fn settings_parse_as_centreon_booleans() {
         assert_eq!(TlsSetting::parse("auto"), Ok(TlsSetting::Auto));
