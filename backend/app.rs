@@ -96,6 +96,22 @@ pub async fn start(config: Config) -> anyhow::Result<App> {
     );
     let mut session = config.bbdo.session.clone();
     session.max_event_bytes = config.limits.max_bbdo_event_bytes;
+    // TLS contexts once, here: a bad key or certificate stops the start.
+    let mut listener_session = session.clone();
+    listener_session.tls = config
+        .bbdo
+        .tls
+        .build(bbdo::tls::TlsSide::Server)
+        .map_err(|e| anyhow::anyhow!("bbdo: TLS: {e}"))?;
+    let mut connector_sessions = Vec::new();
+    for peer in &config.bbdo.connectors {
+        let mut s = session.clone();
+        s.tls = peer
+            .tls
+            .build(bbdo::tls::TlsSide::Client)
+            .map_err(|e| anyhow::anyhow!("bbdo.connectors `{}`: TLS: {e}", peer.address))?;
+        connector_sessions.push(s);
+    }
     let stop = CancellationToken::new();
     // Listeners are bound before anything is spawned, so that a busy port
     // fails the start instead of a background task.
@@ -108,7 +124,7 @@ pub async fn start(config: Config) -> anyhow::Result<App> {
     let mut bbdo_tasks = Vec::new();
     for listener in bbdo_listeners {
         bbdo_tasks.push(tokio::spawn(listener.run(
-            session.clone(),
+            listener_session.clone(),
             config.bbdo.allow.clone(),
             config.bbdo.max_connections,
             Arc::clone(&ingest),
@@ -116,10 +132,10 @@ pub async fn start(config: Config) -> anyhow::Result<App> {
             bbdo_stop.clone(),
         )));
     }
-    for peer in &config.bbdo.connectors {
+    for (peer, session) in config.bbdo.connectors.iter().zip(connector_sessions) {
         bbdo_tasks.push(tokio::spawn(bbdo::connector::run(
             peer.clone(),
-            session.clone(),
+            session,
             Arc::clone(&ingest),
             Arc::clone(&inputs),
             bbdo_stop.clone(),

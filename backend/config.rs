@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::auth::AuthSettings;
 use crate::bbdo::connector::ConnectorConfig;
+use crate::bbdo::tls::{TlsSetting, TlsSettings};
 use crate::bbdo::{SessionConfig, Version};
 use crate::journal::{FsyncPolicy, FullPolicy, JournalConfig};
 use crate::output::lua::{EventJsonStyle, LuaSettings};
@@ -263,6 +264,8 @@ pub struct BbdoConfig {
     /// Peers the listeners accept; empty = every peer.
     pub allow: AllowList,
     pub connectors: Vec<ConnectorConfig>,
+    /// TLS of every listener (`[bbdo]` tls…); each connector has its own.
+    pub tls: TlsSettings,
     pub session: SessionConfig,
     /// Sessions each listener holds at once; a peer past them is closed
     /// at once.
@@ -279,6 +282,7 @@ impl Default for BbdoConfig {
             listen: vec![DEFAULT_BBDO_ADDR.parse().expect("valid default address")],
             allow: AllowList::default(),
             connectors: Vec::new(),
+            tls: TlsSettings::default(),
             session: SessionConfig::default(),
             max_connections: DEFAULT_BBDO_MAX_CONNECTIONS,
         }
@@ -441,10 +445,26 @@ pub struct FileConfig {
 /// stall_timeout_secs = 60   # a packet begun must arrive whole within it
 /// max_connections = 256     # per listener
 ///
+/// # TLS for the listeners (`[bbdo]`, shared by all) and per connector
+/// tls = "auto"              # "no" (default), "auto" or "yes"
+/// private_key = "/etc/brokerstream/bbdo.key"   # with public_cert:
+/// public_cert = "/etc/brokerstream/bbdo.crt"   #   certificate mode
+/// ca_certificate = "/etc/brokerstream/ca.crt"  # verify the peer
+/// tls_hostname = "central.example"             # and its name
+///
 /// [[bbdo.connectors]]
 /// address = "central:5669"
 /// version = "3.0.1"
+/// tls = "yes"               # and the same TLS keys as [bbdo]
 /// ```
+///
+/// TLS settings are Centreon's, with its defaults: `tls` absent means
+/// `no` (TLS not listed in the welcome); `auto` and `yes` both list it,
+/// and TLS starts when the peer lists it too; with `yes`, a peer that
+/// does not is logged as an error and the session goes on in clear, as
+/// Centreon does. `encryption = true/false` (a `bbdo_server`/`bbdo_client`
+/// setting) is taken for `tls = yes/no`, and `certificate` for
+/// `public_cert`. Without key and certificate, TLS is anonymous.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BbdoFileConfig {
@@ -455,6 +475,13 @@ pub struct BbdoFileConfig {
     pub handshake_timeout_secs: Option<u64>,
     pub stall_timeout_secs: Option<u64>,
     pub max_connections: Option<usize>,
+    pub tls: Option<TlsSwitch>,
+    pub encryption: Option<bool>,
+    pub private_key: Option<PathBuf>,
+    #[serde(alias = "certificate")]
+    pub public_cert: Option<PathBuf>,
+    pub ca_certificate: Option<PathBuf>,
+    pub tls_hostname: Option<String>,
     #[serde(default)]
     pub connectors: Vec<ConnectorFileConfig>,
 }
@@ -465,6 +492,51 @@ pub struct ConnectorFileConfig {
     pub address: String,
     /// BBDO version announced; 3.0.1 when absent.
     pub version: Option<String>,
+    pub tls: Option<TlsSwitch>,
+    pub encryption: Option<bool>,
+    pub private_key: Option<PathBuf>,
+    #[serde(alias = "certificate")]
+    pub public_cert: Option<PathBuf>,
+    pub ca_certificate: Option<PathBuf>,
+    pub tls_hostname: Option<String>,
+}
+
+/// `tls = "auto"`, or a TOML boolean.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum TlsSwitch {
+    Bool(bool),
+    Text(String),
+}
+
+/// Merges the TLS keys of a `[bbdo]` table or a connector.
+fn tls_settings(
+    tls: Option<TlsSwitch>,
+    encryption: Option<bool>,
+    private_key: Option<PathBuf>,
+    public_cert: Option<PathBuf>,
+    ca_certificate: Option<PathBuf>,
+    tls_hostname: Option<String>,
+) -> Result<TlsSettings, String> {
+    let setting = match (tls, encryption) {
+        (Some(_), Some(_)) => return Err("tls and encryption are the same setting: set one".into()),
+        (Some(TlsSwitch::Bool(true)), None) | (None, Some(true)) => TlsSetting::Yes,
+        (Some(TlsSwitch::Bool(false)), None) | (None, Some(false)) | (None, None) => TlsSetting::No,
+        (Some(TlsSwitch::Text(t)), None) => {
+            TlsSetting::parse(&t).map_err(|e| format!("tls: {e}"))?
+        }
+    };
+    let settings = TlsSettings {
+        tls: setting,
+        private_key,
+        public_cert,
+        ca_certificate,
+        tls_hostname: tls_hostname.filter(|h| !h.trim().is_empty()),
+    };
+    if setting != TlsSetting::No {
+        settings.mode().map_err(|e| e.to_string())?;
+    }
+    Ok(settings)
 }
 
 /// `[lua]`: the settings every `lua` output shares.
@@ -622,6 +694,15 @@ impl Config {
             anyhow::ensure!(max > 0, "bbdo.max_connections must be at least 1");
             self.bbdo.max_connections = max;
         }
+        self.bbdo.tls = tls_settings(
+            bbdo.tls,
+            bbdo.encryption,
+            bbdo.private_key,
+            bbdo.public_cert,
+            bbdo.ca_certificate,
+            bbdo.tls_hostname,
+        )
+        .map_err(|e| anyhow::anyhow!("bbdo: {e}"))?;
         for c in bbdo.connectors {
             let version = match c.version {
                 Some(v) => v
@@ -634,9 +715,19 @@ impl Config {
                 "bbdo.connectors `{}`: version {version}: brokerstream speaks BBDO 2 and 3",
                 c.address
             );
+            let tls = tls_settings(
+                c.tls,
+                c.encryption,
+                c.private_key,
+                c.public_cert,
+                c.ca_certificate,
+                c.tls_hostname,
+            )
+            .map_err(|e| anyhow::anyhow!("bbdo.connectors `{}`: {e}", c.address))?;
             self.bbdo.connectors.push(ConnectorConfig {
                 address: c.address,
                 version,
+                tls,
             });
         }
         Ok(())
@@ -729,6 +820,39 @@ mod tests {
             Config::default().bbdo.listen,
             vec![DEFAULT_BBDO_ADDR.parse().unwrap()]
         );
+    }
+
+    #[test]
+    fn bbdo_tls_settings_and_their_centreon_aliases() {
+        let file: FileConfig = toml::from_str(
+            "[bbdo]\ntls = \"auto\"\n\n\
+             [[bbdo.connectors]]\naddress = \"x:1\"\nencryption = true\n\
+             private_key = \"/k.pem\"\ncertificate = \"/c.pem\"\ntls_hostname = \"central\"\n\n\
+             [[bbdo.connectors]]\naddress = \"x:2\"\ntls = false\n",
+        )
+        .unwrap();
+        let mut config = Config::default();
+        config.apply_file(file).unwrap();
+        assert_eq!(config.bbdo.tls.tls, TlsSetting::Auto);
+        let c = &config.bbdo.connectors[0].tls;
+        assert_eq!(c.tls, TlsSetting::Yes);
+        assert_eq!(c.public_cert.as_deref(), Some(Path::new("/c.pem")));
+        assert_eq!(c.tls_hostname.as_deref(), Some("central"));
+        assert_eq!(config.bbdo.connectors[1].tls.tls, TlsSetting::No);
+        // Centreon's default: not listed.
+        assert_eq!(Config::default().bbdo.tls.tls, TlsSetting::No);
+        for (text, error) in [
+            ("[bbdo]\ntls = \"maybe\"\n", "bbdo: tls: `maybe`"),
+            ("[bbdo]\ntls = \"yes\"\nencryption = true\n", "same setting"),
+            (
+                "[bbdo]\ntls = \"yes\"\nprivate_key = \"/k\"\n",
+                "without public_cert",
+            ),
+        ] {
+            let file: FileConfig = toml::from_str(text).unwrap();
+            let e = Config::default().apply_file(file).unwrap_err().to_string();
+            assert!(e.contains(error), "{text}: {e}");
+        }
     }
 
     #[test]

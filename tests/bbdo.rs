@@ -376,6 +376,7 @@ async fn brokerstream_dials_a_listening_broker_and_dials_again_after_a_close() {
     config.bbdo.connectors = vec![brokerstream::bbdo::connector::ConnectorConfig {
         address: broker_addr.to_string(),
         version: Version::V3,
+        tls: Default::default(),
     }];
     let server = Server::start_with(config).await;
     let path = dir.path().join("dialled.log");
@@ -420,6 +421,7 @@ async fn the_connecting_side_refuses_a_peer_of_another_major_version() {
     config.bbdo.connectors = vec![brokerstream::bbdo::connector::ConnectorConfig {
         address: broker_addr.to_string(),
         version: Version::V3,
+        tls: Default::default(),
     }];
     let server = Server::start_with(config).await;
     let mut peer = accept(&broker).await;
@@ -667,7 +669,8 @@ async fn silent_peers_and_peers_requiring_tls_are_closed_with_a_clear_error() {
         .unwrap()
         .contains("no welcome from the peer"));
 
-    // Offers TLS, and (requiring it) closes once it sees we do not.
+    // Offers TLS while it is off here, and (requiring it) closes once it
+    // sees we do not list it.
     let (peer, hello) = open_v2(addr, &["TLS", "COMPRESSION"]).await;
     assert!(!hello.offers("TLS"));
     drop(peer);
@@ -678,7 +681,7 @@ async fn silent_peers_and_peers_requiring_tls_are_closed_with_a_clear_error() {
     assert!(conn["last_error"]["message"]
         .as_str()
         .unwrap()
-        .contains("TLS, which brokerstream does not support"));
+        .contains("TLS, which is off here (bbdo tls = no)"));
 
     // Starts a TLS handshake anyway.
     let (mut peer, _) = open_v2(addr, &["TLS"]).await;
@@ -863,6 +866,7 @@ async fn a_connector_retries_until_the_broker_listens() {
     config.bbdo.connectors = vec![brokerstream::bbdo::connector::ConnectorConfig {
         address: broker_addr.to_string(),
         version: Version::V2,
+        tls: Default::default(),
     }];
     let server = Server::start_with(config).await;
     // Nothing listens yet: the connector says so and waits.

@@ -4,6 +4,7 @@
 
 mod api;
 mod bbdo;
+mod bbdo_tls;
 mod common;
 mod deadletters;
 mod file_output;

@@ -239,7 +239,7 @@ async fn handlers_can_read_the_client_address_over_plain_http_and_tls() {
 
 /// Runs `serve` with `args`, expecting it to exit at once with an error
 /// that says `expected`.
-fn fails_with(dir: &Path, args: &[&str], expected: &str) {
+pub(crate) fn fails_with(dir: &Path, args: &[&str], expected: &str) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_brokerstream"))
         .args(["serve", "--bbdo-addr", "none", "--http-addr", "127.0.0.1:0"])
         .args(args)

@@ -31,6 +31,7 @@ use super::compression::{self, Sniffed};
 use super::frame::{Deframer, Notice, Packet};
 use super::handshake::{self, Hello, Version};
 use super::inputs::{ConnectionState, ConnectionStats};
+use super::tls::{Tls, TlsSetting, Transport};
 use super::DecodeError;
 use crate::event::{Event, EventType};
 use crate::ingest::Ingest;
@@ -69,6 +70,9 @@ pub struct SessionConfig {
     /// Largest event accepted (`limits.max_bbdo_event_bytes`); a peer that
     /// sends a larger one is disconnected.
     pub max_event_bytes: usize,
+    /// Offer `TLS` (`auto`, `yes`), with the context of our side: the
+    /// server's for listeners, the client's for a connector. `None`: off.
+    pub tls: Option<Tls>,
 }
 
 impl Default for SessionConfig {
@@ -81,6 +85,7 @@ impl Default for SessionConfig {
             stall_timeout: Duration::from_secs(60),
             broker_name: "brokerstream".into(),
             max_event_bytes: super::frame::MAX_EVENT_SIZE,
+            tls: None,
         }
     }
 }
@@ -102,10 +107,14 @@ pub enum SessionError {
     HandshakeTimeout(Duration),
     #[error("the peer closed the connection during the handshake")]
     ClosedDuringHandshake,
-    #[error("the peer closed the connection right after the handshake; it offered TLS, which brokerstream does not support: if the peer requires TLS (tls: yes), set it to auto or no")]
+    #[error("the peer closed the connection right after the handshake; it offered TLS, which is off here (bbdo tls = no): if the peer requires TLS (tls: yes), set tls here to auto or yes, or the peer's to auto or no")]
     TlsRequired,
-    #[error("the peer started a TLS handshake; brokerstream does not support TLS, closing the connection (set the peer's tls to auto or no)")]
+    #[error("the peer started a TLS handshake; TLS is off here (bbdo tls = no), closing the connection (set tls to auto or yes on one side and the same on the other, or the peer's to no)")]
     TlsStarted,
+    #[error("TLS: handshake failed: {0}; closing the connection")]
+    TlsHandshake(String),
+    #[error("TLS: no handshake within {0:?}; closing the connection")]
+    TlsTimeout(Duration),
     #[error(
         "the peer closed the connection in the middle of an event ({0} bytes of it discarded)"
     )]
@@ -144,7 +153,7 @@ enum Mode {
 /// A session over any byte stream: a TCP connection, and whatever wraps
 /// one (TLS).
 pub struct Session<S = TcpStream> {
-    stream: S,
+    stream: Transport<S>,
     peer: String,
     config: SessionConfig,
     ingest: Arc<Ingest>,
@@ -193,7 +202,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let peer = stats.peer.clone();
         let deframer = Deframer::with_max_event(config.max_event_bytes);
         Session {
-            stream,
+            stream: Transport::Plain(stream),
             peer,
             config,
             ingest,
@@ -227,6 +236,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             // Whatever the journal holds need not be sent again: say so
             // before closing, if the peer still listens.
             let _ = tokio::time::timeout(FINAL_ACK_TIMEOUT, self.send_ack()).await;
+        }
+        // Over TLS this sends close_notify, as Centreon's bye does, so the
+        // peer sees an orderly end rather than a truncated TLS stream.
+        if matches!(self.stream, Transport::Tls(_)) {
+            let _ = tokio::time::timeout(FINAL_ACK_TIMEOUT, self.stream.shutdown()).await;
         }
         self.stats.closed();
         result
@@ -351,11 +365,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// `None` when asked to stop before the handshake finished.
     async fn handshake(&mut self, role: Role) -> Result<Option<()>, SessionError> {
-        let ours: Vec<&str> = if self.config.compression {
-            vec![handshake::COMPRESSION]
-        } else {
-            Vec::new()
-        };
+        // TLS first, as Centreon lists (and applies) it.
+        let mut ours: Vec<&str> = Vec::new();
+        if self.config.tls.is_some() {
+            ours.push(handshake::TLS);
+        }
+        if self.config.compression {
+            ours.push(handshake::COMPRESSION);
+        }
         let name = self.config.broker_name.clone();
         if let Role::Connect(version) = role {
             let mut out = BytesMut::new();
@@ -386,19 +403,39 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
         };
         self.version = version;
-        self.peer_offers_tls = hello.offers(handshake::TLS);
+        let peer_tls = hello.offers(handshake::TLS);
+        let counters = Arc::clone(&self.stats.tls_counters);
+        let tls = self.config.tls.clone();
+        match (&tls, peer_tls) {
+            (Some(tls), true) => match self.start_tls(tls).await? {
+                Some(()) => {}
+                None => return Ok(None),
+            },
+            (Some(tls), false) if tls.setting == TlsSetting::Yes => {
+                counters.refused_by_peer.fetch_add(1, Ordering::Relaxed);
+                let m = format!(
+                    "TLS is mandatory here (tls = yes) but peer {} does not list it: continuing in clear, as Centreon does",
+                    self.peer
+                );
+                tracing::error!("BBDO: {m}");
+                self.stats.error(m);
+            }
+            (None, true) => {
+                counters.offered_while_off.fetch_add(1, Ordering::Relaxed);
+                self.peer_offers_tls = true;
+                tracing::info!(
+                    "BBDO peer {} offers TLS, which is off here (tls = no): continuing in clear",
+                    self.peer
+                );
+            }
+            _ => {}
+        }
         let agreed: Vec<String> = ours
             .iter()
             .filter(|e| hello.offers(e))
             .map(|e| e.to_string())
             .collect();
-        if self.peer_offers_tls {
-            tracing::info!(
-                "BBDO peer {} offers TLS, which brokerstream does not support: continuing without it",
-                self.peer
-            );
-        }
-        if !agreed.is_empty() {
+        if agreed.iter().any(|e| e == handshake::COMPRESSION) {
             self.mode = Mode::Sniffing;
         }
         tracing::info!(
@@ -413,6 +450,44 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         // Bytes already read after the welcome belong to the stream.
         self.after_read()?;
         Ok(Some(()))
+    }
+
+    /// Turns the connection into TLS, right after the welcomes; `None`
+    /// when asked to stop meanwhile. A failure is counted and ends this
+    /// session only: nothing was read yet, so nothing is lost.
+    async fn start_tls(&mut self, tls: &Tls) -> Result<Option<()>, SessionError> {
+        let Transport::Plain(stream) = std::mem::replace(&mut self.stream, Transport::Gone) else {
+            return Err(SessionError::TlsHandshake("TLS started twice".into()));
+        };
+        // The peer's first TLS bytes may have come with its welcome.
+        let already = self.raw.split();
+        let timeout = self.config.handshake_timeout;
+        let stop = self.stop.clone();
+        let result = tokio::select! {
+            r = tokio::time::timeout(timeout, tls.handshake(stream, already)) => r,
+            _ = stop.cancelled() => return Ok(None),
+        };
+        let error = match result {
+            Ok(Ok((stream, negotiated))) => {
+                tracing::info!(
+                    "BBDO peer {}: TLS started ({} mode, {}, {})",
+                    self.peer,
+                    negotiated.mode.as_str(),
+                    negotiated.version,
+                    negotiated.cipher
+                );
+                self.stats.set_tls(&negotiated);
+                self.stream = Transport::Tls(Box::new(stream));
+                return Ok(Some(()));
+            }
+            Ok(Err(reason)) => SessionError::TlsHandshake(reason),
+            Err(_) => SessionError::TlsTimeout(timeout),
+        };
+        self.stats
+            .tls_counters
+            .handshake_failures
+            .fetch_add(1, Ordering::Relaxed);
+        Err(error)
     }
 
     /// Moves freshly read bytes to where packets are parsed from.

@@ -12,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::connection::{Role, Session, SessionConfig};
 use super::handshake::Version;
-use super::inputs::{ConnectorState, Inputs};
+use super::inputs::{ConnectorState, Inputs, TlsShown};
+use super::tls::TlsSettings;
 use crate::ingest::Ingest;
 
 pub const BACKOFF_MIN: Duration = Duration::from_millis(250);
@@ -26,6 +27,9 @@ pub struct ConnectorConfig {
     pub address: String,
     /// The version we announce; the peer must have the same major.
     pub version: Version,
+    /// Its own TLS settings (Centreon's, per endpoint); the client
+    /// context is built from them at start, into the session's config.
+    pub tls: TlsSettings,
 }
 
 /// The delay before attempt `n` (0 = first retry): doubling from
@@ -46,7 +50,11 @@ pub async fn run(
     inputs: Arc<Inputs>,
     stop: CancellationToken,
 ) {
-    let stats = inputs.connector(peer.address.clone(), peer.version.to_string());
+    let stats = inputs.connector(
+        peer.address.clone(),
+        peer.version.to_string(),
+        TlsShown::of(config.tls.as_ref()),
+    );
     let mut failures = 0u32;
     loop {
         stats.attempt();

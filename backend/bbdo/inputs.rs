@@ -46,6 +46,11 @@ struct Negotiated {
     poller_id: Option<i64>,
     poller_name: Option<String>,
     broker_name: Option<String>,
+    /// `none`, `anonymous` or `certificate`: what the session runs on.
+    tls: &'static str,
+    /// `TLSv1.2`, `TLSv1.3` once TLS started.
+    tls_version: Option<String>,
+    tls_cipher: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
     last_event_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -53,10 +58,35 @@ struct Negotiated {
     last_error: Option<LastError>,
 }
 
+/// TLS troubles of a listener or connector, over all its connections
+/// (closed ones are forgotten, these counts are not).
+#[derive(Debug, Default)]
+pub struct TlsCounters {
+    /// The peer listed TLS and ours is off (`tls = no`).
+    pub offered_while_off: AtomicU64,
+    /// Ours is `yes` and the peer did not list TLS: it went on in clear.
+    pub refused_by_peer: AtomicU64,
+    /// Both listed TLS and the TLS handshake failed.
+    pub handshake_failures: AtomicU64,
+}
+
+impl TlsCounters {
+    fn snapshot(&self) -> serde_json::Value {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        serde_json::json!({
+            "offered_while_off": get(&self.offered_while_off),
+            "refused_by_peer": get(&self.refused_by_peer),
+            "handshake_failures": get(&self.handshake_failures),
+        })
+    }
+}
+
 /// One BBDO connection's live counters.
 #[derive(Debug)]
 pub struct ConnectionStats {
     pub peer: String,
+    /// Its listener's or connector's.
+    pub tls_counters: Arc<TlsCounters>,
     pub opened_at: OffsetDateTime,
     negotiated: Mutex<Negotiated>,
     /// Events read (control messages excluded).
@@ -79,8 +109,13 @@ pub struct ConnectionStats {
 
 impl ConnectionStats {
     pub fn new(peer: String) -> Arc<Self> {
+        Self::with_counters(peer, Arc::default())
+    }
+
+    fn with_counters(peer: String, tls_counters: Arc<TlsCounters>) -> Arc<Self> {
         Arc::new(ConnectionStats {
             peer,
+            tls_counters,
             opened_at: OffsetDateTime::now_utc(),
             negotiated: Mutex::new(Negotiated {
                 state: ConnectionState::Handshake,
@@ -91,6 +126,9 @@ impl ConnectionStats {
                 poller_id: None,
                 poller_name: None,
                 broker_name: None,
+                tls: "none",
+                tls_version: None,
+                tls_cipher: None,
                 last_event_at: None,
                 closed_at: None,
                 last_error: None,
@@ -121,6 +159,14 @@ impl ConnectionStats {
         n.poller_id = hello.poller_id;
         n.poller_name = hello.poller_name.clone();
         n.broker_name = hello.broker_name.clone();
+    }
+
+    /// TLS runs, as agreed.
+    pub fn set_tls(&self, tls: &super::tls::Negotiated) {
+        let mut n = lock(&self.negotiated);
+        n.tls = tls.mode.as_str();
+        n.tls_version = Some(tls.version.clone());
+        n.tls_cipher = Some(tls.cipher.clone());
     }
 
     pub fn set_compressed(&self) {
@@ -227,7 +273,33 @@ pub struct ListenerStats {
     /// `max_connections` sessions.
     pub over_limit: AtomicU64,
     last_over_limit: Mutex<Option<Refused>>,
+    /// `no`, `auto` or `yes`, and the mode when not `no`.
+    tls: TlsShown,
+    pub tls_counters: Arc<TlsCounters>,
     connections: Connections,
+}
+
+/// How an input is configured for TLS, as shown.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TlsShown {
+    pub setting: &'static str,
+    /// `anonymous` or `certificate`; absent when TLS is off.
+    pub mode: Option<&'static str>,
+}
+
+impl TlsShown {
+    pub fn of(tls: Option<&super::tls::Tls>) -> TlsShown {
+        match tls {
+            Some(t) => TlsShown {
+                setting: t.setting.as_str(),
+                mode: Some(t.mode.as_str()),
+            },
+            None => TlsShown {
+                setting: "no",
+                mode: None,
+            },
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -258,7 +330,7 @@ impl ListenerStats {
 
     pub fn connection(&self, peer: String) -> Arc<ConnectionStats> {
         self.accepted.fetch_add(1, Ordering::Relaxed);
-        let c = ConnectionStats::new(peer);
+        let c = ConnectionStats::with_counters(peer, Arc::clone(&self.tls_counters));
         self.connections.add(Arc::clone(&c));
         c
     }
@@ -288,12 +360,14 @@ pub struct ConnectorStats {
     pub address: String,
     pub version: String,
     inner: Mutex<ConnectorInner>,
+    tls: TlsShown,
+    pub tls_counters: Arc<TlsCounters>,
     connections: Connections,
 }
 
 impl ConnectorStats {
     pub fn connection(&self, peer: String) -> Arc<ConnectionStats> {
-        let c = ConnectionStats::new(peer);
+        let c = ConnectionStats::with_counters(peer, Arc::clone(&self.tls_counters));
         self.connections.add(Arc::clone(&c));
         c
     }
@@ -340,6 +414,7 @@ impl Inputs {
         address: SocketAddr,
         allow: Vec<String>,
         max_connections: usize,
+        tls: TlsShown,
     ) -> Arc<ListenerStats> {
         let l = Arc::new(ListenerStats {
             address,
@@ -350,13 +425,20 @@ impl Inputs {
             max_connections,
             over_limit: AtomicU64::new(0),
             last_over_limit: Mutex::new(None),
+            tls,
+            tls_counters: Arc::default(),
             connections: Connections::default(),
         });
         lock(&self.listeners).push(Arc::clone(&l));
         l
     }
 
-    pub fn connector(&self, address: String, version: String) -> Arc<ConnectorStats> {
+    pub fn connector(
+        &self,
+        address: String,
+        version: String,
+        tls: TlsShown,
+    ) -> Arc<ConnectorStats> {
         let c = Arc::new(ConnectorStats {
             address,
             version,
@@ -366,6 +448,8 @@ impl Inputs {
                 last_error: None,
                 next_retry_at: None,
             }),
+            tls,
+            tls_counters: Arc::default(),
             connections: Connections::default(),
         });
         lock(&self.connectors).push(Arc::clone(&c));
@@ -387,6 +471,8 @@ impl Inputs {
                     "max_connections": l.max_connections,
                     "connections_over_limit": l.over_limit.load(Ordering::Relaxed),
                     "last_over_limit": *lock(&l.last_over_limit),
+                    "tls": l.tls,
+                    "tls_errors": l.tls_counters.snapshot(),
                     "connections": l.connections.snapshot(),
                 })
             })
@@ -398,6 +484,8 @@ impl Inputs {
                     "kind": "connector",
                     "address": c.address,
                     "version": c.version,
+                    "tls": c.tls,
+                    "tls_errors": c.tls_counters.snapshot(),
                     "connections": c.connections.snapshot(),
                 });
                 if let (Some(obj), Ok(serde_json::Value::Object(extra))) =

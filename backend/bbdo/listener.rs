@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::connection::{Role, Session, SessionConfig};
-use super::inputs::Inputs;
+use super::inputs::{Inputs, TlsShown};
 use crate::ingest::Ingest;
 use crate::net::AllowList;
 use crate::throttle::LogThrottle;
@@ -52,7 +52,12 @@ impl Listener {
         inputs: Arc<Inputs>,
         stop: CancellationToken,
     ) {
-        let stats = inputs.listener(self.address, allow.entries(), max_connections);
+        let stats = inputs.listener(
+            self.address,
+            allow.entries(),
+            max_connections,
+            TlsShown::of(config.tls.as_ref()),
+        );
         let over_limit_log = LogThrottle::new(OVER_LIMIT_LOG_INTERVAL);
         if allow.is_empty() {
             tracing::info!("BBDO listening on {} (every peer allowed)", self.address);

@@ -11,8 +11,11 @@
 //! - [`listener`] and [`connector`]: accept peers, or dial them and
 //!   reconnect; [`Inputs`] is what `GET /api/v1/inputs` shows of them.
 //!
-//! TLS is not supported: a peer that offers it is told only about
-//! compression, one that starts a TLS handshake anyway is closed with a
+//! - [`tls`]: the `TLS` extension, started right after the welcomes on
+//!   the same connection (OpenSSL, for Centreon's anonymous suites).
+//!
+//! A peer that offers TLS while it is off here (`tls = no`) is answered
+//! without it; one that starts a TLS handshake anyway is closed with a
 //! clear error, and one that requires TLS closes the connection itself
 //! right after the handshake, which is logged as such.
 
@@ -25,6 +28,7 @@ pub mod inputs;
 pub mod listener;
 pub mod mapped;
 pub mod protobuf;
+pub mod tls;
 
 use bytes::BytesMut;
 

@@ -409,6 +409,25 @@ pub async fn metrics(State(ctx): State<Context>) -> impl IntoResponse {
         );
     }
 
+    family(
+        &mut out,
+        "brokerstream_bbdo_tls_errors_total",
+        "counter",
+        "BBDO TLS troubles of each listener and connector: offered_while_off (the peer lists TLS, off here), refused_by_peer (tls = yes here, the peer does not list it), handshake_failures.",
+    );
+    for kind in ["listeners", "connectors"] {
+        for input in inputs[kind].as_array().into_iter().flatten() {
+            let address = label(input["address"].as_str().unwrap_or(""));
+            for reason in ["offered_while_off", "refused_by_peer", "handshake_failures"] {
+                let _ = writeln!(
+                    out,
+                    "brokerstream_bbdo_tls_errors_total{{input=\"{address}\",reason=\"{reason}\"}} {}",
+                    input["tls_errors"][reason].as_u64().unwrap_or(0)
+                );
+            }
+        }
+    }
+
     http_server(&mut out, &ctx.http_stats);
 
     (

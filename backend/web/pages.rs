@@ -281,6 +281,8 @@ struct BbdoRow {
     acknowledged: u64,
     refusals: u64,
     last_error: String,
+    /// `TLS anonymous, TLSv1.2`; empty for a session in clear.
+    tls: String,
 }
 
 fn bbdo_rows(inputs: &serde_json::Value) -> Vec<BbdoRow> {
@@ -308,6 +310,12 @@ fn bbdo_rows(inputs: &serde_json::Value) -> Vec<BbdoRow> {
                     acknowledged: c["events_acknowledged"].as_u64().unwrap_or(0),
                     refusals: c["errors"]["ingest_refusals"].as_u64().unwrap_or(0),
                     last_error: text(&c["last_error"]["message"]),
+                    tls: match c["tls"].as_str() {
+                        Some(mode) if mode != "none" => {
+                            format!("TLS {mode}, {}", text(&c["tls_version"]))
+                        }
+                        _ => String::new(),
+                    },
                 });
             }
         }
