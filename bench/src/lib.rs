@@ -31,6 +31,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use brokerstream::bbdo::frame::Deframer;
+use brokerstream::bbdo::tls::TlsSettings;
 use brokerstream::bbdo::{self, handshake, Version};
 use brokerstream::event::{Event, Value};
 
@@ -56,6 +57,10 @@ pub struct LoadOptions {
     /// The blackhole's base URL (`http://127.0.0.1:PORT`): wait until it
     /// received every metric event and measure the latency.
     pub blackhole: Option<String>,
+    /// List `TLS` in the welcome and run the session inside TLS, as a
+    /// Centreon Broker with `tls: yes` does (anonymous without a key and
+    /// certificate, certificate mode with them).
+    pub tls: Option<TlsSettings>,
 }
 
 impl LoadOptions {
@@ -68,6 +73,7 @@ impl LoadOptions {
             rate: None,
             names: false,
             blackhole: None,
+            tls: None,
         }
     }
 }
@@ -85,6 +91,9 @@ pub struct LoadReport {
     pub events_per_second: f64,
     /// What the blackhole saw, when asked to look.
     pub delivery: Option<Delivery>,
+    /// The TLS session's mode and version (`anonymous TLSv1.2`), when the
+    /// run used TLS.
+    pub tls: Option<String>,
 }
 
 /// Ingest to destination, as the blackhole saw it.
@@ -199,14 +208,67 @@ fn names(version: Version) -> Vec<Event> {
 /// blackhole, until it received them).
 pub async fn load(addr: SocketAddr, options: &LoadOptions) -> anyhow::Result<LoadReport> {
     let version = options.version;
-    let stream = TcpStream::connect(addr)
+    let mut stream = TcpStream::connect(addr)
         .await
         .with_context(|| format!("cannot connect to {addr}"))?;
     stream.set_nodelay(true)?;
-    let (mut reader, mut writer) = stream.into_split();
+    let tls = match &options.tls {
+        Some(settings) => bbdo::tls::client(settings)?,
+        None => None,
+    };
+    let extensions: &[&str] = if tls.is_some() {
+        &[handshake::TLS]
+    } else {
+        &[]
+    };
     let mut hello = BytesMut::new();
-    handshake::encode(version, &[], "brokerstream-load", &mut hello);
-    writer.write_all(&hello).await?;
+    handshake::encode(version, extensions, "brokerstream-load", &mut hello);
+    stream.write_all(&hello).await?;
+    let Some(tls) = tls else {
+        let (reader, writer) = stream.into_split();
+        return drive(reader, writer, options, None).await;
+    };
+    // TLS starts right after both welcomes: read brokerstream's, which
+    // must list TLS too, then hand what came after it to the handshake.
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut deframer = Deframer::new();
+    let welcome = loop {
+        if let Some(packet) = deframer.next(&mut buf) {
+            break packet;
+        }
+        if stream.read_buf(&mut buf).await? == 0 {
+            anyhow::bail!("brokerstream closed the connection before its welcome");
+        }
+    };
+    let peer = handshake::parse(&welcome)?;
+    anyhow::ensure!(
+        peer.offers(handshake::TLS),
+        "brokerstream's BBDO listener does not list TLS: set [bbdo] tls = \"auto\" or \"yes\""
+    );
+    let (session, negotiated) = tls
+        .handshake(stream, buf)
+        .await
+        .map_err(|e| anyhow::anyhow!("TLS handshake with {addr}: {e}"))?;
+    let shown = format!("{} {}", negotiated.mode.as_str(), negotiated.version);
+    // One TLS session, read by the acknowledgement task and written by
+    // this one: tokio's split shares it under a lock, a cost that belongs
+    // to the TLS row's figures as a sender's own would.
+    let (reader, writer) = tokio::io::split(session);
+    drive(reader, writer, options, Some(shown)).await
+}
+
+/// The run itself, over the connection's two halves, clear or TLS.
+async fn drive<R, W>(
+    mut reader: R,
+    mut writer: W,
+    options: &LoadOptions,
+    tls: Option<String>,
+) -> anyhow::Result<LoadReport>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let version = options.version;
 
     let acknowledged = Arc::new(AtomicU64::new(0));
     let acks = {
@@ -320,6 +382,7 @@ pub async fn load(addr: SocketAddr, options: &LoadOptions) -> anyhow::Result<Loa
         seconds,
         events_per_second: events as f64 / seconds,
         delivery,
+        tls,
     })
 }
 

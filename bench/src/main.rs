@@ -4,8 +4,10 @@
 //! everything. `scripts/bench-e2e` drives both.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use brokerstream::bbdo::tls::{TlsSetting, TlsSettings};
 use brokerstream::bbdo::Version;
 use brokerstream_bench::{BlackholeStats, LoadOptions};
 use clap::{Parser, Subcommand};
@@ -54,6 +56,29 @@ struct LoadArgs {
     /// every event and report ingest-to-destination latency.
     #[arg(long, value_name = "URL")]
     blackhole: Option<String>,
+    /// Run the session inside TLS, as a Centreon Broker with `tls: yes`:
+    /// `anonymous` (no certificate) or `cert` (with --tls-key and
+    /// --tls-cert). brokerstream's listener needs `[bbdo] tls` set.
+    #[arg(long, value_enum)]
+    tls: Option<TlsArg>,
+    /// PEM private key for `--tls cert`.
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// PEM certificate for `--tls cert`.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM CA that signed brokerstream's certificate: verify it.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// The name brokerstream's certificate must carry (with --tls-ca).
+    #[arg(long, value_name = "NAME")]
+    tls_hostname: Option<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TlsArg {
+    Anonymous,
+    Cert,
 }
 
 #[derive(clap::Args)]
@@ -81,6 +106,26 @@ fn main() -> ExitCode {
 
 fn load(args: LoadArgs) -> anyhow::Result<()> {
     let version = if args.bbdo3 { Version::V3 } else { Version::V2 };
+    let tls = match args.tls {
+        None => None,
+        Some(TlsArg::Anonymous) => Some(TlsSettings {
+            tls: TlsSetting::Yes,
+            ..TlsSettings::default()
+        }),
+        Some(TlsArg::Cert) => {
+            anyhow::ensure!(
+                args.tls_key.is_some() && args.tls_cert.is_some(),
+                "--tls cert needs --tls-key and --tls-cert"
+            );
+            Some(TlsSettings {
+                tls: TlsSetting::Yes,
+                private_key: args.tls_key,
+                public_cert: args.tls_cert,
+                ca_certificate: args.tls_ca,
+                tls_hostname: args.tls_hostname,
+            })
+        }
+    };
     let options = LoadOptions {
         version,
         events: args.events,
@@ -92,6 +137,7 @@ fn load(args: LoadArgs) -> anyhow::Result<()> {
         rate: args.rate,
         names: args.names,
         blackhole: args.blackhole,
+        tls,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let report = runtime.block_on(brokerstream_bench::load(args.bbdo, &options))?;

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use brokerstream::app::{self, App};
+use brokerstream::bbdo::tls::{TlsSetting, TlsSettings};
 use brokerstream::bbdo::Version;
 use brokerstream::config::{BbdoConfig, Config, Redacted};
 use brokerstream_bench::{self as bench, BlackholeStats, LoadOptions};
@@ -27,12 +28,17 @@ struct Service {
 
 impl Service {
     async fn start(dir: &Path) -> Service {
+        Service::start_with_tls(dir, TlsSettings::default()).await
+    }
+
+    async fn start_with_tls(dir: &Path, tls: TlsSettings) -> Service {
         let config = Config {
             data_dir: dir.to_owned(),
             http_addr: "127.0.0.1:0".parse().unwrap(),
             admin_password: Some(Redacted(ADMIN_PASSWORD.into())),
             bbdo: BbdoConfig {
                 listen: vec!["127.0.0.1:0".parse().unwrap()],
+                tls,
                 ..BbdoConfig::disabled()
             },
             ..Config::default()
@@ -218,4 +224,46 @@ async fn the_load_tool_fails_clearly_without_a_listener() {
         .await
         .unwrap_err();
     assert!(error.to_string().contains("cannot connect"), "{error}");
+}
+
+#[tokio::test]
+async fn the_load_tool_speaks_anonymous_tls_to_a_listener_that_offers_it() {
+    let anonymous = TlsSettings {
+        tls: TlsSetting::Yes,
+        ..TlsSettings::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Service::start_with_tls(
+        dir.path(),
+        TlsSettings {
+            tls: TlsSetting::Auto,
+            ..TlsSettings::default()
+        },
+    )
+    .await;
+    let path = dir.path().join("tls.log");
+    server
+        .create_file_output(&path, json!({"category": ["storage"]}))
+        .await;
+    let options = LoadOptions {
+        batch: 200,
+        tls: Some(anonymous.clone()),
+        ..LoadOptions::new(Version::V3, 1500)
+    };
+    let report = bench::load(server.bbdo_addr(), &options).await.unwrap();
+    assert_eq!(report.acknowledged, 1500);
+    assert_eq!(report.tls.as_deref(), Some("anonymous TLSv1.2"));
+    assert_eq!(wait_lines(&path, 1500).await.len(), 1500);
+    server.stop().await;
+
+    // A listener without TLS: the tool says what to set, sends nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Service::start(dir.path()).await;
+    let options = LoadOptions {
+        tls: Some(anonymous),
+        ..LoadOptions::new(Version::V2, 10)
+    };
+    let error = bench::load(server.bbdo_addr(), &options).await.unwrap_err();
+    assert!(error.to_string().contains("does not list TLS"), "{error}");
+    server.stop().await;
 }
