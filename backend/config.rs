@@ -486,6 +486,9 @@ pub struct BbdoFileConfig {
     pub connectors: Vec<ConnectorFileConfig>,
 }
 
+/// Its TLS keys repeat `BbdoFileConfig`'s rather than sit in a flattened
+/// struct: serde's `flatten` cannot be combined with `deny_unknown_fields`,
+/// and a misspelt key must stay an error.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectorFileConfig {
