@@ -2220,6 +2220,48 @@ async fn held_back_at_the_bound_a_script_that_sends_from_flush_drains_everything
     server.stop().await;
 }
 
+/// Category `local` never reaches a script, even one with no filter: it
+/// is counted as filtered out and acknowledged with the rest.
+#[tokio::test]
+async fn local_events_never_reach_a_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), None).await;
+    let scripts = dir.path().join("scripts");
+    std::fs::create_dir_all(&scripts).unwrap();
+    let seen = dir.path().join("seen.txt");
+    std::fs::write(
+        scripts.join("seen.lua"),
+        "local out\n\
+         function init(conf) out = conf.out end\n\
+         function write(e)\n\
+           local f = io.open(out, 'a'); f:write(e.category, ':', e.element, '\\n'); f:close()\n\
+           return true\n\
+         end\n",
+    )
+    .unwrap();
+    create_lua(
+        &server,
+        "seen",
+        "seen.lua",
+        json!([{"name": "out", "type": "string", "value": seen.to_str().unwrap()}]),
+    )
+    .await;
+    let local_stop = json!({"_type": (9 << 16) | 1, "category": 9, "element": 1});
+    let (code, answer) = server
+        .post_events(&[host_status(1, 0, "x"), local_stop, host_status(2, 0, "y")])
+        .await;
+    assert_eq!(code, 200, "{answer}");
+    let status = server
+        .wait_status("seen", "3 acknowledged", |s| {
+            s["counters"]["acknowledged"] == 3
+        })
+        .await;
+    assert_eq!(status["counters"]["written"], 2, "{status:#}");
+    assert_eq!(status["counters"]["filtered_out"], 1, "{status:#}");
+    assert_eq!(wait_lines(&seen, 2).await, ["1:14", "1:14"]);
+    server.stop().await;
+}
+
 /// Posts to `POST /api/v1/outputs/{name}/flush` and gives the record.
 async fn flush_now(server: &Server, name: &str) -> Value {
     let response = server

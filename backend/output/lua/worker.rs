@@ -34,6 +34,11 @@ use crate::output::status::{
 use crate::output::tail::{Stage, Tail};
 use crate::output::{OutputSpec, Secrets};
 
+/// Category `local` (9): Centreon never hands its events (a stop, a
+/// central's own markers it may republish) to a script, whatever the
+/// output's filters (docs/lua-runtime.md §1.1).
+const LOCAL_CATEGORY: u16 = 9;
+
 /// Events read from the journal at a time.
 const READ_BATCH: usize = 1000;
 /// Centreon calls `flush()` about once a second while idle.
@@ -498,7 +503,8 @@ impl Session<'_> {
             if watching.stage(Stage::Received) {
                 self.tail.publish(Stage::Received, entry.seq, &entry.event);
             }
-            if !self.filter.accepts(entry.event.event_type()) {
+            let ty = entry.event.event_type();
+            if !self.filter.accepts(ty) || ty.category() == LOCAL_CATEGORY {
                 // Centreon never shows these to the script; they are released
                 // with the next acknowledgement, or now if nothing waits.
                 filtered += 1;
