@@ -90,7 +90,7 @@ impl Lab {
         .unwrap_or_else(|e| panic!("{file} does not load: {e}"))
     }
 
-    fn logs(&self) -> Vec<String> {
+    pub(crate) fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()
     }
 }

@@ -18,6 +18,7 @@ mod lua_fallbacks;
 mod lua_modules;
 mod native;
 mod observe;
+mod pb_views;
 mod scripts;
 mod secrets;
 mod security;

@@ -616,8 +616,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     stats.oversized_events.fetch_add(1, Ordering::Relaxed);
                     fatal.get_or_insert(SessionError::EventTooLarge { event_type, limit });
                 }
-                Notice::Interrupted { event_type } => tracing::warn!(
-                    "BBDO: peer {}: split event {event_type} ended without its last packet",
+                // What a Centreon writer sends for a protobuf event of an
+                // exact multiple of 0xFFFF bytes (docs/bbdo.md §5.4): normal,
+                // so not a warning.
+                Notice::Interrupted { event_type } => tracing::debug!(
+                    "BBDO: peer {}: split event {event_type} had no closing packet; handed on whole",
                     self.peer
                 ),
             }

@@ -121,6 +121,8 @@ pub struct Deframer {
     partial: Option<Partial>,
     /// Bytes dropped since the last valid header.
     skipping: u64,
+    /// Corrupt headers met where a packet should start: one per
+    /// resynchronisation, however many bytes it drops.
     pub crc_errors: u64,
     pub bytes_skipped: u64,
     /// Whole packets consumed (with a valid header), each part of a split
@@ -180,8 +182,8 @@ impl Deframer {
             if header_is_valid(buf) != Some(true) {
                 if self.skipping == 0 {
                     self.notices.push(Notice::BadCrc);
+                    self.crc_errors += 1;
                 }
-                self.crc_errors += 1;
                 self.skipping += 1;
                 self.bytes_skipped += 1;
                 buf.advance(1);
@@ -385,6 +387,10 @@ mod tests {
         let payloads: Vec<_> = packets.iter().map(|p| &p.payload[..]).collect();
         assert_eq!(payloads, [&b"one"[..], &b"three"[..]]);
         assert_eq!(d.bytes_skipped, 16 + 3);
+        assert_eq!(
+            d.crc_errors, 1,
+            "one corrupt header, however many bytes dropped"
+        );
         assert_eq!(
             d.take_notices(),
             [Notice::BadCrc, Notice::Resynchronised { skipped: 19 }]

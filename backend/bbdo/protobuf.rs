@@ -16,61 +16,36 @@
 //! protobuf does with unknown fields. Packed and unpacked repeated scalars
 //! are both read; packed is written.
 //!
-//! Nested messages whose layout this codec holds (`BBDOHeader`, `TagInfo`,
-//! `Bbdo`, the `map<uint64, uint64>` entry of `RebuildMessage`) decode to a
-//! `Value::Table` keyed by field name. The others (`AgentInfo`,
-//! `ServiceState`, `TimePoint`, `Timeserie`, whose layouts docs/bbdo.md
-//! §3.4 gives but which are not here yet) decode to a `Value::Table` of
-//! their raw fields, keyed by field number in wire order: varint → integer,
-//! 64-bit → float (their doubles), 32-bit → integer, length-delimited → a
-//! string when it is UTF-8, else a list of byte values. Encoding such a
-//! table writes integers and booleans as varints, floats as 64-bit, strings
-//! as length-delimited, so integer and string fields round-trip.
+//! Nested messages decode to a `Value::Table` keyed by field name, from
+//! the layouts the catalogue holds (`catalogue::message`), and every
+//! message, the event's own included, is completed by the proto3 presence
+//! rules (`event::proto3`): an unset sub-message is a table of its
+//! defaults (`header` is `{conf_version = 0}`), and once one member of a
+//! oneof is set, every member is present. `bytes` travel as hexadecimal
+//! text. Nesting deeper than `event::MAX_NESTING` is refused: OpenTelemetry
+//! values can contain themselves.
 
 use bytes::{Buf, BufMut};
 use prost::encoding::{decode_key, decode_varint, encode_key, encode_varint, WireType};
 
-use crate::event::{Event, EventDef, FieldDef, FieldType, Label, Value};
+use crate::event::{
+    catalogue, proto3, Event, EventDef, FieldDef, FieldType, Label, Value, MAX_NESTING,
+};
 
 use super::DecodeError;
 
-/// Sub-messages whose layout this codec holds (docs/bbdo.md §3.4).
-fn layout(message: &str) -> Option<&'static [FieldDef]> {
-    const fn f(key: &'static str, ty: FieldType, tag: u32) -> FieldDef {
-        FieldDef::pb(key, ty, tag, Label::Single)
-    }
-    static BBDO_HEADER: &[FieldDef] = &[f("conf_version", FieldType::PbUInt32, 1)];
-    static TAG_INFO: &[FieldDef] = &[
-        f("id", FieldType::PbUInt64, 1),
-        f("type", FieldType::PbEnum, 2),
-    ];
-    static BBDO: &[FieldDef] = &[
-        f("major", FieldType::PbUInt32, 1),
-        f("minor", FieldType::PbUInt32, 2),
-        f("patch", FieldType::PbUInt32, 3),
-    ];
-    static U64_MAP_ENTRY: &[FieldDef] = &[
-        f("key", FieldType::PbUInt64, 1),
-        f("value", FieldType::PbUInt64, 2),
-    ];
-    static TIMESERIE_ENTRY: &[FieldDef] = &[
-        f("key", FieldType::PbUInt64, 1),
-        f("value", FieldType::PbMessage("Timeserie"), 2),
-    ];
-    Some(match message {
-        "BBDOHeader" => BBDO_HEADER,
-        "TagInfo" => TAG_INFO,
-        "Bbdo" => BBDO,
-        "MetricToIndexIdEntry" => U64_MAP_ENTRY,
-        "TimeserieEntry" => TIMESERIE_ENTRY,
-        _ => return None,
-    })
+fn layout(message: &str) -> &'static [FieldDef] {
+    catalogue::message(message).unwrap_or(&[])
 }
 
 fn wire_type(ty: FieldType) -> WireType {
     match ty {
-        FieldType::PbDouble => WireType::SixtyFourBit,
-        FieldType::PbString | FieldType::PbMessage(_) => WireType::LengthDelimited,
+        FieldType::PbDouble | FieldType::PbFixed64 | FieldType::PbSFixed64 => {
+            WireType::SixtyFourBit
+        }
+        FieldType::PbString | FieldType::PbBytes | FieldType::PbMessage(_) => {
+            WireType::LengthDelimited
+        }
         _ => WireType::Varint,
     }
 }
@@ -89,7 +64,7 @@ fn err(def_name: &str, e: impl std::fmt::Display) -> DecodeError {
 /// Decodes a protobuf payload into an event of `def`.
 pub fn decode(def: &'static EventDef, payload: &[u8]) -> Result<Event, DecodeError> {
     let mut event = Event::new(def);
-    let values = decode_fields(def.fields, payload).map_err(|e| err(def.name, e))?;
+    let values = decode_fields(def.fields, payload, 0).map_err(|e| err(def.name, e))?;
     for (slot, value) in event.values_mut().iter_mut().zip(values) {
         *slot = value;
     }
@@ -97,14 +72,29 @@ pub fn decode(def: &'static EventDef, payload: &[u8]) -> Result<Event, DecodeErr
 }
 
 /// One slot per field of `fields`, filled from the message bytes.
-fn decode_fields(fields: &[FieldDef], mut buf: &[u8]) -> Result<Vec<Option<Value>>, String> {
+fn decode_fields(
+    fields: &[FieldDef],
+    mut buf: &[u8],
+    depth: usize,
+) -> Result<Vec<Option<Value>>, String> {
+    if depth > MAX_NESTING {
+        return Err(format!("messages nested deeper than {MAX_NESTING} levels"));
+    }
     let mut values: Vec<Option<Value>> = vec![None; fields.len()];
+    let mut next = 0;
     while buf.has_remaining() {
         let (tag, wt) = decode_key(&mut buf).map_err(|e| e.to_string())?;
-        let Some(index) = fields.iter().position(|f| f.tag == tag) else {
+        // Writers emit fields in number order, which is mostly declaration
+        // order: try the field after the last one first.
+        let index = match fields.get(next) {
+            Some(f) if f.tag == tag => Some(next),
+            _ => fields.iter().position(|f| f.tag == tag),
+        };
+        let Some(index) = index else {
             skip(wt, &mut buf)?;
             continue;
         };
+        next = index + 1;
         let field = &fields[index];
         let expected = wire_type(field.ty);
         if field.label == Label::Repeated {
@@ -115,41 +105,39 @@ fn decode_fields(fields: &[FieldDef], mut buf: &[u8]) -> Result<Vec<Option<Value
             if wt == WireType::LengthDelimited && is_packable(field.ty) {
                 let mut packed = length_delimited(&mut buf)?;
                 while packed.has_remaining() {
-                    items.push(scalar(field.ty, expected, &mut packed)?);
+                    items.push(scalar(field.ty, &mut packed, depth)?);
                 }
             } else if wt == expected {
-                items.push(scalar(field.ty, wt, &mut buf)?);
+                items.push(scalar(field.ty, &mut buf, depth)?);
             } else {
                 skip(wt, &mut buf)?;
             }
         } else if wt == expected {
             // Last one wins, as protobuf merges repeated occurrences of a
             // scalar.
-            values[index] = Some(scalar(field.ty, wt, &mut buf)?);
+            values[index] = Some(scalar(field.ty, &mut buf, depth)?);
         } else {
             skip(wt, &mut buf)?;
         }
     }
+    // The plain scalars and lists here, on the hot path; sub-message
+    // defaults and oneofs, rarer, by the shared rules.
+    let mut rest = false;
     for (slot, field) in values.iter_mut().zip(fields) {
-        if slot.is_none() {
-            *slot = match field.label {
-                Label::Repeated => Some(Value::List(Vec::new())),
-                Label::Optional => None,
-                Label::Single => default_of(field.ty),
-            };
+        if slot.is_some() {
+            continue;
+        }
+        match (field.label, field.ty) {
+            (Label::Repeated, _) => *slot = Some(Value::List(Vec::new())),
+            (Label::Optional, _) => {}
+            (Label::Single, FieldType::PbMessage(_)) | (Label::OneOf(_), _) => rest = true,
+            (Label::Single, ty) => *slot = Some(ty.proto3_default()),
         }
     }
+    if rest {
+        proto3::complete(fields, &mut values);
+    }
     Ok(values)
-}
-
-fn default_of(ty: FieldType) -> Option<Value> {
-    Some(match ty {
-        FieldType::PbBool => Value::Bool(false),
-        FieldType::PbDouble => Value::Float(0.0),
-        FieldType::PbString => Value::Str(String::new()),
-        FieldType::PbMessage(_) => return None,
-        _ => Value::Int(0),
-    })
 }
 
 fn length_delimited<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8], String> {
@@ -184,78 +172,34 @@ fn skip(wt: WireType, buf: &mut &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-fn scalar(ty: FieldType, wt: WireType, buf: &mut &[u8]) -> Result<Value, String> {
+fn scalar(ty: FieldType, buf: &mut &[u8], depth: usize) -> Result<Value, String> {
     let varint = |buf: &mut &[u8]| decode_varint(buf).map_err(|e| e.to_string());
+    let fixed64 = |buf: &mut &[u8]| {
+        if buf.len() < 8 {
+            return Err("message ends inside a 64-bit field".to_owned());
+        }
+        Ok(buf.get_u64_le())
+    };
     Ok(match ty {
         FieldType::PbBool => Value::Bool(varint(buf)? != 0),
         FieldType::PbInt32 | FieldType::PbEnum => Value::Int((varint(buf)? as i32).into()),
         FieldType::PbUInt32 => Value::Int((varint(buf)? as u32).into()),
         FieldType::PbInt64 | FieldType::PbUInt64 => Value::Int(varint(buf)? as i64),
-        FieldType::PbDouble => {
-            if buf.len() < 8 {
-                return Err("message ends inside a double".into());
-            }
-            Value::Float(buf.get_f64_le())
+        FieldType::PbSInt32 => {
+            let n = varint(buf)? as u32;
+            Value::Int(i64::from((n >> 1) as i32 ^ -((n & 1) as i32)))
         }
+        FieldType::PbFixed64 | FieldType::PbSFixed64 => Value::Int(fixed64(buf)? as i64),
+        FieldType::PbDouble => Value::Float(f64::from_bits(fixed64(buf)?)),
         FieldType::PbString => Value::Str(String::from_utf8_lossy(length_delimited(buf)?).into()),
+        FieldType::PbBytes => Value::Str(hex::encode(length_delimited(buf)?)),
         FieldType::PbMessage(name) => {
-            let bytes = length_delimited(buf)?;
-            match layout(name) {
-                Some(fields) => {
-                    let values = decode_fields(fields, bytes)?;
-                    Value::Table(
-                        fields
-                            .iter()
-                            .zip(values)
-                            .filter_map(|(f, v)| v.map(|v| (f.key.to_owned(), v)))
-                            .collect(),
-                    )
-                }
-                None => raw_table(bytes)?,
-            }
+            let fields = layout(name);
+            let values = decode_fields(fields, length_delimited(buf)?, depth + 1)?;
+            proto3::message_table(fields, values)
         }
-        other => {
-            let _ = wt;
-            return Err(format!("{other:?} is not a protobuf type"));
-        }
+        other => return Err(format!("{other:?} is not a protobuf type")),
     })
-}
-
-/// A message of unknown layout: its raw fields keyed by number.
-fn raw_table(mut buf: &[u8]) -> Result<Value, String> {
-    let mut entries = Vec::new();
-    while buf.has_remaining() {
-        let (tag, wt) = decode_key(&mut buf).map_err(|e| e.to_string())?;
-        let value = match wt {
-            WireType::Varint => {
-                Value::Int(decode_varint(&mut buf).map_err(|e| e.to_string())? as i64)
-            }
-            WireType::SixtyFourBit => {
-                if buf.len() < 8 {
-                    return Err("message ends inside a field".into());
-                }
-                Value::Float(buf.get_f64_le())
-            }
-            WireType::ThirtyTwoBit => {
-                if buf.len() < 4 {
-                    return Err("message ends inside a field".into());
-                }
-                Value::Int(buf.get_u32_le().into())
-            }
-            WireType::LengthDelimited => {
-                let bytes = length_delimited(&mut buf)?;
-                match std::str::from_utf8(bytes) {
-                    Ok(s) => Value::Str(s.to_owned()),
-                    Err(_) => Value::List(bytes.iter().map(|&b| Value::Int(b.into())).collect()),
-                }
-            }
-            WireType::StartGroup | WireType::EndGroup => {
-                return Err("groups are not supported".into())
-            }
-        };
-        entries.push((tag.to_string(), value));
-    }
-    Ok(Value::Table(entries))
 }
 
 /// Appends the protobuf payload of `event`.
@@ -327,7 +271,20 @@ fn encode_scalar_body(ty: FieldType, v: &Value, out: &mut Vec<u8>) {
         }
         FieldType::PbUInt32 => encode_varint(int_of(v) as u32 as u64, out),
         FieldType::PbInt64 | FieldType::PbUInt64 => encode_varint(int_of(v) as u64, out),
+        FieldType::PbSInt32 => {
+            let n = int_of(v) as i32;
+            encode_varint(u64::from(((n << 1) ^ (n >> 31)) as u32), out)
+        }
+        FieldType::PbFixed64 | FieldType::PbSFixed64 => out.put_u64_le(int_of(v) as u64),
         FieldType::PbDouble => out.put_f64_le(v.as_f64().unwrap_or(0.0)),
+        FieldType::PbBytes => {
+            // Ingest checks that bytes fields hold hexadecimal text; what is
+            // not (an event built in code) is written as its UTF-8 bytes.
+            let s = v.as_str().unwrap_or("");
+            let bytes = hex::decode(s).unwrap_or_else(|_| s.as_bytes().to_vec());
+            encode_varint(bytes.len() as u64, out);
+            out.extend_from_slice(&bytes);
+        }
         FieldType::PbString => {
             let s = v.as_str().unwrap_or("");
             encode_varint(s.len() as u64, out);
@@ -335,73 +292,18 @@ fn encode_scalar_body(ty: FieldType, v: &Value, out: &mut Vec<u8>) {
         }
         FieldType::PbMessage(name) => {
             let mut body = Vec::new();
-            match (layout(name), v) {
-                (Some(fields), Value::Table(entries)) => {
-                    let values: Vec<Option<Value>> = fields
-                        .iter()
-                        .map(|f| {
-                            entries
-                                .iter()
-                                .find(|(k, _)| k == f.key)
-                                .map(|(_, v)| v.clone())
-                        })
-                        .collect();
-                    encode_fields(fields, &values, &mut body);
-                }
-                (None, Value::Table(entries)) => encode_raw_table(entries, &mut body),
-                _ => {}
+            if let Value::Table(entries) = v {
+                let fields = layout(name);
+                let values: Vec<Option<Value>> = fields
+                    .iter()
+                    .map(|f| proto3::entry(entries, f.key).cloned())
+                    .collect();
+                encode_fields(fields, &values, &mut body);
             }
             encode_varint(body.len() as u64, out);
             out.extend_from_slice(&body);
         }
         _ => {}
-    }
-}
-
-fn encode_raw_table(entries: &[(String, Value)], out: &mut Vec<u8>) {
-    for (key, value) in entries {
-        // Keys that are not field numbers cannot be written.
-        let Ok(tag) = key.parse::<u32>() else {
-            continue;
-        };
-        if !(1..=(1 << 29) - 1).contains(&tag) {
-            continue;
-        }
-        encode_raw_value(tag, value, out);
-    }
-}
-
-fn encode_raw_value(tag: u32, value: &Value, out: &mut Vec<u8>) {
-    match value {
-        Value::Bool(b) => {
-            encode_key(tag, WireType::Varint, out);
-            encode_varint(*b as u64, out);
-        }
-        Value::Int(i) => {
-            encode_key(tag, WireType::Varint, out);
-            encode_varint(*i as u64, out);
-        }
-        Value::Float(f) => {
-            encode_key(tag, WireType::SixtyFourBit, out);
-            out.put_f64_le(*f);
-        }
-        Value::Str(s) => {
-            encode_key(tag, WireType::LengthDelimited, out);
-            encode_varint(s.len() as u64, out);
-            out.extend_from_slice(s.as_bytes());
-        }
-        Value::List(items) => {
-            for item in items {
-                encode_raw_value(tag, item, out);
-            }
-        }
-        Value::Table(entries) => {
-            let mut body = Vec::new();
-            encode_raw_table(entries, &mut body);
-            encode_key(tag, WireType::LengthDelimited, out);
-            encode_varint(body.len() as u64, out);
-            out.extend_from_slice(&body);
-        }
     }
 }
 
@@ -411,32 +313,35 @@ mod tests {
     use crate::event::{catalogue, Protocol};
 
     /// A value of every field, different from the proto3 default so that it
-    /// travels, and varied by field number so that a swapped field shows.
-    fn sample(field: &FieldDef) -> Value {
+    /// travels, and varied by field number so that a swapped field shows;
+    /// sub-messages filled the same way, down to `depth` levels (the
+    /// OpenTelemetry values contain themselves).
+    fn sample(field: &FieldDef, depth: usize) -> Value {
         let n = field.tag as i64;
         let one = |ty: FieldType| -> Value {
             match ty {
                 FieldType::PbBool => Value::Bool(true),
                 FieldType::PbInt32 => Value::Int(-n - 1),
+                FieldType::PbSInt32 => Value::Int(-n - 70_000),
                 FieldType::PbEnum => Value::Int(n % 3 + 1),
                 FieldType::PbUInt32 => Value::Int(4_000_000_000 - n),
-                FieldType::PbInt64 => Value::Int(-1_700_000_000_000 - n),
-                FieldType::PbUInt64 => Value::Int(-1 - n),
+                FieldType::PbInt64 | FieldType::PbSFixed64 => Value::Int(-1_700_000_000_000 - n),
+                FieldType::PbUInt64 | FieldType::PbFixed64 => Value::Int(-1 - n),
                 FieldType::PbDouble => Value::Float(n as f64 + 0.25),
                 FieldType::PbString => Value::Str(format!("é{n}\n\"x\"")),
-                FieldType::PbMessage(name) => match layout(name) {
-                    Some(fields) => Value::Table(
-                        fields
-                            .iter()
-                            .map(|f| (f.key.to_owned(), sample(f)))
-                            .collect(),
-                    ),
-                    None => Value::Table(vec![
-                        ("1".into(), Value::Int(n)),
-                        ("2".into(), Value::Str("raw".into())),
-                        ("3".into(), Value::Float(1.5)),
-                    ]),
-                },
+                FieldType::PbBytes => Value::Str(format!("00ff{n:02x}")),
+                FieldType::PbMessage(name) => Value::Table(
+                    layout(name)
+                        .iter()
+                        .filter(|f| depth < 4 || !matches!(f.label, Label::OneOf(_)))
+                        .map(|f| match f.label {
+                            Label::Repeated if depth >= 4 => {
+                                (f.key.to_owned(), Value::List(Vec::new()))
+                            }
+                            _ => (f.key.to_owned(), sample(f, depth + 1)),
+                        })
+                        .collect(),
+                ),
                 _ => Value::Int(0),
             }
         };
@@ -449,7 +354,7 @@ mod tests {
     fn sample_event(def: &'static EventDef) -> Event {
         let mut event = Event::new(def);
         for (slot, field) in event.values_mut().iter_mut().zip(def.fields) {
-            *slot = Some(sample(field));
+            *slot = Some(sample(field, 0));
         }
         event
     }

@@ -37,6 +37,11 @@ const fn popt(key: &'static str, ty: super::FieldType, tag: u32) -> FieldDef {
 const fn prep(key: &'static str, ty: super::FieldType, tag: u32) -> FieldDef {
     FieldDef::pb(key, ty, tag, Label::Repeated)
 }
+/// Member of the oneof numbered `group` in its message (the comment beside
+/// names it as the .proto does).
+const fn pone(key: &'static str, ty: super::FieldType, tag: u32, group: u8) -> FieldDef {
+    FieldDef::pb(key, ty, tag, Label::OneOf(group))
+}
 const fn mapped(
     category: u16,
     element: u16,
@@ -1083,13 +1088,20 @@ pub static EVENTS: &[EventDef] = &[
         m("acknowledged_events", UInt),
     ]),
     mapped(2, 3, "stop", &[]),
-    // pb `IndexIds` (broker.proto): no fields here yet (docs/bbdo.md §3.7).
-    proto(2, 4, "rebuild_graphs", &[]),
-    // pb `ToRemove` (broker.proto): no fields here yet (docs/bbdo.md §3.7).
-    proto(2, 5, "remove_graphs", &[]),
-    // pb `GenericNameOrIndex` (broker.proto): no fields here yet
-    // (docs/bbdo.md §3.7).
-    proto(2, 6, "remove_poller", &[]),
+    // pb `IndexIds`, `ToRemove` and `GenericNameOrIndex` (broker.proto):
+    // made by Broker's gRPC API and published internally (docs/bbdo.md §3.7).
+    proto(2, 4, "rebuild_graphs", &[
+        prep("index_ids", PbUInt64, 1),
+    ]),
+    proto(2, 5, "remove_graphs", &[
+        prep("index_ids", PbUInt64, 1),
+        prep("metric_ids", PbUInt64, 2),
+    ]),
+    proto(2, 6, "remove_poller", &[
+        // oneof nameOrIndex
+        pone("str", PbString, 1, 1),
+        pone("idx", PbUInt64, 2, 1),
+    ]),
     proto(2, 7, "welcome", &[
         p("version", PbMessage("Bbdo"), 1),
         p("extensions", PbString, 2),
@@ -1191,7 +1203,10 @@ pub static EVENTS: &[EventDef] = &[
     ]),
     // OpenTelemetry `ExportMetricsServiceRequest`: no fields here yet
     // (docs/bbdo.md §3.7).
-    proto(3, 13, "pb_otl_metrics", &[]),
+    // An OpenTelemetry `ExportMetricsServiceRequest` (docs/bbdo.md §3.4).
+    proto(3, 13, "pb_otl_metrics", &[
+        prep("resource_metrics", PbMessage("otel.ResourceMetrics"), 1),
+    ]),
     // ---- 6: bam
     mapped(6, 1, "ba_status", &[
         mz("ba_id", UInt),
@@ -1442,11 +1457,202 @@ pub static EVENTS: &[EventDef] = &[
         p("id", PbUInt32, 1),
         prep("points", PbMessage("TimePoint"), 2),
     ]),
-    // pb `BaInfo` (broker.proto): no fields here yet (docs/bbdo.md §3.7).
-    proto(7, 2, "BaInfo", &[]),
+    // pb `BaInfo` (broker.proto), made by Broker's gRPC API `GetBa`.
+    proto(7, 2, "BaInfo", &[
+        p("id", PbUInt64, 1),
+        p("output_file", PbString, 2),
+    ]),
     // ---- 9: local
     proto(9, 1, "Stop", STOP),
 ];
+
+/// The sub-messages events nest (docs/bbdo.md §3.4), by the name their
+/// [`FieldType::PbMessage`] fields give, in declaration order. They are
+/// never events themselves. Names starting with `otel.` are OpenTelemetry's
+/// metrics messages, as opentelemetry-proto declares them (OTLMetrics).
+#[rustfmt::skip]
+static MESSAGES: &[(&str, &[FieldDef])] = &[
+    ("BBDOHeader", &[p("conf_version", PbUInt32, 1)]),
+    ("TagInfo", &[p("id", PbUInt64, 1), p("type", PbEnum, 2)]),
+    ("Bbdo", &[
+        p("major", PbUInt32, 1),
+        p("minor", PbUInt32, 2),
+        p("patch", PbUInt32, 3),
+    ]),
+    ("AgentInfo", &[
+        p("major", PbUInt32, 1),
+        p("minor", PbUInt32, 2),
+        p("patch", PbUInt32, 3),
+        p("reverse", PbBool, 4),
+        p("os", PbString, 5),
+        p("os_version", PbString, 6),
+        p("nb_agent", PbUInt32, 7),
+    ]),
+    ("ServiceState", &[
+        p("host_id", PbUInt64, 1),
+        p("service_id", PbUInt64, 2),
+        p("current_state", PbEnum, 3),
+        p("last_hard_state", PbEnum, 4),
+        p("last_check", PbUInt64, 5),
+        p("state_type", PbBool, 6),
+        p("acknowledged", PbBool, 7),
+    ]),
+    ("TimePoint", &[
+        p("name", PbString, 1),
+        p("function", PbString, 2),
+        p("time", PbMessage("google.protobuf.Timestamp"), 3),
+    ]),
+    ("google.protobuf.Timestamp", &[p("seconds", PbInt64, 1), p("nanos", PbInt32, 2)]),
+    ("Timeserie", &[
+        prep("pts", PbMessage("Point"), 1),
+        p("data_source_type", PbInt32, 2),
+        p("check_interval", PbUInt32, 3),
+        p("rrd_retention", PbUInt32, 4),
+    ]),
+    ("Point", &[p("ctime", PbInt64, 1), p("value", PbDouble, 2), p("status", PbUInt32, 3)]),
+    // The entries of RebuildMessage's two maps.
+    ("TimeserieEntry", &[p("key", PbUInt64, 1), p("value", PbMessage("Timeserie"), 2)]),
+    ("MetricToIndexIdEntry", &[p("key", PbUInt64, 1), p("value", PbUInt64, 2)]),
+    ("otel.ResourceMetrics", &[
+        p("resource", PbMessage("otel.Resource"), 1),
+        prep("scope_metrics", PbMessage("otel.ScopeMetrics"), 2),
+        p("schema_url", PbString, 3),
+    ]),
+    ("otel.Resource", &[
+        prep("attributes", PbMessage("otel.KeyValue"), 1),
+        p("dropped_attributes_count", PbUInt32, 2),
+        prep("entity_refs", PbMessage("otel.EntityRef"), 3),
+    ]),
+    ("otel.EntityRef", &[
+        p("schema_url", PbString, 1),
+        p("type", PbString, 2),
+        prep("id_keys", PbString, 3),
+        prep("description_keys", PbString, 4),
+    ]),
+    ("otel.ScopeMetrics", &[
+        p("scope", PbMessage("otel.InstrumentationScope"), 1),
+        prep("metrics", PbMessage("otel.Metric"), 2),
+        p("schema_url", PbString, 3),
+    ]),
+    ("otel.InstrumentationScope", &[
+        p("name", PbString, 1),
+        p("version", PbString, 2),
+        prep("attributes", PbMessage("otel.KeyValue"), 3),
+        p("dropped_attributes_count", PbUInt32, 4),
+    ]),
+    ("otel.Metric", &[
+        p("name", PbString, 1),
+        p("description", PbString, 2),
+        p("unit", PbString, 3),
+        // oneof data
+        pone("gauge", PbMessage("otel.Gauge"), 5, 1),
+        pone("sum", PbMessage("otel.Sum"), 7, 1),
+        pone("histogram", PbMessage("otel.Histogram"), 9, 1),
+        pone("exponential_histogram", PbMessage("otel.ExponentialHistogram"), 10, 1),
+        pone("summary", PbMessage("otel.Summary"), 11, 1),
+        prep("metadata", PbMessage("otel.KeyValue"), 12),
+    ]),
+    ("otel.Gauge", &[prep("data_points", PbMessage("otel.NumberDataPoint"), 1)]),
+    ("otel.Sum", &[
+        prep("data_points", PbMessage("otel.NumberDataPoint"), 1),
+        p("aggregation_temporality", PbEnum, 2),
+        p("is_monotonic", PbBool, 3),
+    ]),
+    ("otel.Histogram", &[
+        prep("data_points", PbMessage("otel.HistogramDataPoint"), 1),
+        p("aggregation_temporality", PbEnum, 2),
+    ]),
+    ("otel.ExponentialHistogram", &[
+        prep("data_points", PbMessage("otel.ExponentialHistogramDataPoint"), 1),
+        p("aggregation_temporality", PbEnum, 2),
+    ]),
+    ("otel.Summary", &[prep("data_points", PbMessage("otel.SummaryDataPoint"), 1)]),
+    ("otel.NumberDataPoint", &[
+        prep("attributes", PbMessage("otel.KeyValue"), 7),
+        p("start_time_unix_nano", PbFixed64, 2),
+        p("time_unix_nano", PbFixed64, 3),
+        // oneof value
+        pone("as_double", PbDouble, 4, 1),
+        pone("as_int", PbSFixed64, 6, 1),
+        prep("exemplars", PbMessage("otel.Exemplar"), 5),
+        p("flags", PbUInt32, 8),
+    ]),
+    ("otel.HistogramDataPoint", &[
+        prep("attributes", PbMessage("otel.KeyValue"), 9),
+        p("start_time_unix_nano", PbFixed64, 2),
+        p("time_unix_nano", PbFixed64, 3),
+        p("count", PbFixed64, 4),
+        popt("sum", PbDouble, 5),
+        prep("bucket_counts", PbFixed64, 6),
+        prep("explicit_bounds", PbDouble, 7),
+        prep("exemplars", PbMessage("otel.Exemplar"), 8),
+        p("flags", PbUInt32, 10),
+        popt("min", PbDouble, 11),
+        popt("max", PbDouble, 12),
+    ]),
+    ("otel.ExponentialHistogramDataPoint", &[
+        prep("attributes", PbMessage("otel.KeyValue"), 1),
+        p("start_time_unix_nano", PbFixed64, 2),
+        p("time_unix_nano", PbFixed64, 3),
+        p("count", PbFixed64, 4),
+        popt("sum", PbDouble, 5),
+        p("scale", PbSInt32, 6),
+        p("zero_count", PbFixed64, 7),
+        p("positive", PbMessage("otel.Buckets"), 8),
+        p("negative", PbMessage("otel.Buckets"), 9),
+        p("flags", PbUInt32, 10),
+        prep("exemplars", PbMessage("otel.Exemplar"), 11),
+        popt("min", PbDouble, 12),
+        popt("max", PbDouble, 13),
+        p("zero_threshold", PbDouble, 14),
+    ]),
+    ("otel.Buckets", &[p("offset", PbSInt32, 1), prep("bucket_counts", PbUInt64, 2)]),
+    ("otel.SummaryDataPoint", &[
+        prep("attributes", PbMessage("otel.KeyValue"), 7),
+        p("start_time_unix_nano", PbFixed64, 2),
+        p("time_unix_nano", PbFixed64, 3),
+        p("count", PbFixed64, 4),
+        p("sum", PbDouble, 5),
+        prep("quantile_values", PbMessage("otel.ValueAtQuantile"), 6),
+        p("flags", PbUInt32, 8),
+    ]),
+    ("otel.ValueAtQuantile", &[p("quantile", PbDouble, 1), p("value", PbDouble, 2)]),
+    ("otel.Exemplar", &[
+        prep("filtered_attributes", PbMessage("otel.KeyValue"), 7),
+        p("time_unix_nano", PbFixed64, 2),
+        // oneof value
+        pone("as_double", PbDouble, 3, 1),
+        pone("as_int", PbSFixed64, 6, 1),
+        p("span_id", PbBytes, 4),
+        p("trace_id", PbBytes, 5),
+    ]),
+    ("otel.KeyValue", &[p("key", PbString, 1), p("value", PbMessage("otel.AnyValue"), 2)]),
+    ("otel.AnyValue", &[
+        // oneof value
+        pone("string_value", PbString, 1, 1),
+        pone("bool_value", PbBool, 2, 1),
+        pone("int_value", PbInt64, 3, 1),
+        pone("double_value", PbDouble, 4, 1),
+        pone("array_value", PbMessage("otel.ArrayValue"), 5, 1),
+        pone("kvlist_value", PbMessage("otel.KeyValueList"), 6, 1),
+        pone("bytes_value", PbBytes, 7, 1),
+    ]),
+    ("otel.ArrayValue", &[prep("values", PbMessage("otel.AnyValue"), 1)]),
+    ("otel.KeyValueList", &[prep("values", PbMessage("otel.KeyValue"), 1)]),
+];
+
+/// The fields of the sub-message `name`, in declaration order.
+pub fn message(name: &str) -> Option<&'static [FieldDef]> {
+    MESSAGES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, fields)| *fields)
+}
+
+/// Every sub-message, for tests and documentation.
+pub fn messages() -> impl Iterator<Item = (&'static str, &'static [FieldDef])> {
+    MESSAGES.iter().copied()
+}
 
 /// Categories and elements below these are looked up in a table; every
 /// type Centreon defines is (the largest are category 9 and element 57).

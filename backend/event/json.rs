@@ -7,8 +7,8 @@ use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value as Json};
 
-use super::types::{FieldDef, FieldType, Label, LuaType, NilRule};
-use super::{catalogue, Event, EventType, Value};
+use super::types::{FieldDef, FieldType, Label, LuaType, NilRule, Protocol};
+use super::{catalogue, proto3, Event, EventType, Value};
 
 /// Deepest nesting accepted in a table field of outside input.
 pub const MAX_NESTING: usize = 16;
@@ -69,7 +69,10 @@ impl Event {
                     event: def.name,
                     field: key.clone(),
                 })?;
-            event.values[index] = field_from_json(&def.fields[index], json_value)?;
+            event.values[index] = field_from_json(&def.fields[index], key, json_value, 0)?;
+        }
+        if def.protocol == Protocol::Protobuf {
+            proto3::complete(def.fields, &mut event.values);
         }
         Ok(event)
     }
@@ -136,23 +139,29 @@ fn json_kind(v: &Json) -> &'static str {
     }
 }
 
-fn field_from_json(field: &FieldDef, json: &Json) -> Result<Option<Value>, EventJsonError> {
+/// One field's value; `path` names it in errors (`header.conf_version`).
+fn field_from_json(
+    field: &FieldDef,
+    path: &str,
+    json: &Json,
+    depth: usize,
+) -> Result<Option<Value>, EventJsonError> {
     if json.is_null() {
         return Ok(None);
     }
     let value = if field.label == Label::Repeated {
         let items = json.as_array().ok_or_else(|| EventJsonError::WrongType {
-            field: field.key.to_owned(),
+            field: path.to_owned(),
             expected: "an array",
             got: json_kind(json),
         })?;
         let list = items
             .iter()
-            .map(|item| scalar_from_json(field.key, field.ty, item))
+            .map(|item| scalar_from_json(path, field.ty, item, depth))
             .collect::<Result<_, _>>()?;
         Value::List(list)
     } else {
-        scalar_from_json(field.key, field.ty, json)?
+        scalar_from_json(path, field.ty, json, depth)?
     };
     Ok(apply_nil_rule(field, value))
 }
@@ -171,7 +180,12 @@ fn apply_nil_rule(field: &FieldDef, value: Value) -> Option<Value> {
     (!nil).then_some(value)
 }
 
-fn scalar_from_json(key: &str, ty: FieldType, json: &Json) -> Result<Value, EventJsonError> {
+fn scalar_from_json(
+    key: &str,
+    ty: FieldType,
+    json: &Json,
+    depth: usize,
+) -> Result<Value, EventJsonError> {
     let wrong = |expected| EventJsonError::WrongType {
         field: key.to_owned(),
         expected,
@@ -180,7 +194,7 @@ fn scalar_from_json(key: &str, ty: FieldType, json: &Json) -> Result<Value, Even
     Ok(match ty.lua_type() {
         LuaType::Boolean => Value::Bool(json.as_bool().ok_or_else(|| wrong("a boolean"))?),
         LuaType::Integer => {
-            let unsigned64 = matches!(ty, FieldType::ULong | FieldType::PbUInt64);
+            let unsigned64 = ty.is_unsigned_64();
             let i = match json {
                 Json::Number(n) => match (n.as_i64(), n.as_u64()) {
                     (Some(i), _) => i,
@@ -212,13 +226,55 @@ fn scalar_from_json(key: &str, ty: FieldType, json: &Json) -> Result<Value, Even
             Value::Int(i)
         }
         LuaType::Number => Value::Float(json.as_f64().ok_or_else(|| wrong("a number"))?),
-        LuaType::String => Value::Str(json.as_str().ok_or_else(|| wrong("a string"))?.to_owned()),
-        LuaType::Table => table_from_json(key, json, 0)?,
+        LuaType::String => {
+            let s = json.as_str().ok_or_else(|| wrong("a string"))?;
+            if ty == FieldType::PbBytes && hex::decode(s).is_err() {
+                return Err(wrong("hexadecimal text"));
+            }
+            Value::Str(s.to_owned())
+        }
+        LuaType::Table => match ty {
+            FieldType::PbMessage(name) => message_from_json(key, name, json, depth + 1)?,
+            _ => table_from_json(key, json, 0)?,
+        },
     })
 }
 
-/// Nested protobuf messages keep whatever shape they were given: their
-/// sub-fields are not part of the catalogue.
+/// A sub-message, checked against its layout like an event: known keys,
+/// typed values, in declaration order, completed by the proto3 rules.
+fn message_from_json(
+    path: &str,
+    name: &'static str,
+    json: &Json,
+    depth: usize,
+) -> Result<Value, EventJsonError> {
+    if depth > MAX_NESTING {
+        return Err(EventJsonError::TooDeep(path.to_owned()));
+    }
+    let Some(fields) = catalogue::message(name) else {
+        return table_from_json(path, json, depth);
+    };
+    let object = json.as_object().ok_or_else(|| EventJsonError::WrongType {
+        field: path.to_owned(),
+        expected: "an object",
+        got: json_kind(json),
+    })?;
+    let mut values: Vec<Option<Value>> = vec![None; fields.len()];
+    for (key, json_value) in object {
+        let sub_path = format!("{path}.{key}");
+        let index = fields.iter().position(|f| f.key == key).ok_or_else(|| {
+            EventJsonError::UnknownField {
+                event: name,
+                field: sub_path.clone(),
+            }
+        })?;
+        values[index] = field_from_json(&fields[index], &sub_path, json_value, depth)?;
+    }
+    proto3::complete(fields, &mut values);
+    Ok(proto3::message_table(fields, values))
+}
+
+/// Tables of no known layout keep whatever shape they were given.
 fn table_from_json(key: &str, json: &Json, depth: usize) -> Result<Value, EventJsonError> {
     if depth > MAX_NESTING {
         return Err(EventJsonError::TooDeep(key.to_owned()));
@@ -258,8 +314,26 @@ impl Serialize for Event {
         map.serialize_entry("_type", &ty.0)?;
         map.serialize_entry("category", &ty.category())?;
         map.serialize_entry("element", &ty.element())?;
-        for (key, value) in self.visible_fields() {
-            map.serialize_entry(key, value)?;
+        match self.def.protocol {
+            Protocol::Mapped => {
+                for (key, value) in self.visible_fields() {
+                    map.serialize_entry(key, value)?;
+                }
+            }
+            // What a script sees: unset plain fields at their defaults
+            // (docs/bbdo.md §3.3), absent optionals left out.
+            Protocol::Protobuf => {
+                for (field, slot) in self.def.fields.iter().zip(&self.values) {
+                    match slot {
+                        Some(value) => map.serialize_entry(field.key, value)?,
+                        None => {
+                            if let Some(default) = field.proto3_default() {
+                                map.serialize_entry(field.key, &default)?;
+                            }
+                        }
+                    }
+                }
+            }
         }
         map.end()
     }

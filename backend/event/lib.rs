@@ -14,6 +14,7 @@
 pub mod catalogue;
 mod filter;
 mod json;
+pub mod proto3;
 mod types;
 mod value;
 

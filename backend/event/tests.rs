@@ -20,6 +20,10 @@ fn is_pb_type(ty: FieldType) -> bool {
             | FieldType::PbDouble
             | FieldType::PbString
             | FieldType::PbEnum
+            | FieldType::PbFixed64
+            | FieldType::PbSFixed64
+            | FieldType::PbSInt32
+            | FieldType::PbBytes
             | FieldType::PbMessage(_)
     )
 }
@@ -195,6 +199,11 @@ fn spot_checks_against_the_spec() {
         (6, 12, "rebuild", 1, 0),
         (6, 31, "ServicesBookState", 1, 0),
         (7, 1, "Bench", 2, 0),
+        (2, 4, "rebuild_graphs", 1, 0),
+        (2, 5, "remove_graphs", 2, 0),
+        (2, 6, "remove_poller", 2, 0),
+        (3, 13, "pb_otl_metrics", 1, 0),
+        (7, 2, "BaInfo", 2, 0),
         (9, 1, "Stop", 1, 0),
     ];
     for (category, element, name, fields, hidden) in cases {
@@ -207,10 +216,8 @@ fn spot_checks_against_the_spec() {
             "{name}"
         );
     }
-    // Events the catalogue knows by id only (docs/bbdo.md §3.7).
-    for (category, element) in [(2, 4), (2, 5), (2, 6), (3, 13), (6, 3), (7, 2)] {
-        assert!(def(category, element).fields.is_empty());
-    }
+    // The one event the catalogue knows by id only (docs/bbdo.md §3.7).
+    assert!(def(6, 3).fields.is_empty());
 
     let log_entry = def(1, 17);
     assert_eq!(log_entry.fields[4].nil, NilRule::MinusOne);
@@ -536,7 +543,10 @@ fn from_json_takes_repeated_fields_as_arrays() {
             ("type".to_owned(), Value::Int(1)),
         ])]))
     );
-    assert_eq!(event.to_json(), json);
+    let back = event.to_json();
+    assert_eq!(back["tags"], json["tags"]);
+    assert_eq!(back["host_id"], 1);
+    assert_eq!(Event::from_json(&back).unwrap(), event);
 }
 
 #[test]
@@ -553,13 +563,126 @@ fn from_json_takes_nested_messages_as_objects() {
             Value::Int(3)
         )]))
     );
-    assert_eq!(event.to_json(), json);
+    let back = event.to_json();
+    assert_eq!(back["header"], json["header"]);
+    assert_eq!(back["author"], "admin");
+    assert_eq!(Event::from_json(&back).unwrap(), event);
 
     let welcome = json!({
         "_type": 131079, "category": 2, "element": 7,
         "version": {"major": 3, "minor": 0, "patch": 1}
     });
-    assert_eq!(Event::from_json(&welcome).unwrap().to_json(), welcome);
+    let back = Event::from_json(&welcome).unwrap().to_json();
+    assert_eq!(back["version"], welcome["version"]);
+    assert_eq!(back["poller_name"], "");
+}
+
+// ---- sub-messages and proto3 presence (docs/bbdo.md §3.2 to §3.4) -----------
+
+#[test]
+fn every_nested_message_has_a_layout_of_protobuf_fields() {
+    let mut names: Vec<&str> = Vec::new();
+    let mut field_lists: Vec<&[super::FieldDef]> = EVENTS
+        .iter()
+        .filter(|d| d.protocol == Protocol::Protobuf)
+        .map(|d| d.fields)
+        .collect();
+    field_lists.extend(catalogue::messages().map(|(_, fields)| fields));
+    for fields in field_lists {
+        let mut tags = HashSet::new();
+        for field in fields {
+            assert!(is_pb_type(field.ty), "{}: {:?}", field.key, field.ty);
+            assert!(
+                tags.insert(field.tag),
+                "{}: tag {} twice",
+                field.key,
+                field.tag
+            );
+            if let FieldType::PbMessage(name) = field.ty {
+                assert!(catalogue::message(name).is_some(), "no layout for {name}");
+                names.push(name);
+            }
+        }
+    }
+    // Every layout is used, and every default builds (no message contains
+    // itself through plain fields).
+    for (name, _) in catalogue::messages() {
+        assert!(names.contains(&name), "{name} is never nested");
+        let Value::Table(_) = FieldType::PbMessage(name).proto3_default() else {
+            panic!("{name}: default is not a table")
+        };
+    }
+}
+
+#[test]
+fn unset_sub_messages_show_their_defaults_and_oneofs_all_their_members() {
+    // Every neb event's header, never set by Centreon (docs/bbdo.md §3.3).
+    let comment = Event::from_json(&json!({"_type": 65571, "host_id": 1})).unwrap();
+    assert_eq!(comment.to_json()["header"], json!({"conf_version": 0}));
+    let empty = Event::new(def(1, 35));
+    assert_eq!(empty.to_json()["header"], json!({"conf_version": 0}));
+    assert_eq!(empty.to_json()["author"], "");
+
+    // A nested default contains the defaults of its own sub-messages.
+    let bench = Event::from_json(&json!({"_type": 458753, "points": [{"name": "a"}]})).unwrap();
+    assert_eq!(
+        bench.to_json()["points"],
+        json!([{"name": "a", "function": "", "time": {"seconds": 0, "nanos": 0}}])
+    );
+
+    // remove_poller's oneof: one member set shows both; none shows none.
+    let by_name = Event::from_json(&json!({"_type": 131078, "str": "poller1"})).unwrap();
+    let text = by_name.to_json();
+    assert_eq!(
+        (text["str"].clone(), text["idx"].clone()),
+        (json!("poller1"), json!(0))
+    );
+    let neither = Event::from_json(&json!({"_type": 131078})).unwrap();
+    assert!(neither.to_json().get("str").is_none());
+    assert!(neither.to_json().get("idx").is_none());
+}
+
+#[test]
+fn nested_input_is_checked_against_its_layout() {
+    let unknown = json!({"_type": 65593, "stats": [{"major": 1, "colour": "red"}]});
+    assert_eq!(
+        Event::from_json(&unknown),
+        Err(EventJsonError::UnknownField {
+            event: "AgentInfo",
+            field: "stats.colour".to_owned()
+        })
+    );
+    let wrong = json!({"_type": 65593, "stats": [{"os": 3}]});
+    assert_eq!(
+        Event::from_json(&wrong),
+        Err(EventJsonError::WrongType {
+            field: "stats.os".to_owned(),
+            expected: "a string",
+            got: "an integer"
+        })
+    );
+    let bytes = json!({"_type": 196621, "resource_metrics": [{"scope_metrics": [{"metrics": [
+        {"name": "m", "gauge": {"data_points": [{"exemplars": [{"span_id": "xyz"}]}]}}
+    ]}]}]});
+    assert!(matches!(
+        Event::from_json(&bytes),
+        Err(EventJsonError::WrongType {
+            expected: "hexadecimal text",
+            ..
+        })
+    ));
+    // AnyValue → ArrayValue → AnyValue… past the nesting limit.
+    let mut value = json!({"string_value": "leaf"});
+    for _ in 0..20 {
+        value = json!({"array_value": {"values": [value]}});
+    }
+    let deep = json!({"_type": 196621, "resource_metrics": [{"resource": {"attributes": [
+        {"key": "k", "value": value}
+    ]}}]});
+    assert!(matches!(
+        Event::from_json(&deep),
+        Err(EventJsonError::TooDeep(_))
+    ));
 }
 
 // ---- filters ---------------------------------------------------------------

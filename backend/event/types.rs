@@ -132,10 +132,25 @@ pub enum NilRule {
 pub enum Label {
     /// Always present (proto3 scalars default to 0, "", false).
     Single,
-    /// proto3 `optional` or oneof member: absent when unset.
+    /// proto3 `optional` (a one-member oneof): absent when unset.
     Optional,
+    /// A member of a `oneof`, numbered within its message (a number rather
+    /// than the oneof's name keeps field definitions small: the decoder
+    /// scans them for every field it reads). Absent while no member of that
+    /// oneof is set; once one is, every member is present, the others at
+    /// their defaults (Centreon's reflection checks "is any member set" per
+    /// field, docs/bbdo.md §3.2).
+    OneOf(u8),
     /// `repeated` (and `map<>`, a repeated entry message).
     Repeated,
+}
+
+impl Label {
+    /// Optional and oneof fields: their absence is a value of its own.
+    #[inline]
+    pub const fn may_be_absent(self) -> bool {
+        matches!(self, Label::Optional | Label::OneOf(_))
+    }
 }
 
 /// The type of a field, on the wire and for Lua.
@@ -160,7 +175,17 @@ pub enum FieldType {
     PbDouble,
     PbString,
     PbEnum,
-    /// A nested message, named by its proto message name.
+    /// `fixed64` (unsigned, 8 bytes on the wire), carried like uint64.
+    PbFixed64,
+    /// `sfixed64` (signed, 8 bytes on the wire).
+    PbSFixed64,
+    /// `sint32` (zigzag varint).
+    PbSInt32,
+    /// `bytes`, carried as lowercase hexadecimal text (two digits a byte):
+    /// the event model has no binary value and the JSON form needs text.
+    PbBytes,
+    /// A nested message, named by its proto message name; its fields are
+    /// [`crate::catalogue::message`]'s.
     PbMessage(&'static str),
 }
 
@@ -187,25 +212,50 @@ impl FieldType {
             | FieldType::PbUInt32
             | FieldType::PbInt64
             | FieldType::PbUInt64
-            | FieldType::PbEnum => LuaType::Integer,
+            | FieldType::PbEnum
+            | FieldType::PbFixed64
+            | FieldType::PbSFixed64
+            | FieldType::PbSInt32 => LuaType::Integer,
             FieldType::Double | FieldType::PbDouble => LuaType::Number,
-            FieldType::Str | FieldType::PbString => LuaType::String,
+            FieldType::Str | FieldType::PbString | FieldType::PbBytes => LuaType::String,
             FieldType::PbMessage(_) => LuaType::Table,
         }
+    }
+
+    /// Unsigned 64-bit types, whose values above 2^63 − 1 are carried as
+    /// negative i64 and written unsigned where Centreon writes them so.
+    pub const fn is_unsigned_64(self) -> bool {
+        matches!(
+            self,
+            FieldType::ULong | FieldType::PbUInt64 | FieldType::PbFixed64
+        )
+    }
+
+    /// Protobuf types Centreon's Lua reflection does not convert: a script
+    /// finds the string `"not_implemented"` in their place
+    /// (docs/lua-runtime.md §6.1). Only OTLMetrics has them.
+    pub const fn lua_not_implemented(self) -> bool {
+        matches!(
+            self,
+            FieldType::PbFixed64 | FieldType::PbSFixed64 | FieldType::PbSInt32 | FieldType::PbBytes
+        )
     }
 
     /// The range an integer field holds, for checking outside input.
     pub const fn integer_range(self) -> Option<(i64, i64)> {
         Some(match self {
             FieldType::Short => (i16::MIN as i64, i16::MAX as i64),
-            FieldType::Int | FieldType::PbInt32 | FieldType::PbEnum => {
+            FieldType::Int | FieldType::PbInt32 | FieldType::PbEnum | FieldType::PbSInt32 => {
                 (i32::MIN as i64, i32::MAX as i64)
             }
             FieldType::UInt | FieldType::PbUInt32 => (0, u32::MAX as i64),
             // uint64 travels as its i64 bit pattern, as Centreon pushes it.
-            FieldType::ULong | FieldType::Time | FieldType::PbInt64 | FieldType::PbUInt64 => {
-                (i64::MIN, i64::MAX)
-            }
+            FieldType::ULong
+            | FieldType::Time
+            | FieldType::PbInt64
+            | FieldType::PbUInt64
+            | FieldType::PbFixed64
+            | FieldType::PbSFixed64 => (i64::MIN, i64::MAX),
             _ => return None,
         })
     }

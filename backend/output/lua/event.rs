@@ -10,7 +10,9 @@ use mlua::{Lua, MetaMethod, Table, UserData, UserDataMethods, Value as LuaValue}
 
 use super::json::{escape_into, format_g, shortest};
 use super::EventJsonStyle;
-use crate::event::{Event, EventDef, FieldDef, FieldType, Label, LuaType, Protocol, Value};
+use crate::event::{
+    catalogue, proto3, Event, EventDef, FieldDef, FieldType, Label, Protocol, Value,
+};
 use crate::journal::Entry;
 
 /// A Rust value as the Lua value Centreon pushes for it.
@@ -37,29 +39,76 @@ pub fn value_to_lua(lua: &Lua, value: &Value) -> mlua::Result<LuaValue> {
     })
 }
 
-/// The Lua value of one field: the stored value; for a protobuf scalar left
-/// unset, its proto3 default (Centreon's reflection always yields one); nil
-/// for a mapped field under its nil rule and for an unset optional.
+/// What a script finds in place of a protobuf value Centreon's reflection
+/// does not convert (docs/lua-runtime.md §6.1).
+const NOT_IMPLEMENTED: &str = "not_implemented";
+
+/// The Lua value of one field: the stored value; for a protobuf field left
+/// unset, its proto3 default (Centreon's reflection always yields one, a
+/// table of defaults for a sub-message); nil for a mapped field under its
+/// nil rule and for an unset optional or oneof.
 fn field_to_lua(
     lua: &Lua,
     protocol: Protocol,
     field: &FieldDef,
     slot: Option<&Value>,
 ) -> mlua::Result<LuaValue> {
-    match slot {
-        Some(v) => value_to_lua(lua, v),
-        None => Ok(match (protocol, field.label) {
-            (Protocol::Mapped, _) | (_, Label::Optional) => LuaValue::Nil,
-            (Protocol::Protobuf, Label::Repeated) => LuaValue::Table(lua.create_table()?),
-            (Protocol::Protobuf, Label::Single) => match field.ty.lua_type() {
-                LuaType::Boolean => LuaValue::Boolean(false),
-                LuaType::Integer => LuaValue::Integer(0),
-                LuaType::Number => LuaValue::Number(0.0),
-                LuaType::String => LuaValue::String(lua.create_string("")?),
-                LuaType::Table => LuaValue::Table(lua.create_table()?),
-            },
-        }),
+    match (protocol, slot) {
+        (Protocol::Mapped, Some(v)) => value_to_lua(lua, v),
+        (Protocol::Mapped, None) => Ok(LuaValue::Nil),
+        (Protocol::Protobuf, Some(v)) => pb_to_lua(lua, field, v),
+        (Protocol::Protobuf, None) => match field.proto3_default() {
+            Some(default) => pb_to_lua(lua, field, &default),
+            None => Ok(LuaValue::Nil),
+        },
     }
+}
+
+/// A protobuf field's value, typed by its definition: sub-messages by
+/// their layouts, unconverted types as `"not_implemented"`. Centreon's
+/// converter corrupts the Lua stack on a repeated field of such a type
+/// (OpenTelemetry's `bucket_counts`); here each item is that string.
+fn pb_to_lua(lua: &Lua, field: &FieldDef, value: &Value) -> mlua::Result<LuaValue> {
+    let one = |item: &Value| -> mlua::Result<LuaValue> {
+        match (field.ty, item) {
+            (ty, _) if ty.lua_not_implemented() => {
+                Ok(LuaValue::String(lua.create_string(NOT_IMPLEMENTED)?))
+            }
+            (FieldType::PbMessage(name), Value::Table(entries)) => {
+                message_to_lua(lua, catalogue::message(name).unwrap_or(&[]), entries)
+            }
+            (_, other) => value_to_lua(lua, other),
+        }
+    };
+    match (field.label, value) {
+        (Label::Repeated, Value::List(items)) => {
+            let table = lua.create_table_with_capacity(items.len(), 0)?;
+            for (i, item) in items.iter().enumerate() {
+                table.raw_set(i as i64 + 1, one(item)?)?;
+            }
+            Ok(LuaValue::Table(table))
+        }
+        _ => one(value),
+    }
+}
+
+/// A sub-message as a new table keyed by field name.
+fn message_to_lua(
+    lua: &Lua,
+    fields: &'static [FieldDef],
+    entries: &[(String, Value)],
+) -> mlua::Result<LuaValue> {
+    let table = lua.create_table_with_capacity(0, fields.len())?;
+    for field in fields {
+        let value = match proto3::entry(entries, field.key) {
+            Some(v) => pb_to_lua(lua, field, v)?,
+            None => field_to_lua(lua, Protocol::Protobuf, field, None)?,
+        };
+        if !value.is_nil() {
+            table.raw_set(field.key, value)?;
+        }
+    }
+    Ok(LuaValue::Table(table))
 }
 
 /// The keys of the API v1 tables (`_type`, `category`, `element`, then
@@ -112,6 +161,7 @@ pub fn to_table(lua: &Lua, event: &Event) -> mlua::Result<Table> {
         // to a Lua value in between: this is the per-event hot path.
         match slot {
             None if def.protocol == Protocol::Mapped => continue,
+            _ if field.ty.lua_not_implemented() => {}
             Some(Value::Str(s)) => {
                 table.raw_set(key, s.as_str())?;
                 continue;
@@ -225,7 +275,7 @@ impl LuaEvent {
         };
         let field = &def.fields[field_index];
         let slot = event.values()[field_index].as_ref();
-        if def.protocol == Protocol::Protobuf && field.label == Label::Optional && slot.is_none() {
+        if def.protocol == Protocol::Protobuf && field.label.may_be_absent() && slot.is_none() {
             return Ok(None);
         }
         Ok(Some((
@@ -235,8 +285,9 @@ impl LuaEvent {
     }
 
     /// The JSON text of docs/lua-runtime.md §6.3: mapping or declaration
-    /// order, `", "` between fields.
-    pub fn to_json(&self, style: EventJsonStyle) -> String {
+    /// order, `", "` between fields; an error where Centreon's encoder
+    /// throws.
+    pub fn to_json(&self, style: EventJsonStyle) -> Result<String, UnencodableField> {
         event_json(self.0.event(), style)
     }
 }
@@ -299,8 +350,15 @@ pub fn event_metatable(lua: &Lua) -> mlua::Result<Table> {
     .call(event)
 }
 
+/// A protobuf field `broker.json_encode` cannot write: Centreon's encoder
+/// throws on sint32 (OpenTelemetry exponential histograms), logs the error
+/// and returns nothing.
+#[derive(Debug, thiserror::Error)]
+#[error("json_encode encountered an error: field `{0}` has a type that cannot be encoded (sint32)")]
+pub struct UnencodableField(pub &'static str);
+
 /// `broker.json_encode(broker_event)`.
-pub fn event_json(event: &Event, style: EventJsonStyle) -> String {
+pub fn event_json(event: &Event, style: EventJsonStyle) -> Result<String, UnencodableField> {
     let ty = event.event_type();
     let mut out = Vec::with_capacity(512);
     match style {
@@ -339,41 +397,71 @@ pub fn event_json(event: &Event, style: EventJsonStyle) -> String {
         }
         Protocol::Protobuf => {
             out.extend_from_slice(b", ");
-            for (index, (field, slot)) in def.fields.iter().zip(event.values()).enumerate() {
-                let value = match (slot, field.label) {
-                    (Some(v), _) => std::borrow::Cow::Borrowed(v),
-                    (None, Label::Optional) => continue,
-                    (None, Label::Repeated) => std::borrow::Cow::Owned(Value::List(Vec::new())),
-                    (None, Label::Single) => std::borrow::Cow::Owned(pb_default(field.ty)),
-                };
-                if index > 0 {
-                    out.extend_from_slice(b", ");
-                }
-                out.push(b'"');
-                out.extend_from_slice(field.key.as_bytes());
-                out.extend_from_slice(b"\":");
-                pb_value_json(field.ty, field.label == Label::Repeated, &value, &mut out);
-            }
+            pb_fields_json(def.fields, |i, _| event.values()[i].as_ref(), &mut out)?;
         }
     }
     out.push(b'}');
-    String::from_utf8_lossy(&out).into_owned()
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
-fn pb_default(ty: FieldType) -> Value {
-    match ty.lua_type() {
-        LuaType::Boolean => Value::Bool(false),
-        LuaType::Integer => Value::Int(0),
-        LuaType::Number => Value::Float(0.0),
-        LuaType::String => Value::Str(String::new()),
-        LuaType::Table => Value::Table(Vec::new()),
+/// The fields of a message in declaration order, `", "` before each one
+/// whose declaration index is above 0 (even when the first is absent, as
+/// Centreon writes it); unset plain fields at their defaults, absent
+/// optionals and oneofs left out.
+fn pb_fields_json<'a>(
+    fields: &'static [FieldDef],
+    value_of: impl Fn(usize, &FieldDef) -> Option<&'a Value>,
+    out: &mut Vec<u8>,
+) -> Result<(), UnencodableField> {
+    for (index, field) in fields.iter().enumerate() {
+        let value = match value_of(index, field) {
+            Some(v) => std::borrow::Cow::Borrowed(v),
+            None => match field.proto3_default() {
+                Some(default) => std::borrow::Cow::Owned(default),
+                None => continue,
+            },
+        };
+        if index > 0 {
+            out.extend_from_slice(b", ");
+        }
+        out.push(b'"');
+        out.extend_from_slice(field.key.as_bytes());
+        out.extend_from_slice(b"\":");
+        if field.label == Label::Repeated {
+            let Value::List(items) = &*value else {
+                pb_value_json(field, &value, out)?;
+                continue;
+            };
+            let message = matches!(field.ty, FieldType::PbMessage(_));
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.extend_from_slice(if message { b", " } else { b"," });
+                }
+                match item {
+                    // iostream defaults in repeated fields: bools as 1/0,
+                    // doubles with 6 significant digits.
+                    Value::Bool(b) => out.push(if *b { b'1' } else { b'0' }),
+                    Value::Float(x) => out.extend_from_slice(format_g(*x, 6).as_bytes()),
+                    other => pb_value_json(field, other, out)?,
+                }
+            }
+            out.push(b']');
+        } else {
+            pb_value_json(field, &value, out)?;
+        }
     }
+    Ok(())
 }
 
 fn mapped_value_json(ty: FieldType, value: &Value, out: &mut Vec<u8>) {
     match (ty, value) {
         // TIME is written as a quoted number (a std::string of the time_t).
         (FieldType::Time, Value::Int(i)) => out.extend_from_slice(format!("\"{i}\"").as_bytes()),
+        // ULONG is a C++ uint64_t there: written unsigned.
+        (FieldType::ULong, Value::Int(i)) => {
+            out.extend_from_slice((*i as u64).to_string().as_bytes())
+        }
         (_, Value::Bool(b)) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         (_, Value::Int(i)) => out.extend_from_slice(i.to_string().as_bytes()),
         (_, Value::Float(x)) => out.extend_from_slice(shortest(*x).as_bytes()),
@@ -386,56 +474,41 @@ fn mapped_value_json(ty: FieldType, value: &Value, out: &mut Vec<u8>) {
     }
 }
 
-/// Protobuf values: strings are not escaped (Centreon writes them raw).
-fn pb_value_json(ty: FieldType, repeated: bool, value: &Value, out: &mut Vec<u8>) {
-    match value {
-        Value::List(items) if repeated => {
-            let message = matches!(ty, FieldType::PbMessage(_));
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.extend_from_slice(if message { b", " } else { b"," });
-                }
-                match item {
-                    Value::Bool(b) => out.push(if *b { b'1' } else { b'0' }),
-                    Value::Float(x) => out.extend_from_slice(format_g(*x, 6).as_bytes()),
-                    other => pb_value_json(ty, false, other, out),
-                }
-            }
-            out.push(b']');
+/// One protobuf value (an item of a repeated field, or a plain field):
+/// strings not escaped (Centreon writes them raw), 64-bit unsigned types
+/// unsigned, `bytes` as their hexadecimal text, sub-messages by their
+/// layouts.
+fn pb_value_json(
+    field: &FieldDef,
+    value: &Value,
+    out: &mut Vec<u8>,
+) -> Result<(), UnencodableField> {
+    match (field.ty, value) {
+        (FieldType::PbSInt32, _) => return Err(UnencodableField(field.key)),
+        (FieldType::PbMessage(name), Value::Table(entries)) => {
+            out.push(b'{');
+            pb_fields_json(
+                catalogue::message(name).unwrap_or(&[]),
+                |_, f| proto3::entry(entries, f.key),
+                out,
+            )?;
+            out.push(b'}');
         }
-        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-        Value::Int(i) => out.extend_from_slice(i.to_string().as_bytes()),
-        Value::Float(x) => out.extend_from_slice(shortest(*x).as_bytes()),
-        Value::Str(s) => {
+        (ty, Value::Int(i)) if ty.is_unsigned_64() => {
+            out.extend_from_slice((*i as u64).to_string().as_bytes())
+        }
+        (_, Value::Bool(b)) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        (_, Value::Int(i)) => out.extend_from_slice(i.to_string().as_bytes()),
+        (_, Value::Float(x)) => out.extend_from_slice(shortest(*x).as_bytes()),
+        (_, Value::Str(s)) => {
             out.push(b'"');
             out.extend_from_slice(s.as_bytes());
             out.push(b'"');
         }
-        Value::Table(entries) => {
-            out.push(b'{');
-            for (i, (k, v)) in entries.iter().enumerate() {
-                if i > 0 {
-                    out.extend_from_slice(b", ");
-                }
-                out.push(b'"');
-                out.extend_from_slice(k.as_bytes());
-                out.extend_from_slice(b"\":");
-                pb_value_json(ty, false, v, out);
-            }
-            out.push(b'}');
-        }
-        Value::List(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                pb_value_json(ty, false, item, out);
-            }
-            out.push(b']');
-        }
+        // Values of no known shape (a table built in code): compact JSON.
+        (_, other) => out.extend_from_slice(other.to_json().to_string().as_bytes()),
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -451,14 +524,14 @@ mod tests {
     fn adaptive_host_status_skips_unset_optionals() {
         let e = event(json!({"_type": 65592, "host_id": 1, "notification_number": 9}));
         assert_eq!(
-            event_json(&e, EventJsonStyle::Current),
+            event_json(&e, EventJsonStyle::Current).unwrap(),
             r#"{"_type":65592, "category":1, "element":56, "host_id":1, "notification_number":9}"#
         );
         let e = event(
             json!({"_type": 65591, "host_id": 1, "service_id": 2, "acknowledgement_type": 2}),
         );
         assert_eq!(
-            event_json(&e, EventJsonStyle::Current),
+            event_json(&e, EventJsonStyle::Current).unwrap(),
             r#"{"_type":65591, "category":1, "element":55, "host_id":1, "service_id":2, "type":0, "internal_id":0, "acknowledgement_type":2}"#
         );
     }
@@ -468,7 +541,7 @@ mod tests {
         let e = event(
             json!({"_type": 65550, "host_id": 1, "last_check": 123456, "latency": 0.25, "check_interval": 5.0, "output": "a\"b\nc"}),
         );
-        let text = event_json(&e, EventJsonStyle::Legacy2110);
+        let text = event_json(&e, EventJsonStyle::Legacy2110).unwrap();
         assert!(text.starts_with(r#"{ "_type": 65550, "category": 1, "element": 14, "#));
         assert!(text.contains(r#""last_check":"123456""#));
         assert!(text.contains(r#""latency":0.25"#));

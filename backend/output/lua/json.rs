@@ -5,7 +5,7 @@
 
 use mlua::{Lua, Table, Value as LuaValue};
 
-use super::event::LuaEvent;
+use super::event::{LuaEvent, UnencodableField};
 
 /// Deepest table nesting `json_encode` follows; Centreon would overflow
 /// its C stack on a table that contains itself, here it is a Lua error.
@@ -120,17 +120,21 @@ fn bad_event_argument(got: &str) -> mlua::Error {
 }
 
 /// `broker.json_encode(value)`: the value is the last argument (Centreon
-/// reads the top of the stack).
-pub fn encode(value: &LuaValue, style: super::EventJsonStyle) -> mlua::Result<Vec<u8>> {
+/// reads the top of the stack). The inner error is an event Centreon's
+/// encoder cannot write, which it logs rather than raises.
+pub fn encode(
+    value: &LuaValue,
+    style: super::EventJsonStyle,
+) -> mlua::Result<Result<Vec<u8>, UnencodableField>> {
     let mut out = Vec::new();
     match value {
         LuaValue::UserData(ud) => match ud.borrow::<LuaEvent>() {
-            Ok(event) => out = event.to_json(style).into_bytes(),
+            Ok(event) => return Ok(event.to_json(style).map(String::into_bytes)),
             Err(_) => return Err(bad_event_argument("userdata")),
         },
         other => encode_value(other, &mut out, 0, value_is_table(other))?,
     }
-    Ok(out)
+    Ok(Ok(out))
 }
 
 fn value_is_table(v: &LuaValue) -> bool {

@@ -312,6 +312,7 @@ impl Script {
                     &env.settings.bbdo_version,
                     env.settings.event_json,
                     env.settings.perfdata_values,
+                    Arc::clone(&env.log),
                 )?,
             )?;
             globals.set(

@@ -567,14 +567,23 @@ pub fn broker_table(
     bbdo_version: &str,
     style: EventJsonStyle,
     precision: perfdata::Precision,
+    log: LogSink,
 ) -> mlua::Result<Table> {
     let broker = lua.create_table()?;
     broker.set(
         "json_encode",
         lua.create_function(move |lua, args: MultiValue| {
             let value = last(&args).cloned().unwrap_or(LuaValue::Nil);
-            let text = json::encode(&value, style)?;
-            lua.create_string(text)
+            match json::encode(&value, style)? {
+                Ok(text) => Ok(MultiValue::from_vec(vec![LuaValue::String(
+                    lua.create_string(text)?,
+                )])),
+                // Centreon logs it and returns nothing.
+                Err(unencodable) => {
+                    log(Severity::Error, &format!("lua: {unencodable}"));
+                    Ok(MultiValue::new())
+                }
+            }
         })?,
     )?;
     broker.set(
