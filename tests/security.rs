@@ -27,6 +27,8 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("PUT", "/api/v1/outputs/{name}", "admin"),
     ("PATCH", "/api/v1/outputs/{name}", "admin"),
     ("DELETE", "/api/v1/outputs/{name}", "admin"),
+    ("POST", "/api/v1/outputs/{name}/rename", "admin"),
+    ("POST", "/api/v1/outputs/{name}/clone", "admin"),
     ("GET", "/api/v1/outputs/{name}/parameters", "viewer"),
     ("PUT", "/api/v1/outputs/{name}/parameters/{param}", "admin"),
     (

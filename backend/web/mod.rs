@@ -195,6 +195,18 @@ fn routes() -> Routes {
     .add(M::PATCH, "/api/v1/outputs/{name}", ADMIN, outputs::patch)
     .add(M::DELETE, "/api/v1/outputs/{name}", ADMIN, outputs::delete)
     .add(
+        M::POST,
+        "/api/v1/outputs/{name}/rename",
+        ADMIN,
+        outputs::rename,
+    )
+    .add(
+        M::POST,
+        "/api/v1/outputs/{name}/clone",
+        ADMIN,
+        outputs::clone,
+    )
+    .add(
         M::GET,
         "/api/v1/outputs/{name}/parameters",
         VIEWER,
