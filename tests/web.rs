@@ -1868,6 +1868,21 @@ async fn in_a_browser_an_output_is_disabled_renamed_enabled_cloned_and_deleted()
     let rows = browser.text("#outputs").await;
     assert!(!rows.contains("renamed"), "{rows}");
     browser.screenshot("20-life-deleted").await;
+
+    // The overview enables the copy in one click, and comes back.
+    let state = browser.text("tr[data-output=copy] .state").await;
+    assert_eq!(state, "disabled");
+    browser.click("tr[data-output=copy] button.toggle").await;
+    browser
+        .wait_text("#notice", "the enable message", |t| {
+            t.starts_with("Enabled")
+        })
+        .await;
+    assert!(browser.url().await.ends_with('/'));
+    browser
+        .wait_text("tr[data-output=copy] .state", "running", |t| t == "running")
+        .await;
+    browser.screenshot("21-overview-enabled").await;
     browser.quit().await;
     server.stop().await;
 }

@@ -218,6 +218,7 @@ fn delivered_spark(ctx: &Context, series: &str) -> Spark {
 struct OutputRow {
     name: String,
     kind: String,
+    enabled: bool,
     state: String,
     /// `ok`, `degraded`, `stalled` or `failing`, and why, since when.
     health: String,
@@ -235,6 +236,9 @@ struct OutputRow {
 #[derive(Template)]
 #[template(path = "overview_body.html")]
 struct OverviewBody {
+    /// For the Enable/Disable buttons, an admin's.
+    csrf: String,
+    is_admin: bool,
     outputs: Vec<OutputRow>,
     ingest: Spark,
     accepted: u64,
@@ -350,7 +354,7 @@ struct Overview {
     body: OverviewBody,
 }
 
-async fn overview_body(ctx: &Context) -> Result<OverviewBody, ApiError> {
+async fn overview_body(ctx: &Context, caller: &Caller) -> Result<OverviewBody, ApiError> {
     let mut outputs = Vec::new();
     for stored in ctx.store.list_outputs().await? {
         let name = stored.spec.name;
@@ -358,6 +362,7 @@ async fn overview_body(ctx: &Context) -> Result<OverviewBody, ApiError> {
         let last_flush = status.as_ref().and_then(|s| s.last_flush.clone());
         outputs.push(OutputRow {
             kind: stored.spec.kind,
+            enabled: stored.spec.enabled,
             state: state_name(status.as_ref(), stored.spec.enabled),
             health: health_name(status.as_ref()),
             health_reason: health_reason(status.as_ref()),
@@ -391,6 +396,8 @@ async fn overview_body(ctx: &Context) -> Result<OverviewBody, ApiError> {
     }
     let (accepted, refused) = ctx.ingest.counts();
     Ok(OverviewBody {
+        csrf: caller.csrf().to_owned(),
+        is_admin: caller.role >= Role::Admin,
         outputs,
         ingest: received_spark(ctx, INGEST),
         accepted,
@@ -406,12 +413,15 @@ pub async fn overview(
 ) -> Result<Html<String>, ApiError> {
     render(&Overview {
         me: Me::with_flash(&ctx, &caller),
-        body: overview_body(&ctx).await?,
+        body: overview_body(&ctx, &caller).await?,
     })
 }
 
-pub async fn overview_fragment(State(ctx): State<Context>) -> Result<Html<String>, ApiError> {
-    render(&overview_body(&ctx).await?)
+pub async fn overview_fragment(
+    State(ctx): State<Context>,
+    caller: Caller,
+) -> Result<Html<String>, ApiError> {
+    render(&overview_body(&ctx, &caller).await?)
 }
 
 struct FlushRow {
@@ -759,6 +769,10 @@ pub struct ActionForm {
     /// again what was delivered already.
     #[serde(default)]
     confirm: String,
+    /// `overview` for the overview's Enable/Disable buttons, which send
+    /// the browser back there.
+    #[serde(default)]
+    back: String,
 }
 
 fn detail_url(name: &str) -> String {
@@ -884,7 +898,12 @@ pub async fn action(
         }
         other => Flash::error(format!("Unknown action `{other}`")),
     };
-    Ok(redirect_with(&ctx, &caller, &detail_url(&name), flash))
+    let back = if form.back == "overview" {
+        "/".to_owned()
+    } else {
+        detail_url(&name)
+    };
+    Ok(redirect_with(&ctx, &caller, &back, flash))
 }
 
 #[derive(Template)]
