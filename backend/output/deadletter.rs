@@ -586,6 +586,27 @@ mod tests {
     }
 
     #[test]
+    fn renamed_letters_move_and_join_those_held_under_the_new_name() {
+        let (_dir, letters) = store();
+        letters.append("a", &[b"1\n", b"2\n"], "HTTP 400").unwrap();
+        letters.rename("a", "b").unwrap();
+        assert_eq!(letters.held("a").unwrap(), 0);
+        assert_eq!(letters.held("b").unwrap(), 2);
+        assert!(!letters.path("a").exists());
+        // Letters an earlier output of that name left are kept first.
+        letters.append("c", &[b"3\n"], "HTTP 400").unwrap();
+        letters.rename("b", "c").unwrap();
+        assert_eq!(records(&letters.page("c", 0, 10).unwrap()), ["3", "1", "2"]);
+        // Nothing to move is no error; a replay under way refuses.
+        letters.rename("nothing", "d").unwrap();
+        let _run = letters.begin_replay("c").unwrap().unwrap();
+        assert!(matches!(
+            letters.rename("c", "e"),
+            Err(DeadLetterError::Replaying(_))
+        ));
+    }
+
+    #[test]
     fn appended_letters_are_counted_and_paged() {
         let (_dir, letters) = store();
         assert_eq!(letters.held("o").unwrap(), 0);
