@@ -122,10 +122,9 @@ pub async fn action(
         },
         other => Flash::error(format!("Unknown action `{other}`")),
     };
-    let location = format!(
-        "/outputs/{}#deadletters",
-        super::html::form_urlencode(&name)
-    );
+    // To the top of the page, where the message is: the section's anchor
+    // would scroll it out of sight.
+    let location = format!("/outputs/{}", super::html::form_urlencode(&name));
     Ok(super::flash::redirect_with(&ctx, &caller, &location, flash))
 }
 
