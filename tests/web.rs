@@ -1577,6 +1577,10 @@ async fn the_detail_page_offers_the_buttons_of_the_state_and_confirms_what_destr
     let operator = Session::login(&server, "otto", "operator-password-1").await;
     let (_, as_operator) = operator.page("/outputs/o").await;
     assert!(buttons(&as_operator).is_empty(), "{as_operator}");
+    assert!(
+        as_operator.contains("until an admin enables it"),
+        "{as_operator}"
+    );
     let said = operator
         .act("/outputs/o/action", &[("action", "enable")])
         .await;
@@ -1593,6 +1597,18 @@ async fn the_detail_page_offers_the_buttons_of_the_state_and_confirms_what_destr
     );
     assert!(confirm.contains("It holds no dead letters"), "{confirm}");
     assert!(confirm.contains("id=\"delete-confirm\""), "{confirm}");
+    // Without the session's CSRF token, the form is refused outright.
+    for path in ["/outputs/o/delete", "/outputs/o/rename", "/outputs/o/clone"] {
+        let forged = session
+            .client
+            .post(server.url(path))
+            .header("cookie", &session.cookie)
+            .form(&[("confirm", "yes"), ("name", "forged")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(forged.status(), 403, "{path}");
+    }
     let said = session.act("/outputs/o/delete", &[]).await;
     assert_eq!(said.class, "notice-error", "{said:?}");
     assert!(said.text.starts_with("Nothing deleted"), "{said:?}");
