@@ -280,3 +280,37 @@ async fn a_clone_copies_the_definition_and_its_password_without_showing_it() {
     assert!(!audit.contains("clone-me-secret"));
     server.stop().await;
 }
+
+/// A cursor no output owns (what a crash between the steps of a rename or
+/// a delete leaves) is removed at the next start, so that it holds no
+/// events back.
+#[tokio::test]
+async fn a_cursor_that_belongs_to_no_output_is_removed_at_start() {
+    use brokerstream::config::{BbdoConfig, Config};
+    use brokerstream::journal::{Journal, StartAt};
+    let dir = tempfile::tempdir().unwrap();
+    let config = || Config {
+        data_dir: dir.path().to_owned(),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        bbdo: BbdoConfig::disabled(),
+        ..Config::default()
+    };
+    let server = Server::start_with(config()).await;
+    let out = dir.path().join("out.log");
+    server.create_file_output("kept", &out, json!({})).await;
+    server.stop().await;
+    {
+        let journal = Journal::open(config().journal_config().unwrap()).unwrap();
+        journal.cursor("ghost", StartAt::Head);
+        journal.close();
+    }
+    let server = Server::start_with(config()).await;
+    server.post_events(&[host(1, "a"), host(2, "b")]).await;
+    exactly(&out, 2).await;
+    server
+        .wait_status("kept", "caught up", |s| s["queue_depth"] == 0)
+        .await;
+    let journal = server.get_json("/api/v1/journal").await;
+    assert_eq!(journal["holding"], json!([]), "{journal:#}");
+    server.stop().await;
+}

@@ -343,13 +343,27 @@ impl OutputAdmin {
             Err(StoreError::NotFound(_)) => {}
             Err(e) => return Err(e.into()),
         }
-        self.store.rename_output(from, to).await?;
+        // A cursor for the new name exists before the store holds that
+        // name: a crash between the steps leaves a spare cursor (removed at
+        // the next start), never an output without its place in the journal
+        // (which would start at the newest event, skipping its backlog).
         if let Some(workers) = &self.workers {
+            workers.copy_cursor(from, to);
+        }
+        if let Err(e) = self.store.rename_output(from, to).await {
+            if let Some(workers) = &self.workers {
+                workers.drop_cursor(to);
+            }
+            return Err(e.into());
+        }
+        if let Some(workers) = &self.workers {
+            // Moves the cursor again, from where the worker left it.
             if let Err(e) = workers.rename(from, to).await {
                 // The workers kept the old name: so does the store.
                 if let Err(undo) = self.store.rename_output(to, from).await {
                     tracing::error!("cannot undo the rename of `{from}` to `{to}`: {undo}");
                 }
+                workers.drop_cursor(to);
                 return Err(AdminError::Conflict(format!("cannot rename `{from}`: {e}")));
             }
         }

@@ -708,6 +708,50 @@ impl Journal {
         }
     }
 
+    /// Makes `to` a cursor at `from`'s acknowledged position, keeping
+    /// `from`: the first step of a rename, so that a crash before the new
+    /// name is stored elsewhere leaves no name without its place (a spare
+    /// cursor at worst, which [`Journal::retain_cursors`] removes).
+    /// `false` when there is no cursor named `from`.
+    pub fn copy_cursor(&self, from: &str, to: &str) -> bool {
+        let copied = {
+            let mut state = self.lock();
+            let Some(cursor) = state.cursors.get(from).copied() else {
+                return false;
+            };
+            state
+                .cursors
+                .insert(to.to_owned(), cursors::CursorState::at(cursor.acked));
+            state.cursors_dirty = true;
+            true
+        };
+        if copied {
+            if let Err(e) = self.save_cursors() {
+                tracing::error!("cannot save journal cursors: {e}");
+            }
+        }
+        copied
+    }
+
+    /// Removes every cursor whose name is not in `names` (the outputs that
+    /// exist), releasing the events they held: what a crash between the
+    /// steps of a rename or a delete may leave behind. The names removed.
+    pub fn retain_cursors(&self, names: &[String]) -> Vec<String> {
+        let removed: Vec<String> = {
+            let state = self.lock();
+            state
+                .cursors
+                .keys()
+                .filter(|name| !names.contains(name))
+                .cloned()
+                .collect()
+        };
+        for name in &removed {
+            self.remove_cursor(name);
+        }
+        removed
+    }
+
     /// Moves a cursor to another name (its output was renamed), keeping its
     /// position and its count of lost events, so that nothing is skipped or
     /// read twice. The caller stops the cursor's reader first. A cursor

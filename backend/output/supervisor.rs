@@ -346,6 +346,29 @@ impl Supervisor {
         position
     }
 
+    /// The first step of a rename: a cursor for the new name at the old
+    /// one's acknowledged position (see [`Journal::copy_cursor`]).
+    pub fn copy_cursor(&self, from: &str, to: &str) -> bool {
+        self.journal.copy_cursor(from, to)
+    }
+
+    /// Forgets a cursor made by [`Supervisor::copy_cursor`] for a rename
+    /// that did not happen.
+    pub fn drop_cursor(&self, name: &str) {
+        self.journal.remove_cursor(name);
+    }
+
+    /// At start, once every stored output is applied: removes the cursors
+    /// of outputs that do not exist (see [`Journal::retain_cursors`]).
+    pub fn forget_other_cursors(&self, outputs: &[String]) {
+        for name in self.journal.retain_cursors(outputs) {
+            tracing::warn!(
+                cursor = %name,
+                "removed a journal cursor that belongs to no output (left by an interrupted rename or delete)"
+            );
+        }
+    }
+
     /// Gives an output a new name, keeping what is kept by name: its
     /// journal cursor (nothing skipped, nothing read twice beyond what was
     /// not acknowledged), its dead letters, its status with the flush
