@@ -72,9 +72,12 @@ pub async fn start(config: Config) -> anyhow::Result<App> {
         config.health.clone(),
     );
     let ingest = Ingest::new(Arc::clone(&journal), Arc::clone(&cache));
+    let mut names = Vec::new();
     for output in store.list_outputs().await? {
+        names.push(output.spec.name.clone());
         supervisor.apply(output.spec).await;
     }
+    supervisor.forget_other_cursors(&names);
     let listener = HttpListener::bind(config.http_addr, tls, config.http.tls_handshake_timeout())
         .await?
         .with_limits(ServerLimits::from_settings(&config.http)?);

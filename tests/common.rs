@@ -401,3 +401,142 @@ pub async fn read_sse(response: &mut reqwest::Response, done: impl Fn(&str) -> b
     }
     text
 }
+
+/// A browser's session, signed in through the login form: the pages'
+/// messages (flash notices) are kept for a session, never for Basic
+/// credentials or tokens.
+pub struct Session {
+    pub client: Client,
+    pub cookie: String,
+    pub csrf: String,
+    base: String,
+}
+
+fn set_cookie_pair(response: &Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
+}
+
+fn csrf_field(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+    page[at..at + page[at..].find('"').unwrap()].to_owned()
+}
+
+impl Session {
+    pub async fn login(server: &Server, user: &str, password: &str) -> Session {
+        let client = Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let form = client.get(server.url("/login")).send().await.unwrap();
+        let login_cookie = set_cookie_pair(&form, "brokerstream_login").unwrap();
+        let token = csrf_field(&form.text().await.unwrap());
+        let response = client
+            .post(server.url("/login"))
+            .header("cookie", &login_cookie)
+            .form(&[
+                ("user", user),
+                ("password", password),
+                ("csrf", &token),
+                ("next", "/"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 303, "login as {user}");
+        let cookie = set_cookie_pair(&response, "brokerstream_session").unwrap();
+        let mut session = Session {
+            client,
+            cookie,
+            csrf: String::new(),
+            base: server.base.clone(),
+        };
+        let (_, page) = session.page("/account").await;
+        session.csrf = csrf_field(&page);
+        session
+    }
+
+    pub async fn admin(server: &Server) -> Session {
+        Session::login(server, "admin", ADMIN_PASSWORD).await
+    }
+
+    /// A page: its status and text.
+    pub async fn page(&self, path: &str) -> (u16, String) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// Posts a page's form with the session's CSRF token: the status and
+    /// where it sends the browser.
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+        let mut form: Vec<(&str, &str)> = form.to_vec();
+        form.push(("csrf", &self.csrf));
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        (response.status().as_u16(), location)
+    }
+
+    /// Posts a form and follows its redirect: the message the page shows,
+    /// as `(class, role, text)`.
+    pub async fn act(&self, path: &str, form: &[(&str, &str)]) -> Notice {
+        let (status, location) = self.post_form(path, form).await;
+        assert_eq!(status, 303, "POST {path} {form:?}");
+        let (status, page) = self.page(&location).await;
+        assert_eq!(status, 200, "GET {location}");
+        notice(&page).unwrap_or_else(|| panic!("no notice after POST {path} {form:?}: {page}"))
+    }
+}
+
+/// A page's message: its class (`notice-success`, `notice-info`,
+/// `notice-error`), role and text (unescaped).
+#[derive(Debug, PartialEq)]
+pub struct Notice {
+    pub class: String,
+    pub role: String,
+    pub text: String,
+}
+
+pub fn notice(page: &str) -> Option<Notice> {
+    let start = page.find("<p class=\"notice ")?;
+    let tag = &page[start..];
+    let attribute = |name: &str| {
+        let at = tag.find(&format!("{name}=\""))? + name.len() + 2;
+        Some(tag[at..at + tag[at..].find('"')?].to_owned())
+    };
+    let class = attribute("class")?.trim_start_matches("notice ").to_owned();
+    let role = attribute("role")?;
+    let open = tag.find('>')? + 1;
+    let text = &tag[open..open + tag[open..].find("</p>")?];
+    let text = text
+        .replace("&#96;", "`")
+        .replace("&#39;", "'")
+        .replace("&#34;", "\"")
+        .replace("&quot;", "\"")
+        .replace("&#60;", "<")
+        .replace("&#62;", ">")
+        .replace("&amp;", "&");
+    Some(Notice { class, role, text })
+}

@@ -216,18 +216,15 @@ async fn dead_letters_are_listed_replayed_and_discarded() {
             s["dead_letters_held"] == 3
         })
         .await;
-    let unconfirmed = server
-        .client
-        .post(server.url("/outputs/influx/deadletters"))
-        .form(&[("action", "discard")])
-        .send()
-        .await
-        .unwrap();
+    let session = Session::admin(&server).await;
+    let unconfirmed = session
+        .act("/outputs/influx/deadletters", &[("action", "discard")])
+        .await;
     assert!(
-        unconfirmed.url().as_str().contains("Nothing%20discarded"),
-        "{}",
-        unconfirmed.url()
+        unconfirmed.text.starts_with("Nothing discarded"),
+        "{unconfirmed:?}"
     );
+    assert_eq!(unconfirmed.class, "notice-error");
     assert_eq!(letters(&server, "").await["held"], 3);
     let page = server.get("/outputs/influx").await.text().await.unwrap();
     assert!(page.contains("id=\"deadletters-list\""), "{page}");

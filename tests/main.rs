@@ -10,6 +10,7 @@ mod deadletters;
 mod file_output;
 mod ingest_memory;
 mod journal;
+mod lifecycle;
 mod limits;
 mod listeners;
 mod lua;

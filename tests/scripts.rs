@@ -228,7 +228,7 @@ async fn uploads_land_in_the_script_directory_under_a_plain_name() {
             .post(&server, "/outputs/new")
             .await;
         assert_eq!(status, 303, "{sent}: {page}");
-        assert_eq!(location, format!("/outputs/u{i}?notice=Saved"));
+        assert_eq!(location, format!("/outputs/u{i}"));
         assert!(l.scripts.join(saved).is_file(), "{sent}");
     }
     // Names that are no plain script name are refused on the upload field.

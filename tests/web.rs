@@ -129,7 +129,7 @@ async fn the_form_shows_each_error_beside_its_field_and_keeps_what_was_typed() {
         .post(&server, "/outputs/new")
         .await;
     assert_eq!(status, 303);
-    assert_eq!(location, "/outputs/good?notice=Saved");
+    assert_eq!(location, "/outputs/good");
     let stored = server.get_json("/api/v1/outputs/good").await;
     assert_eq!(
         stored["filters"],
@@ -181,7 +181,7 @@ async fn a_script_is_uploaded_and_a_stored_password_is_never_shown() {
         .post(&server, "/outputs/new")
         .await;
     assert_eq!(status, 303, "{page}");
-    assert_eq!(location, "/outputs/scripted?notice=Saved");
+    assert_eq!(location, "/outputs/scripted");
     // Saved under its own name, inside the first script directory.
     assert!(dir.path().join("scripts/my-connector.lua").is_file());
     let edit = server
@@ -751,10 +751,7 @@ async fn in_a_browser_add_an_output_watch_its_events_and_flush_it() {
     browser
         .wait_text("#notice", "the saved notice", |t| t.contains("Saved"))
         .await;
-    assert!(browser
-        .url()
-        .await
-        .ends_with("/outputs/web-file?notice=Saved"));
+    assert!(browser.url().await.ends_with("/outputs/web-file"));
 
     // The overview lists it.
     browser.goto(&server.url("/")).await;
@@ -915,33 +912,53 @@ async fn the_detail_page_shows_the_script_log_and_its_buttons_act() {
     assert_eq!(&stamp[4..5], "-", "{line}");
     assert_eq!(&stamp[13..14], ":", "{line}");
 
-    let client = admin_client_builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let session = Session::admin(&server).await;
     let act = |action: &'static str, since: &'static str| {
-        let client = client.clone();
-        let url = server.url("/outputs/logged/action");
+        let session = &session;
         async move {
-            let response = client
-                .post(url)
-                .form(&[("action", action), ("since", since)])
-                .send()
+            session
+                .act(
+                    "/outputs/logged/action",
+                    &[("action", action), ("since", since)],
+                )
                 .await
-                .unwrap();
-            assert_eq!(response.status(), 303, "{action}");
-            response.headers()["location"].to_str().unwrap().to_owned()
         }
     };
-    assert!(act("pause", "").await.contains("Pause%20done"));
+    let said = act("pause", "").await;
+    assert_eq!(said.class, "notice-success", "{said:?}");
+    assert!(said.text.starts_with("Paused"), "{said:?}");
     assert_eq!(server.status("logged").await["state"], "paused");
-    assert!(act("flush", "").await.contains("Cannot%20flush"));
-    assert!(act("resume", "").await.contains("Resume%20done"));
-    assert!(act("replay", "yesterday").await.contains("Cannot%20replay"));
+    // A pause that changes nothing says so, and is not a success.
+    let said = act("pause", "").await;
+    assert_eq!(said.class, "notice-info", "{said:?}");
+    assert!(said.text.contains("paused already"), "{said:?}");
+    let said = act("flush", "").await;
+    assert_eq!(
+        (said.class.as_str(), said.role.as_str()),
+        ("notice-error", "alert")
+    );
+    assert!(said.text.starts_with("Cannot flush"), "{said:?}");
+    assert!(act("resume", "").await.text.starts_with("Resumed"));
+    assert!(act("resume", "").await.text.contains("not paused"));
+    assert!(act("replay", "yesterday")
+        .await
+        .text
+        .starts_with("Cannot replay"));
     assert!(act("replay", "2026-01-01T00:00")
         .await
-        .contains("Replaying"));
-    assert!(act("flush", "").await.contains("Flushed"));
+        .text
+        .starts_with("Replaying"));
+    // From the oldest, only once confirmed.
+    let said = act("replay", "").await;
+    assert!(said.text.starts_with("Nothing replayed"), "{said:?}");
+    let said = session
+        .act(
+            "/outputs/logged/action",
+            &[("action", "replay"), ("since", ""), ("confirm", "yes")],
+        )
+        .await;
+    assert!(said.text.starts_with("Replaying"), "{said:?}");
+    assert!(act("flush", "").await.text.contains("Flushed"));
     let page = server
         .get("/fragments/outputs/logged")
         .await
@@ -1442,5 +1459,446 @@ async fn in_a_browser_the_overview_colours_each_output_by_its_health() {
         title.contains("HTTP 401") && title.contains("credentials"),
         "{title}"
     );
+    server.stop().await;
+}
+
+/// The detail page offers only the buttons that apply to the output's
+/// state, as plain HTML.
+fn buttons(page: &str) -> Vec<&'static str> {
+    [
+        "flush",
+        "pause",
+        "resume",
+        "restart",
+        "replay",
+        "replay-oldest",
+        "disable",
+        "enable",
+        "rename",
+        "clone",
+        "delete",
+    ]
+    .into_iter()
+    .filter(|id| page.contains(&format!("id=\"{id}\"")))
+    .collect()
+}
+
+#[tokio::test]
+async fn the_detail_page_offers_the_buttons_of_the_state_and_confirms_what_destroys() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let out = dir.path().join("out.log");
+    server.create_file_output("o", &out, json!({})).await;
+    server
+        .wait_status("o", "running", |s| s["state"] == "running")
+        .await;
+    let session = Session::admin(&server).await;
+    let page = |path: &'static str| {
+        let session = &session;
+        async move {
+            let (status, page) = session.page(path).await;
+            assert_eq!(status, 200, "{path}");
+            page
+        }
+    };
+    let running = vec![
+        "flush",
+        "pause",
+        "restart",
+        "replay",
+        "replay-oldest",
+        "disable",
+        "rename",
+        "clone",
+        "delete",
+    ];
+    assert_eq!(buttons(&page("/outputs/o").await), running);
+
+    // A message is shown once: a reload does not show it again.
+    let said = session
+        .act("/outputs/o/action", &[("action", "pause")])
+        .await;
+    assert_eq!(said.class, "notice-success");
+    assert_eq!(said.role, "status");
+    let again = page("/outputs/o").await;
+    assert_eq!(notice(&again), None, "shown twice");
+    assert_eq!(
+        buttons(&again),
+        vec![
+            "resume",
+            "replay",
+            "replay-oldest",
+            "disable",
+            "rename",
+            "clone",
+            "delete"
+        ]
+    );
+    // Never read from the URL.
+    let forged = page("/outputs/o?notice=Everything%20deleted").await;
+    assert!(!forged.contains("Everything deleted"), "{forged}");
+
+    // Disabled: nothing acts on it but enable, rename, clone and delete,
+    // and its state says so; its events wait.
+    let said = session
+        .act("/outputs/o/action", &[("action", "disable")])
+        .await;
+    assert!(said.text.starts_with("Disabled"), "{said:?}");
+    server.post_events(&[host(1, "a"), host(2, "b")]).await;
+    let disabled = page("/outputs/o").await;
+    assert_eq!(
+        buttons(&disabled),
+        vec!["enable", "rename", "clone", "delete"]
+    );
+    assert!(
+        disabled.contains(r#"<span class="state state-disabled" id="state">disabled</span>"#),
+        "{disabled}"
+    );
+    assert!(disabled.contains("(2 pending)"), "{disabled}");
+    let overview = page("/").await;
+    assert!(overview.contains("state-disabled"), "{overview}");
+    assert!(
+        session
+            .act("/outputs/o/action", &[("action", "disable")])
+            .await
+            .text
+            .contains("disabled already"),
+        "a second disable changes nothing"
+    );
+    // An operator may pause, not enable: the button is not offered, and
+    // the action is refused.
+    let response = server
+        .post_json(
+            "/api/v1/users",
+            &json!({"name": "otto", "password": "operator-password-1", "role": "operator"}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let operator = Session::login(&server, "otto", "operator-password-1").await;
+    let (_, as_operator) = operator.page("/outputs/o").await;
+    assert!(buttons(&as_operator).is_empty(), "{as_operator}");
+    assert!(
+        as_operator.contains("until an admin enables it"),
+        "{as_operator}"
+    );
+    let said = operator
+        .act("/outputs/o/action", &[("action", "enable")])
+        .await;
+    assert_eq!(said.class, "notice-error", "{said:?}");
+    assert!(!server.get_json("/api/v1/outputs/o").await["enabled"]
+        .as_bool()
+        .unwrap());
+
+    // Delete: the page says what is lost, and nothing happens unconfirmed.
+    let confirm = page("/outputs/o/delete").await;
+    assert!(
+        confirm.contains("<strong>2 events</strong> in the journal have not been delivered"),
+        "{confirm}"
+    );
+    assert!(confirm.contains("It holds no dead letters"), "{confirm}");
+    assert!(confirm.contains("id=\"delete-confirm\""), "{confirm}");
+    // Without the session's CSRF token, the form is refused outright.
+    for path in ["/outputs/o/delete", "/outputs/o/rename", "/outputs/o/clone"] {
+        let forged = session
+            .client
+            .post(server.url(path))
+            .header("cookie", &session.cookie)
+            .form(&[("confirm", "yes"), ("name", "forged")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(forged.status(), 403, "{path}");
+    }
+    let said = session.act("/outputs/o/delete", &[]).await;
+    assert_eq!(said.class, "notice-error", "{said:?}");
+    assert!(said.text.starts_with("Nothing deleted"), "{said:?}");
+    assert_eq!(server.get("/api/v1/outputs/o").await.status(), 200);
+    let (status, location) = session
+        .post_form("/outputs/o/delete", &[("confirm", "yes")])
+        .await;
+    assert_eq!((status, location.as_str()), (303, "/"));
+    let (_, overview) = session.page("/").await;
+    let said = notice(&overview).unwrap();
+    assert_eq!(said.text, "Deleted the output `o`");
+    assert!(!overview.contains(r#"data-output="o""#), "{overview}");
+    assert_eq!(server.get("/api/v1/outputs/o").await.status(), 404);
+    let audit = server.get_json("/api/v1/audit").await.to_string();
+    assert!(audit.contains("output.disable") && audit.contains("output.delete"));
+
+    // Deleting a user and revoking a token need their box ticked too.
+    let (status, _) = session
+        .post_form("/users", &[("action", "delete"), ("user", "otto")])
+        .await;
+    assert_eq!(status, 422);
+    assert_eq!(server.get("/api/v1/users/otto").await.status(), 200);
+    let (status, _) = session
+        .post_form(
+            "/users",
+            &[("action", "delete"), ("user", "otto"), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(server.get("/api/v1/users/otto").await.status(), 404);
+    let token: Value = server
+        .post_json("/api/v1/tokens", &json!({"name": "ci"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = token["id"].to_string();
+    let (status, _) = session
+        .post_form("/tokens", &[("action", "revoke"), ("id", &id)])
+        .await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        server
+            .get_json("/api/v1/tokens")
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let (status, _) = session
+        .post_form(
+            "/tokens",
+            &[("action", "revoke"), ("id", &id), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(server
+        .get_json("/api/v1/tokens")
+        .await
+        .as_array()
+        .unwrap()
+        .is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_page_clones_an_output_without_showing_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let closed = format!("http://127.0.0.1:{}/", free_port());
+    let response = server
+        .post_json(
+            "/api/v1/outputs",
+            &json!({"name": "web", "kind": "http", "filters": {"category": ["neb"]}, "parameters": [
+                {"name": "http_url", "type": "string", "value": closed},
+                {"name": "http_user", "type": "string", "value": "me"},
+                {"name": "http_password", "type": "password", "value": "page-clone-secret"}]}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let session = Session::admin(&server).await;
+    let said = session
+        .act("/outputs/web/clone", &[("name", "web-copy")])
+        .await;
+    assert!(said.text.contains("a copy of `web`"), "{said:?}");
+    assert!(said.text.contains("disabled"), "{said:?}");
+    let (_, page) = session.page("/outputs/web-copy").await;
+    assert!(!page.contains("page-clone-secret"), "{page}");
+    assert!(page.contains("(hidden)"), "{page}");
+    let (_, edit) = session.page("/outputs/web-copy/edit").await;
+    assert!(!edit.contains("page-clone-secret"), "{edit}");
+    let copy = server.get_json("/api/v1/outputs/web-copy").await;
+    let original = server.get_json("/api/v1/outputs/web").await;
+    assert_eq!(copy["parameters"], original["parameters"]);
+    assert_eq!(copy["filters"], original["filters"]);
+    assert_eq!(copy["enabled"], false);
+    // A taken or bad name is refused on the page, saying why.
+    let said = session
+        .act("/outputs/web/clone", &[("name", "web-copy")])
+        .await;
+    assert_eq!(said.class, "notice-error");
+    assert!(said.text.contains("already exists"), "{said:?}");
+    let said = session
+        .act("/outputs/web/rename", &[("name", "web-copy")])
+        .await;
+    assert_eq!(said.class, "notice-error");
+    assert!(said.text.contains("already exists"), "{said:?}");
+    let said = session
+        .act("/outputs/web/rename", &[("name", "no spaces")])
+        .await;
+    assert_eq!(said.class, "notice-error");
+    assert!(said.text.contains("name may hold only"), "{said:?}");
+    server.stop().await;
+}
+
+/// The whole life of an output in a browser: pause (the message shown
+/// once), disable (its events wait), rename, enable (they are delivered
+/// once), clone, and delete behind its confirmation.
+#[tokio::test]
+async fn in_a_browser_an_output_is_disabled_renamed_enabled_cloned_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let out = dir.path().join("life.log");
+    server.create_file_output("life", &out, json!({})).await;
+    server.post_events(&[host(1, "a")]).await;
+    wait_lines(&out, 1).await;
+    server
+        .wait_status("life", "running", |s| s["state"] == "running")
+        .await;
+    let browser = Driver::start().await;
+    sign_in(&browser, &server, "/outputs/life").await;
+    browser.find("#pause").await;
+    browser.screenshot("14-life-running").await;
+
+    browser.click("#pause").await;
+    let shown = browser
+        .wait_text("#notice", "the pause message", |t| t.starts_with("Paused"))
+        .await;
+    assert!(shown.contains("wait in the journal"), "{shown}");
+    let style = browser
+        .call(
+            reqwest::Method::POST,
+            &browser.at("/execute/sync"),
+            json!({"script": "var n = document.getElementById('notice'); \
+                return {role: n.getAttribute('role'), border: getComputedStyle(n).borderLeftColor};",
+                "args": []}),
+        )
+        .await;
+    assert_eq!(style["role"], "status", "{style}");
+    assert_eq!(style["border"], "rgb(26, 127, 55)", "{style}");
+    browser.screenshot("15-life-paused-message").await;
+    browser.find("#resume").await;
+    // Reloaded, the message is gone.
+    browser.goto(&server.url("/outputs/life")).await;
+    browser.find("#resume").await;
+    let gone = browser
+        .call(
+            reqwest::Method::POST,
+            &browser.at("/execute/sync"),
+            json!({"script": "return document.getElementById('notice') === null && document.getElementById('pause') === null;", "args": []}),
+        )
+        .await;
+    assert_eq!(gone, true);
+
+    // Disabled: its events wait, its state says so.
+    browser.click("#disable").await;
+    browser
+        .wait_text("#notice", "the disable message", |t| {
+            t.starts_with("Disabled")
+        })
+        .await;
+    server
+        .post_events(&[host(2, "b"), host(3, "c"), host(4, "d")])
+        .await;
+    browser.goto(&server.url("/outputs/life")).await;
+    let state = browser.text("#state").await;
+    assert_eq!(state, "disabled");
+    let enabled = browser.text("#enabled").await;
+    assert!(enabled.contains("(3 pending)"), "{enabled}");
+    browser.screenshot("16-life-disabled").await;
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 1);
+
+    // Renamed, then enabled: the three are delivered once.
+    browser.type_into("#rename-name", "renamed").await;
+    browser.click("#rename").await;
+    browser
+        .wait_text("#notice", "the rename message", |t| {
+            t.starts_with("Renamed")
+        })
+        .await;
+    assert!(browser.url().await.ends_with("/outputs/renamed"));
+    let enabled = browser.text("#enabled").await;
+    assert!(enabled.contains("(3 pending)"), "{enabled}");
+    browser.click("#enable").await;
+    browser
+        .wait_text("#notice", "the enable message", |t| {
+            t.starts_with("Enabled")
+        })
+        .await;
+    wait_lines(&out, 4).await;
+    server.post_events(&[host(5, "e")]).await;
+    wait_lines(&out, 5).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let lines = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(lines.lines().count(), 5, "{lines}");
+    browser.goto(&server.url("/outputs/renamed")).await;
+    browser
+        .wait_text("#state", "running", |t| t == "running")
+        .await;
+    browser.screenshot("17-life-renamed-enabled").await;
+
+    // A replay from the oldest says what it re-sends and waits for the box.
+    let label = browser.text("#replay-confirm-label").await;
+    assert!(label.contains("5 of them already delivered"), "{label}");
+    browser.click("#replay-oldest").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap().lines().count(),
+        5,
+        "replayed without the box ticked"
+    );
+
+    // Cloned: the copy is disabled.
+    browser.type_into("#clone-name", "copy").await;
+    browser.click("#clone").await;
+    browser
+        .wait_text("#notice", "the clone message", |t| t.starts_with("Created"))
+        .await;
+    assert!(browser.url().await.ends_with("/outputs/copy"));
+    assert_eq!(browser.text("#state").await, "disabled");
+    browser.screenshot("18-life-cloned").await;
+
+    // A taken name is refused, in red, interrupting a screen reader.
+    browser.goto(&server.url("/outputs/renamed")).await;
+    browser.type_into("#rename-name", "copy").await;
+    browser.click("#rename").await;
+    let refused = browser
+        .wait_text("#notice", "the refusal", |t| t.starts_with("Cannot rename"))
+        .await;
+    assert!(refused.contains("already exists"), "{refused}");
+    let style = browser
+        .call(
+            reqwest::Method::POST,
+            &browser.at("/execute/sync"),
+            json!({"script": "var n = document.getElementById('notice');                 return {role: n.getAttribute('role'), colour: getComputedStyle(n).color};",
+                "args": []}),
+        )
+        .await;
+    assert_eq!(style["role"], "alert", "{style}");
+    assert_eq!(style["colour"], "rgb(207, 34, 46)", "{style}");
+    browser.screenshot("18b-life-rename-refused").await;
+
+    // Deleted, behind its confirmation page.
+    browser.click("#delete").await;
+    browser.find("#delete-form").await;
+    browser.screenshot("19-life-delete-confirm").await;
+    browser.click("#delete-confirmed").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        browser.url().await.ends_with("/outputs/renamed/delete"),
+        "submitted unticked"
+    );
+    browser.click("#delete-confirm").await;
+    browser.click("#delete-confirmed").await;
+    let said = browser
+        .wait_text("#notice", "the delete message", |t| {
+            t.starts_with("Deleted")
+        })
+        .await;
+    assert_eq!(said, "Deleted the output `renamed`");
+    browser.find("tr[data-output=copy]").await;
+    let rows = browser.text("#outputs").await;
+    assert!(!rows.contains("renamed"), "{rows}");
+    browser.screenshot("20-life-deleted").await;
+
+    // The overview enables the copy in one click, and comes back.
+    let state = browser.text("tr[data-output=copy] .state").await;
+    assert_eq!(state, "disabled");
+    browser.click("tr[data-output=copy] button.toggle").await;
+    browser
+        .wait_text("#notice", "the enable message", |t| {
+            t.starts_with("Enabled")
+        })
+        .await;
+    assert!(browser.url().await.ends_with('/'));
+    browser
+        .wait_text("tr[data-output=copy] .state", "running", |t| t == "running")
+        .await;
+    browser.screenshot("21-overview-enabled").await;
+    browser.quit().await;
     server.stop().await;
 }

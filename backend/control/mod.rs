@@ -312,6 +312,134 @@ impl OutputAdmin {
         Ok(())
     }
 
+    /// Gives an output a new name. What is kept by name goes with it: the
+    /// journal cursor (no event skipped or sent twice), the dead letters,
+    /// the status and flush history, the live tail and script log, the
+    /// sealed passwords (sealed again under the new name). The audit log
+    /// keeps the entries made under the old name, as history.
+    pub async fn rename(
+        &self,
+        actor: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<StoredOutput, AdminError> {
+        let _lock = self.lock.lock().await;
+        self.store.get_output(from).await?;
+        let mut errors = FieldErrors::default();
+        if let Err(message) = output::check_name(to) {
+            errors.add("name", message);
+        } else if to == from {
+            errors.add("name", "is the output's name already");
+        }
+        if !errors.is_empty() {
+            return Err(errors.into());
+        }
+        match self.store.get_output(to).await {
+            Ok(_) => {
+                return Err(AdminError::AlreadyExists(format!(
+                    "an output named `{to}` already exists; choose another name"
+                )))
+            }
+            Err(StoreError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        // A cursor for the new name exists before the store holds that
+        // name: a crash between the steps leaves a spare cursor (removed at
+        // the next start), never an output without its place in the journal
+        // (which would start at the newest event, skipping its backlog).
+        if let Some(workers) = &self.workers {
+            workers.copy_cursor(from, to);
+        }
+        if let Err(e) = self.store.rename_output(from, to).await {
+            if let Some(workers) = &self.workers {
+                workers.drop_cursor(to);
+            }
+            return Err(e.into());
+        }
+        if let Some(workers) = &self.workers {
+            // Moves the cursor again, from where the worker left it.
+            if let Err(e) = workers.rename(from, to).await {
+                // The workers kept the old name: so does the store.
+                if let Err(undo) = self.store.rename_output(to, from).await {
+                    tracing::error!("cannot undo the rename of `{from}` to `{to}`: {undo}");
+                }
+                workers.drop_cursor(to);
+                return Err(AdminError::Conflict(format!("cannot rename `{from}`: {e}")));
+            }
+        }
+        tracing::info!(output = to, "renamed from `{from}`");
+        self.audit(actor, "output.rename", to, json!({"from": from, "to": to}))
+            .await;
+        Ok(self.store.get_output(to).await?)
+    }
+
+    /// A new output named `to` with the kind, script, parameters and
+    /// filters of `from`. Password values are copied on the server (the
+    /// store seals them again under the new name); no client ever sees
+    /// them. The copy starts disabled, so that it sends nothing to the
+    /// same destination until its definition is checked; its cursor starts
+    /// at the journal's head now, so enabling it delivers what arrived
+    /// since the copy was made.
+    pub async fn clone_output(
+        &self,
+        actor: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<StoredOutput, AdminError> {
+        let _lock = self.lock.lock().await;
+        let mut spec = self.store.get_output(from).await?.spec;
+        spec.name = to.to_owned();
+        spec.enabled = false;
+        let mut errors = FieldErrors::default();
+        if let Err(message) = output::check_name(to) {
+            // Reported alone: the rest was valid under the old name.
+            errors.add("name", message);
+            return Err(errors.into());
+        }
+        self.save_as(actor, spec, errors, Some(StartAt::Head), Some(from))
+            .await
+    }
+
+    /// Enables or disables an output; `false` in the answer when it was so
+    /// already (nothing is changed or audited then). Disabling stops the
+    /// worker and keeps the cursor: the journal keeps the backlog, within
+    /// its retention limits. Disabling is never refused for a definition
+    /// that no longer validates (a script since removed): that is when an
+    /// operator needs it most.
+    pub async fn set_enabled(
+        &self,
+        actor: &str,
+        name: &str,
+        enabled: bool,
+    ) -> Result<(StoredOutput, bool), AdminError> {
+        let _lock = self.lock.lock().await;
+        let stored = self.store.get_output(name).await?;
+        if stored.spec.enabled == enabled {
+            return Ok((stored, false));
+        }
+        let mut spec = stored.spec;
+        spec.enabled = enabled;
+        if enabled {
+            let mut errors = FieldErrors::default();
+            self.validate(&spec, &mut errors);
+            if !errors.is_empty() {
+                return Err(errors.into());
+            }
+        }
+        self.store.update_output(&spec).await?;
+        if let Some(workers) = &self.workers {
+            workers.apply(spec.clone()).await;
+        }
+        let action = if enabled {
+            "output.enable"
+        } else {
+            "output.disable"
+        };
+        tracing::info!(output = name, "{action} by request");
+        self.audit(actor, action, name, json!({})).await;
+        Ok((self.store.get_output(name).await?, true))
+    }
+
     /// Moves an output's cursor; the position it now reads from.
     pub async fn reposition(
         &self,
@@ -555,8 +683,21 @@ impl OutputAdmin {
         &self,
         actor: &str,
         spec: OutputSpec,
+        errors: FieldErrors,
+        creating: Option<StartAt>,
+    ) -> Result<StoredOutput, AdminError> {
+        self.save_as(actor, spec, errors, creating, None).await
+    }
+
+    /// [`OutputAdmin::save`], for a copy of `cloned_from` when given (the
+    /// audit entry says so).
+    async fn save_as(
+        &self,
+        actor: &str,
+        spec: OutputSpec,
         mut errors: FieldErrors,
         creating: Option<StartAt>,
+        cloned_from: Option<&str>,
     ) -> Result<StoredOutput, AdminError> {
         let mut over = FieldErrors::default();
         check_limits(&spec, &self.limits, &mut over);
@@ -589,15 +730,18 @@ impl OutputAdmin {
             workers.apply(spec.clone()).await;
         }
         let stored = self.store.get_output(&spec.name).await?;
-        let action = if creating.is_some() {
-            "output.create"
-        } else {
-            "output.update"
+        let action = match (creating, cloned_from) {
+            (Some(_), Some(_)) => "output.clone",
+            (Some(_), None) => "output.create",
+            (None, _) => "output.update",
         };
         // The same shape whoever made the change; output_json leaves
         // password values out, so the audit log never holds one.
-        self.audit(actor, action, &spec.name, output_json(&stored))
-            .await;
+        let mut detail = output_json(&stored);
+        if let (Some(from), Value::Object(map)) = (cloned_from, &mut detail) {
+            map.insert("cloned_from".into(), from.into());
+        }
+        self.audit(actor, action, &spec.name, detail).await;
         Ok(stored)
     }
 

@@ -708,6 +708,79 @@ impl Journal {
         }
     }
 
+    /// Makes `to` a cursor at `from`'s acknowledged position, keeping
+    /// `from`: the first step of a rename, so that a crash before the new
+    /// name is stored elsewhere leaves no name without its place (a spare
+    /// cursor at worst, which [`Journal::retain_cursors`] removes).
+    /// `false` when there is no cursor named `from`.
+    pub fn copy_cursor(&self, from: &str, to: &str) -> bool {
+        let copied = {
+            let mut state = self.lock();
+            let Some(cursor) = state.cursors.get(from).copied() else {
+                return false;
+            };
+            state
+                .cursors
+                .insert(to.to_owned(), cursors::CursorState::at(cursor.acked));
+            state.cursors_dirty = true;
+            true
+        };
+        if copied {
+            if let Err(e) = self.save_cursors() {
+                tracing::error!("cannot save journal cursors: {e}");
+            }
+        }
+        copied
+    }
+
+    /// Removes every cursor whose name is not in `names` (the outputs that
+    /// exist), releasing the events they held: what a crash between the
+    /// steps of a rename or a delete may leave behind. The names removed.
+    pub fn retain_cursors(&self, names: &[String]) -> Vec<String> {
+        let removed: Vec<String> = {
+            let state = self.lock();
+            state
+                .cursors
+                .keys()
+                .filter(|name| !names.contains(name))
+                .cloned()
+                .collect()
+        };
+        for name in &removed {
+            self.remove_cursor(name);
+        }
+        removed
+    }
+
+    /// Moves a cursor to another name (its output was renamed), keeping its
+    /// position and its count of lost events, so that nothing is skipped or
+    /// read twice. The caller stops the cursor's reader first. A cursor
+    /// already under `to` belongs to no output (the caller checked) and is
+    /// replaced. `false` when there is no cursor named `from`.
+    pub fn rename_cursor(&self, from: &str, to: &str) -> bool {
+        let renamed = {
+            let mut state = self.lock();
+            let Some(mut cursor) = state.cursors.remove(from) else {
+                return false;
+            };
+            // Whatever was handed out and not acknowledged is read again by
+            // the next reader, as after a restart.
+            cursor.next_read = cursor.acked + 1;
+            state.cursors.insert(to.to_owned(), cursor);
+            state.cursors_dirty = true;
+            let released = self.trim(&mut state);
+            drop(state);
+            drop(released);
+            true
+        };
+        if renamed {
+            if let Err(e) = self.save_cursors() {
+                tracing::error!("cannot save journal cursors: {e}");
+            }
+        }
+        renamed
+    }
+
     /// Moves a cursor. The caller stops the cursor's reader first (the
     /// supervisor restarts the output's worker around this).
     pub fn reposition(&self, name: &str, to: Reposition) -> Option<Seq> {

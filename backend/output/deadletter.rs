@@ -277,6 +277,42 @@ impl DeadLetters {
         Ok(held)
     }
 
+    /// Gives an output's dead letters to its new name (the output was
+    /// renamed). Refused while a replay of either name runs. Letters left
+    /// under the new name by an output deleted earlier are kept, before
+    /// the moved ones.
+    pub fn rename(&self, from: &str, to: &str) -> Result<(), DeadLetterError> {
+        let from_state = self.state(from)?;
+        let to_state = self.state(to)?;
+        // Two locks at once only here, and renames are serialised by the
+        // control layer's lock: no other order can meet this one.
+        let mut source = lock(&from_state);
+        let mut target = lock(&to_state);
+        if source.replaying.is_some() {
+            return Err(DeadLetterError::Replaying(from.to_owned()));
+        }
+        if target.replaying.is_some() {
+            return Err(DeadLetterError::Replaying(to.to_owned()));
+        }
+        let moved = self.path(from);
+        if moved.exists() {
+            let kept = self.path(to);
+            if kept.exists() {
+                let mut from_file = File::open(&moved).map_err(|e| self.io_error(from, e))?;
+                let mut to_file = open_append(&kept).map_err(|e| self.io_error(to, e))?;
+                std::io::copy(&mut from_file, &mut to_file).map_err(|e| self.io_error(to, e))?;
+                to_file.sync_data().map_err(|e| self.io_error(to, e))?;
+                std::fs::remove_file(&moved).map_err(|e| self.io_error(from, e))?;
+            } else {
+                std::fs::rename(&moved, &kept).map_err(|e| self.io_error(from, e))?;
+            }
+        }
+        source.held = Some(0);
+        // Counted again from the file at the next look.
+        target.held = None;
+        Ok(())
+    }
+
     /// Starts a replay: moves the main file aside and returns its reader,
     /// or `None` when nothing is held. Until the [`Replay`] is finished or
     /// dropped, no other replay or discard of the output may start.
@@ -547,6 +583,27 @@ mod tests {
 
     fn records(page: &Page) -> Vec<&str> {
         page.letters.iter().map(|l| l.record.as_str()).collect()
+    }
+
+    #[test]
+    fn renamed_letters_move_and_join_those_held_under_the_new_name() {
+        let (_dir, letters) = store();
+        letters.append("a", &[b"1\n", b"2\n"], "HTTP 400").unwrap();
+        letters.rename("a", "b").unwrap();
+        assert_eq!(letters.held("a").unwrap(), 0);
+        assert_eq!(letters.held("b").unwrap(), 2);
+        assert!(!letters.path("a").exists());
+        // Letters an earlier output of that name left are kept first.
+        letters.append("c", &[b"3\n"], "HTTP 400").unwrap();
+        letters.rename("b", "c").unwrap();
+        assert_eq!(records(&letters.page("c", 0, 10).unwrap()), ["3", "1", "2"]);
+        // Nothing to move is no error; a replay under way refuses.
+        letters.rename("nothing", "d").unwrap();
+        let _run = letters.begin_replay("c").unwrap().unwrap();
+        assert!(matches!(
+            letters.rename("c", "e"),
+            Err(DeadLetterError::Replaying(_))
+        ));
     }
 
     #[test]

@@ -36,7 +36,7 @@ use crate::event::Filter;
 
 pub use file::FileSink;
 pub use status::{FlushReason, FlushRecord, OutputState, OutputStatus};
-pub use supervisor::{ControlError, FlushError, Supervisor};
+pub use supervisor::{ControlError, FlushError, RenameError, Supervisor};
 pub use template::Template;
 
 /// Centreon's `lua_parameter` types.

@@ -120,6 +120,17 @@ pub enum ControlError {
     Disabled(String),
 }
 
+/// Why a rename was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RenameError {
+    #[error("no output named `{0}`")]
+    NotFound(String),
+    #[error("an output named `{0}` exists already")]
+    Exists(String),
+    #[error(transparent)]
+    DeadLetters(#[from] super::deadletter::DeadLetterError),
+}
+
 impl Supervisor {
     /// A supervisor whose `lua` outputs run with these settings, keeping
     /// its dead-letter files under `data_dir`. Its health watch runs on
@@ -333,6 +344,71 @@ impl Supervisor {
         let position = self.journal.reposition(name, to);
         self.start(&slot, &mut control);
         position
+    }
+
+    /// The first step of a rename: a cursor for the new name at the old
+    /// one's acknowledged position (see [`Journal::copy_cursor`]).
+    pub fn copy_cursor(&self, from: &str, to: &str) -> bool {
+        self.journal.copy_cursor(from, to)
+    }
+
+    /// Forgets a cursor made by [`Supervisor::copy_cursor`] for a rename
+    /// that did not happen.
+    pub fn drop_cursor(&self, name: &str) {
+        self.journal.remove_cursor(name);
+    }
+
+    /// At start, once every stored output is applied: removes the cursors
+    /// of outputs that do not exist (see [`Journal::retain_cursors`]).
+    pub fn forget_other_cursors(&self, outputs: &[String]) {
+        for name in self.journal.retain_cursors(outputs) {
+            tracing::warn!(
+                cursor = %name,
+                "removed a journal cursor that belongs to no output (left by an interrupted rename or delete)"
+            );
+        }
+    }
+
+    /// Gives an output a new name, keeping what is kept by name: its
+    /// journal cursor (nothing skipped, nothing read twice beyond what was
+    /// not acknowledged), its dead letters, its status with the flush
+    /// history, and its live tail. The worker flushes and stops, and a new
+    /// one starts under the new name (unless disabled or paused).
+    pub async fn rename(&self, from: &str, to: &str) -> Result<(), RenameError> {
+        let slot = {
+            let outputs = lock(&self.outputs);
+            if outputs.contains_key(to) {
+                return Err(RenameError::Exists(to.to_owned()));
+            }
+            outputs.get(from).cloned()
+        };
+        let Some(slot) = slot else {
+            // Not running here (an import): only what is kept on disk moves.
+            self.dead_letters.rename(from, to)?;
+            self.journal.rename_cursor(from, to);
+            return Ok(());
+        };
+        let mut control = slot.control.lock().await;
+        if control.removed {
+            return Err(RenameError::NotFound(from.to_owned()));
+        }
+        self.stop_worker(&slot, &mut control).await;
+        if let Err(e) = self.dead_letters.rename(from, to) {
+            self.start(&slot, &mut control);
+            return Err(e.into());
+        }
+        self.journal.rename_cursor(from, to);
+        {
+            let mut outputs = lock(&self.outputs);
+            outputs.remove(from);
+            outputs.insert(to.to_owned(), Arc::clone(&slot));
+        }
+        control.spec.name = to.to_owned();
+        if let Some(writer) = &control.writer {
+            writer.update(|status| status.name = to.to_owned());
+        }
+        self.start(&slot, &mut control);
+        Ok(())
     }
 
     /// Stops the worker of a deleted output and forgets it.

@@ -271,6 +271,49 @@ impl Store {
         Ok(())
     }
 
+    /// Gives an output a new name. Password values are sealed under the
+    /// output's name, so each is sealed again under the new one, in the
+    /// same transaction.
+    pub async fn rename_output(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        let spec = self.get_output(from).await?.spec;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let id: i64 = sqlx::query_scalar("SELECT id FROM outputs WHERE name = ?")
+            .bind(from)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(from.to_owned()))?;
+        let taken: Option<i64> = sqlx::query_scalar("SELECT id FROM outputs WHERE name = ?")
+            .bind(to)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if taken.is_some() {
+            return Err(StoreError::Duplicate(to.to_owned()));
+        }
+        sqlx::query("UPDATE outputs SET name = ?, updated_at = ? WHERE id = ?")
+            .bind(to)
+            .bind(now_text())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        for p in spec
+            .parameters
+            .iter()
+            .filter(|p| p.ty == ParamType::Password)
+        {
+            sqlx::query(
+                "UPDATE output_parameters SET value = ?
+                 WHERE output_id = ? AND name = ? AND type = 'password'",
+            )
+            .bind(self.key.seal(to, &p.name, &p.value))
+            .bind(id)
+            .bind(&p.name)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn delete_output(&self, name: &str) -> Result<(), StoreError> {
         let deleted = sqlx::query("DELETE FROM outputs WHERE name = ?")
             .bind(name)

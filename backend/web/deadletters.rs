@@ -4,13 +4,14 @@
 use std::collections::HashMap;
 
 use axum::extract::{Form, Path, Query, State};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::Caller;
 use super::error::ApiError;
+use super::flash::Flash;
 use super::Context;
 use crate::control::AdminError;
 use crate::output::deadletter::{Page, MAX_PAGE};
@@ -95,36 +96,36 @@ pub struct ActionForm {
 }
 
 /// `POST /outputs/{name}/deadletters`: the detail page's replay and
-/// discard buttons; back to the page with what was done.
+/// discard buttons; back to the page, where a message says what was done.
 pub async fn action(
     State(ctx): State<Context>,
     caller: Caller,
     Path(name): Path<String>,
     Form(form): Form<ActionForm>,
 ) -> Result<Response, ApiError> {
-    let notice = match form.action.as_str() {
+    let flash = match form.action.as_str() {
         "replay" => match ctx.admin.replay_dead_letters(&caller.name, &name).await {
-            Ok(outcome) => replay_notice(&outcome),
+            Ok(outcome) if outcome.error.is_none() && outcome.refused_again == 0 => {
+                Flash::success(replay_notice(&outcome))
+            }
+            Ok(outcome) => Flash::error(replay_notice(&outcome)),
             Err(AdminError::NotFound(m)) => return Err(ApiError::NotFound(m)),
-            Err(e) => format!("Cannot replay the dead letters: {e}"),
+            Err(e) => Flash::error(format!("Cannot replay the dead letters: {e}")),
         },
-        "discard" if form.confirm != "yes" => {
-            "Nothing discarded: tick the box to confirm that the dead letters are deleted for good"
-                .to_owned()
-        }
+        "discard" if form.confirm != "yes" => Flash::error(
+            "Nothing discarded: tick the box to confirm that the dead letters are deleted for good",
+        ),
         "discard" => match ctx.admin.discard_dead_letters(&caller.name, &name).await {
-            Ok(discarded) => format!("Discarded {discarded} dead letters"),
+            Ok(discarded) => Flash::success(format!("Discarded {discarded} dead letters")),
             Err(AdminError::NotFound(m)) => return Err(ApiError::NotFound(m)),
-            Err(e) => format!("Cannot discard the dead letters: {e}"),
+            Err(e) => Flash::error(format!("Cannot discard the dead letters: {e}")),
         },
-        other => format!("Unknown action `{other}`"),
+        other => Flash::error(format!("Unknown action `{other}`")),
     };
-    let location = format!(
-        "/outputs/{}?notice={}#deadletters",
-        super::html::form_urlencode(&name),
-        super::html::form_urlencode(&notice)
-    );
-    Ok(Redirect::to(&location).into_response())
+    // To the top of the page, where the message is: the section's anchor
+    // would scroll it out of sight.
+    let location = format!("/outputs/{}", super::html::form_urlencode(&name));
+    Ok(super::flash::redirect_with(&ctx, &caller, &location, flash))
 }
 
 fn replay_notice(outcome: &Redelivery) -> String {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use askama::Template;
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
 use super::auth::Caller;
@@ -298,8 +298,9 @@ async fn submit(
     };
     let (status, errors) = match result {
         Ok(stored) => {
-            let location = format!("/outputs/{}?notice=Saved", stored.spec.name);
-            return Ok(Redirect::to(&location).into_response());
+            let location = format!("/outputs/{}", stored.spec.name);
+            let flash = super::flash::Flash::success(format!("Saved `{}`", stored.spec.name));
+            return Ok(super::flash::redirect_with(&ctx, &caller, &location, flash));
         }
         Err(AdminError::Invalid(errors)) => (StatusCode::UNPROCESSABLE_ENTITY, errors),
         Err(AdminError::AlreadyExists(message) | AdminError::Conflict(message)) => {

@@ -1,5 +1,5 @@
 //! What every page handler shares, below them all: rendering a template
-//! into a response, and encoding a notice for a redirect's query.
+//! into a response, and encoding a name for a redirect's path.
 
 use askama::Template;
 use axum::response::Html;

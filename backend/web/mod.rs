@@ -6,6 +6,7 @@ mod auth;
 mod deadletters;
 mod error;
 mod events;
+mod flash;
 mod form;
 mod health;
 mod html;
@@ -72,6 +73,8 @@ pub struct Shared {
     pub admin: Arc<OutputAdmin>,
     /// Counters sampled for the pages' sparklines.
     pub rates: rates::Rates,
+    /// Messages waiting for a browser session's next page.
+    pub flashes: flash::Flashes,
     /// `[limits]`: body and NDJSON line sizes, outputs and parameters.
     pub limits: Limits,
     /// `limits.max_concurrent_ingest` permits: large NDJSON bodies read at
@@ -120,6 +123,7 @@ impl Context {
             auth,
             admin,
             rates: rates::Rates::default(),
+            flashes: flash::Flashes::default(),
             ingest_bodies: Arc::new(tokio::sync::Semaphore::new(
                 settings.limits.max_concurrent_ingest.max(1),
             )),
@@ -194,6 +198,18 @@ fn routes() -> Routes {
     .add(M::PUT, "/api/v1/outputs/{name}", ADMIN, outputs::replace)
     .add(M::PATCH, "/api/v1/outputs/{name}", ADMIN, outputs::patch)
     .add(M::DELETE, "/api/v1/outputs/{name}", ADMIN, outputs::delete)
+    .add(
+        M::POST,
+        "/api/v1/outputs/{name}/rename",
+        ADMIN,
+        outputs::rename,
+    )
+    .add(
+        M::POST,
+        "/api/v1/outputs/{name}/clone",
+        ADMIN,
+        outputs::clone,
+    )
     .add(
         M::GET,
         "/api/v1/outputs/{name}/parameters",
@@ -322,6 +338,10 @@ fn routes() -> Routes {
     .add(M::GET, "/outputs/{name}/edit", ADMIN, form::edit_form)
     .add(M::POST, "/outputs/{name}/edit", ADMIN, form::update)
     .add(M::POST, "/outputs/{name}/action", OPERATOR, pages::action)
+    .add(M::GET, "/outputs/{name}/delete", ADMIN, pages::delete_page)
+    .add(M::POST, "/outputs/{name}/delete", ADMIN, pages::delete)
+    .add(M::POST, "/outputs/{name}/rename", ADMIN, pages::rename)
+    .add(M::POST, "/outputs/{name}/clone", ADMIN, pages::clone)
     .add(
         M::POST,
         "/outputs/{name}/deadletters",

@@ -51,7 +51,10 @@ fn merge_body(
                 Some(name) if name == spec.name || spec.name.is_empty() => {
                     spec.name = name.to_owned()
                 }
-                Some(_) => errors.add("name", "cannot be changed; create a new output instead"),
+                Some(_) => errors.add(
+                    "name",
+                    "cannot be changed here; use POST /api/v1/outputs/{name}/rename",
+                ),
                 None => errors.add("name", "must be a string"),
             },
             "kind" => match value.as_str() {
@@ -301,6 +304,54 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     ctx.admin.delete(&caller.name, &name).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The `name` of a `{"name": "..."}` body (rename, clone).
+fn new_name(body: &Bytes) -> Result<String, ApiError> {
+    let body = parse_body(body)?;
+    if let Some(other) = body.keys().find(|k| *k != "name") {
+        return Err(ApiError::invalid(other, "unknown field"));
+    }
+    match body.get("name") {
+        Some(Value::String(name)) => Ok(name.clone()),
+        Some(_) => Err(ApiError::invalid("name", "must be a string")),
+        None => Err(ApiError::invalid("name", "is required")),
+    }
+}
+
+/// `POST /api/v1/outputs/{name}/rename` with `{"name": "new"}`: the output
+/// under its new name, its cursor, dead letters and history kept.
+pub async fn rename(
+    State(ctx): State<Context>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let to = new_name(&body)?;
+    let stored = ctx.admin.rename(&caller.name, &name, &to).await?;
+    ctx.rates.rename(&name, &to);
+    let location = format!("/api/v1/outputs/{}", stored.spec.name);
+    Ok(([(header::LOCATION, location)], Json(output_json(&stored))).into_response())
+}
+
+/// `POST /api/v1/outputs/{name}/clone` with `{"name": "copy"}`: a new,
+/// disabled output with the same definition (passwords copied on the
+/// server, never shown).
+pub async fn clone(
+    State(ctx): State<Context>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let to = new_name(&body)?;
+    let stored = ctx.admin.clone_output(&caller.name, &name, &to).await?;
+    let location = format!("/api/v1/outputs/{}", stored.spec.name);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(output_json(&stored)),
+    )
+        .into_response())
 }
 
 pub async fn list_parameters(

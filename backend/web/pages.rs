@@ -4,13 +4,14 @@
 
 use askama::Template;
 use axum::extract::{Form, Path, Query, State};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, Response};
 use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::auth::Caller;
 use super::error::ApiError;
+use super::flash::{redirect_with, Flash};
 use super::html::{form_urlencode, render};
 use super::rates::{self, sparkline_points, INGEST};
 use super::Context;
@@ -19,7 +20,7 @@ use crate::control::{AdminError, Control};
 use crate::journal::Reposition;
 use crate::output::status::{FlushRecord, FoldedFlush};
 use crate::output::tail::LogLine;
-use crate::output::{OutputStatus, ParamType};
+use crate::output::{OutputState, OutputStatus, ParamType};
 
 /// The signed-in user, as every page's header and buttons need them.
 pub struct Me {
@@ -28,6 +29,8 @@ pub struct Me {
     pub csrf: String,
     pub can_operate: bool,
     pub is_admin: bool,
+    /// What the action that led here did, shown once (base.html).
+    pub flash: Option<Flash>,
 }
 
 impl From<&Caller> for Me {
@@ -38,6 +41,18 @@ impl From<&Caller> for Me {
             csrf: caller.csrf().to_owned(),
             can_operate: caller.role >= Role::Operator,
             is_admin: caller.role >= Role::Admin,
+            flash: None,
+        }
+    }
+}
+
+impl Me {
+    /// For a page that actions send the browser back to: takes the
+    /// session's waiting message, so that a reload no longer shows it.
+    pub fn with_flash(ctx: &Context, caller: &Caller) -> Me {
+        Me {
+            flash: ctx.flashes.take(caller),
+            ..Me::from(caller)
         }
     }
 }
@@ -57,7 +72,12 @@ fn health_reason(status: Option<&OutputStatus>) -> String {
         .unwrap_or_default()
 }
 
-fn state_name(status: Option<&OutputStatus>) -> String {
+/// `disabled` for a disabled output, whose worker status says only
+/// `stopped`; otherwise the worker's state.
+fn state_name(status: Option<&OutputStatus>, enabled: bool) -> String {
+    if !enabled {
+        return "disabled".into();
+    }
     status
         .and_then(|s| serde_json::to_value(s.state).ok())
         .and_then(|v| v.as_str().map(str::to_owned))
@@ -198,6 +218,7 @@ fn delivered_spark(ctx: &Context, series: &str) -> Spark {
 struct OutputRow {
     name: String,
     kind: String,
+    enabled: bool,
     state: String,
     /// `ok`, `degraded`, `stalled` or `failing`, and why, since when.
     health: String,
@@ -215,6 +236,9 @@ struct OutputRow {
 #[derive(Template)]
 #[template(path = "overview_body.html")]
 struct OverviewBody {
+    /// For the Enable/Disable buttons, an admin's.
+    csrf: String,
+    is_admin: bool,
     outputs: Vec<OutputRow>,
     ingest: Spark,
     accepted: u64,
@@ -330,7 +354,7 @@ struct Overview {
     body: OverviewBody,
 }
 
-async fn overview_body(ctx: &Context) -> Result<OverviewBody, ApiError> {
+async fn overview_body(ctx: &Context, caller: &Caller) -> Result<OverviewBody, ApiError> {
     let mut outputs = Vec::new();
     for stored in ctx.store.list_outputs().await? {
         let name = stored.spec.name;
@@ -338,7 +362,8 @@ async fn overview_body(ctx: &Context) -> Result<OverviewBody, ApiError> {
         let last_flush = status.as_ref().and_then(|s| s.last_flush.clone());
         outputs.push(OutputRow {
             kind: stored.spec.kind,
-            state: state_name(status.as_ref()),
+            enabled: stored.spec.enabled,
+            state: state_name(status.as_ref(), stored.spec.enabled),
             health: health_name(status.as_ref()),
             health_reason: health_reason(status.as_ref()),
             last_error: status
@@ -371,6 +396,8 @@ async fn overview_body(ctx: &Context) -> Result<OverviewBody, ApiError> {
     }
     let (accepted, refused) = ctx.ingest.counts();
     Ok(OverviewBody {
+        csrf: caller.csrf().to_owned(),
+        is_admin: caller.role >= Role::Admin,
         outputs,
         ingest: received_spark(ctx, INGEST),
         accepted,
@@ -385,13 +412,16 @@ pub async fn overview(
     caller: Caller,
 ) -> Result<Html<String>, ApiError> {
     render(&Overview {
-        me: Me::from(&caller),
-        body: overview_body(&ctx).await?,
+        me: Me::with_flash(&ctx, &caller),
+        body: overview_body(&ctx, &caller).await?,
     })
 }
 
-pub async fn overview_fragment(State(ctx): State<Context>) -> Result<Html<String>, ApiError> {
-    render(&overview_body(&ctx).await?)
+pub async fn overview_fragment(
+    State(ctx): State<Context>,
+    caller: Caller,
+) -> Result<Html<String>, ApiError> {
+    render(&overview_body(&ctx, &caller).await?)
 }
 
 struct FlushRow {
@@ -460,7 +490,15 @@ struct Detail {
     enabled: bool,
     filters: String,
     parameters: Vec<ParamRow>,
-    notice: String,
+    /// Which buttons apply: a worker to flush, a pause to end.
+    can_flush: bool,
+    paused: bool,
+    /// Journal events not yet delivered by this output.
+    pending: u64,
+    /// What a replay from the oldest event sends: every event held, and
+    /// how many of them were delivered already.
+    replay_all: u64,
+    replay_again: u64,
     body: DetailBody,
     dead_letters: Option<DeadLetterSection>,
 }
@@ -586,6 +624,7 @@ fn chart(flushes: &[FoldedFlush]) -> Vec<Bar> {
 }
 
 async fn detail_body(ctx: &Context, name: &str) -> Result<DetailBody, ApiError> {
+    let enabled = ctx.store.get_output(name).await?.spec.enabled;
     let status = ctx
         .supervisor
         .status(name)
@@ -597,7 +636,7 @@ async fn detail_body(ctx: &Context, name: &str) -> Result<DetailBody, ApiError> 
     };
     let flushes: Vec<FoldedFlush> = status.flushes.iter().cloned().collect();
     Ok(DetailBody {
-        state: state_name(Some(&status)),
+        state: state_name(Some(&status), enabled),
         health: health_name(Some(&status)),
         health_reason: health_reason(Some(&status)),
         last_error: status.last_error.clone().unwrap_or_default(),
@@ -648,7 +687,6 @@ async fn detail_body(ctx: &Context, name: &str) -> Result<DetailBody, ApiError> 
 
 #[derive(Deserialize)]
 pub struct DetailQuery {
-    notice: Option<String>,
     /// Where the dead-letter list starts.
     dead_letters_from: Option<u64>,
 }
@@ -668,9 +706,16 @@ pub async fn detail(
     // another kind).
     let shown =
         !spec.runs_script() || section.held + section.replaying > 0 || !section.error.is_empty();
+    let backlog = ctx.journal.backlog(&name);
+    let (replay_all, replay_again) = replay_counts(&ctx, backlog.unacked);
     render(&Detail {
         dead_letters: shown.then_some(section),
-        me: Me::from(&caller),
+        me: Me::with_flash(&ctx, &caller),
+        can_flush: matches!(body.state.as_str(), "running" | "retrying"),
+        paused: body.state == "paused",
+        pending: backlog.unacked,
+        replay_all,
+        replay_again,
         kind: spec.kind.clone(),
         path: spec.path.clone().unwrap_or_default(),
         enabled: spec.enabled,
@@ -692,10 +737,20 @@ pub async fn detail(
                 },
             })
             .collect(),
-        notice: query.notice.unwrap_or_default(),
         name,
         body,
     })
+}
+
+/// Events a replay from the oldest would send (all the journal holds) and
+/// how many of them the output had delivered already (all but its
+/// `pending`).
+fn replay_counts(ctx: &Context, pending: u64) -> (u64, u64) {
+    let info = ctx.journal.info();
+    let held = info
+        .oldest_seq
+        .map_or(0, |oldest| (info.head_seq + 1).saturating_sub(oldest));
+    (held, held.saturating_sub(pending))
 }
 
 pub async fn detail_fragment(
@@ -710,30 +765,75 @@ pub struct ActionForm {
     action: String,
     #[serde(default)]
     since: String,
+    /// The box a replay from the oldest event needs ticked: it sends
+    /// again what was delivered already.
+    #[serde(default)]
+    confirm: String,
+    /// `overview` for the overview's Enable/Disable buttons, which send
+    /// the browser back there.
+    #[serde(default)]
+    back: String,
+}
+
+fn detail_url(name: &str) -> String {
+    format!("/outputs/{}", form_urlencode(name))
+}
+
+/// A refusal of the control layer as a page tells it; a missing output
+/// is the page's 404 instead.
+fn refused(what: &str, e: AdminError) -> Result<Flash, ApiError> {
+    match e {
+        AdminError::NotFound(m) => Err(ApiError::NotFound(m)),
+        AdminError::Invalid(errors) => Ok(Flash::error(format!(
+            "{what}: {}",
+            errors
+                .0
+                .iter()
+                .map(|(field, message)| format!("{field} {message}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))),
+        // The full text is in the service log; a page shows no internals.
+        AdminError::Internal(_) => Ok(Flash::error(format!(
+            "{what}: an internal error occurred; the service log has the details"
+        ))),
+        other => Ok(Flash::error(format!("{what}: {other}"))),
+    }
 }
 
 /// The detail page's buttons, as plain form posts (they work without
-/// scripts); the answer sends the browser back to the page with a notice.
+/// scripts); the answer sends the browser back to the page, where a
+/// message says what was done.
 pub async fn action(
     State(ctx): State<Context>,
     caller: Caller,
     Path(name): Path<String>,
     Form(form): Form<ActionForm>,
 ) -> Result<Response, ApiError> {
-    let notice = match form.action.as_str() {
+    let state = ctx
+        .supervisor
+        .status(&name)
+        .await
+        .map(|s| s.state)
+        .ok_or_else(|| ApiError::NotFound(format!("no output named `{name}`")))?;
+    let flash = match form.action.as_str() {
         "flush" => match ctx.admin.flush(&caller.name, &name).await {
-            Ok(record) => format!(
-                "Flushed: {} events, {}",
-                record.events,
-                if record.ok() {
-                    "ok"
-                } else {
-                    record.result.as_str()
-                }
-            ),
-            Err(AdminError::NotFound(m)) => return Err(ApiError::NotFound(m)),
-            Err(e) => format!("Cannot flush: {e}"),
+            Ok(record) if record.ok() => {
+                Flash::success(format!("Flushed: {} events, ok", record.events))
+            }
+            Ok(record) => Flash::error(format!(
+                "Flushed {} events, which failed: {}",
+                record.events, record.result
+            )),
+            Err(e) => refused("Cannot flush", e)?,
         },
+        // Said as it is, not "done", when nothing had to change.
+        "pause" if state == OutputState::Paused => {
+            Flash::info(format!("`{name}` is paused already; nothing changed"))
+        }
+        "resume" if state != OutputState::Paused && state != OutputState::Stopped => {
+            Flash::info(format!("`{name}` is not paused; nothing changed"))
+        }
         "pause" | "resume" | "restart" => {
             let what = match form.action.as_str() {
                 "pause" => Control::Pause,
@@ -741,11 +841,47 @@ pub async fn action(
                 _ => Control::Restart,
             };
             match ctx.admin.control(&caller.name, &name, what).await {
-                Ok(_) => format!("{what:?} done"),
-                Err(AdminError::NotFound(m)) => return Err(ApiError::NotFound(m)),
-                Err(e) => format!("{what:?} refused: {e}"),
+                Ok(_) => {
+                    Flash::success(match what {
+                        Control::Pause => {
+                            format!("Paused `{name}`: its events wait in the journal until it is resumed")
+                        }
+                        Control::Resume => format!("Resumed `{name}`: it reads on from its cursor"),
+                        Control::Restart => format!("Restarted `{name}`"),
+                    })
+                }
+                Err(e) => refused(&format!("{what:?} refused"), e)?,
             }
         }
+        "enable" | "disable" if caller.role < Role::Admin => {
+            Flash::error("Enabling and disabling an output needs the admin role")
+        }
+        "enable" | "disable" => {
+            let enable = form.action == "enable";
+            match ctx.admin.set_enabled(&caller.name, &name, enable).await {
+                Ok((_, false)) => Flash::info(format!(
+                    "`{name}` is {} already; nothing changed",
+                    if enable { "enabled" } else { "disabled" }
+                )),
+                Ok((_, true)) if enable => Flash::success(format!(
+                    "Enabled `{name}`: it delivers its backlog from its cursor"
+                )),
+                Ok((_, true)) => Flash::success(format!(
+                    "Disabled `{name}`: its events wait in the journal until it is enabled"
+                )),
+                Err(e) => refused(
+                    if enable {
+                        "Cannot enable"
+                    } else {
+                        "Cannot disable"
+                    },
+                    e,
+                )?,
+            }
+        }
+        "replay" if form.since.trim().is_empty() && form.confirm != "yes" => Flash::error(
+            "Nothing replayed: tick the box to confirm that delivered events are sent again",
+        ),
         "replay" => {
             let to = if form.since.trim().is_empty() {
                 Ok(Reposition::Oldest)
@@ -754,20 +890,137 @@ pub async fn action(
             };
             match to {
                 Ok(to) => match ctx.admin.reposition(&caller.name, &name, to).await {
-                    Ok(position) => format!("Replaying from position {position}"),
-                    Err(e) => return Err(e.into()),
+                    Ok(position) => Flash::success(format!("Replaying from position {position}")),
+                    Err(e) => refused("Cannot replay", e)?,
                 },
-                Err(message) => format!("Cannot replay: {message}"),
+                Err(message) => Flash::error(format!("Cannot replay: {message}")),
             }
         }
-        other => format!("Unknown action `{other}`"),
+        other => Flash::error(format!("Unknown action `{other}`")),
     };
-    let location = format!(
-        "/outputs/{}?notice={}",
-        form_urlencode(&name),
-        form_urlencode(&notice)
-    );
-    Ok(Redirect::to(&location).into_response())
+    let back = if form.back == "overview" {
+        "/".to_owned()
+    } else {
+        detail_url(&name)
+    };
+    Ok(redirect_with(&ctx, &caller, &back, flash))
+}
+
+#[derive(Template)]
+#[template(path = "delete.html")]
+struct DeletePage {
+    me: Me,
+    name: String,
+    pending: u64,
+    dead_letters: u64,
+}
+
+/// `GET /outputs/{name}/delete`: what deleting does, and the form that
+/// does it once its box is ticked (no script needed).
+pub async fn delete_page(
+    State(ctx): State<Context>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Html<String>, ApiError> {
+    ctx.store.get_output(&name).await?;
+    let dead_letters = ctx.supervisor.dead_letters().held(&name).unwrap_or(0);
+    render(&DeletePage {
+        me: Me::with_flash(&ctx, &caller),
+        pending: ctx.journal.backlog(&name).unacked,
+        dead_letters,
+        name,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct ConfirmForm {
+    #[serde(default)]
+    confirm: String,
+}
+
+/// `POST /outputs/{name}/delete`: refused unless confirmed.
+pub async fn delete(
+    State(ctx): State<Context>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Form(form): Form<ConfirmForm>,
+) -> Result<Response, ApiError> {
+    if form.confirm != "yes" {
+        let back = format!("{}/delete", detail_url(&name));
+        let flash = Flash::error("Nothing deleted: tick the box to confirm the deletion");
+        return Ok(redirect_with(&ctx, &caller, &back, flash));
+    }
+    match ctx.admin.delete(&caller.name, &name).await {
+        Ok(()) => {
+            let flash = Flash::success(format!("Deleted the output `{name}`"));
+            Ok(redirect_with(&ctx, &caller, "/", flash))
+        }
+        Err(e) => {
+            let flash = refused("Cannot delete", e)?;
+            Ok(redirect_with(&ctx, &caller, &detail_url(&name), flash))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct NameForm {
+    #[serde(default)]
+    name: String,
+}
+
+/// `POST /outputs/{name}/rename`: to the page under its new name.
+pub async fn rename(
+    State(ctx): State<Context>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Form(form): Form<NameForm>,
+) -> Result<Response, ApiError> {
+    let to = form.name.trim();
+    match ctx.admin.rename(&caller.name, &name, to).await {
+        Ok(stored) => {
+            ctx.rates.rename(&name, to);
+            let flash = Flash::success(format!(
+                "Renamed `{name}` to `{to}`: its backlog, dead letters and history came along"
+            ));
+            Ok(redirect_with(
+                &ctx,
+                &caller,
+                &detail_url(&stored.spec.name),
+                flash,
+            ))
+        }
+        Err(e) => {
+            let flash = refused(&format!("Cannot rename `{name}` to `{to}`"), e)?;
+            Ok(redirect_with(&ctx, &caller, &detail_url(&name), flash))
+        }
+    }
+}
+
+/// `POST /outputs/{name}/clone`: to the copy's page.
+pub async fn clone(
+    State(ctx): State<Context>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Form(form): Form<NameForm>,
+) -> Result<Response, ApiError> {
+    let to = form.name.trim();
+    match ctx.admin.clone_output(&caller.name, &name, to).await {
+        Ok(stored) => {
+            let flash = Flash::success(format!(
+                "Created `{to}`, a copy of `{name}`. It is disabled: check it, then enable it"
+            ));
+            Ok(redirect_with(
+                &ctx,
+                &caller,
+                &detail_url(&stored.spec.name),
+                flash,
+            ))
+        }
+        Err(e) => {
+            let flash = refused(&format!("Cannot copy `{name}` as `{to}`"), e)?;
+            Ok(redirect_with(&ctx, &caller, &detail_url(&name), flash))
+        }
+    }
 }
 
 /// A `datetime-local` field's value, read as UTC (the page says so).

@@ -72,6 +72,14 @@ impl Rates {
         }
     }
 
+    /// Keeps a renamed output's history under its new name.
+    pub fn rename(&self, from: &str, to: &str) {
+        let mut series = crate::sync::lock(&self.series);
+        if let Some(recent) = series.remove(from) {
+            series.insert(to.to_owned(), recent);
+        }
+    }
+
     fn retain(&self, names: &[String]) {
         let mut series = crate::sync::lock(&self.series);
         series.retain(|k, _| k == INGEST || names.contains(k));

@@ -515,6 +515,10 @@ pub struct UsersForm {
     role: String,
     #[serde(default)]
     password: String,
+    /// The delete form's box: a deletion ends the user's sessions and
+    /// tokens and cannot be undone.
+    #[serde(default)]
+    confirm: String,
 }
 
 pub async fn users_submit(
@@ -534,6 +538,13 @@ pub async fn users_submit(
         "password" => (
             update_user(&ctx, &caller, &form.user, None, Some(&form.password)).await,
             format!("Changed the password of `{}`.", form.user),
+        ),
+        "delete" if form.confirm != "yes" => (
+            Err(ApiError::BadRequest(format!(
+                "Nothing deleted: tick the box beside Delete to confirm that `{}` is deleted",
+                form.user
+            ))),
+            String::new(),
         ),
         "delete" => (
             delete_user(&ctx, &caller, &form.user).await,
@@ -618,6 +629,9 @@ pub struct TokensForm {
     expires_in_days: String,
     #[serde(default)]
     id: String,
+    /// The revoke form's box: whatever uses the token stops working.
+    #[serde(default)]
+    confirm: String,
 }
 
 pub async fn tokens_submit(
@@ -643,6 +657,10 @@ pub async fn tokens_submit(
                 Err(e) => Err(failed(e)),
             }
         }
+        "revoke" if form.confirm != "yes" => Err((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Nothing revoked: tick the box beside Revoke to confirm".to_owned(),
+        )),
         "revoke" => match form.id.parse::<i64>() {
             Ok(id) => revoke_token(&ctx, &caller, id)
                 .await
