@@ -204,7 +204,9 @@ impl Secrets {
     pub fn redact<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
         let mut out = std::borrow::Cow::Borrowed(text);
         for RedactedValue(value) in &self.0 {
-            if out.contains(value.as_str()) {
+            // memmem: `str::contains` builds a searcher for every call,
+            // and this runs for every line a script logs.
+            if memchr::memmem::find(out.as_bytes(), value.as_bytes()).is_some() {
                 out = std::borrow::Cow::Owned(out.replace(value.as_str(), REDACTED));
             }
         }

@@ -45,8 +45,25 @@ impl Default for Rotation {
 pub struct LogFile {
     path: PathBuf,
     /// Held while a line is written (and the file rotated before it).
-    write: Mutex<()>,
+    write: Mutex<Option<Handle>>,
 }
+
+/// The open file and what brokerstream knows of it. Centreon opens the
+/// file for every line; opening, sizing and closing cost more CPU than
+/// the line itself for a library that logs twice per event, so the handle
+/// is kept, and given up after [`REOPEN_AFTER`]: a file that logrotate (or
+/// an operator) moved or deleted is then created again, as with Centreon,
+/// within that time.
+struct Handle {
+    file: File,
+    /// Bytes in the file: its size when opened plus what this process
+    /// appended since (every writer of the path in this process shares the
+    /// handle).
+    size: u64,
+    opened: std::time::Instant,
+}
+
+const REOPEN_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The files in use, by path, so that writers of one path share a lock.
 static OPEN: LazyLock<Mutex<HashMap<PathBuf, Weak<LogFile>>>> = LazyLock::new(Mutex::default);
@@ -63,7 +80,7 @@ impl LogFile {
         open.retain(|_, file| file.strong_count() > 0);
         let file = Arc::new(LogFile {
             path: path.clone(),
-            write: Mutex::new(()),
+            write: Mutex::new(None),
         });
         open.insert(path, Arc::downgrade(&file));
         file
@@ -77,18 +94,40 @@ impl LogFile {
     /// when it would take the file past the limit. A missing directory is
     /// created.
     pub fn append(&self, line: &[u8], rotation: Rotation) -> io::Result<()> {
-        let _writing = crate::sync::lock(&self.write);
-        let mut file = self.open_for_append()?;
-        if rotation.max_bytes > 0 {
-            let size = file.metadata()?.len();
-            // A line longer than the limit still goes out, alone in a file.
-            if size > 0 && size + line.len() as u64 > rotation.max_bytes {
-                drop(file);
-                self.rotate(rotation.keep)?;
-                file = self.open_for_append()?;
-            }
+        let mut handle = crate::sync::lock(&self.write);
+        if handle
+            .as_ref()
+            .is_some_and(|h| h.opened.elapsed() >= REOPEN_AFTER)
+        {
+            *handle = None;
         }
-        file.write_all(line)
+        let mut current = match handle.take() {
+            Some(h) => h,
+            None => self.open_handle()?,
+        };
+        // A line longer than the limit still goes out, alone in a file.
+        if rotation.max_bytes > 0
+            && current.size > 0
+            && current.size + line.len() as u64 > rotation.max_bytes
+        {
+            drop(current);
+            self.rotate(rotation.keep)?;
+            current = self.open_handle()?;
+        }
+        current.file.write_all(line)?;
+        current.size += line.len() as u64;
+        *handle = Some(current);
+        Ok(())
+    }
+
+    fn open_handle(&self) -> io::Result<Handle> {
+        let file = self.open_for_append()?;
+        let size = file.metadata()?.len();
+        Ok(Handle {
+            file,
+            size,
+            opened: std::time::Instant::now(),
+        })
     }
 
     fn open_for_append(&self) -> io::Result<File> {
@@ -184,6 +223,28 @@ mod tests {
         file.append(b"after\n", emptied).unwrap();
         assert_eq!(lines_in(file.path()), ["after"]);
         assert!(!file.numbered(1).exists());
+    }
+
+    #[test]
+    fn a_file_moved_or_deleted_by_logrotate_is_created_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = LogFile::open(&dir.path().join("rotated.log"));
+        file.append(b"before\n", Rotation::default()).unwrap();
+        std::fs::rename(file.path(), dir.path().join("rotated.log.1")).unwrap();
+        // Within the reopen delay, lines still reach the moved file: none
+        // is lost.
+        file.append(b"moved\n", Rotation::default()).unwrap();
+        std::thread::sleep(REOPEN_AFTER + std::time::Duration::from_millis(50));
+        file.append(b"after\n", Rotation::default()).unwrap();
+        assert_eq!(
+            lines_in(&dir.path().join("rotated.log.1")),
+            ["before", "moved"]
+        );
+        assert_eq!(lines_in(file.path()), ["after"]);
+        std::fs::remove_file(file.path()).unwrap();
+        std::thread::sleep(REOPEN_AFTER + std::time::Duration::from_millis(50));
+        file.append(b"again\n", Rotation::default()).unwrap();
+        assert_eq!(lines_in(file.path()), ["again"]);
     }
 
     #[test]

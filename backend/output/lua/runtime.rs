@@ -194,6 +194,14 @@ impl Script {
         // `debug` included, and lets scripts load C modules from
         // package.cpath; scripts written for it rely on both.
         let lua = unsafe { Lua::unsafe_new() };
+        // Generational collection: every event makes short-lived tables
+        // (the event, the library's copies, json_encode's text), which a
+        // minor collection frees without marking the long-lived library
+        // and cache tables again. Scripts cannot tell (collectgarbage()
+        // still works, and may switch back).
+        lua.gc_set_mode(mlua::state::GcMode::Generational(
+            mlua::state::GcGenParams::default(),
+        ));
         let fail =
             |e: mlua::Error| format!("lua: cannot set up the interpreter: {}", lua_message(&e));
         // Not mlua's memory limit: with one set, mlua protects every call
