@@ -29,6 +29,7 @@ mod worker;
 
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -146,7 +147,18 @@ impl OutputSpec {
 /// carry one into a log, a status or a page: what a script logs or raises,
 /// what a destination answers.
 #[derive(Clone, Debug, Default)]
-pub struct Secrets(Vec<RedactedValue>);
+pub struct Secrets(Vec<RedactedValue>, Option<Arc<Matcher>>);
+
+/// Every value at once: a password gives a dozen forms (encoded, in Basic
+/// pairs with each other parameter), and scripts log for every event, so
+/// one pass over a line beats a search per form.
+struct Matcher(aho_corasick::AhoCorasick);
+
+impl fmt::Debug for Matcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Matcher")
+    }
+}
 
 /// A value kept for redaction; its `Debug` does not show it.
 #[derive(Clone)]
@@ -193,7 +205,15 @@ impl Secrets {
         // replaced whole.
         values.sort_by_key(|v| std::cmp::Reverse(v.len()));
         values.dedup();
-        Secrets(values.into_iter().map(RedactedValue).collect())
+        // Leftmost-longest: a password containing another is replaced
+        // whole, as the order above does for a search per value.
+        let matcher = aho_corasick::AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+            .build(&values)
+            .ok()
+            .filter(|_| !values.is_empty())
+            .map(|m| Arc::new(Matcher(m)));
+        Secrets(values.into_iter().map(RedactedValue).collect(), matcher)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -202,15 +222,17 @@ impl Secrets {
 
     /// `text` with every password value replaced by [`REDACTED`].
     pub fn redact<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
-        let mut out = std::borrow::Cow::Borrowed(text);
-        for RedactedValue(value) in &self.0 {
-            // memmem: `str::contains` builds a searcher for every call,
-            // and this runs for every line a script logs.
-            if memchr::memmem::find(out.as_bytes(), value.as_bytes()).is_some() {
-                out = std::borrow::Cow::Owned(out.replace(value.as_str(), REDACTED));
+        match self.1.as_deref() {
+            Some(Matcher(m)) if m.is_match(text) => {
+                let mut out = String::with_capacity(text.len());
+                m.replace_all_with(text, &mut out, |_, _, out| {
+                    out.push_str(REDACTED);
+                    true
+                });
+                std::borrow::Cow::Owned(out)
             }
+            _ => std::borrow::Cow::Borrowed(text),
         }
-        out
     }
 
     /// The first `max` bytes of `body` as text, redacted: redacted before
