@@ -505,7 +505,7 @@ fn save_script(ctx: &Context, file_name: &str, bytes: &[u8]) -> Result<String, S
     ) {
         Ok(_) => Ok(name),
         Err(scripts::ScriptError::Exists(_)) => Err(format!(
-            "a script named `{name}` exists already; choose it in the list, or rename the file"
+            "a script named `{name}` exists already; choose it in the list, replace it on its Scripts page (/scripts/{name}), or rename the file"
         )),
         Err(e) => Err(e.to_string()),
     }
