@@ -2010,6 +2010,19 @@ async fn a_script_is_replaced_by_an_upload_checked_as_an_edit_is() {
     assert_eq!(status, 404);
     assert_eq!(admin.page("/scripts/new.lua").await.0, 404);
     assert_eq!(admin.page("/scripts/..%2Fx.lua").await.0, 404);
+    // The output form's upload is checked too: refused on its field.
+    let (status, _, page) = Multipart::new()
+        .text("kind", "lua")
+        .text("name", "broken")
+        .text("path", "")
+        .file("script_file", "broken.lua", b"x = = 1\n")
+        .text("action", "save")
+        .post(&server, "/outputs/new")
+        .await;
+    assert_eq!(status, 422, "{page}");
+    assert!(page.contains(r#"id="upload-error""#), "{page}");
+    assert!(page.contains("broken.lua:1:"), "{page}");
+    assert!(!dir.path().join("scripts/broken.lua").exists());
     server.stop().await;
 }
 
