@@ -1954,6 +1954,18 @@ async fn a_viewer_lists_the_scripts_but_cannot_read_or_change_one() {
         assert_eq!(viewer.post_form(path, &form).await.0, 403, "{path}");
     }
     assert_eq!(std::fs::read_to_string(&file).unwrap(), GOOD_SCRIPT);
+    // Nor can an admin's browser be made to post without the CSRF token.
+    let admin = Session::admin(&server).await;
+    let forged = admin
+        .client
+        .post(server.url("/scripts/fixme.lua"))
+        .header("cookie", &admin.cookie)
+        .form(&[("text", "x = 1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), GOOD_SCRIPT);
     server.stop().await;
 }
 
@@ -2124,6 +2136,8 @@ async fn in_a_browser_a_broken_script_is_fixed_and_deleted_once_unused() {
     browser.find("#source").await;
     browser.assert_fits("the script page on a phone").await;
     browser.screenshot("33-script-phone").await;
+    browser.scroll_to("#script-delete").await;
+    browser.screenshot("35-script-phone-upload-delete").await;
     browser.goto(&server.url("/scripts")).await;
     browser.find("#scripts").await;
     browser.assert_fits("the list on a phone").await;
