@@ -2022,6 +2022,22 @@ async fn a_script_is_replaced_by_an_upload_checked_as_an_edit_is() {
     assert_eq!(status, 404);
     assert_eq!(admin.page("/scripts/new.lua").await.0, 404);
     assert_eq!(admin.page("/scripts/..%2Fx.lua").await.0, 404);
+    // A page older than the file does not undo the change made since.
+    let (_, page) = admin.page("/scripts/fixme.lua").await;
+    let at = page.find(r#"name="base" value=""#).unwrap() + 19;
+    let base = page[at..at + 64].to_owned();
+    std::fs::write(&file, "-- changed meanwhile\n").unwrap();
+    let stale = [("text", "x = 1"), ("base", base.as_str())];
+    assert_eq!(admin.post_form("/scripts/fixme.lua", &stale).await.0, 409);
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "-- changed meanwhile\n"
+    );
+    let (_, page) = admin.page("/scripts/fixme.lua").await;
+    let at = page.find(r#"name="base" value=""#).unwrap() + 19;
+    let fresh = [("text", "x = 1"), ("base", &page[at..at + 64])];
+    assert_eq!(admin.post_form("/scripts/fixme.lua", &fresh).await.0, 303);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "x = 1");
     // The output form's upload is checked too: refused on its field.
     let (status, _, page) = Multipart::new()
         .text("kind", "lua")

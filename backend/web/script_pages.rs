@@ -147,7 +147,19 @@ struct ScriptPage {
     /// The file is not UTF-8: a textarea would change it, so only an
     /// upload replaces it.
     binary: bool,
+    /// The file's digest when the page was made: a save from a page older
+    /// than the file is refused rather than undoing another change.
+    digest: String,
     error: Option<SyntaxShown>,
+    /// The save was refused because the file changed meanwhile.
+    conflict: bool,
+}
+
+fn digest(bytes: &[u8]) -> String {
+    crate::auth::crypto::sha256(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn not_found(name: &str) -> ApiError {
@@ -181,6 +193,7 @@ async fn script_page(
     .ok()
     .flatten()
     .ok_or_else(|| not_found(name))?;
+    let digest = digest(&bytes);
     let (text, binary) = match String::from_utf8(bytes) {
         Ok(text) => (text, false),
         Err(e) => (String::from_utf8_lossy(e.as_bytes()).into_owned(), true),
@@ -200,7 +213,9 @@ async fn script_page(
         lines,
         text: edited.unwrap_or(text),
         binary,
+        digest,
         error,
+        conflict: false,
     })
 }
 
@@ -298,6 +313,9 @@ fn refusal(what: &str, e: AdminError) -> Flash {
 pub struct EditForm {
     #[serde(default)]
     text: String,
+    /// The digest of the file the editor started from.
+    #[serde(default)]
+    base: String,
 }
 
 /// `POST /scripts/{name}`: the editor's text.
@@ -311,6 +329,13 @@ pub async fn edit(
     // had; Lua scripts are LF files, and a diff against the old one should
     // show only what was changed.
     let text = form.text.replace("\r\n", "\n");
+    // The check and the write are not one step, so two saves racing still
+    // race; this catches the common case of a page left open.
+    let mut page = script_page(&ctx, &caller, &name, Some(text.clone()), None).await?;
+    if !form.base.is_empty() && form.base != page.digest {
+        page.conflict = true;
+        return Ok((StatusCode::CONFLICT, render(&page)?).into_response());
+    }
     save(&ctx, &caller, &name, text.clone().into_bytes(), Some(text)).await
 }
 
