@@ -470,3 +470,47 @@ async fn the_scripts_api_lists_writes_replaces_and_deletes_inside_the_directory(
     server.stop().await;
     l.assert_outside_untouched();
 }
+
+#[tokio::test]
+async fn a_script_lua_cannot_compile_is_refused_with_its_line_and_nothing_is_written() {
+    let l = Layout::new();
+    let server = l.start().await;
+    assert_eq!(put_script(&server, "fix.lua", SCRIPT).await.0, 201);
+
+    let broken = "#!/usr/bin/lua\nfunction init(conf) end\nfunction write(e)\n  return (\nend\n";
+    let (status, body) = put_script(&server, "fix.lua", broken).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["line"], 5, "{body}");
+    let lua = body["lua_error"].as_str().unwrap();
+    assert!(lua.starts_with("fix.lua:5:"), "{lua}");
+    assert!(body["error"].as_str().unwrap().contains(lua), "{body}");
+    // The script that worked is still there, and so is nothing else.
+    assert_eq!(
+        std::fs::read_to_string(l.scripts.join("fix.lua")).unwrap(),
+        SCRIPT
+    );
+    assert_eq!(names(&l.scripts), vec!["fix.lua"]);
+    // A new name that does not compile is not created either.
+    assert_eq!(put_script(&server, "new.lua", "x = = 1").await.0, 422);
+    assert!(!l.scripts.join("new.lua").exists());
+
+    // A BOM and a `#!` line are skipped as the runtime skips them; the
+    // replacement says so in the audit log.
+    let fixed = format!("\u{feff}#!/usr/bin/lua\n{SCRIPT}");
+    let (status, body) = put_script(&server, "fix.lua", fixed.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        std::fs::read_to_string(l.scripts.join("fix.lua")).unwrap(),
+        fixed
+    );
+    let audit = server.get_json("/api/v1/audit").await;
+    let entries = audit.as_array().cloned().unwrap_or_default();
+    let last = entries
+        .iter()
+        .find(|e| e["action"] == "script.put")
+        .unwrap_or_else(|| panic!("no script.put entry: {audit}"));
+    assert_eq!(last["target"], "fix.lua", "{last}");
+    assert_eq!(last["detail"]["replaced"], true, "{last}");
+    server.stop().await;
+    l.assert_outside_untouched();
+}

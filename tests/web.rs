@@ -1902,3 +1902,279 @@ async fn in_a_browser_an_output_is_disabled_renamed_enabled_cloned_and_deleted()
     browser.quit().await;
     server.stop().await;
 }
+
+const GOOD_SCRIPT: &str = "function init(conf) end\nfunction write(e) return true end\n";
+
+/// A service whose script directory holds `fixme.lua`, run by the lua
+/// output `uses-it`.
+async fn server_with_script(dir: &std::path::Path) -> (Server, PathBuf) {
+    let scripts = dir.join("scripts");
+    std::fs::create_dir_all(&scripts).unwrap();
+    let file = scripts.join("fixme.lua");
+    std::fs::write(&file, GOOD_SCRIPT).unwrap();
+    let server = Server::start(dir).await;
+    let created = server
+        .post_json(
+            "/api/v1/outputs",
+            &json!({"name": "uses-it", "kind": "lua", "path": "fixme.lua"}),
+        )
+        .await;
+    assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
+    (server, file)
+}
+
+#[tokio::test]
+async fn a_viewer_lists_the_scripts_but_cannot_read_or_change_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, file) = server_with_script(dir.path()).await;
+    let added = server
+        .post_json(
+            "/api/v1/users",
+            &json!({"name": "vera", "password": "viewer-password-123", "role": "viewer"}),
+        )
+        .await;
+    assert_eq!(added.status(), 201);
+    let viewer = Session::login(&server, "vera", "viewer-password-123").await;
+    let (status, page) = viewer.page("/").await;
+    assert_eq!(status, 200);
+    assert!(page.contains(r#"<a href="/scripts">Scripts</a>"#), "{page}");
+    let (status, page) = viewer.page("/scripts").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("fixme.lua"), "{page}");
+    assert!(
+        page.contains(r#"<a href="/outputs/uses-it">uses-it</a>"#),
+        "{page}"
+    );
+    assert!(!page.contains(r#"href="/scripts/fixme.lua""#), "{page}");
+    assert_eq!(viewer.page("/scripts/fixme.lua").await.0, 403);
+    for (path, form) in [
+        ("/scripts/fixme.lua", vec![("text", "x = 1")]),
+        ("/scripts/fixme.lua/delete", vec![("confirm", "yes")]),
+    ] {
+        assert_eq!(viewer.post_form(path, &form).await.0, 403, "{path}");
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), GOOD_SCRIPT);
+    // Nor can an admin's browser be made to post without the CSRF token.
+    let admin = Session::admin(&server).await;
+    let forged = admin
+        .client
+        .post(server.url("/scripts/fixme.lua"))
+        .header("cookie", &admin.cookie)
+        .form(&[("text", "x = 1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), GOOD_SCRIPT);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_script_is_replaced_by_an_upload_checked_as_an_edit_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, file) = server_with_script(dir.path()).await;
+    let admin = Session::admin(&server).await;
+    // Lines are numbered and the text escaped.
+    std::fs::write(&file, "-- <b>&\n".to_owned() + GOOD_SCRIPT).unwrap();
+    let (status, page) = admin.page("/scripts/fixme.lua").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains(
+            r#"<tr id="L1"><th scope="row" class="num">1</th><td><code>-- &#60;b&#62;&#38;</code>"#
+        ),
+        "{page}"
+    );
+
+    let (status, _, page) = Multipart::new()
+        .file(
+            "script_file",
+            "other-name.lua",
+            b"function write(e)\n  return ((\nend\n",
+        )
+        .post(&server, "/scripts/fixme.lua/upload")
+        .await;
+    assert_eq!(status, 422, "{page}");
+    assert!(page.contains("line 3"), "{page}");
+    assert!(
+        page.contains("return (("),
+        "the upload is shown to be fixed: {page}"
+    );
+    assert!(std::fs::read_to_string(&file)
+        .unwrap()
+        .starts_with("-- <b>"));
+
+    let (status, location, page) = Multipart::new()
+        .file("script_file", "other-name.lua", GOOD_SCRIPT.as_bytes())
+        .post(&server, "/scripts/fixme.lua/upload")
+        .await;
+    assert_eq!(
+        (status, location.as_str()),
+        (303, "/scripts/fixme.lua"),
+        "{page}"
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), GOOD_SCRIPT);
+    assert!(!dir.path().join("scripts/other-name.lua").exists());
+    // Only a script that exists is edited: no page creates one.
+    let (status, _, _) = Multipart::new()
+        .file("script_file", "x.lua", GOOD_SCRIPT.as_bytes())
+        .post(&server, "/scripts/new.lua/upload")
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(admin.page("/scripts/new.lua").await.0, 404);
+    assert_eq!(admin.page("/scripts/..%2Fx.lua").await.0, 404);
+    // A page older than the file does not undo the change made since.
+    let (_, page) = admin.page("/scripts/fixme.lua").await;
+    let at = page.find(r#"name="base" value=""#).unwrap() + 19;
+    let base = page[at..at + 64].to_owned();
+    std::fs::write(&file, "-- changed meanwhile\n").unwrap();
+    let stale = [("text", "x = 1"), ("base", base.as_str())];
+    assert_eq!(admin.post_form("/scripts/fixme.lua", &stale).await.0, 409);
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "-- changed meanwhile\n"
+    );
+    let (_, page) = admin.page("/scripts/fixme.lua").await;
+    let at = page.find(r#"name="base" value=""#).unwrap() + 19;
+    let fresh = [("text", "x = 1"), ("base", &page[at..at + 64])];
+    assert_eq!(admin.post_form("/scripts/fixme.lua", &fresh).await.0, 303);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "x = 1");
+    // The output form's upload is checked too: refused on its field.
+    let (status, _, page) = Multipart::new()
+        .text("kind", "lua")
+        .text("name", "broken")
+        .text("path", "")
+        .file("script_file", "broken.lua", b"x = = 1\n")
+        .text("action", "save")
+        .post(&server, "/outputs/new")
+        .await;
+    assert_eq!(status, 422, "{page}");
+    assert!(page.contains(r#"id="upload-error""#), "{page}");
+    assert!(page.contains("broken.lua:1:"), "{page}");
+    assert!(!dir.path().join("scripts/broken.lua").exists());
+    server.stop().await;
+}
+
+impl Driver {
+    async fn run(&self, script: &str) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            &self.at("/execute/sync"),
+            json!({"script": script, "args": []}),
+        )
+        .await
+    }
+
+    async fn resize(&self, width: u32, height: u32) {
+        self.call(
+            reqwest::Method::POST,
+            &self.at("/window/rect"),
+            json!({"width": width, "height": height}),
+        )
+        .await;
+    }
+
+    /// Nothing on the page is wider than the window.
+    async fn assert_fits(&self, what: &str) {
+        let widths = self
+            .run("return [document.documentElement.scrollWidth, window.innerWidth];")
+            .await;
+        assert!(
+            widths[0].as_u64() <= widths[1].as_u64(),
+            "{what} is wider than the window: {widths}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn in_a_browser_a_broken_script_is_fixed_and_deleted_once_unused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, file) = server_with_script(dir.path()).await;
+    let browser = Driver::start().await;
+    browser.resize(1366, 900).await;
+    sign_in(&browser, &server, "/scripts").await;
+    let table = browser.text("#scripts").await;
+    assert!(table.contains("fixme.lua"), "{table}");
+    assert!(table.contains("uses-it"), "{table}");
+    assert!(table.contains("Modified (UTC)"), "{table}");
+    browser.assert_fits("the list").await;
+    browser.screenshot("30-scripts-list").await;
+
+    browser.click("a[href='/scripts/fixme.lua']").await;
+    let source = browser.text("#source").await;
+    assert!(
+        source.contains("function write(e) return true end"),
+        "{source}"
+    );
+    // A typo: Lua's error and its line beside the editor, what was typed kept.
+    let broken = "function init(conf) end\nfunction write(e)\n  return (\nend\n";
+    browser.type_into("#script-text", broken).await;
+    browser.click("#script-save").await;
+    let error = browser
+        .wait_text("#syntax-error", "the syntax error", |t| !t.is_empty())
+        .await;
+    assert!(error.contains("line 4"), "{error}");
+    assert!(error.contains("fixme.lua:4:"), "{error}");
+    let kept = browser
+        .run("return document.querySelector('#script-text').value;")
+        .await;
+    assert_eq!(kept.as_str(), Some(broken));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), GOOD_SCRIPT);
+    browser.assert_fits("the refused edit").await;
+    browser.screenshot("31-script-syntax-error").await;
+
+    let fixed = "function init(conf) end\nfunction write(e)\n  return true\nend\n";
+    browser.type_into("#script-text", fixed).await;
+    browser.click("#script-save").await;
+    let notice = browser
+        .wait_text("#notice", "the save", |t| t.contains("Saved"))
+        .await;
+    assert!(
+        notice.contains("restarted on the new text: uses-it"),
+        "{notice}"
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), fixed);
+    browser.screenshot("32-script-saved").await;
+
+    // Not deleted without the box, nor while an output runs it.
+    browser.click("#script-delete-button").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(file.exists(), "deleted without the box ticked");
+    browser.click("#script-delete-confirm").await;
+    browser.click("#script-delete-button").await;
+    let notice = browser
+        .wait_text("#notice", "the refusal", |t| t.contains("Not deleted"))
+        .await;
+    assert!(notice.contains("used by output(s) uses-it"), "{notice}");
+    assert!(file.exists());
+
+    browser.resize(390, 844).await;
+    browser.goto(&server.url("/scripts/fixme.lua")).await;
+    browser.find("#source").await;
+    browser.assert_fits("the script page on a phone").await;
+    browser.screenshot("33-script-phone").await;
+    browser.scroll_to("#script-delete").await;
+    browser.screenshot("35-script-phone-upload-delete").await;
+    browser.goto(&server.url("/scripts")).await;
+    browser.find("#scripts").await;
+    browser.assert_fits("the list on a phone").await;
+    browser.screenshot("34-scripts-list-phone").await;
+
+    let deleted = server
+        .client
+        .delete(server.url("/api/v1/outputs/uses-it"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    browser.goto(&server.url("/scripts/fixme.lua")).await;
+    browser.click("#script-delete-confirm").await;
+    browser.click("#script-delete-button").await;
+    let notice = browser
+        .wait_text("#notice", "the delete", |t| t.contains("Deleted"))
+        .await;
+    assert_eq!(notice, "Deleted fixme.lua.");
+    assert!(browser.url().await.ends_with("/scripts"));
+    assert!(!file.exists());
+    browser.quit().await;
+    server.stop().await;
+}

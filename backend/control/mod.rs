@@ -604,9 +604,11 @@ impl OutputAdmin {
         Ok(discarded)
     }
 
-    /// Writes a script of the first script directory; outputs running a
-    /// replaced one restart on the new text, as an edit of their definition
-    /// would. `(replaced, outputs reloaded)`.
+    /// Writes a script of the first script directory, creating it or
+    /// replacing the one there (the audit entry says which); outputs
+    /// running a replaced one restart on the new text, as an edit of their
+    /// definition would. Text Lua cannot compile is refused before
+    /// anything is written. `(replaced, outputs reloaded)`.
     pub async fn put_script(
         &self,
         actor: &str,
@@ -618,6 +620,7 @@ impl OutputAdmin {
         let written = {
             let name = name.to_owned();
             tokio::task::spawn_blocking(move || {
+                scripts::check_syntax(&settings, &name, &bytes)?;
                 scripts::write(&settings, &name, &bytes, Existing::Replace)
             })
             .await

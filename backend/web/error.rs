@@ -82,6 +82,7 @@ impl From<AdminError> for ApiError {
                     ApiError::Conflict(e.to_string())
                 }
                 ScriptError::NotFound(..) => ApiError::NotFound(e.to_string()),
+                ScriptError::Syntax { .. } => ApiError::Unprocessable(e.to_string()),
                 ScriptError::TooLarge | ScriptError::NoDirectory | ScriptError::Io(_) => {
                     tracing::error!("scripts: {e}");
                     ApiError::Internal(e.to_string())

@@ -495,8 +495,11 @@ fn to_spec(posted: &Posted, previous: Option<&OutputSpec>, errors: &mut FieldErr
 
 /// Saves an uploaded script into the first script directory, under its
 /// own name made safe. Never overwrites: a running output may use it.
+/// Text Lua cannot compile is refused, as the scripts API and page do.
 fn save_script(ctx: &Context, file_name: &str, bytes: &[u8]) -> Result<String, String> {
     let name = safe_script_name(file_name)?;
+    scripts::check_syntax(ctx.supervisor.lua_settings(), &name, bytes)
+        .map_err(|e| e.to_string())?;
     match scripts::write(
         ctx.supervisor.lua_settings(),
         &name,
@@ -505,7 +508,7 @@ fn save_script(ctx: &Context, file_name: &str, bytes: &[u8]) -> Result<String, S
     ) {
         Ok(_) => Ok(name),
         Err(scripts::ScriptError::Exists(_)) => Err(format!(
-            "a script named `{name}` exists already; choose it in the list, or rename the file"
+            "a script named `{name}` exists already; choose it in the list, replace it on its Scripts page (/scripts/{name}), or rename the file"
         )),
         Err(e) => Err(e.to_string()),
     }

@@ -16,6 +16,7 @@ mod metrics;
 mod outputs;
 mod pages;
 mod rates;
+mod script_pages;
 mod scripts;
 pub mod server;
 mod tail;
@@ -347,6 +348,22 @@ fn routes() -> Routes {
         "/outputs/{name}/deadletters",
         ADMIN,
         deadletters::action,
+    )
+    .add(M::GET, "/scripts", VIEWER, script_pages::list_page)
+    // A script's text may hold credentials: admins only, as in the API.
+    .add(M::GET, "/scripts/{name}", ADMIN, script_pages::script)
+    .add(M::POST, "/scripts/{name}", ADMIN, script_pages::edit)
+    .add(
+        M::POST,
+        "/scripts/{name}/upload",
+        ADMIN,
+        script_pages::upload,
+    )
+    .add(
+        M::POST,
+        "/scripts/{name}/delete",
+        ADMIN,
+        script_pages::delete,
     )
     .add(M::GET, "/account", VIEWER, users::account_page)
     .add(M::POST, "/account", VIEWER, users::account_submit)

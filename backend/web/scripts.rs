@@ -55,6 +55,11 @@ fn script_error(e: ScriptError) -> Response {
             ApiError::Conflict(e.to_string()).into_response()
         }
         ScriptError::NotFound(..) => ApiError::NotFound(e.to_string()).into_response(),
+        ScriptError::Syntax { ref message, line } => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({ "error": e.to_string(), "lua_error": message, "line": line })),
+        )
+            .into_response(),
         ScriptError::NoDirectory | ScriptError::Io(_) => {
             tracing::error!("scripts: {e}");
             ApiError::Internal(e.to_string()).into_response()
@@ -114,7 +119,8 @@ async fn read_limited(body: Body) -> Result<Option<Vec<u8>>, ApiError> {
 /// `PUT /api/v1/scripts/{name}` with the script as the raw body: creates
 /// (201) or replaces (200) it in the first script directory, atomically.
 /// Outputs running a replaced script restart on the new text, as an edit
-/// of their definition would.
+/// of their definition would. A script Lua cannot compile is refused (422,
+/// with Lua's message and its line) and nothing is written.
 pub async fn put(
     State(ctx): State<Context>,
     caller: Caller,

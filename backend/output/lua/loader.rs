@@ -88,9 +88,21 @@ pub fn load_file(
     mode: Option<ChunkMode>,
     env: Option<Table>,
 ) -> Result<Function, String> {
-    let shown = path.display();
+    let shown = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| format!("cannot open {shown}: {e}"))?;
-    let source = chunk_source(&bytes).map_err(|why| format!("cannot load {shown}: {why}"))?;
+    load_bytes(lua, &bytes, &shown, mode, env)
+}
+
+/// [`load_file`] for bytes not yet in a file (a script about to be saved),
+/// `shown` standing for the file's name in Lua's messages.
+pub fn load_bytes(
+    lua: &Lua,
+    bytes: &[u8],
+    shown: &str,
+    mode: Option<ChunkMode>,
+    env: Option<Table>,
+) -> Result<Function, String> {
+    let source = chunk_source(bytes).map_err(|why| format!("cannot load {shown}: {why}"))?;
     let mut chunk = lua.load(source).set_name(format!("@{shown}"));
     if let Some(mode) = mode {
         chunk = chunk.set_mode(mode);

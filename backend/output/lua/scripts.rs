@@ -117,8 +117,36 @@ pub enum ScriptError {
     NotAFile(String),
     #[error("no script named `{0}` in {1}")]
     NotFound(String, String),
+    /// Lua cannot compile it; `line` is the one Lua's message names.
+    #[error("the script does not compile: {message}")]
+    Syntax { message: String, line: Option<u32> },
     #[error("{0}")]
     Io(String),
+}
+
+/// Compiles `bytes` as the runtime would load script `name` (its `#!`
+/// line and BOM skipped, text only under the sandbox), without running
+/// any of it: a script that cannot load is refused before it replaces one
+/// that can.
+pub fn check_syntax(settings: &LuaSettings, name: &str, bytes: &[u8]) -> Result<(), ScriptError> {
+    // No library is opened: compiling needs none, and nothing runs.
+    let lua = mlua::Lua::new_with(mlua::StdLib::NONE, mlua::LuaOptions::new())
+        .map_err(|e| ScriptError::Io(format!("cannot start Lua: {e}")))?;
+    let mode = settings.sandbox.then_some(mlua::chunk::ChunkMode::Text);
+    match super::loader::load_bytes(&lua, bytes, name, mode, None) {
+        Ok(_) => Ok(()),
+        Err(message) => Err(ScriptError::Syntax {
+            line: error_line(&message, name),
+            message,
+        }),
+    }
+}
+
+/// The line of `name.lua:12: unexpected symbol near 'x'`.
+fn error_line(message: &str, name: &str) -> Option<u32> {
+    let rest = message.strip_prefix(name)?.strip_prefix(':')?;
+    let digits = &rest[..rest.find(':')?];
+    digits.parse().ok()
 }
 
 /// What a write does to a script that exists.
@@ -347,6 +375,33 @@ mod tests {
             ),
             Err(ScriptError::TooLarge)
         );
+    }
+
+    #[test]
+    fn a_script_that_does_not_compile_is_told_with_its_line() {
+        let root = tempfile::tempdir().unwrap();
+        let settings = settings(root.path());
+        assert_eq!(check_syntax(&settings, "a.lua", b"x = 1\n"), Ok(()));
+        // A `#!` line and a BOM are skipped as the loader skips them, and
+        // the lines keep their numbers.
+        assert_eq!(
+            check_syntax(&settings, "a.lua", b"\xEF\xBB\xBF#!/usr/bin/lua\nx = 1\n"),
+            Ok(())
+        );
+        let Err(ScriptError::Syntax { message, line }) =
+            check_syntax(&settings, "a.lua", b"#!/usr/bin/lua\nx = 1\nfunction (\n")
+        else {
+            panic!("a syntax error passed");
+        };
+        assert_eq!(line, Some(3), "{message}");
+        assert!(message.starts_with("a.lua:3:"), "{message}");
+        // Defining functions runs nothing.
+        assert_eq!(
+            check_syntax(&settings, "a.lua", b"os.exit(1)\nerror('x')\n"),
+            Ok(())
+        );
+        assert_eq!(error_line("a.lua:12: near x", "a.lua"), Some(12));
+        assert_eq!(error_line("cannot load a.lua: bytecode", "a.lua"), None);
     }
 
     #[test]
