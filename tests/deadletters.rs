@@ -244,6 +244,42 @@ async fn dead_letters_are_listed_replayed_and_discarded() {
     assert_eq!(letters(&server, "").await["held"], 0);
     assert!(!dir.path().join("deadletter/influx.ndjson").exists());
 
+    // Deleted while it holds letters: they are set aside, and an output
+    // created again under the name starts without them.
+    make_used_an_integer(&influx, "Disk\\ /tmp").await;
+    let mut events = vec![service(1, 5, "Disk /tmp")];
+    let mut m = metric(1, 5, "used", 7.5);
+    m["ctime"] = json!(1_732_200_000);
+    events.push(m);
+    assert_eq!(server.post_events(&events).await.0, 200);
+    server
+        .wait_status("influx", "1 dead-lettered", |s| s["dead_letters_held"] == 1)
+        .await;
+    let deleted = server
+        .send_json(Method::DELETE, "/api/v1/outputs/influx", &json!({}))
+        .await;
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    let aside: Vec<_> = std::fs::read_dir(dir.path().join("deadletter"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("influx.deleted-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    create(
+        &server,
+        "influx",
+        "influxdb",
+        &["storage:metric"],
+        &[
+            ("http_server_address", "127.0.0.1"),
+            ("http_server_port", &port),
+            ("influx_database", "centreon"),
+            ("max_buffer_size", "3"),
+        ],
+    )
+    .await;
+    assert_eq!(letters(&server, "").await["held"], 0);
+
     // Every replay and the discard are in the audit log.
     let audit = server.get_json("/api/v1/audit").await;
     let actions: Vec<&str> = audit

@@ -304,11 +304,25 @@ impl OutputAdmin {
 
     pub async fn delete(&self, actor: &str, name: &str) -> Result<(), AdminError> {
         let _lock = self.lock.lock().await;
+        self.store.get_output(name).await?;
+        // Before the store: a delete during a replay is refused whole, and
+        // an output later given this name starts with no dead letters.
+        let set_aside = match &self.workers {
+            Some(workers) => workers
+                .dead_letters()
+                .set_aside(name)
+                .map_err(dead_letter_error)?,
+            None => None,
+        };
         self.store.delete_output(name).await?;
         if let Some(workers) = &self.workers {
             workers.remove(name).await;
         }
-        self.audit(actor, "output.delete", name, json!({})).await;
+        let details = match &set_aside {
+            Some(path) => json!({"dead_letters_kept_in": path.display().to_string()}),
+            None => json!({}),
+        };
+        self.audit(actor, "output.delete", name, details).await;
         Ok(())
     }
 

@@ -277,6 +277,30 @@ impl DeadLetters {
         Ok(held)
     }
 
+    /// Moves the dead letters of a deleted output aside, to
+    /// `<name>.deleted-<unix seconds>.ndjson`: kept for an operator to read,
+    /// but no longer the letters of an output given that name later.
+    /// Refused while a replay runs. `None` when it held none.
+    pub fn set_aside(&self, output: &str) -> Result<Option<PathBuf>, DeadLetterError> {
+        let state = self.state(output)?;
+        let mut state = lock(&state);
+        if state.replaying.is_some() {
+            return Err(DeadLetterError::Replaying(output.to_owned()));
+        }
+        let path = self.path(output);
+        if !path.exists() {
+            state.held = Some(0);
+            return Ok(None);
+        }
+        let seconds = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let aside = self.dir.join(format!("{output}.deleted-{seconds}.ndjson"));
+        std::fs::rename(&path, &aside).map_err(|e| self.io_error(output, e))?;
+        state.held = Some(0);
+        Ok(Some(aside))
+    }
+
     /// Gives an output's dead letters to its new name (the output was
     /// renamed). Refused while a replay of either name runs. Letters left
     /// under the new name by an output deleted earlier are kept, before
@@ -604,6 +628,30 @@ mod tests {
             letters.rename("c", "e"),
             Err(DeadLetterError::Replaying(_))
         ));
+    }
+
+    #[test]
+    fn a_deleted_outputs_letters_are_set_aside_not_inherited() {
+        let (_dir, letters) = store();
+        assert_eq!(letters.set_aside("gone").unwrap(), None, "none held");
+        letters
+            .append("gone", &[b"1\n", b"2\n"], "HTTP 400")
+            .unwrap();
+        let _run = letters.begin_replay("gone").unwrap().unwrap();
+        assert!(matches!(
+            letters.set_aside("gone"),
+            Err(DeadLetterError::Replaying(_))
+        ));
+        drop(_run);
+        let aside = letters.set_aside("gone").unwrap().expect("moved");
+        assert_eq!(std::fs::read_to_string(&aside).unwrap().lines().count(), 2);
+        assert!(aside
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("gone.deleted-"));
+        assert_eq!(letters.held("gone").unwrap(), 0, "a new output of the name");
+        assert!(!letters.path("gone").exists());
     }
 
     #[test]
