@@ -167,8 +167,10 @@ pub fn judge(j: &Judged) -> (HealthState, String) {
         }
     }
     let reason = match s.state {
-        OutputState::Paused => "paused by an operator".to_owned(),
-        OutputState::Stopped => "stopped".to_owned(),
+        OutputState::Paused => format!("paused by an operator{pending}"),
+        // Ok until the events wait past the threshold (degraded above):
+        // but it says that nothing is delivered meanwhile.
+        OutputState::Stopped => format!("stopped (disabled): nothing is delivered{pending}"),
         OutputState::Retrying => format!("retrying: {error}"),
         _ if s.queue_depth == 0 => "everything received is acknowledged".to_owned(),
         _ => format!("acknowledging{pending}"),
