@@ -115,7 +115,7 @@ struct ImportArgs {
     /// TOML configuration file (its data_dir and [lua] settings apply).
     #[arg(long, env = "BROKERSTREAM_CONFIG")]
     config: Option<PathBuf>,
-    /// Directory holding the SQLite database [default: ./data]
+    /// Directory of everything the service keeps: database, journal, cache, scripts, dead letters [default: ./data]
     #[arg(long, env = "BROKERSTREAM_DATA_DIR")]
     data_dir: Option<PathBuf>,
 }
@@ -125,7 +125,7 @@ struct ServeArgs {
     /// TOML configuration file; flags and environment variables override it.
     #[arg(long, env = "BROKERSTREAM_CONFIG")]
     config: Option<PathBuf>,
-    /// Directory holding the SQLite database [default: ./data]
+    /// Directory of everything the service keeps: database, journal, cache, scripts, dead letters [default: ./data]
     #[arg(long, env = "BROKERSTREAM_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Address of the HTTP API and UI [default: 127.0.0.1:8080]
