@@ -184,6 +184,18 @@ async fn a_script_is_uploaded_and_a_stored_password_is_never_shown() {
     assert_eq!(location, "/outputs/scripted");
     // Saved under its own name, inside the first script directory.
     assert!(dir.path().join("scripts/my-connector.lua").is_file());
+    // Through the control layer: audited like the scripts API.
+    let audit = server.get_json("/api/v1/audit").await;
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "script.put"
+                && e["target"] == "my-connector.lua"
+                && e["detail"]["replaced"] == false),
+        "{audit:#}"
+    );
     let edit = server
         .get("/outputs/scripted/edit")
         .await

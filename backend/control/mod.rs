@@ -629,13 +629,38 @@ impl OutputAdmin {
         name: &str,
         bytes: Vec<u8>,
     ) -> Result<(bool, Vec<String>), AdminError> {
+        self.write_script(actor, name, bytes, Existing::Replace)
+            .await
+    }
+
+    /// Adds a script that must not exist yet (the output form's upload:
+    /// a running output may use a script of that name). Checked and
+    /// audited as [`OutputAdmin::put_script`].
+    pub async fn add_script(
+        &self,
+        actor: &str,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), AdminError> {
+        self.write_script(actor, name, bytes, Existing::Keep)
+            .await
+            .map(drop)
+    }
+
+    async fn write_script(
+        &self,
+        actor: &str,
+        name: &str,
+        bytes: Vec<u8>,
+        existing: Existing,
+    ) -> Result<(bool, Vec<String>), AdminError> {
         let _lock = self.lock.lock().await;
         let settings = self.lua.clone();
         let written = {
             let name = name.to_owned();
             tokio::task::spawn_blocking(move || {
                 scripts::check_syntax(&settings, &name, &bytes)?;
-                scripts::write(&settings, &name, &bytes, Existing::Replace)
+                scripts::write(&settings, &name, &bytes, existing)
             })
             .await
             .unwrap_or_else(|e| Err(ScriptError::Io(e.to_string())))

@@ -234,7 +234,7 @@ async fn submit(
     }
     let mut uploaded = None;
     if let Some((file_name, bytes)) = posted.upload.take() {
-        match save_script(&ctx, &file_name, &bytes) {
+        match save_script(&ctx, &caller.name, &file_name, bytes).await {
             Ok(saved) => uploaded = Some(saved),
             Err(message) => reading.add("script_file", message),
         }
@@ -494,23 +494,26 @@ fn to_spec(posted: &Posted, previous: Option<&OutputSpec>, errors: &mut FieldErr
 }
 
 /// Saves an uploaded script into the first script directory, under its
-/// own name made safe. Never overwrites: a running output may use it.
-/// Text Lua cannot compile is refused, as the scripts API and page do.
-fn save_script(ctx: &Context, file_name: &str, bytes: &[u8]) -> Result<String, String> {
+/// own name made safe, through the control layer (checked and audited).
+/// Never overwrites: a running output may use it. Text Lua cannot compile
+/// is refused, as the scripts API and page do.
+async fn save_script(
+    ctx: &Context,
+    actor: &str,
+    file_name: &str,
+    bytes: Vec<u8>,
+) -> Result<String, String> {
     let name = safe_script_name(file_name)?;
-    scripts::check_syntax(ctx.supervisor.lua_settings(), &name, bytes)
-        .map_err(|e| e.to_string())?;
-    match scripts::write(
-        ctx.supervisor.lua_settings(),
-        &name,
-        bytes,
-        scripts::Existing::Keep,
-    ) {
-        Ok(_) => Ok(name),
-        Err(scripts::ScriptError::Exists(_)) => Err(format!(
+    match ctx.admin.add_script(actor, &name, bytes).await {
+        Ok(()) => Ok(name),
+        Err(AdminError::Script(scripts::ScriptError::Exists(_))) => Err(format!(
             "a script named `{name}` exists already; choose it in the list, replace it on its Scripts page (/scripts/{name}), or rename the file"
         )),
-        Err(e) => Err(e.to_string()),
+        Err(AdminError::Script(e)) => Err(e.to_string()),
+        Err(e) => {
+            tracing::error!(script = %name, "cannot save an uploaded script: {e}");
+            Err("the script could not be saved; the service's log says why".to_owned())
+        }
     }
 }
 
