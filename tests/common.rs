@@ -422,7 +422,8 @@ fn set_cookie_pair(response: &Response, name: &str) -> Option<String> {
         .map(|v| v.split(';').next().unwrap_or_default().to_owned())
 }
 
-fn csrf_field(page: &str) -> String {
+/// The CSRF token of a page's form.
+pub fn csrf_field(page: &str) -> String {
     let at = page.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
     page[at..at + page[at..].find('"').unwrap()].to_owned()
 }

@@ -286,17 +286,12 @@ fn cookie_pair(set_cookie: &str) -> String {
     set_cookie.split(';').next().unwrap().to_owned()
 }
 
-fn hidden_csrf(page: &str) -> String {
-    let at = page.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
-    page[at..at + page[at..].find('"').unwrap()].to_owned()
-}
-
 /// Logs in through the login form, as a browser does.
 async fn login(server: &Server, user: &str, password: &str) -> Result<Session, (u16, String)> {
     let client = anonymous();
     let form = client.get(server.url("/login")).send().await.unwrap();
     let login_cookie = cookie_pair(&set_cookie(&form, "brokerstream_login").unwrap());
-    let token = hidden_csrf(&form.text().await.unwrap());
+    let token = csrf_field(&form.text().await.unwrap());
     let response = client
         .post(server.url("/login"))
         .header("cookie", &login_cookie)
@@ -324,7 +319,7 @@ async fn login(server: &Server, user: &str, password: &str) -> Result<Session, (
         .await
         .unwrap();
     assert_eq!(page.status(), 200);
-    let csrf = hidden_csrf(&page.text().await.unwrap());
+    let csrf = csrf_field(&page.text().await.unwrap());
     Ok(Session { cookie, csrf })
 }
 
@@ -1278,7 +1273,7 @@ async fn a_strangers_failures_do_not_lock_out_the_admin() {
         .await
         .unwrap();
     let login_cookie = cookie_pair(&set_cookie(&form, "brokerstream_login").unwrap());
-    let token = hidden_csrf(&form.text().await.unwrap());
+    let token = csrf_field(&form.text().await.unwrap());
     let response = anonymous_from("127.0.0.4")
         .post(server.url("/login"))
         .header("cookie", &login_cookie)
@@ -1417,7 +1412,7 @@ async fn after_login_next_leads_only_to_a_path_of_this_site() {
         let client = anonymous();
         let form = client.get(server.url("/login")).send().await.unwrap();
         let login_cookie = cookie_pair(&set_cookie(&form, "brokerstream_login").unwrap());
-        let token = hidden_csrf(&form.text().await.unwrap());
+        let token = csrf_field(&form.text().await.unwrap());
         let response = client
             .post(server.url("/login"))
             .header("cookie", &login_cookie)

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use super::auth::Caller;
 use super::error::ApiError;
 use super::flash::Flash;
+use super::html::Confirm;
 use super::Context;
 use crate::control::AdminError;
 use crate::output::deadletter::{Page, MAX_PAGE};
@@ -92,7 +93,7 @@ pub struct ActionForm {
     /// The discard form's checkbox: a discard cannot be undone, so it is
     /// confirmed on the page itself, with or without JavaScript.
     #[serde(default)]
-    confirm: String,
+    confirm: Confirm,
 }
 
 /// `POST /outputs/{name}/deadletters`: the detail page's replay and
@@ -112,7 +113,7 @@ pub async fn action(
             Err(AdminError::NotFound(m)) => return Err(ApiError::NotFound(m)),
             Err(e) => Flash::error(format!("Cannot replay the dead letters: {e}")),
         },
-        "discard" if form.confirm != "yes" => Flash::error(
+        "discard" if !form.confirm.ticked() => Flash::error(
             "Nothing discarded: tick the box to confirm that the dead letters are deleted for good",
         ),
         "discard" => match ctx.admin.discard_dead_letters(&caller.name, &name).await {

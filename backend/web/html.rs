@@ -3,6 +3,7 @@
 
 use askama::Template;
 use axum::response::Html;
+use serde::Deserialize;
 
 use super::error::ApiError;
 
@@ -14,4 +15,25 @@ pub(super) fn render(page: &impl Template) -> Result<Html<String>, ApiError> {
 
 pub(super) fn form_urlencode(text: &str) -> String {
     crate::encoding::url_encode(text.as_bytes())
+}
+
+/// A destructive action's checkbox, `<input type="checkbox" name="confirm"
+/// value="yes" required>` in the templates: the browser refuses the form
+/// unticked, and the server checks again, so the confirmation holds
+/// without JavaScript.
+#[derive(Debug, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Confirm(String);
+
+impl Confirm {
+    pub fn ticked(&self) -> bool {
+        self.0 == "yes"
+    }
+}
+
+/// A form whose only field is that checkbox.
+#[derive(Deserialize)]
+pub struct ConfirmForm {
+    #[serde(default)]
+    pub confirm: Confirm,
 }

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::flash::{redirect_with, Flash};
-use super::html::{form_urlencode, render};
+use super::html::{form_urlencode, render, Confirm, ConfirmForm};
 use super::rates::{self, sparkline_points, INGEST};
 use super::Context;
 use crate::auth::Role;
@@ -768,7 +768,7 @@ pub struct ActionForm {
     /// The box a replay from the oldest event needs ticked: it sends
     /// again what was delivered already.
     #[serde(default)]
-    confirm: String,
+    confirm: Confirm,
     /// `overview` for the overview's Enable/Disable buttons, which send
     /// the browser back there.
     #[serde(default)]
@@ -879,7 +879,7 @@ pub async fn action(
                 )?,
             }
         }
-        "replay" if form.since.trim().is_empty() && form.confirm != "yes" => Flash::error(
+        "replay" if form.since.trim().is_empty() && !form.confirm.ticked() => Flash::error(
             "Nothing replayed: tick the box to confirm that delivered events are sent again",
         ),
         "replay" => {
@@ -932,12 +932,6 @@ pub async fn delete_page(
     })
 }
 
-#[derive(Deserialize)]
-pub struct ConfirmForm {
-    #[serde(default)]
-    confirm: String,
-}
-
 /// `POST /outputs/{name}/delete`: refused unless confirmed.
 pub async fn delete(
     State(ctx): State<Context>,
@@ -945,7 +939,7 @@ pub async fn delete(
     Path(name): Path<String>,
     Form(form): Form<ConfirmForm>,
 ) -> Result<Response, ApiError> {
-    if form.confirm != "yes" {
+    if !form.confirm.ticked() {
         let back = format!("{}/delete", detail_url(&name));
         let flash = Flash::error("Nothing deleted: tick the box to confirm the deletion");
         return Ok(redirect_with(&ctx, &caller, &back, flash));

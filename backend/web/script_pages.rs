@@ -18,7 +18,7 @@ use serde::Deserialize;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::flash::{redirect_with, Flash};
-use super::html::{form_urlencode, render};
+use super::html::{form_urlencode, render, ConfirmForm};
 use super::pages::{full_time, Me};
 use super::Context;
 use crate::control::AdminError;
@@ -388,21 +388,15 @@ pub async fn upload(
     save(&ctx, &caller, &name, bytes, shown).await
 }
 
-#[derive(Deserialize)]
-pub struct DeleteForm {
-    #[serde(default)]
-    confirm: String,
-}
-
 /// `POST /scripts/{name}/delete`, with its box ticked; refused while an
 /// output runs the script.
 pub async fn delete(
     State(ctx): State<Context>,
     caller: Caller,
     Path(name): Path<String>,
-    Form(form): Form<DeleteForm>,
+    Form(form): Form<ConfirmForm>,
 ) -> Result<Response, ApiError> {
-    if form.confirm != "yes" {
+    if !form.confirm.ticked() {
         return Ok(redirect_with(
             &ctx,
             &caller,

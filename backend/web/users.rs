@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use super::auth::{audit, session_cookie, Caller};
-use super::html::render;
+use super::html::{render, Confirm};
 use super::outputs::parse_body;
 use super::pages::Me;
 use super::{ApiError, Context};
@@ -518,7 +518,7 @@ pub struct UsersForm {
     /// The delete form's box: a deletion ends the user's sessions and
     /// tokens and cannot be undone.
     #[serde(default)]
-    confirm: String,
+    confirm: Confirm,
 }
 
 pub async fn users_submit(
@@ -539,7 +539,7 @@ pub async fn users_submit(
             update_user(&ctx, &caller, &form.user, None, Some(&form.password)).await,
             format!("Changed the password of `{}`.", form.user),
         ),
-        "delete" if form.confirm != "yes" => (
+        "delete" if !form.confirm.ticked() => (
             Err(ApiError::BadRequest(format!(
                 "Nothing deleted: tick the box beside Delete to confirm that `{}` is deleted",
                 form.user
@@ -631,7 +631,7 @@ pub struct TokensForm {
     id: String,
     /// The revoke form's box: whatever uses the token stops working.
     #[serde(default)]
-    confirm: String,
+    confirm: Confirm,
 }
 
 pub async fn tokens_submit(
@@ -657,7 +657,7 @@ pub async fn tokens_submit(
                 Err(e) => Err(failed(e)),
             }
         }
-        "revoke" if form.confirm != "yes" => Err((
+        "revoke" if !form.confirm.ticked() => Err((
             StatusCode::UNPROCESSABLE_ENTITY,
             "Nothing revoked: tick the box beside Revoke to confirm".to_owned(),
         )),
