@@ -207,12 +207,15 @@ impl Secrets {
         values.dedup();
         // Leftmost-longest: a password containing another is replaced
         // whole, as the order above does for a search per value.
-        let matcher = aho_corasick::AhoCorasick::builder()
-            .match_kind(aho_corasick::MatchKind::LeftmostLongest)
-            .build(&values)
-            .ok()
-            .filter(|_| !values.is_empty())
-            .map(|m| Arc::new(Matcher(m)));
+        let matcher = if values.is_empty() {
+            None
+        } else {
+            aho_corasick::AhoCorasick::builder()
+                .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+                .build(&values)
+                .ok()
+                .map(|m| Arc::new(Matcher(m)))
+        };
         Secrets(values.into_iter().map(RedactedValue).collect(), matcher)
     }
 

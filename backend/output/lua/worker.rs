@@ -124,13 +124,15 @@ pub async fn run_traced(
                     let page = Arc::clone(&tail);
                     let file_log: LogSink =
                         Arc::new(move |severity, text| page.log(severity.label(), text));
+                    // One matcher for the three sinks (clones share it).
+                    let secrets = Secrets::of(&spec);
                     let env = ScriptEnv {
                         cache,
                         settings,
-                        log: redacting(log, Secrets::of(&spec)),
-                        file_log: Some(redacting(file_log, Secrets::of(&spec))),
+                        log: redacting(log, secrets.clone()),
+                        file_log: Some(redacting(file_log, secrets.clone())),
                         interrupt,
-                        trace: trace.map(|trace| redacting_trace(trace, Secrets::of(&spec))),
+                        trace: trace.map(|trace| redacting_trace(trace, secrets)),
                     };
                     let mut thread = Thread {
                         spec,
