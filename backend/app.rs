@@ -12,7 +12,9 @@ use crate::auth::Auth;
 use crate::bbdo::{self, Inputs};
 use crate::cache::Cache;
 use crate::config::Config;
-use crate::ingest::{simulator, Ingest};
+use crate::ingest::bbdo_sources::{BbdoConnector, BbdoListener};
+use crate::ingest::simulator::Simulator;
+use crate::ingest::{Ingest, Source};
 use crate::journal::Journal;
 use crate::output::Supervisor;
 use crate::store::Store;
@@ -28,11 +30,11 @@ pub struct App {
     pub bbdo_addrs: Vec<SocketAddr>,
     pub context: Context,
     stop: CancellationToken,
-    /// Stops BBDO inputs, before everything else.
-    bbdo_stop: CancellationToken,
-    bbdo_tasks: Vec<JoinHandle<()>>,
+    /// Stops the sources (BBDO inputs, the simulator), before everything
+    /// else.
+    sources_stop: CancellationToken,
+    source_tasks: Vec<JoinHandle<()>>,
     server: JoinHandle<()>,
-    simulator: Option<JoinHandle<()>>,
     cache_saver: JoinHandle<()>,
     cache: Arc<Cache>,
     data_dir: std::path::PathBuf,
@@ -118,32 +120,39 @@ pub async fn start(config: Config) -> anyhow::Result<App> {
     let stop = CancellationToken::new();
     // Listeners are bound before anything is spawned, so that a busy port
     // fails the start instead of a background task.
-    let mut bbdo_listeners = Vec::new();
+    let mut sources: Vec<Box<dyn Source>> = Vec::new();
+    let mut bbdo_addrs = Vec::new();
     for address in &config.bbdo.listen {
-        bbdo_listeners.push(bbdo::listener::Listener::bind(*address).await?);
-    }
-    let bbdo_addrs = bbdo_listeners.iter().map(|l| l.address).collect();
-    let bbdo_stop = CancellationToken::new();
-    let mut bbdo_tasks = Vec::new();
-    for listener in bbdo_listeners {
-        bbdo_tasks.push(tokio::spawn(listener.run(
-            listener_session.clone(),
-            config.bbdo.allow.clone(),
-            config.bbdo.max_connections,
-            Arc::clone(&ingest),
-            Arc::clone(&inputs),
-            bbdo_stop.clone(),
-        )));
+        let listener = BbdoListener {
+            listener: bbdo::listener::Listener::bind(*address).await?,
+            session: listener_session.clone(),
+            allow: config.bbdo.allow.clone(),
+            max_connections: config.bbdo.max_connections,
+            inputs: Arc::clone(&inputs),
+        };
+        bbdo_addrs.push(listener.address());
+        sources.push(Box::new(listener));
     }
     for (peer, session) in config.bbdo.connectors.iter().zip(connector_sessions) {
-        bbdo_tasks.push(tokio::spawn(bbdo::connector::run(
-            peer.clone(),
+        sources.push(Box::new(BbdoConnector {
+            peer: peer.clone(),
             session,
-            Arc::clone(&ingest),
-            Arc::clone(&inputs),
-            bbdo_stop.clone(),
-        )));
+            inputs: Arc::clone(&inputs),
+        }));
     }
+    if config.simulate > 0 {
+        sources.push(Box::new(Simulator {
+            rate: config.simulate,
+        }));
+    }
+    let sources_stop = CancellationToken::new();
+    let source_tasks = sources
+        .into_iter()
+        .map(|source| {
+            let feed = ingest.feed(source.kind(), source.name());
+            tokio::spawn(source.run(feed, sources_stop.clone()))
+        })
+        .collect();
     let router = web::router(context.clone());
     let server_stop = stop.clone();
     let server = tokio::spawn(async move {
@@ -168,18 +177,15 @@ pub async fn start(config: Config) -> anyhow::Result<App> {
         Arc::clone(&journal),
         stop.clone(),
     ));
-    let simulator = (config.simulate > 0)
-        .then(|| tokio::spawn(simulator::run(ingest, config.simulate, stop.clone())));
     Ok(App {
         http_addr,
         http_tls,
         bbdo_addrs,
         context,
         stop,
-        bbdo_stop,
-        bbdo_tasks,
+        sources_stop,
+        source_tasks,
         server,
-        simulator,
         cache_saver,
         cache,
         data_dir: config.data_dir,
@@ -241,17 +247,14 @@ impl App {
     /// Stops taking events and requests, then stops every worker, each
     /// flushing what it holds.
     pub async fn shutdown(self) {
-        // BBDO first: each session acknowledges what the journal holds and
-        // closes, so peers keep the rest in their retention.
-        self.bbdo_stop.cancel();
-        for task in self.bbdo_tasks {
+        // Sources first: each BBDO session acknowledges what the journal
+        // holds and closes, so peers keep the rest in their retention.
+        self.sources_stop.cancel();
+        for task in self.source_tasks {
             let _ = task.await;
         }
         self.stop.cancel();
         self.context.closing.cancel();
-        if let Some(simulator) = self.simulator {
-            let _ = simulator.await;
-        }
         let _ = self.server.await;
         self.context.supervisor.shutdown().await;
         self.context.journal.close();

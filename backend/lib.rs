@@ -22,20 +22,18 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 // The layers that are crates of their own (docs/architecture.md §2.1),
 // under the module names the rest of the service uses.
-pub use brokerstream_common::{memory, sync};
+pub use brokerstream_bbdo as bbdo;
+pub use brokerstream_common::{memory, net, sync, throttle};
 pub use brokerstream_event as event;
 pub use brokerstream_journal as journal;
 
 pub mod app;
 pub mod auth;
-pub mod bbdo;
 pub mod cache;
 pub mod config;
 pub mod control;
 pub mod encoding;
 pub mod ingest;
-pub mod net;
 pub mod output;
 pub mod store;
-pub mod throttle;
 pub mod web;

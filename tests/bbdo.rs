@@ -769,6 +769,14 @@ async fn a_full_journal_pauses_reading_and_acks_wait_for_room() {
     let conn = wait_connection(&server, "paused", |c| c["state"] == "paused").await;
     assert!(conn["errors"]["ingest_refusals"].as_u64().unwrap() > 0);
     assert_eq!(conn["events_acknowledged"], 30);
+    // The listener's own counters say the same.
+    let listener = inputs(&server).await["sources"][1].clone();
+    assert_eq!(listener["kind"], "bbdo_listener");
+    assert_eq!(listener["events_accepted"], 30);
+    assert!(
+        listener["events_refused"].as_u64().unwrap() > 0,
+        "{listener}"
+    );
 
     // The output goes away: the journal has room, the rest comes in.
     let response = server
@@ -809,8 +817,13 @@ async fn pending_events_are_acknowledged_on_a_timer_below_the_limit() {
         .split("<tr class=\"bbdo\">")
         .nth(1)
         .unwrap_or_else(|| panic!("no BBDO row in the overview: {page}"));
-    assert!(row.contains(&format!("listener {addr}")), "{row}");
     assert!(row.contains("<td class=\"num\">3</td>"), "{row}");
+    // It sits under its listener's row, which counts the same 3 events.
+    let listener = page
+        .split("<tr class=\"source\">")
+        .find(|r| r.contains(&format!("BBDO listener <code>{addr}</code>")))
+        .unwrap_or_else(|| panic!("no listener row in the overview: {page}"));
+    assert!(listener.contains("<tr class=\"bbdo\">"), "{listener}");
     server.stop().await;
 }
 
@@ -970,5 +983,67 @@ async fn a_flood_of_garbage_is_skipped_and_the_connection_survives() {
     let conn = inputs(&server).await["listeners"][0]["connections"][0].clone();
     assert_eq!(conn["errors"]["bytes_skipped"], GARBAGE);
     assert_eq!(conn["state"], "running");
+    server.stop().await;
+}
+
+/// The source named `kind` in `GET /api/v1/inputs`.
+fn source<'a>(inputs: &'a Value, kind: &str) -> &'a Value {
+    inputs["sources"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["kind"] == kind))
+        .unwrap_or_else(|| panic!("no {kind} source in {inputs}"))
+}
+
+#[tokio::test]
+async fn every_source_is_listed_before_it_sends_and_counts_only_its_own_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = bbdo_config(dir.path(), 1);
+    config.simulate = 5;
+    let server = Server::start_with(config).await;
+    let addr = server.app.as_ref().unwrap().bbdo_addrs[0];
+
+    // Before any broker connects, the listener is there, with nothing.
+    let before = inputs(&server).await;
+    let kinds: Vec<&str> = before["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["http", "bbdo_listener", "simulator"], "{before}");
+    let listener = source(&before, "bbdo_listener");
+    assert_eq!(listener["name"], addr.to_string());
+    assert_eq!(listener["events_accepted"], 0);
+    let overview = Session::admin(&server).await.page("/").await.1;
+    assert!(overview.contains("BBDO listener"), "{overview}");
+    assert!(overview.contains("no broker connected"), "{overview}");
+
+    let (status, _) = server
+        .post_events(&[
+            host_status(1, 0, "a"),
+            host_status(2, 0, "b"),
+            host_status(3, 0, "c"),
+        ])
+        .await;
+    assert_eq!(status, 200);
+    let (mut peer, _) = open_v2(addr, &[]).await;
+    let events: Vec<Event> = (1..=5).map(|i| host_status_v2(i, "OK")).collect();
+    peer.send(&encode_all(&events)).await;
+    peer.acks_until(5).await;
+
+    let after = inputs(&server).await;
+    assert_eq!(source(&after, "http")["events_accepted"], 3, "{after}");
+    assert_eq!(
+        source(&after, "bbdo_listener")["events_accepted"],
+        5,
+        "{after}"
+    );
+    // The simulator's start-up events are its own, counted nowhere else.
+    let simulated = source(&after, "simulator")["events_accepted"]
+        .as_u64()
+        .unwrap();
+    assert!(simulated > 1000, "{after}");
+    let overview = Session::admin(&server).await.page("/").await.1;
+    assert!(overview.contains("1 broker connected"), "{overview}");
     server.stop().await;
 }

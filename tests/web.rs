@@ -988,7 +988,10 @@ async fn the_detail_page_shows_the_script_log_and_its_buttons_act() {
         .await
         .unwrap();
     assert!(overview.contains(r#"data-output="logged""#), "{overview}");
-    assert!(overview.contains("HTTP ingest"), "{overview}");
+    assert!(
+        overview.contains("HTTP <code>POST /api/v1/events</code>"),
+        "{overview}"
+    );
     server.stop().await;
 }
 

@@ -1,18 +1,18 @@
 //! One BBDO session with a peer, whichever side opened the TCP connection:
-//! handshake, then read events, hand them to ingest, and acknowledge them
-//! once the journal holds them (docs/bbdo.md §9).
+//! handshake, then read events, hand them to the [`EventSink`], and
+//! acknowledge them once it holds them (docs/bbdo.md §9).
 //!
 //! Acknowledgement rules, as Centreon's input side: an `ack` (or protobuf
 //! `Ack`) goes out once `ack_limit` events are unacknowledged, or when at
 //! least one is and the last ack is more than 5 s old, and a final one
-//! answers a `stop`. Only events the journal holds are counted, so a peer
+//! answers a `stop`. Only events the sink holds are counted, so a peer
 //! keeps in its retention whatever brokerstream has not secured. Events
 //! that cannot be decoded (unknown type, broken payload) are counted too
 //! once every event before them is held: they were consumed, and sending
 //! them again would not make them readable. Category 2 (protocol) messages
 //! are handled here and counted nowhere, as Centreon does.
 //!
-//! Backpressure: when ingest refuses a batch (journal full), the session
+//! Backpressure: when the sink refuses a batch (a full journal), the session
 //! stops reading and retries the same batch after a pause, so a peer that
 //! floods is slowed down by TCP rather than buffered without bound.
 
@@ -31,13 +31,12 @@ use super::compression::{self, Sniffed};
 use super::frame::{Deframer, Notice, Packet};
 use super::handshake::{self, Hello, Version};
 use super::inputs::{ConnectionState, ConnectionStats};
+use super::sink::{EventSink, Refusal};
 use super::tls::{Tls, TlsSetting, Transport};
 use super::DecodeError;
 use crate::event::{Event, EventType};
-use crate::ingest::Ingest;
-use crate::journal::AppendError;
 
-/// Events handed to ingest at once, at most.
+/// Events handed to the sink at once, at most.
 const BATCH_MAX: usize = 1000;
 /// How long a last ack may take when a session ends on an error.
 const FINAL_ACK_TIMEOUT: Duration = Duration::from_secs(1);
@@ -45,7 +44,7 @@ const FINAL_ACK_TIMEOUT: Duration = Duration::from_secs(1);
 const DECODE_ERRORS_LOGGED: u64 = 20;
 /// Bytes read from the socket at once.
 const READ_CHUNK: usize = 64 * 1024;
-/// Pauses between attempts while the journal is full.
+/// Pauses between attempts while the sink is full.
 const FULL_PAUSE_MIN: Duration = Duration::from_millis(50);
 const FULL_PAUSE_MAX: Duration = Duration::from_secs(2);
 
@@ -156,7 +155,7 @@ pub struct Session<S = TcpStream> {
     stream: Transport<S>,
     peer: String,
     config: SessionConfig,
-    ingest: Arc<Ingest>,
+    sink: Arc<dyn EventSink>,
     stats: Arc<ConnectionStats>,
     stop: CancellationToken,
     /// Bytes as read from the socket.
@@ -169,15 +168,15 @@ pub struct Session<S = TcpStream> {
     version: Version,
     peer_offers_tls: bool,
     write_compressed: bool,
-    /// Decoded events waiting for ingest, and their packets, to decode them
-    /// again if ingest refuses the batch (it takes the events by value).
+    /// Decoded events waiting for the sink, and their packets, to decode
+    /// them again if it refuses the batch (it takes the events by value).
     batch: Vec<Event>,
     /// Every event read and not yet counted for acknowledgement, in order:
     /// the packet of a decoded event (one per `batch` entry), `None` for
     /// one that could not be decoded and is only waiting for the events
     /// before it to be held.
     pending: VecDeque<Option<Packet>>,
-    /// Events held by the journal (or consumed) and not yet acknowledged.
+    /// Events held by the sink (or consumed) and not yet acknowledged.
     unacked: u64,
     last_ack: Instant,
     stopped_by_peer: bool,
@@ -195,7 +194,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub fn new(
         stream: S,
         config: SessionConfig,
-        ingest: Arc<Ingest>,
+        sink: Arc<dyn EventSink>,
         stats: Arc<ConnectionStats>,
         stop: CancellationToken,
     ) -> Self {
@@ -205,7 +204,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             stream: Transport::Plain(stream),
             peer,
             config,
-            ingest,
+            sink,
             stats,
             stop,
             raw: BytesMut::with_capacity(READ_CHUNK),
@@ -233,7 +232,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let result = self.run_inner(role).await;
         if let Err(e) = &result {
             self.stats.error(e.to_string());
-            // Whatever the journal holds need not be sent again: say so
+            // Whatever the sink holds need not be sent again: say so
             // before closing, if the peer still listens.
             let _ = tokio::time::timeout(FINAL_ACK_TIMEOUT, self.send_ack()).await;
         }
@@ -554,7 +553,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Ok(packet)
     }
 
-    /// Handles every whole packet buffered, then ingests the batch.
+    /// Handles every whole packet buffered, then hands the batch over.
     async fn drain(&mut self) -> Result<(), SessionError> {
         let before = self.events_after_handshake;
         loop {
@@ -563,7 +562,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Ok(None) => break,
                 Err(e) => {
                     // The events before the bad part are good: have the
-                    // journal take them, so the last ack covers them.
+                    // sink take them, so the last ack covers them.
                     self.flush().await?;
                     return Err(e);
                 }
@@ -681,7 +680,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Ok(())
     }
 
-    /// Hands the batch to ingest, waiting while the journal is full.
+    /// Hands the batch to the sink, waiting while it is full.
     async fn flush(&mut self) -> Result<(), SessionError> {
         let mut pause = FULL_PAUSE_MIN;
         let mut warned = false;
@@ -697,7 +696,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             let take = chunk.min(self.batch.len());
             let rest = self.batch.split_off(take);
             let events = std::mem::replace(&mut self.batch, rest);
-            match self.ingest.ingest(events).await {
+            match self.sink.accept(events).await {
                 Ok(_) => {
                     self.stats
                         .ingested
@@ -707,7 +706,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     if warned {
                         warned = false;
                         tracing::info!(
-                            "BBDO peer {}: journal has room again, reading on",
+                            "BBDO peer {}: events are taken again, reading on",
                             self.peer
                         );
                         self.stats.set_state(ConnectionState::Running);
@@ -716,9 +715,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         self.maybe_ack().await?;
                     }
                 }
-                Err(AppendError::Closed) => return Err(SessionError::Stopping),
-                Err(error) => {
-                    // Ingest took the events: decode them again from the
+                Err(Refusal::Closed) => return Err(SessionError::Stopping),
+                Err(Refusal::Later(error)) => {
+                    // The sink took the events: decode them again from the
                     // same bytes, which decoded once already.
                     let mut again: Vec<Event> = self
                         .pending
@@ -736,8 +735,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     }
                     if !warned {
                         warned = true;
-                        let m =
-                            format!("{error}; pausing reads until the journal takes events again");
+                        let m = format!("{error}; pausing reads until events are taken again");
                         tracing::warn!("BBDO peer {}: {m}", self.peer);
                         self.stats.error(m);
                         self.stats.set_state(ConnectionState::Paused);
@@ -757,7 +755,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     /// Counts for acknowledgement the first `held` decoded events of
-    /// `pending`, which the journal now holds, and the undecodable ones
+    /// `pending`, which the sink now holds, and the undecodable ones
     /// before and right after them.
     fn count_held(&mut self, mut held: usize) {
         while let Some(front) = self.pending.front() {
@@ -838,8 +836,16 @@ fn describe(hello: &Hello) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::Cache;
-    use crate::journal::{Journal, JournalConfig};
+    use crate::sink::Accepting;
+
+    /// Takes every batch at once, as a journal with room does.
+    struct TakeAll;
+
+    impl EventSink for TakeAll {
+        fn accept(&self, _events: Vec<Event>) -> Accepting<'_> {
+            Box::pin(async { Ok(()) })
+        }
+    }
 
     /// A peer that sends events and never reads what we send: over TCP the
     /// kernel buffers megabytes of acks first, so the pipe here holds 64
@@ -847,9 +853,6 @@ mod tests {
     /// than wait for ever.
     #[tokio::test]
     async fn a_peer_that_never_reads_its_acks_is_closed() {
-        let dir = tempfile::tempdir().unwrap();
-        let journal = Journal::open(JournalConfig::new(dir.path())).unwrap();
-        let ingest = Ingest::new(journal, Cache::new());
         let (ours, mut theirs) = tokio::io::duplex(64);
         let config = SessionConfig {
             ack_limit: 1,
@@ -861,7 +864,7 @@ mod tests {
         let session = Session::new(
             ours,
             config,
-            ingest,
+            Arc::new(TakeAll),
             Arc::clone(&stats),
             CancellationToken::new(),
         );

@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 use super::connection::{Role, Session, SessionConfig};
 use super::handshake::Version;
 use super::inputs::{ConnectorState, Inputs, TlsShown};
+use super::sink::EventSink;
 use super::tls::TlsSettings;
-use crate::ingest::Ingest;
 
 pub const BACKOFF_MIN: Duration = Duration::from_millis(250);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -46,7 +46,7 @@ pub fn backoff(n: u32) -> Duration {
 pub async fn run(
     peer: ConnectorConfig,
     config: SessionConfig,
-    ingest: Arc<Ingest>,
+    sink: Arc<dyn EventSink>,
     inputs: Arc<Inputs>,
     stop: CancellationToken,
 ) {
@@ -74,7 +74,7 @@ pub async fn run(
                 let session = Session::new(
                     stream,
                     config.clone(),
-                    Arc::clone(&ingest),
+                    Arc::clone(&sink),
                     Arc::clone(&conn),
                     stop.child_token(),
                 );

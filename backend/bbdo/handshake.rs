@@ -242,7 +242,7 @@ pub fn encode_ack(version: Version, count: u32, out: &mut BytesMut) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bbdo::frame::Deframer;
+    use crate::frame::Deframer;
 
     fn round_trip(version: Version, extensions: &[&str]) -> Hello {
         let mut buf = BytesMut::new();

@@ -15,14 +15,26 @@ use time::OffsetDateTime;
 /// Closed connections each listener or connector still shows.
 pub const CLOSED_KEPT: usize = 16;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ConnectionState {
     Handshake,
     Running,
-    /// Ingest refused events (journal full): reading is paused.
+    /// The sink refused events (a full journal): reading is paused.
     Paused,
     Closed,
+}
+
+impl ConnectionState {
+    /// As the JSON and the metrics spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionState::Handshake => "handshake",
+            ConnectionState::Running => "running",
+            ConnectionState::Paused => "paused",
+            ConnectionState::Closed => "closed",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -32,30 +44,31 @@ pub struct LastError {
     pub message: String,
 }
 
+/// What a connection agreed with its peer, and where it stands.
 #[derive(Clone, Debug, Serialize)]
-struct Negotiated {
-    state: ConnectionState,
-    version: Option<String>,
+pub struct Negotiated {
+    pub state: ConnectionState,
+    pub version: Option<String>,
     /// Extensions both sides listed.
-    extensions: Vec<String>,
+    pub extensions: Vec<String>,
     /// Extensions the peer offered.
-    peer_extensions: Vec<String>,
+    pub peer_extensions: Vec<String>,
     /// The peer's data really is compressed (a 21.10 broker agrees on
     /// COMPRESSION and sends plain BBDO).
-    compressed: bool,
-    poller_id: Option<i64>,
-    poller_name: Option<String>,
-    broker_name: Option<String>,
+    pub compressed: bool,
+    pub poller_id: Option<i64>,
+    pub poller_name: Option<String>,
+    pub broker_name: Option<String>,
     /// `none`, `anonymous` or `certificate`: what the session runs on.
-    tls: &'static str,
+    pub tls: &'static str,
     /// `TLSv1.2`, `TLSv1.3` once TLS started.
-    tls_version: Option<String>,
-    tls_cipher: Option<String>,
+    pub tls_version: Option<String>,
+    pub tls_cipher: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
-    last_event_at: Option<OffsetDateTime>,
+    pub last_event_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
-    closed_at: Option<OffsetDateTime>,
-    last_error: Option<LastError>,
+    pub closed_at: Option<OffsetDateTime>,
+    pub last_error: Option<LastError>,
 }
 
 /// TLS troubles of a listener or connector, over all its connections
@@ -70,14 +83,22 @@ pub struct TlsCounters {
     pub handshake_failures: AtomicU64,
 }
 
+/// [`TlsCounters`] at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TlsErrors {
+    pub offered_while_off: u64,
+    pub refused_by_peer: u64,
+    pub handshake_failures: u64,
+}
+
 impl TlsCounters {
-    fn snapshot(&self) -> serde_json::Value {
+    fn snapshot(&self) -> TlsErrors {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        serde_json::json!({
-            "offered_while_off": get(&self.offered_while_off),
-            "refused_by_peer": get(&self.refused_by_peer),
-            "handshake_failures": get(&self.handshake_failures),
-        })
+        TlsErrors {
+            offered_while_off: get(&self.offered_while_off),
+            refused_by_peer: get(&self.refused_by_peer),
+            handshake_failures: get(&self.handshake_failures),
+        }
     }
 }
 
@@ -202,31 +223,51 @@ impl ConnectionStats {
         n.closed_at = Some(OffsetDateTime::now_utc());
     }
 
-    pub fn snapshot(&self) -> serde_json::Value {
+    pub fn snapshot(&self) -> ConnectionSnapshot {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let n = lock(&self.negotiated).clone();
-        let mut v = serde_json::json!({
-            "peer": self.peer,
-            "opened_at": self.opened_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-            "events_received": get(&self.received),
-            "events_ingested": get(&self.ingested),
-            "events_acknowledged": get(&self.acknowledged),
-            "errors": {
-                "crc": get(&self.crc_errors),
-                "bytes_skipped": get(&self.bytes_skipped),
-                "unknown_events": get(&self.unknown_events),
-                "decode": get(&self.decode_errors),
-                "oversized_events": get(&self.oversized_events),
-                "ingest_refusals": get(&self.ingest_refusals),
+        ConnectionSnapshot {
+            peer: self.peer.clone(),
+            opened_at: self.opened_at,
+            events_received: get(&self.received),
+            events_ingested: get(&self.ingested),
+            events_acknowledged: get(&self.acknowledged),
+            errors: ConnectionErrors {
+                crc: get(&self.crc_errors),
+                bytes_skipped: get(&self.bytes_skipped),
+                unknown_events: get(&self.unknown_events),
+                decode: get(&self.decode_errors),
+                oversized_events: get(&self.oversized_events),
+                ingest_refusals: get(&self.ingest_refusals),
             },
-        });
-        if let (Some(obj), Ok(serde_json::Value::Object(extra))) =
-            (v.as_object_mut(), serde_json::to_value(&n))
-        {
-            obj.extend(extra);
+            negotiated: lock(&self.negotiated).clone(),
         }
-        v
     }
+}
+
+/// One connection at one moment, as `GET /api/v1/inputs` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ConnectionSnapshot {
+    pub peer: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub opened_at: OffsetDateTime,
+    pub events_received: u64,
+    /// Events the sink (the journal) took.
+    pub events_ingested: u64,
+    pub events_acknowledged: u64,
+    pub errors: ConnectionErrors,
+    #[serde(flatten)]
+    pub negotiated: Negotiated,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ConnectionErrors {
+    pub crc: u64,
+    pub bytes_skipped: u64,
+    pub unknown_events: u64,
+    pub decode: u64,
+    pub oversized_events: u64,
+    /// Times the sink refused a batch (a full journal): reading paused.
+    pub ingest_refusals: u64,
 }
 
 /// The connections of a listener or connector: open ones, and the last
@@ -253,7 +294,7 @@ impl Connections {
         });
     }
 
-    fn snapshot(&self) -> Vec<serde_json::Value> {
+    fn snapshot(&self) -> Vec<ConnectionSnapshot> {
         lock(&self.0).iter().map(|c| c.snapshot()).collect()
     }
 }
@@ -302,11 +343,12 @@ impl TlsShown {
     }
 }
 
+/// The last peer a listener turned away, and when.
 #[derive(Clone, Debug, Serialize)]
-struct Refused {
-    peer: String,
+pub struct Refused {
+    pub peer: String,
     #[serde(with = "time::serde::rfc3339")]
-    at: OffsetDateTime,
+    pub at: OffsetDateTime,
 }
 
 impl ListenerStats {
@@ -346,20 +388,32 @@ pub enum ConnectorState {
     Stopped,
 }
 
+impl ConnectorState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectorState::Connecting => "connecting",
+            ConnectorState::Connected => "connected",
+            ConnectorState::Retrying => "retrying",
+            ConnectorState::Stopped => "stopped",
+        }
+    }
+}
+
+/// Where a connector stands in its dialling.
 #[derive(Clone, Debug, Serialize)]
-struct ConnectorInner {
-    state: ConnectorState,
-    attempts: u64,
-    last_error: Option<LastError>,
+pub struct ConnectorProgress {
+    pub state: ConnectorState,
+    pub attempts: u64,
+    pub last_error: Option<LastError>,
     #[serde(with = "time::serde::rfc3339::option")]
-    next_retry_at: Option<OffsetDateTime>,
+    pub next_retry_at: Option<OffsetDateTime>,
 }
 
 #[derive(Debug)]
 pub struct ConnectorStats {
     pub address: String,
     pub version: String,
-    inner: Mutex<ConnectorInner>,
+    inner: Mutex<ConnectorProgress>,
     tls: TlsShown,
     pub tls_counters: Arc<TlsCounters>,
     connections: Connections,
@@ -442,7 +496,7 @@ impl Inputs {
         let c = Arc::new(ConnectorStats {
             address,
             version,
-            inner: Mutex::new(ConnectorInner {
+            inner: Mutex::new(ConnectorProgress {
                 state: ConnectorState::Connecting,
                 attempts: 0,
                 last_error: None,
@@ -456,46 +510,109 @@ impl Inputs {
         c
     }
 
-    /// The JSON of `GET /api/v1/inputs`.
-    pub fn snapshot(&self) -> serde_json::Value {
-        let listeners: Vec<_> = lock(&self.listeners)
+    /// Every listener and connector now (`GET /api/v1/inputs`).
+    pub fn snapshot(&self) -> InputsSnapshot {
+        let listeners = lock(&self.listeners)
             .iter()
-            .map(|l| {
-                serde_json::json!({
-                    "kind": "listener",
-                    "address": l.address.to_string(),
-                    "allow": l.allow,
-                    "connections_accepted": l.accepted.load(Ordering::Relaxed),
-                    "connections_refused": l.refused.load(Ordering::Relaxed),
-                    "last_refused": *lock(&l.last_refused),
-                    "max_connections": l.max_connections,
-                    "connections_over_limit": l.over_limit.load(Ordering::Relaxed),
-                    "last_over_limit": *lock(&l.last_over_limit),
-                    "tls": l.tls,
-                    "tls_errors": l.tls_counters.snapshot(),
-                    "connections": l.connections.snapshot(),
-                })
+            .map(|l| ListenerSnapshot {
+                kind: "listener",
+                address: l.address,
+                allow: l.allow.clone(),
+                connections_accepted: l.accepted.load(Ordering::Relaxed),
+                connections_refused: l.refused.load(Ordering::Relaxed),
+                last_refused: lock(&l.last_refused).clone(),
+                max_connections: l.max_connections,
+                connections_over_limit: l.over_limit.load(Ordering::Relaxed),
+                last_over_limit: lock(&l.last_over_limit).clone(),
+                tls: l.tls.clone(),
+                tls_errors: l.tls_counters.snapshot(),
+                connections: l.connections.snapshot(),
             })
             .collect();
-        let connectors: Vec<_> = lock(&self.connectors)
+        let connectors = lock(&self.connectors)
             .iter()
-            .map(|c| {
-                let mut v = serde_json::json!({
-                    "kind": "connector",
-                    "address": c.address,
-                    "version": c.version,
-                    "tls": c.tls,
-                    "tls_errors": c.tls_counters.snapshot(),
-                    "connections": c.connections.snapshot(),
-                });
-                if let (Some(obj), Ok(serde_json::Value::Object(extra))) =
-                    (v.as_object_mut(), serde_json::to_value(&*lock(&c.inner)))
-                {
-                    obj.extend(extra);
-                }
-                v
+            .map(|c| ConnectorSnapshot {
+                kind: "connector",
+                address: c.address.clone(),
+                version: c.version.clone(),
+                tls: c.tls.clone(),
+                tls_errors: c.tls_counters.snapshot(),
+                connections: c.connections.snapshot(),
+                progress: lock(&c.inner).clone(),
             })
             .collect();
-        serde_json::json!({ "listeners": listeners, "connectors": connectors })
+        InputsSnapshot {
+            listeners,
+            connectors,
+        }
     }
+}
+
+/// The BBDO inputs at one moment.
+#[derive(Clone, Debug, Serialize)]
+pub struct InputsSnapshot {
+    pub listeners: Vec<ListenerSnapshot>,
+    pub connectors: Vec<ConnectorSnapshot>,
+}
+
+/// What listeners and connectors both have.
+pub struct InputView<'a> {
+    /// `listener` or `connector`.
+    pub kind: &'static str,
+    /// Listened on, or dialled.
+    pub address: String,
+    pub tls_errors: &'a TlsErrors,
+    pub connections: &'a [ConnectionSnapshot],
+}
+
+impl InputsSnapshot {
+    /// Every listener, then every connector.
+    pub fn inputs(&self) -> impl Iterator<Item = InputView<'_>> {
+        let listeners = self.listeners.iter().map(|l| InputView {
+            kind: l.kind,
+            address: l.address.to_string(),
+            tls_errors: &l.tls_errors,
+            connections: &l.connections,
+        });
+        let connectors = self.connectors.iter().map(|c| InputView {
+            kind: c.kind,
+            address: c.address.clone(),
+            tls_errors: &c.tls_errors,
+            connections: &c.connections,
+        });
+        listeners.chain(connectors)
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ListenerSnapshot {
+    /// `listener`, so that an entry says what it is on its own.
+    pub kind: &'static str,
+    pub address: SocketAddr,
+    /// Empty: every peer is allowed.
+    pub allow: Vec<String>,
+    pub connections_accepted: u64,
+    pub connections_refused: u64,
+    pub last_refused: Option<Refused>,
+    pub max_connections: usize,
+    pub connections_over_limit: u64,
+    pub last_over_limit: Option<Refused>,
+    pub tls: TlsShown,
+    pub tls_errors: TlsErrors,
+    /// Open ones, and the last closed ones.
+    pub connections: Vec<ConnectionSnapshot>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ConnectorSnapshot {
+    /// `connector`.
+    pub kind: &'static str,
+    /// `host:port`, as configured.
+    pub address: String,
+    pub version: String,
+    pub tls: TlsShown,
+    pub tls_errors: TlsErrors,
+    pub connections: Vec<ConnectionSnapshot>,
+    #[serde(flatten)]
+    pub progress: ConnectorProgress,
 }

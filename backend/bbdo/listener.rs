@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::connection::{Role, Session, SessionConfig};
 use super::inputs::{Inputs, TlsShown};
-use crate::ingest::Ingest;
+use super::sink::EventSink;
 use crate::net::AllowList;
 use crate::throttle::LogThrottle;
 
@@ -48,7 +48,7 @@ impl Listener {
         config: SessionConfig,
         allow: AllowList,
         max_connections: usize,
-        ingest: Arc<Ingest>,
+        sink: Arc<dyn EventSink>,
         inputs: Arc<Inputs>,
         stop: CancellationToken,
     ) {
@@ -111,7 +111,7 @@ impl Listener {
             let session = Session::new(
                 stream,
                 config.clone(),
-                Arc::clone(&ingest),
+                Arc::clone(&sink),
                 conn,
                 stop.child_token(),
             );

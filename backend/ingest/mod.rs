@@ -1,16 +1,21 @@
-//! Ingest: every source hands its decoded events here: BBDO peers
-//! (`bbdo::connection`, behind listeners and connectors), `POST
+//! Ingest: every source hands its decoded events here, each through its
+//! own [`Feed`] ([`sources`]): BBDO peers (the `bbdo` crate's sessions,
+//! behind the listeners and connectors of [`bbdo_sources`]), `POST
 //! /api/v1/events` (`web::events`, parsing with [`ndjson`]) and the
 //! [`simulator`]. The cache learns from them, then the journal takes them;
 //! an event is acknowledged to its producer (a BBDO `ack`, the HTTP answer)
 //! only once the journal holds it (docs/architecture.md §1). There is no
 //! replay-file source yet: `run-script` reads its file without ingest.
 
+pub mod bbdo_sources;
 pub mod ndjson;
 pub mod simulator;
+pub mod sources;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+pub use sources::{Feed, Source, SourceKind, SourceSnapshot};
 
 use crate::cache::Cache;
 use crate::event::Event;
@@ -21,6 +26,8 @@ pub struct Ingest {
     cache: Arc<Cache>,
     accepted: AtomicU64,
     refused: AtomicU64,
+    /// Every source's counters, in the order the sources were made.
+    sources: Mutex<Vec<Arc<sources::Counters>>>,
 }
 
 impl Ingest {
@@ -30,13 +37,28 @@ impl Ingest {
             cache,
             accepted: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            sources: Mutex::new(Vec::new()),
         })
+    }
+
+    /// A new source's way in: what it ingests is counted as its own too.
+    pub fn feed(self: &Arc<Self>, kind: SourceKind, name: String) -> Arc<Feed> {
+        Feed::new(Arc::clone(self), kind, name)
+    }
+
+    fn register(&self, counters: Arc<sources::Counters>) {
+        crate::sync::lock(&self.sources).push(counters);
+    }
+
+    /// Every source, with its counters, in the order they were made.
+    pub fn sources(&self) -> Vec<SourceSnapshot> {
+        sources::snapshot(&crate::sync::lock(&self.sources))
     }
 
     /// Takes a batch whole, or refuses it whole when the journal is full.
     /// Resolves once the journal holds the batch as its durability policy
     /// promises: only then may the producer be told the events are safe.
-    pub async fn ingest(&self, events: Vec<Event>) -> Result<Seq, AppendError> {
+    async fn ingest(&self, events: Vec<Event>) -> Result<Seq, AppendError> {
         let n = events.len() as u64;
         for event in &events {
             self.cache.update(event);
@@ -50,7 +72,7 @@ impl Ingest {
     /// before any output can read them, so a refused batch (journal full)
     /// leaves the cache as it was, and an output finds the names a batch
     /// brings when it reads the batch's statuses.
-    pub async fn ingest_encoded(&self, batch: EncodedBatch) -> Result<Seq, AppendError> {
+    async fn ingest_encoded(&self, batch: EncodedBatch) -> Result<Seq, AppendError> {
         let n = batch.len() as u64;
         let cache = self.cache.clone();
         let learn: journal::BeforePublish = Box::new(move |records, ends| {

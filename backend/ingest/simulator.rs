@@ -5,8 +5,8 @@
 //! It first sends what an engine sends when it starts (the instance, its
 //! hosts, services, groups and memberships), then status and metric events
 //! at the requested rate, cycling over the services. Events go through
-//! ingest like any other; when the journal is full it waits instead of
-//! dropping them.
+//! ingest like any other source's; when the journal is full it waits
+//! instead of dropping them.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -15,7 +15,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
-use super::Ingest;
+use super::sources::{Feed, Running, Source, SourceKind};
 use crate::event::Event;
 
 pub const HOSTS: u32 = 300;
@@ -298,8 +298,27 @@ impl Checks {
     }
 }
 
+/// The simulator as a source of the service, at `rate` events per second.
+pub struct Simulator {
+    pub rate: u32,
+}
+
+impl Source for Simulator {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Simulator
+    }
+
+    fn name(&self) -> String {
+        format!("{} events/s over {HOSTS} hosts", self.rate)
+    }
+
+    fn run(self: Box<Self>, feed: Arc<Feed>, stop: CancellationToken) -> Running {
+        Box::pin(run(feed, self.rate, stop))
+    }
+}
+
 /// Runs until `stop`: the start-up events, then `rate` events per second.
-pub async fn run(ingest: Arc<Ingest>, rate: u32, stop: CancellationToken) {
+pub async fn run(ingest: Arc<Feed>, rate: u32, stop: CancellationToken) {
     tracing::info!(rate, hosts = HOSTS, "simulator started");
     if !send(&ingest, startup_events(), &stop).await {
         return;
@@ -334,7 +353,7 @@ pub async fn run(ingest: Arc<Ingest>, rate: u32, stop: CancellationToken) {
 }
 
 /// Ingests a batch, waiting while the journal is full. False when stopped.
-async fn send(ingest: &Ingest, events: Vec<Event>, stop: &CancellationToken) -> bool {
+async fn send(ingest: &Feed, events: Vec<Event>, stop: &CancellationToken) -> bool {
     loop {
         match ingest.ingest(events.clone()).await {
             Ok(_) => return true,

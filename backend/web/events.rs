@@ -78,7 +78,7 @@ pub async fn ingest(State(ctx): State<Context>, request: Request) -> Result<Json
     let batch = parser.finish_encoded().map_err(ApiError::InvalidLines)?;
     let accepted = batch.len();
     if accepted > 0 {
-        ctx.ingest
+        ctx.http_events
             .ingest_encoded(batch)
             .await
             .map_err(|e| ApiError::Unavailable(e.to_string()))?;

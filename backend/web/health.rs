@@ -34,10 +34,11 @@ pub async fn readyz(
         json!({"ok": false, "error": "the journal writer is not running"})
     };
     let inputs = ctx.inputs.snapshot();
-    let listeners: Vec<Value> = inputs["listeners"]
-        .as_array()
-        .map(|l| l.iter().map(|l| l["address"].clone()).collect())
-        .unwrap_or_default();
+    let listeners: Vec<String> = inputs
+        .listeners
+        .iter()
+        .map(|l| l.address.to_string())
+        .collect();
     let ready = store["ok"] == true && journal["ok"] == true;
     let mut body = json!({
         "ready": ready,

@@ -354,6 +354,26 @@ pub async fn metrics(State(ctx): State<Context>) -> impl IntoResponse {
         );
     }
 
+    family(
+        &mut out,
+        "brokerstream_source_events_total",
+        "counter",
+        "Events each source offered to the journal, by result: the HTTP route, each BBDO listener and connector, the simulator.",
+    );
+    for source in ctx.ingest.sources() {
+        let kind = source.kind.as_str();
+        let name = label(&source.name);
+        for (result, n) in [
+            ("accepted", source.events_accepted),
+            ("refused", source.events_refused),
+        ] {
+            let _ = writeln!(
+                out,
+                "brokerstream_source_events_total{{kind=\"{kind}\",source=\"{name}\",result=\"{result}\"}} {n}"
+            );
+        }
+    }
+
     let inputs = ctx.inputs.snapshot();
     family(
         &mut out,
@@ -361,22 +381,18 @@ pub async fn metrics(State(ctx): State<Context>) -> impl IntoResponse {
         "gauge",
         "BBDO connections of each listener and connector, by state.",
     );
-    for kind in ["listeners", "connectors"] {
-        for input in inputs[kind].as_array().into_iter().flatten() {
-            let address = label(input["address"].as_str().unwrap_or(""));
-            let mut by_state = std::collections::BTreeMap::new();
-            for c in input["connections"].as_array().into_iter().flatten() {
-                *by_state
-                    .entry(c["state"].as_str().unwrap_or("unknown").to_owned())
-                    .or_insert(0u64) += 1;
-            }
-            for (state, n) in by_state {
-                let _ = writeln!(
-                    out,
-                    "brokerstream_bbdo_connections{{input=\"{address}\",state=\"{}\"}} {n}",
-                    label(&state)
-                );
-            }
+    for input in inputs.inputs() {
+        let address = label(&input.address);
+        let mut by_state = std::collections::BTreeMap::new();
+        for c in input.connections {
+            *by_state.entry(c.negotiated.state).or_insert(0u64) += 1;
+        }
+        for (state, n) in by_state {
+            let _ = writeln!(
+                out,
+                "brokerstream_bbdo_connections{{input=\"{address}\",state=\"{}\"}} {n}",
+                state.as_str()
+            );
         }
     }
     family(
@@ -385,12 +401,11 @@ pub async fn metrics(State(ctx): State<Context>) -> impl IntoResponse {
         "counter",
         "Connections a BBDO listener closed at once: the peer is not in bbdo.allow.",
     );
-    for listener in inputs["listeners"].as_array().into_iter().flatten() {
+    for listener in &inputs.listeners {
         let _ = writeln!(
             out,
             "brokerstream_bbdo_refused_connections_total{{input=\"{}\"}} {}",
-            label(listener["address"].as_str().unwrap_or("")),
-            listener["connections_refused"].as_u64().unwrap_or(0)
+            listener.address, listener.connections_refused
         );
     }
 
@@ -400,12 +415,11 @@ pub async fn metrics(State(ctx): State<Context>) -> impl IntoResponse {
         "counter",
         "Connections a BBDO listener closed at once: it held bbdo.max_connections sessions.",
     );
-    for listener in inputs["listeners"].as_array().into_iter().flatten() {
+    for listener in &inputs.listeners {
         let _ = writeln!(
             out,
             "brokerstream_bbdo_over_limit_connections_total{{input=\"{}\"}} {}",
-            label(listener["address"].as_str().unwrap_or("")),
-            listener["connections_over_limit"].as_u64().unwrap_or(0)
+            listener.address, listener.connections_over_limit
         );
     }
 
@@ -415,16 +429,18 @@ pub async fn metrics(State(ctx): State<Context>) -> impl IntoResponse {
         "counter",
         "BBDO TLS troubles of each listener and connector: offered_while_off (the peer lists TLS, off here), refused_by_peer (tls = yes here, the peer does not list it), handshake_failures.",
     );
-    for kind in ["listeners", "connectors"] {
-        for input in inputs[kind].as_array().into_iter().flatten() {
-            let address = label(input["address"].as_str().unwrap_or(""));
-            for reason in ["offered_while_off", "refused_by_peer", "handshake_failures"] {
-                let _ = writeln!(
-                    out,
-                    "brokerstream_bbdo_tls_errors_total{{input=\"{address}\",reason=\"{reason}\"}} {}",
-                    input["tls_errors"][reason].as_u64().unwrap_or(0)
-                );
-            }
+    for input in inputs.inputs() {
+        let address = label(&input.address);
+        let errors = input.tls_errors;
+        for (reason, n) in [
+            ("offered_while_off", errors.offered_while_off),
+            ("refused_by_peer", errors.refused_by_peer),
+            ("handshake_failures", errors.handshake_failures),
+        ] {
+            let _ = writeln!(
+                out,
+                "brokerstream_bbdo_tls_errors_total{{input=\"{address}\",reason=\"{reason}\"}} {n}"
+            );
         }
     }
 

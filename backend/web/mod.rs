@@ -37,7 +37,7 @@ use crate::auth::{Auth, Role};
 use crate::bbdo::Inputs;
 use crate::config::Limits;
 use crate::control::OutputAdmin;
-use crate::ingest::Ingest;
+use crate::ingest::{Feed, Ingest, SourceKind};
 use crate::journal::Journal;
 use crate::output::Supervisor;
 use crate::store::Store;
@@ -65,6 +65,8 @@ pub struct Shared {
     pub store: Store,
     pub supervisor: Arc<Supervisor>,
     pub ingest: Arc<Ingest>,
+    /// `POST /api/v1/events`, as a source of its own.
+    pub http_events: Arc<Feed>,
     pub journal: Arc<Journal>,
     /// BBDO listeners, connectors and their connections.
     pub inputs: Arc<Inputs>,
@@ -115,10 +117,12 @@ impl Context {
             settings.limits.clone(),
             Arc::clone(&supervisor),
         ));
+        let http_events = ingest.feed(SourceKind::Http, "POST /api/v1/events".into());
         let shared = Arc::new(Shared {
             store,
             supervisor,
             ingest,
+            http_events,
             journal,
             inputs,
             auth,

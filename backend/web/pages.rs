@@ -13,10 +13,12 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::flash::{redirect_with, Flash};
 use super::html::{form_urlencode, render, Confirm, ConfirmForm};
-use super::rates::{self, sparkline_points, INGEST};
+use super::rates::{self, sparkline_points};
 use super::Context;
 use crate::auth::Role;
+use crate::bbdo::inputs::{ConnectionSnapshot, ConnectionState};
 use crate::control::{AdminError, Control};
+use crate::ingest::SourceKind;
 use crate::journal::Reposition;
 use crate::output::status::{FlushRecord, FoldedFlush};
 use crate::output::tail::LogLine;
@@ -240,10 +242,7 @@ struct OverviewBody {
     csrf: String,
     is_admin: bool,
     outputs: Vec<OutputRow>,
-    ingest: Spark,
-    accepted: u64,
-    refused: u64,
-    bbdo: Vec<BbdoRow>,
+    sources: Vec<SourceRow>,
     journal: JournalLine,
 }
 
@@ -296,11 +295,27 @@ fn journal_line(info: &crate::journal::JournalInfo) -> JournalLine {
     }
 }
 
-/// One BBDO connection still open, as `GET /api/v1/inputs` describes it.
-struct BbdoRow {
-    /// `listener 127.0.0.1:5669 ← 10.0.0.5:41234`, or the connector's.
-    label: String,
+/// One source of events on the overview: always listed, with its own rate
+/// and counters, and for BBDO its open connections.
+struct SourceRow {
+    /// `HTTP`, `BBDO listener`…
+    kind: &'static str,
+    /// The route, the address, the simulator's rate.
+    name: String,
+    /// `listening`, `connected`, `retrying`…; empty for the HTTP route.
     state: String,
+    /// What the state means now: `2 brokers connected`, the last error.
+    detail: String,
+    rate: Spark,
+    accepted: u64,
+    refused: u64,
+    connections: Vec<ConnectionRow>,
+}
+
+/// One BBDO connection still open, as `GET /api/v1/inputs` describes it.
+struct ConnectionRow {
+    peer: String,
+    state: &'static str,
     version: String,
     acknowledged: u64,
     refusals: u64,
@@ -309,42 +324,86 @@ struct BbdoRow {
     tls: String,
 }
 
-fn bbdo_rows(inputs: &serde_json::Value) -> Vec<BbdoRow> {
-    let mut rows = Vec::new();
-    for (kind, arrow) in [("listeners", "←"), ("connectors", "→")] {
-        for input in inputs[kind].as_array().into_iter().flatten() {
-            let address = input["address"].as_str().unwrap_or("");
-            for c in input["connections"].as_array().into_iter().flatten() {
-                if c["state"] == "closed" {
-                    continue;
-                }
-                let text = |v: &serde_json::Value| match v {
-                    serde_json::Value::String(s) => s.clone(),
-                    serde_json::Value::Null => String::new(),
-                    other => other.to_string(),
-                };
-                rows.push(BbdoRow {
-                    label: format!(
-                        "{} {address} {arrow} {}",
-                        kind.trim_end_matches('s'),
-                        text(&c["peer"])
-                    ),
-                    state: text(&c["state"]),
-                    version: text(&c["version"]),
-                    acknowledged: c["events_acknowledged"].as_u64().unwrap_or(0),
-                    refusals: c["errors"]["ingest_refusals"].as_u64().unwrap_or(0),
-                    last_error: text(&c["last_error"]["message"]),
-                    tls: match c["tls"].as_str() {
-                        Some(mode) if mode != "none" => {
-                            format!("TLS {mode}, {}", text(&c["tls_version"]))
-                        }
-                        _ => String::new(),
-                    },
-                });
+fn connection_rows(connections: &[ConnectionSnapshot]) -> Vec<ConnectionRow> {
+    connections
+        .iter()
+        .filter(|c| c.negotiated.state != ConnectionState::Closed)
+        .map(|c| {
+            let n = &c.negotiated;
+            ConnectionRow {
+                peer: c.peer.clone(),
+                state: n.state.as_str(),
+                version: n.version.clone().unwrap_or_default(),
+                acknowledged: c.events_acknowledged,
+                refusals: c.errors.ingest_refusals,
+                last_error: n
+                    .last_error
+                    .as_ref()
+                    .map_or_else(String::new, |e| e.message.clone()),
+                tls: if n.tls == "none" {
+                    String::new()
+                } else {
+                    format!(
+                        "TLS {}, {}",
+                        n.tls,
+                        n.tls_version.as_deref().unwrap_or_default()
+                    )
+                },
             }
-        }
-    }
-    rows
+        })
+        .collect()
+}
+
+fn source_rows(ctx: &Context) -> Vec<SourceRow> {
+    let bbdo = ctx.inputs.snapshot();
+    ctx.ingest
+        .sources()
+        .into_iter()
+        .map(|source| {
+            let (state, detail, connections) = match source.kind {
+                SourceKind::Http => (String::new(), String::new(), Vec::new()),
+                SourceKind::Simulator => ("running".into(), String::new(), Vec::new()),
+                SourceKind::BbdoListener => {
+                    let connections = bbdo
+                        .listeners
+                        .iter()
+                        .find(|l| l.address.to_string() == source.name)
+                        .map(|l| connection_rows(&l.connections))
+                        .unwrap_or_default();
+                    let detail = match connections.len() {
+                        0 => "no broker connected".to_owned(),
+                        1 => "1 broker connected".to_owned(),
+                        n => format!("{n} brokers connected"),
+                    };
+                    ("listening".into(), detail, connections)
+                }
+                SourceKind::BbdoConnector => bbdo
+                    .connectors
+                    .iter()
+                    .find(|c| c.address == source.name)
+                    .map(|c| {
+                        let progress = &c.progress;
+                        let state = progress.state.as_str().to_owned();
+                        let detail = progress.last_error.as_ref().map_or_else(
+                            || format!("{} attempts", progress.attempts),
+                            |e| format!("last error at {}: {}", clock(e.at), e.message),
+                        );
+                        (state, detail, connection_rows(&c.connections))
+                    })
+                    .unwrap_or_default(),
+            };
+            SourceRow {
+                kind: source.kind.label(),
+                rate: received_spark(ctx, &source.series()),
+                name: source.name,
+                state,
+                detail,
+                accepted: source.events_accepted,
+                refused: source.events_refused,
+                connections,
+            }
+        })
+        .collect()
 }
 
 #[derive(Template)]
@@ -394,15 +453,11 @@ async fn overview_body(ctx: &Context, caller: &Caller) -> Result<OverviewBody, A
             name,
         });
     }
-    let (accepted, refused) = ctx.ingest.counts();
     Ok(OverviewBody {
         csrf: caller.csrf().to_owned(),
         is_admin: caller.role >= Role::Admin,
         outputs,
-        ingest: received_spark(ctx, INGEST),
-        accepted,
-        refused,
-        bbdo: bbdo_rows(&ctx.inputs.snapshot()),
+        sources: source_rows(ctx),
         journal: journal_line(&ctx.journal.info()),
     })
 }

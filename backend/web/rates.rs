@@ -3,13 +3,15 @@
 //! that was closed for an hour still sees the last minute at once. Each
 //! output has two series: events received (read from the journal) and
 //! events delivered (acknowledged by the destination), so that "receiving
-//! 1,000/s, delivering 0/s" shows as such.
+//! 1,000/s, delivering 0/s" shows as such; each source of events has one,
+//! the events the journal took from it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use super::Shared;
+use crate::ingest::sources::is_source_series;
 
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(2);
 /// Samples kept: two minutes.
@@ -19,15 +21,12 @@ pub const HOUR_STEP: Duration = Duration::from_secs(60);
 /// Sixty minutes between the first and the last.
 const HOUR_SAMPLES: usize = 61;
 
-/// The name under which the HTTP ingest's counter is sampled.
-pub const INGEST: &str = "\u{0}ingest";
-
 #[derive(Clone, Copy)]
 struct Sample {
     at: Instant,
     /// Events received so far.
     count: u64,
-    /// Events delivered (acknowledged) so far; 0 for the ingest.
+    /// Events delivered (acknowledged) so far; 0 for a source.
     delivered: u64,
 }
 
@@ -82,7 +81,7 @@ impl Rates {
 
     fn retain(&self, names: &[String]) {
         let mut series = crate::sync::lock(&self.series);
-        series.retain(|k, _| k == INGEST || names.contains(k));
+        series.retain(|k, _| is_source_series(k) || names.contains(k));
     }
 
     /// Events received per second between consecutive samples, oldest first.
@@ -178,7 +177,10 @@ pub async fn sample(shared: Weak<Shared>) {
             }
         }
         ctx.rates.retain(&names);
-        ctx.rates.record(INGEST, ctx.ingest.counts().0, 0, now);
+        for source in ctx.ingest.sources() {
+            ctx.rates
+                .record(&source.series(), source.events_accepted, 0, now);
+        }
     }
 }
 

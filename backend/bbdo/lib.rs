@@ -7,7 +7,8 @@
 //! - [`mapped`] (BBDO 2) and [`protobuf`] (BBDO 3): payload ↔ [`Event`],
 //!   both driven by the event catalogue;
 //! - [`handshake`]: `version_response` / `Welcome`, versions, extensions;
-//! - [`connection`]: one peer's session: read, ingest, acknowledge;
+//! - [`connection`]: one peer's session: read, hand the events to an
+//!   [`EventSink`], acknowledge what it holds;
 //! - [`listener`] and [`connector`]: accept peers, or dial them and
 //!   reconnect; [`Inputs`] is what `GET /api/v1/inputs` shows of them.
 //!
@@ -28,7 +29,12 @@ pub mod inputs;
 pub mod listener;
 pub mod mapped;
 pub mod protobuf;
+pub mod sink;
 pub mod tls;
+
+// The layers below, under the names the modules use.
+pub(crate) use brokerstream_common::{net, sync, throttle};
+pub(crate) use brokerstream_event as event;
 
 use bytes::BytesMut;
 
@@ -38,6 +44,7 @@ pub use connection::SessionConfig;
 pub use frame::Packet;
 pub use handshake::Version;
 pub use inputs::Inputs;
+pub use sink::{EventSink, Refusal};
 
 /// Why a payload is not an event.
 #[derive(Debug, thiserror::Error, PartialEq)]
