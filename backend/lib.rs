@@ -28,6 +28,7 @@ pub use brokerstream_journal as journal;
 
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod bbdo;
 pub mod cache;
 pub mod config;

@@ -1,6 +1,6 @@
 //! The `brokerstream` command line: `serve` (the service, [`app`] in the
-//! library), `check-config`, `run-script`, `import` and `journal
-//! check|repair`: only what an operator runs (the benchmark's load
+//! library), `check-config`, `run-script`, `import`, `journal
+//! check|repair`, `backup` and `restore`: only what an operator runs (the benchmark's load
 //! generator and blackhole are the `brokerstream-bench` binary, in
 //! `bench/`). Flags and their environment variables become the library's
 //! `config::Overrides`.
@@ -57,6 +57,41 @@ enum Command {
     /// starting anything; exits 1 with the error (and its key) if it is
     /// not valid.
     CheckConfig(CheckConfigArgs),
+    /// Copy the database, the secret key, the journal's cursors, the cache
+    /// snapshot and the uploaded scripts into DIR (new or empty), while the
+    /// service runs; with --with-journal, the journal's events too.
+    Backup(BackupArgs),
+    /// Copy a backup into a new or empty data directory, for a service to
+    /// start on.
+    Restore(RestoreArgs),
+}
+
+#[derive(clap::Args)]
+struct BackupArgs {
+    /// Where the backup goes: a new or empty directory.
+    dir: PathBuf,
+    /// Copy the journal's events too, not only its cursors: events not
+    /// yet delivered are then delivered after a restore.
+    #[arg(long)]
+    with_journal: bool,
+    /// TOML configuration file (its data_dir applies).
+    #[arg(long, env = "BROKERSTREAM_CONFIG")]
+    config: Option<PathBuf>,
+    /// The data directory to back up [default: ./data]
+    #[arg(long, env = "BROKERSTREAM_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct RestoreArgs {
+    /// A directory `brokerstream backup` wrote.
+    dir: PathBuf,
+    /// TOML configuration file (its data_dir applies).
+    #[arg(long, env = "BROKERSTREAM_CONFIG")]
+    config: Option<PathBuf>,
+    /// The data directory to restore into: new or empty.
+    #[arg(long, env = "BROKERSTREAM_DATA_DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -195,6 +230,8 @@ fn main() -> ExitCode {
         Command::Import(args) => import(args).map(|()| ExitCode::SUCCESS),
         Command::Journal(command) => journal(command),
         Command::CheckConfig(args) => check_config(args).map(|()| ExitCode::SUCCESS),
+        Command::Backup(args) => backup(args).map(|()| ExitCode::SUCCESS),
+        Command::Restore(args) => restore(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -335,6 +372,60 @@ fn check_config(args: CheckConfigArgs) -> anyhow::Result<()> {
         path.display(),
         config.data_dir.display(),
         config.http_addr
+    );
+    Ok(())
+}
+
+fn backup(args: BackupArgs) -> anyhow::Result<()> {
+    // The copy holds the key of every stored password.
+    // SAFETY: umask only sets the process's file-creation mask.
+    unsafe { libc::umask(0o077) };
+    let config = Config::load(Overrides {
+        config_file: args.config,
+        data_dir: args.data_dir,
+        ..Overrides::default()
+    })?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let manifest = runtime.block_on(brokerstream::backup::backup(
+        &config.data_dir,
+        &args.dir,
+        args.with_journal,
+    ))?;
+    println!(
+        "backup of {} in {}: {} file(s){}",
+        config.data_dir.display(),
+        args.dir.display(),
+        manifest.files.len(),
+        if manifest.with_journal {
+            ", the journal's events included"
+        } else {
+            "; the journal's events left out (--with-journal to include them)"
+        }
+    );
+    Ok(())
+}
+
+fn restore(args: RestoreArgs) -> anyhow::Result<()> {
+    // SAFETY: umask only sets the process's file-creation mask.
+    unsafe { libc::umask(0o077) };
+    anyhow::ensure!(
+        args.data_dir.is_some() || args.config.is_some(),
+        "say where to restore: --data-dir DIR, or --config FILE with its data_dir"
+    );
+    let config = Config::load(Overrides {
+        config_file: args.config,
+        data_dir: args.data_dir,
+        ..Overrides::default()
+    })?;
+    let manifest = brokerstream::backup::restore(&args.dir, &config.data_dir)?;
+    println!(
+        "restored the backup of {} taken {} into {}: {} file(s); start the service with this data directory (owned by its user)",
+        manifest.data_dir.display(),
+        manifest.created_at,
+        config.data_dir.display(),
+        manifest.files.len()
     );
     Ok(())
 }

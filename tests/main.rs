@@ -3,6 +3,7 @@
 //! data directory) and stops it.
 
 mod api;
+mod backup;
 mod bbdo;
 mod bbdo_tls;
 mod common;
