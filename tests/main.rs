@@ -18,6 +18,7 @@ mod lua;
 mod lua_destinations;
 mod lua_fallbacks;
 mod lua_modules;
+mod migrations;
 mod native;
 mod observe;
 mod pb_views;
