@@ -37,6 +37,7 @@ pub mod encoding;
 pub mod ingest;
 pub mod net;
 pub mod output;
+pub mod reload;
 pub mod store;
 pub mod throttle;
 pub mod web;

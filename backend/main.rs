@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use brokerstream::config::{parse_allow_list, parse_listen_list, AllowList, Config, Overrides};
+use brokerstream::reload::SetLogFilter;
 
 /// brokerstream: stream connectors for Centreon monitoring data.
 #[derive(Parser)]
@@ -155,7 +156,7 @@ struct ImportArgs {
     data_dir: Option<PathBuf>,
 }
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 struct ServeArgs {
     /// TOML configuration file; flags and environment variables override it.
     #[arg(long, env = "BROKERSTREAM_CONFIG")]
@@ -217,15 +218,37 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("BROKERSTREAM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    match cli.log_format {
-        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
-        LogFormat::Json => tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init(),
-    }
+    // `serve` changes the filter once its configuration is read, and at
+    // each reload.
+    let set_log_filter: Box<SetLogFilter> = match cli.log_format {
+        LogFormat::Text => {
+            let builder = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            Box::new(move |text: &str| {
+                let filter =
+                    tracing_subscriber::EnvFilter::try_new(text).map_err(|e| e.to_string())?;
+                handle.reload(filter).map_err(|e| e.to_string())
+            })
+        }
+        LogFormat::Json => {
+            let builder = tracing_subscriber::fmt()
+                .json()
+                .with_env_filter(filter)
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            Box::new(move |text: &str| {
+                let filter =
+                    tracing_subscriber::EnvFilter::try_new(text).map_err(|e| e.to_string())?;
+                handle.reload(filter).map_err(|e| e.to_string())
+            })
+        }
+    };
     let result = match cli.command {
-        Command::Serve(args) => serve(args).map(|()| ExitCode::SUCCESS),
+        Command::Serve(args) => serve(args, &set_log_filter).map(|()| ExitCode::SUCCESS),
         Command::RunScript(args) => run_script(args).map(|()| ExitCode::SUCCESS),
         Command::Import(args) => import(args).map(|()| ExitCode::SUCCESS),
         Command::Journal(command) => journal(command),
@@ -288,7 +311,25 @@ fn raise_open_files_limit() {
     }
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
+/// What the flags and the environment say, for a start and for each
+/// reload (which reads the file again under the same flags).
+fn overrides(args: &ServeArgs) -> Overrides {
+    let args = args.clone();
+    Overrides {
+        config_file: args.config,
+        data_dir: args.data_dir,
+        http_addr: args.http_addr,
+        simulate: args.simulate,
+        fsync: args.fsync,
+        bbdo_listen: args.bbdo_addr.map(|a| a.0),
+        admin_password: None,
+        bbdo_allow: args.bbdo_allow,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+    }
+}
+
+fn serve(args: ServeArgs, set_log_filter: &SetLogFilter) -> anyhow::Result<()> {
     // What the service creates (database, journal, cache, uploaded scripts,
     // dead letters) is its user's alone: it holds every stored password's
     // key and the events of the whole platform.
@@ -296,17 +337,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     unsafe { libc::umask(0o077) };
     raise_open_files_limit();
     let config = Config::load(Overrides {
-        config_file: args.config,
-        data_dir: args.data_dir,
-        http_addr: args.http_addr,
-        simulate: args.simulate,
-        fsync: args.fsync,
-        bbdo_listen: args.bbdo_addr.map(|a| a.0),
         admin_password: admin_password()?,
-        bbdo_allow: args.bbdo_allow,
-        tls_cert: args.tls_cert,
-        tls_key: args.tls_key,
+        ..overrides(&args)
     })?;
+    if let Err(e) = set_log_filter(&brokerstream::reload::log_filter(&config)) {
+        anyhow::bail!("log_level: {e}");
+    }
     // Read once, then gone from the environment: scripts can call
     // os.getenv, and child processes inherit it. No other thread exists
     // yet, so nothing reads the environment while it changes.
@@ -317,11 +353,36 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .on_thread_park(brokerstream::memory::collect_if_asked)
         .build()?;
     runtime.block_on(async {
-        let app = brokerstream::app::start(config).await?;
+        // Before anything runs: SIGHUP's default action ends the process.
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let app = brokerstream::app::start(config.clone()).await?;
         // Listeners bound, journal recovered, workers started: systemd's
         // `Type=notify` waits for this. Outside systemd it does nothing.
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-        brokerstream::app::shutdown_signal().await;
+        let mut running = Config {
+            admin_password: None,
+            ..config
+        };
+        let shutdown = brokerstream::app::shutdown_signal();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = hangup.recv() => {
+                    // systemd waits for READY=1 again before it calls the
+                    // reload done.
+                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
+                    running = brokerstream::reload::reload(
+                        &app,
+                        running,
+                        overrides(&args),
+                        set_log_filter,
+                    )
+                    .await;
+                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+                }
+            }
+        }
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         tracing::info!("shutting down: flushing outputs");
         app.shutdown().await;
