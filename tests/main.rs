@@ -22,6 +22,7 @@ mod migrations;
 mod native;
 mod observe;
 mod pb_views;
+mod reload;
 mod scripts;
 mod secrets;
 mod security;
