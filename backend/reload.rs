@@ -119,8 +119,10 @@ mod tests {
     #[test]
     fn every_setting_but_the_reloadable_ones_needs_a_restart() {
         let running = Config::default();
-        let mut new = Config::default();
-        new.log_level = Some("debug".into());
+        let mut new = Config {
+            log_level: Some("debug".into()),
+            ..Config::default()
+        };
         new.health.error_ratio = 0.9;
         assert!(needs_restart(&running, &new).is_empty());
         new.http_addr = "127.0.0.1:1".parse().unwrap();
