@@ -45,6 +45,9 @@ pub struct Config {
     pub http: HttpSettings,
     /// The `[health]` table: when an output's health says events wait.
     pub health: crate::output::health::HealthSettings,
+    /// The log filter (`tracing`'s syntax); `BROKERSTREAM_LOG` overrides
+    /// it, `info` when neither says.
+    pub log_level: Option<String>,
 }
 
 /// A secret that `Debug` does not print.
@@ -404,6 +407,7 @@ impl Default for Config {
             limits: Limits::default(),
             http: HttpSettings::default(),
             health: Default::default(),
+            log_level: None,
         }
     }
 }
@@ -434,6 +438,7 @@ pub struct FileConfig {
     pub limits: Option<Limits>,
     pub http: Option<HttpSettings>,
     pub health: Option<crate::output::health::HealthSettings>,
+    pub log_level: Option<String>,
 }
 
 /// ```toml
@@ -671,6 +676,11 @@ impl Config {
                 "health.error_ratio must be a number of at least 0"
             );
             self.health = health;
+        }
+        if let Some(level) = file.log_level {
+            tracing_subscriber::EnvFilter::try_new(&level)
+                .map_err(|e| anyhow::anyhow!("log_level: `{level}`: {e}"))?;
+            self.log_level = Some(level);
         }
         let bbdo = file.bbdo;
         if let Some(listen) = bbdo.listen {

@@ -29,11 +29,13 @@ pub use brokerstream_journal as journal;
 
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod cache;
 pub mod config;
 pub mod control;
 pub mod encoding;
 pub mod ingest;
 pub mod output;
+pub mod reload;
 pub mod store;
 pub mod web;

@@ -1,6 +1,6 @@
 //! The `brokerstream` command line: `serve` (the service, [`app`] in the
-//! library), `check-config`, `run-script`, `import` and `journal
-//! check|repair`: only what an operator runs (the benchmark's load
+//! library), `check-config`, `run-script`, `import`, `journal
+//! check|repair`, `backup` and `restore`: only what an operator runs (the benchmark's load
 //! generator and blackhole are the `brokerstream-bench` binary, in
 //! `bench/`). Flags and their environment variables become the library's
 //! `config::Overrides`.
@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use brokerstream::config::{parse_allow_list, parse_listen_list, AllowList, Config, Overrides};
+use brokerstream::reload::SetLogFilter;
 
 /// brokerstream: stream connectors for Centreon monitoring data.
 #[derive(Parser)]
@@ -57,6 +58,41 @@ enum Command {
     /// starting anything; exits 1 with the error (and its key) if it is
     /// not valid.
     CheckConfig(CheckConfigArgs),
+    /// Copy the database, the secret key, the journal's cursors, the cache
+    /// snapshot and the uploaded scripts into DIR (new or empty), while the
+    /// service runs; with --with-journal, the journal's events too.
+    Backup(BackupArgs),
+    /// Copy a backup into a new or empty data directory, for a service to
+    /// start on.
+    Restore(RestoreArgs),
+}
+
+#[derive(clap::Args)]
+struct BackupArgs {
+    /// Where the backup goes: a new or empty directory.
+    dir: PathBuf,
+    /// Copy the journal's events too, not only its cursors: events not
+    /// yet delivered are then delivered after a restore.
+    #[arg(long)]
+    with_journal: bool,
+    /// TOML configuration file (its data_dir applies).
+    #[arg(long, env = "BROKERSTREAM_CONFIG")]
+    config: Option<PathBuf>,
+    /// The data directory to back up [default: ./data]
+    #[arg(long, env = "BROKERSTREAM_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct RestoreArgs {
+    /// A directory `brokerstream backup` wrote.
+    dir: PathBuf,
+    /// TOML configuration file (its data_dir applies).
+    #[arg(long, env = "BROKERSTREAM_CONFIG")]
+    config: Option<PathBuf>,
+    /// The data directory to restore into: new or empty.
+    #[arg(long, env = "BROKERSTREAM_DATA_DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -120,7 +156,7 @@ struct ImportArgs {
     data_dir: Option<PathBuf>,
 }
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 struct ServeArgs {
     /// TOML configuration file; flags and environment variables override it.
     #[arg(long, env = "BROKERSTREAM_CONFIG")]
@@ -182,19 +218,43 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("BROKERSTREAM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    match cli.log_format {
-        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
-        LogFormat::Json => tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init(),
-    }
+    // `serve` changes the filter once its configuration is read, and at
+    // each reload.
+    let set_log_filter: Box<SetLogFilter> = match cli.log_format {
+        LogFormat::Text => {
+            let builder = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            Box::new(move |text: &str| {
+                let filter =
+                    tracing_subscriber::EnvFilter::try_new(text).map_err(|e| e.to_string())?;
+                handle.reload(filter).map_err(|e| e.to_string())
+            })
+        }
+        LogFormat::Json => {
+            let builder = tracing_subscriber::fmt()
+                .json()
+                .with_env_filter(filter)
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            Box::new(move |text: &str| {
+                let filter =
+                    tracing_subscriber::EnvFilter::try_new(text).map_err(|e| e.to_string())?;
+                handle.reload(filter).map_err(|e| e.to_string())
+            })
+        }
+    };
     let result = match cli.command {
-        Command::Serve(args) => serve(args).map(|()| ExitCode::SUCCESS),
+        Command::Serve(args) => serve(args, &set_log_filter).map(|()| ExitCode::SUCCESS),
         Command::RunScript(args) => run_script(args).map(|()| ExitCode::SUCCESS),
         Command::Import(args) => import(args).map(|()| ExitCode::SUCCESS),
         Command::Journal(command) => journal(command),
         Command::CheckConfig(args) => check_config(args).map(|()| ExitCode::SUCCESS),
+        Command::Backup(args) => backup(args).map(|()| ExitCode::SUCCESS),
+        Command::Restore(args) => restore(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -251,7 +311,25 @@ fn raise_open_files_limit() {
     }
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
+/// What the flags and the environment say, for a start and for each
+/// reload (which reads the file again under the same flags).
+fn overrides(args: &ServeArgs) -> Overrides {
+    let args = args.clone();
+    Overrides {
+        config_file: args.config,
+        data_dir: args.data_dir,
+        http_addr: args.http_addr,
+        simulate: args.simulate,
+        fsync: args.fsync,
+        bbdo_listen: args.bbdo_addr.map(|a| a.0),
+        admin_password: None,
+        bbdo_allow: args.bbdo_allow,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+    }
+}
+
+fn serve(args: ServeArgs, set_log_filter: &SetLogFilter) -> anyhow::Result<()> {
     // What the service creates (database, journal, cache, uploaded scripts,
     // dead letters) is its user's alone: it holds every stored password's
     // key and the events of the whole platform.
@@ -259,17 +337,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     unsafe { libc::umask(0o077) };
     raise_open_files_limit();
     let config = Config::load(Overrides {
-        config_file: args.config,
-        data_dir: args.data_dir,
-        http_addr: args.http_addr,
-        simulate: args.simulate,
-        fsync: args.fsync,
-        bbdo_listen: args.bbdo_addr.map(|a| a.0),
         admin_password: admin_password()?,
-        bbdo_allow: args.bbdo_allow,
-        tls_cert: args.tls_cert,
-        tls_key: args.tls_key,
+        ..overrides(&args)
     })?;
+    if let Err(e) = set_log_filter(&brokerstream::reload::log_filter(&config)) {
+        anyhow::bail!("log_level: {e}");
+    }
     // Read once, then gone from the environment: scripts can call
     // os.getenv, and child processes inherit it. No other thread exists
     // yet, so nothing reads the environment while it changes.
@@ -280,11 +353,36 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .on_thread_park(brokerstream::memory::collect_if_asked)
         .build()?;
     runtime.block_on(async {
-        let app = brokerstream::app::start(config).await?;
+        // Before anything runs: SIGHUP's default action ends the process.
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let app = brokerstream::app::start(config.clone()).await?;
         // Listeners bound, journal recovered, workers started: systemd's
         // `Type=notify` waits for this. Outside systemd it does nothing.
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-        brokerstream::app::shutdown_signal().await;
+        let mut running = Config {
+            admin_password: None,
+            ..config
+        };
+        let shutdown = brokerstream::app::shutdown_signal();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = hangup.recv() => {
+                    // systemd waits for READY=1 again before it calls the
+                    // reload done.
+                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
+                    running = brokerstream::reload::reload(
+                        &app,
+                        running,
+                        overrides(&args),
+                        set_log_filter,
+                    )
+                    .await;
+                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+                }
+            }
+        }
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         tracing::info!("shutting down: flushing outputs");
         app.shutdown().await;
@@ -335,6 +433,60 @@ fn check_config(args: CheckConfigArgs) -> anyhow::Result<()> {
         path.display(),
         config.data_dir.display(),
         config.http_addr
+    );
+    Ok(())
+}
+
+fn backup(args: BackupArgs) -> anyhow::Result<()> {
+    // The copy holds the key of every stored password.
+    // SAFETY: umask only sets the process's file-creation mask.
+    unsafe { libc::umask(0o077) };
+    let config = Config::load(Overrides {
+        config_file: args.config,
+        data_dir: args.data_dir,
+        ..Overrides::default()
+    })?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let manifest = runtime.block_on(brokerstream::backup::backup(
+        &config.data_dir,
+        &args.dir,
+        args.with_journal,
+    ))?;
+    println!(
+        "backup of {} in {}: {} file(s){}",
+        config.data_dir.display(),
+        args.dir.display(),
+        manifest.files.len(),
+        if manifest.with_journal {
+            ", the journal's events included"
+        } else {
+            "; the journal's events left out (--with-journal to include them)"
+        }
+    );
+    Ok(())
+}
+
+fn restore(args: RestoreArgs) -> anyhow::Result<()> {
+    // SAFETY: umask only sets the process's file-creation mask.
+    unsafe { libc::umask(0o077) };
+    anyhow::ensure!(
+        args.data_dir.is_some() || args.config.is_some(),
+        "say where to restore: --data-dir DIR, or --config FILE with its data_dir"
+    );
+    let config = Config::load(Overrides {
+        config_file: args.config,
+        data_dir: args.data_dir,
+        ..Overrides::default()
+    })?;
+    let manifest = brokerstream::backup::restore(&args.dir, &config.data_dir)?;
+    println!(
+        "restored the backup of {} taken {} into {}: {} file(s); start the service with this data directory (owned by its user)",
+        manifest.data_dir.display(),
+        manifest.created_at,
+        config.data_dir.display(),
+        manifest.files.len()
     );
     Ok(())
 }

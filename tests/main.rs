@@ -3,6 +3,7 @@
 //! data directory) and stops it.
 
 mod api;
+mod backup;
 mod bbdo;
 mod bbdo_tls;
 mod common;
@@ -17,9 +18,11 @@ mod lua;
 mod lua_destinations;
 mod lua_fallbacks;
 mod lua_modules;
+mod migrations;
 mod native;
 mod observe;
 mod pb_views;
+mod reload;
 mod scripts;
 mod secrets;
 mod security;

@@ -232,6 +232,8 @@ fn the_help_lists_only_operator_commands() {
             "import",
             "journal",
             "check-config",
+            "backup",
+            "restore",
             "help"
         ],
         "{help}"

@@ -39,6 +39,19 @@ use tokio::sync::{oneshot, watch};
 use brokerstream_event::Event;
 pub use recovery::{check, RecoveryReport};
 
+/// The cursors' file in the journal directory, for a backup of it.
+pub use cursors::FILE as CURSORS_FILE;
+
+/// The segment files of a journal directory, oldest first: what a backup
+/// copies (each one is append-only, and a torn last record is cut when
+/// the copy is opened).
+pub fn segment_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    Ok(segment::list(dir)?
+        .into_iter()
+        .map(|(_, path)| path)
+        .collect())
+}
+
 /// Position of an event in the journal: strictly increasing from 1.
 pub type Seq = u64;
 

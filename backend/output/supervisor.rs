@@ -33,7 +33,8 @@ pub struct Supervisor {
     lua: Arc<LuaSettings>,
     /// `<data_dir>/deadletter`: what destinations refused for good.
     dead_letters: Arc<DeadLetters>,
-    health: HealthSettings,
+    /// Replaced by a reload of the configuration (`set_health`).
+    health: Mutex<HealthSettings>,
     /// Locking rule: this map's lock is held only to find, add or remove a
     /// slot, never across an `.await`. Starting and stopping an output's
     /// worker happens under that output's own `control` lock, which may be
@@ -149,7 +150,7 @@ impl Supervisor {
             stop_timeout,
             lua: Arc::new(lua),
             dead_letters: DeadLetters::new(data_dir.join("deadletter")),
-            health,
+            health: Mutex::new(health),
             outputs: Mutex::new(HashMap::new()),
         });
         let watched = Arc::downgrade(&supervisor);
@@ -212,7 +213,19 @@ impl Supervisor {
     }
 
     fn threshold(&self, spec: &OutputSpec) -> Duration {
-        self.health.threshold(spec, spec.runs_script())
+        lock(&self.health).threshold(spec, spec.runs_script())
+    }
+
+    /// New `[health]` settings (a configuration reload): each output's
+    /// threshold is computed again from them, its worker left running.
+    pub async fn set_health(&self, settings: HealthSettings) {
+        *lock(&self.health) = settings;
+        let slots: Vec<Arc<Slot>> = lock(&self.outputs).values().cloned().collect();
+        for slot in slots {
+            let control = slot.control.lock().await;
+            let threshold = self.threshold(&control.spec);
+            set_view(&slot, |view| view.threshold = threshold);
+        }
     }
 
     fn slot_or_new(&self, spec: &OutputSpec) -> Arc<Slot> {
@@ -485,7 +498,7 @@ impl Supervisor {
             slot,
             &status,
             view.threshold,
-            self.health.error_ratio,
+            lock(&self.health).error_ratio,
         ));
         status
     }

@@ -24,6 +24,60 @@ pub use auth::{AuditEntry, Principal, Role, SessionRow, TokenInfo, User};
 
 pub const DATABASE_FILE: &str = "brokerstream.db";
 
+/// `migrations/`, inside the binary.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The schema migrations this binary knows, oldest first.
+pub fn known_migrations() -> Vec<i64> {
+    MIGRATOR.iter().map(|m| m.version).collect()
+}
+
+/// The migrations a database says were applied, oldest first; none for a
+/// database that never was migrated.
+pub async fn applied_migrations(
+    connection: &mut sqlx::SqliteConnection,
+) -> Result<Vec<i64>, sqlx::Error> {
+    let table: Option<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+    )
+    .fetch_optional(&mut *connection)
+    .await?;
+    if table.is_none() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+        .fetch_all(&mut *connection)
+        .await
+}
+
+/// Refuses a database that a newer brokerstream migrated: this binary
+/// cannot know what those migrations changed, and sqlx's own error names
+/// one version and no way out.
+pub fn check_no_unknown_migrations(database: &Path, applied: &[i64]) -> anyhow::Result<()> {
+    let known = known_migrations();
+    let unknown: Vec<String> = applied
+        .iter()
+        .filter(|v| !known.contains(v))
+        .map(i64::to_string)
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the database {} has schema migration(s) {} applied, which this brokerstream ({}) does \
+         not know: the newest it knows is {}. A newer brokerstream upgraded this database, and \
+         this one is not started on it (a downgrade is not supported). Install the newer \
+         brokerstream again, or restore a backup taken before the upgrade into a new data \
+         directory (`brokerstream restore BACKUP --data-dir DIR`, see the README)",
+        database.display(),
+        unknown.join(", "),
+        env!("CARGO_PKG_VERSION"),
+        known
+            .last()
+            .map_or_else(|| "none".to_owned(), i64::to_string),
+    )
+}
+
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
@@ -106,7 +160,7 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", path.display()))?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
+        migrate(&pool, &path).await?;
         let key = unlock_secrets(&pool, data_dir).await?;
         Ok(Store {
             pool,
@@ -326,6 +380,34 @@ impl Store {
     }
 }
 
+/// Brings the schema up to date, after checking that no newer version
+/// migrated it, and says which migrations an upgrade applied.
+async fn migrate(pool: &SqlitePool, path: &Path) -> anyhow::Result<()> {
+    let applied = applied_migrations(&mut *pool.acquire().await?)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("cannot read the schema version of {}: {e}", path.display())
+        })?;
+    check_no_unknown_migrations(path, &applied)?;
+    MIGRATOR
+        .run(pool)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot migrate the database {}: {e}", path.display()))?;
+    let new: Vec<String> = known_migrations()
+        .into_iter()
+        .filter(|v| !applied.contains(v))
+        .map(|v| v.to_string())
+        .collect();
+    if !applied.is_empty() && !new.is_empty() {
+        tracing::info!(
+            "database {}: applied schema migration(s) {}",
+            path.display(),
+            new.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// Writes the parameters of `spec`, each password sealed under the names
 /// it is written with.
 async fn insert_parameters(
@@ -422,7 +504,7 @@ fn filters_text(spec: &OutputSpec) -> String {
     serde_json::Value::from(spec.filters.clone()).to_string()
 }
 
-pub(crate) fn now_text() -> String {
+pub fn now_text() -> String {
     OffsetDateTime::now_utc()
         .format(&Rfc3339)
         .unwrap_or_default()
