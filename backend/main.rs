@@ -546,10 +546,14 @@ fn import(args: ImportArgs) -> anyhow::Result<()> {
         for (what, why) in &report.skipped {
             println!("skipped: {what}: {why}");
         }
+        for (what, why) in &report.notes {
+            println!("note: {what}: {why}");
+        }
         println!(
-            "{} output(s) created, {} item(s) skipped; a running service applies them at its next start",
+            "{} output(s) created, {} item(s) skipped, {} note(s); a running service applies them at its next start",
             report.created.len(),
-            report.skipped.len()
+            report.skipped.len(),
+            report.notes.len()
         );
         Ok(())
     })

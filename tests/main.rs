@@ -9,6 +9,7 @@ mod bbdo_tls;
 mod common;
 mod deadletters;
 mod file_output;
+mod import;
 mod ingest_memory;
 mod journal;
 mod lifecycle;

@@ -10,8 +10,9 @@ use anyhow::Context as _;
 use serde_json::Value;
 
 use super::{AdminError, OutputAdmin};
+use crate::event::Filter;
 use crate::journal::StartAt;
-use crate::output::{OutputSpec, ParamType, Parameter};
+use crate::output::{self, OutputSpec, ParamType, Parameter};
 
 /// Who the audit log says made the outputs an import creates.
 pub const ACTOR: &str = "brokerstream import";
@@ -22,21 +23,55 @@ pub struct Report {
     pub created: Vec<String>,
     /// (what, why) for each output or parameter left out.
     pub skipped: Vec<(String, String)>,
+    /// (what, why) for what was taken differently from the file, or left
+    /// out of an output that was taken: a new name, a filter name dropped,
+    /// a Centreon setting with no counterpart here. An administrator reads
+    /// them before removing the outputs from Centreon.
+    pub notes: Vec<(String, String)>,
 }
 
-/// The outputs of a configuration, and what was left out of them.
-pub fn read_config(json: &Value) -> (Vec<OutputSpec>, Vec<(String, String)>) {
-    let mut specs = Vec::new();
-    let mut skipped = Vec::new();
+/// What a configuration holds for brokerstream.
+#[derive(Debug, Default)]
+pub struct Reading {
+    pub specs: Vec<OutputSpec>,
+    pub skipped: Vec<(String, String)>,
+    pub notes: Vec<(String, String)>,
+}
+
+/// The keys of a Lua output that become part of a brokerstream output.
+const TAKEN_KEYS: &[&str] = &["name", "type", "path", "filters", "lua_parameter"];
+
+/// Why a key of a Centreon Lua output is not taken (docs/lua-runtime.md
+/// §1.1 lists the generic keys of every endpoint).
+fn untaken_key_reason(key: &str) -> &'static str {
+    match key {
+        "failover" => {
+            "brokerstream keeps what an output has not delivered in its journal and retries it: no failover output is needed"
+        }
+        "retry_interval" => {
+            "brokerstream retries a failing output with its own exponential backoff"
+        }
+        "buffering_timeout" | "read_timeout" => {
+            "a timing of Centreon's endpoints that brokerstream's outputs do not have"
+        }
+        "cache" => "Centreon forces it on for Lua; brokerstream's cache is always on",
+        _ => "not a setting of Centreon's Lua output",
+    }
+}
+
+/// The outputs of a configuration, what was left out of them and what
+/// was taken differently.
+pub fn read_config(json: &Value) -> Reading {
+    let mut reading = Reading::default();
     let outputs = match json.pointer("/centreonBroker/output") {
         Some(Value::Array(items)) => items.clone(),
         Some(item @ Value::Object(_)) => vec![item.clone()],
         _ => {
-            skipped.push((
+            reading.skipped.push((
                 "centreonBroker.output".to_owned(),
                 "not found: nothing to import".to_owned(),
             ));
-            return (specs, skipped);
+            return reading;
         }
     };
     for (i, entry) in outputs.iter().enumerate() {
@@ -47,20 +82,51 @@ pub fn read_config(json: &Value) -> (Vec<OutputSpec>, Vec<(String, String)>) {
             .unwrap_or_else(|| format!("output[{i}]"));
         let ty = entry.get("type").and_then(Value::as_str).unwrap_or("");
         if !ty.eq_ignore_ascii_case("lua") {
-            skipped.push((name, format!("type `{ty}` is not a Lua output")));
+            reading
+                .skipped
+                .push((name, format!("type `{ty}` is not a Lua output")));
             continue;
         }
         let Some(path) = entry.get("path").and_then(Value::as_str) else {
-            skipped.push((
+            reading.skipped.push((
                 name.clone(),
                 format!("lua: no 'path' defined for endpoint '{name}'"),
             ));
             continue;
         };
-        let mut spec = OutputSpec::blank(&name);
+        // Centreon takes any name; brokerstream's appear in URLs and file
+        // names. A name that does not fit is changed rather than the output
+        // refused, and the change is said.
+        let new_name = match output::check_name(&name) {
+            Ok(()) => name.clone(),
+            Err(why) => match fitting_name(&name) {
+                Some(fitted) => {
+                    reading.notes.push((
+                        name.clone(),
+                        format!("renamed to `{fitted}`: an output name {why}"),
+                    ));
+                    fitted
+                }
+                None => {
+                    reading
+                        .skipped
+                        .push((name.clone(), format!("the name {why}")));
+                    continue;
+                }
+            },
+        };
+        if let Some(map) = entry.as_object() {
+            for key in map.keys().filter(|k| !TAKEN_KEYS.contains(&k.as_str())) {
+                reading.notes.push((
+                    format!("{name}: {key}"),
+                    format!("not taken: {}", untaken_key_reason(key)),
+                ));
+            }
+        }
+        let mut spec = OutputSpec::blank(&new_name);
         spec.kind = "lua".to_owned();
         spec.path = Some(path.to_owned());
-        spec.filters = read_filters(entry.get("filters"));
+        spec.filters = read_filters(&name, entry.get("filters"), &mut reading.notes);
         let params = match entry.get("lua_parameter") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(items)) => items.clone(),
@@ -74,13 +140,13 @@ pub fn read_config(json: &Value) -> (Vec<OutputSpec>, Vec<(String, String)>) {
                     if spec.parameter(&param.name).is_none() {
                         spec.parameters.push(param);
                     } else {
-                        skipped.push((
+                        reading.skipped.push((
                             format!("{name}: parameter {}", param.name),
                             "given more than once; the first is kept".to_owned(),
                         ));
                     }
                 }
-                Ok(None) => skipped.push((
+                Ok(None) => reading.skipped.push((
                     format!(
                         "{name}: parameter {}",
                         p.get("name").and_then(Value::as_str).unwrap_or("?")
@@ -94,27 +160,98 @@ pub fn read_config(json: &Value) -> (Vec<OutputSpec>, Vec<(String, String)>) {
             }
         }
         match bad {
-            Some(e) => skipped.push((name, e)),
-            None => specs.push(spec),
+            Some(e) => reading.skipped.push((name, e)),
+            None => reading.specs.push(spec),
         }
     }
-    (specs, skipped)
+    reading
 }
 
-fn read_filters(value: Option<&Value>) -> Vec<String> {
-    match value {
+/// `name` with every character an output name may not hold made a `-`,
+/// no leading dot, at most [`output::MAX_NAME_LEN`] characters; `None`
+/// when nothing is left.
+fn fitting_name(name: &str) -> Option<String> {
+    let replaced: String = name
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    // Only ASCII remains, so a byte count is a character count.
+    let fitted: String = replaced
+        .trim_start_matches('.')
+        .chars()
+        .take(output::MAX_NAME_LEN)
+        .collect();
+    (output::check_name(&fitted).is_ok() && fitted.chars().any(|c| c.is_ascii_alphanumeric()))
+        .then_some(fitted)
+}
+
+/// The category names of `filters` as brokerstream's filters take them.
+/// Centreon logs and ignores a name it does not know, never gives a Lua
+/// output its `local` events, and gives it everything when no valid name
+/// remains (docs/lua-runtime.md §1.1); the same happens here, with a note
+/// where a name is dropped.
+fn read_filters(
+    output: &str,
+    value: Option<&Value>,
+    notes: &mut Vec<(String, String)>,
+) -> Vec<String> {
+    let names: Vec<&Value> = match value {
+        None | Some(Value::Null) => return Vec::new(),
+        Some(Value::String(s)) if s.trim() == "all" => return Vec::new(),
         Some(Value::Object(map)) => match map.get("category") {
-            Some(Value::String(s)) if s != "all" => vec![s.clone()],
-            Some(Value::Array(items)) => items
-                .iter()
-                .filter_map(Value::as_str)
-                .filter(|s| *s != "all")
-                .map(str::to_owned)
-                .collect(),
-            _ => Vec::new(),
+            None | Some(Value::Null) => return Vec::new(),
+            Some(Value::Array(items)) => items.iter().collect(),
+            Some(one) => vec![one],
         },
-        _ => Vec::new(),
+        Some(other) => {
+            notes.push((
+                format!("{output}: filters"),
+                format!("`{other}` is not a category list: every event is given to the script, as in Centreon"),
+            ));
+            return Vec::new();
+        }
+    };
+    let mut kept = Vec::new();
+    for value in names {
+        let Some(name) = value.as_str().map(str::trim) else {
+            notes.push((
+                format!("{output}: filters"),
+                format!("`{value}` is not a category name: ignored, as in Centreon"),
+            ));
+            continue;
+        };
+        if name == "all" {
+            return Vec::new();
+        }
+        if name == "local" || name.starts_with("local:") {
+            notes.push((
+                format!("{output}: filters"),
+                format!("`{name}` dropped: Centreon never gives `local` events to a Lua output"),
+            ));
+            continue;
+        }
+        match Filter::parse(&[name]) {
+            Ok(_) => kept.push(name.to_owned()),
+            Err(e) => notes.push((
+                format!("{output}: filters"),
+                format!("`{name}` dropped ({e}): Centreon ignores it too"),
+            )),
+        }
     }
+    if kept.is_empty() {
+        notes.push((
+            format!("{output}: filters"),
+            "no valid category left: every event is given to the script, as in Centreon".to_owned(),
+        ));
+    }
+    kept
 }
 
 /// One `lua_parameter`; `Ok(None)` for a type Centreon ignores.
@@ -151,7 +288,27 @@ pub async fn import(file: &Path, admin: &OutputAdmin) -> anyhow::Result<Report> 
     let text = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let json: Value =
         serde_json::from_slice(&text).with_context(|| format!("{} is not JSON", file.display()))?;
-    let (specs, mut skipped) = read_config(&json);
+    let Reading {
+        specs,
+        mut skipped,
+        mut notes,
+    } = read_config(&json);
+    // sclib's scripts ask broker.bbdo_version() which fields events carry
+    // (docs/lua-runtime.md §1.1: Centreon's default is 2.0.0).
+    let centreon_bbdo = json
+        .pointer("/centreonBroker/bbdo_version")
+        .and_then(Value::as_str)
+        .unwrap_or("2.0.0");
+    let ours = &admin.lua_settings().bbdo_version;
+    if !specs.is_empty() && centreon_bbdo.trim() != ours {
+        notes.push((
+            "centreonBroker.bbdo_version".to_owned(),
+            format!(
+                "Centreon Broker runs `{centreon_bbdo}`, brokerstream's lua.bbdo_version is `{ours}`: \
+                 set lua.bbdo_version = \"{centreon_bbdo}\" so that broker.bbdo_version() answers the scripts as it did"
+            ),
+        ));
+    }
     let mut report = Report::default();
     for spec in specs {
         let name = spec.name.clone();
@@ -177,6 +334,7 @@ pub async fn import(file: &Path, admin: &OutputAdmin) -> anyhow::Result<Report> 
         }
     }
     report.skipped = skipped;
+    report.notes = notes;
     Ok(report)
 }
 
@@ -203,7 +361,11 @@ mod tests {
             {"name": "badvalue", "type": "lua", "path": "/x.lua",
              "lua_parameter": [{"name": "n", "type": "number", "value": 5}]},
         ]}});
-        let (specs, skipped) = read_config(&config);
+        let Reading {
+            specs,
+            skipped,
+            notes,
+        } = read_config(&config);
         let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["influx", "single"]);
         assert_eq!(specs[0].filters, ["neb", "storage"]);
@@ -225,5 +387,71 @@ mod tests {
             ]
         );
         assert_eq!(skipped[3].1, "lua: no 'path' defined for endpoint 'nopath'");
+        // Nothing of these outputs was taken differently.
+        assert!(notes.is_empty(), "{notes:?}");
+    }
+
+    #[test]
+    fn names_filters_and_keys_centreon_takes_but_brokerstream_would_not() {
+        let config = json!({"centreonBroker": {"output": [
+            {"name": "Splunk events (prod)", "type": "lua", "path": "/x.lua",
+             "failover": "splunk-retention", "retry_interval": "60",
+             "filters": {"category": ["neb", "storage:bogus", "local", "neb:ServiceStatus"]}},
+            {"name": "ok-name", "type": "lua", "path": "/x.lua",
+             "filters": {"category": ["nosuchcategory"]}},
+            {"name": "all-string", "type": "lua", "path": "/x.lua", "filters": "all"},
+            {"name": "one-string", "type": "lua", "path": "/x.lua", "filters": {"category": "bam"}},
+            {"name": "...", "type": "lua", "path": "/x.lua"},
+        ]}});
+        let Reading {
+            specs,
+            skipped,
+            notes,
+        } = read_config(&config);
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "Splunk-events--prod-",
+                "ok-name",
+                "all-string",
+                "one-string"
+            ]
+        );
+        assert_eq!(specs[0].filters, ["neb", "neb:ServiceStatus"]);
+        assert!(specs[1].filters.is_empty());
+        assert!(specs[2].filters.is_empty());
+        assert_eq!(specs[3].filters, ["bam"]);
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+        assert_eq!(skipped[0].0, "...");
+        let expected = [
+            (
+                "Splunk events (prod)",
+                "renamed to `Splunk-events--prod-`: an output name may hold only",
+            ),
+            (
+                "Splunk events (prod): failover",
+                "not taken: brokerstream keeps",
+            ),
+            (
+                "Splunk events (prod): retry_interval",
+                "not taken: brokerstream retries",
+            ),
+            (
+                "Splunk events (prod): filters",
+                "`storage:bogus` dropped (category `storage` has no event named `bogus`)",
+            ),
+            ("Splunk events (prod): filters", "`local` dropped"),
+            (
+                "ok-name: filters",
+                "`nosuchcategory` dropped (unknown category `nosuchcategory`",
+            ),
+            ("ok-name: filters", "no valid category left: every event"),
+        ];
+        assert_eq!(notes.len(), expected.len(), "{notes:#?}");
+        for ((what, why), (want_what, want_why)) in notes.iter().zip(expected) {
+            assert_eq!(what, want_what);
+            assert!(why.starts_with(want_why), "{what}: {why}");
+        }
     }
 }

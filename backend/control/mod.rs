@@ -195,6 +195,12 @@ impl OutputAdmin {
         &self.limits
     }
 
+    /// The `[lua]` settings outputs are checked against (`brokerstream
+    /// import` compares Centreon's `bbdo_version` with them).
+    pub fn lua_settings(&self) -> &LuaSettings {
+        &self.lua
+    }
+
     /// Everything a definition is checked against, without storing it (the
     /// form's Test button).
     pub fn validate(&self, spec: &OutputSpec, errors: &mut FieldErrors) {
