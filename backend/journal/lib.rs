@@ -880,6 +880,24 @@ impl Journal {
         state.tail_costs.shrink_to(TAIL_SLOTS_KEPT);
     }
 
+    /// The newest events still in the memory tail that `keep` accepts, up
+    /// to `max`, oldest first; nothing is read from disk and no cursor
+    /// moves (the output form's Test samples real traffic this way).
+    pub fn recent(&self, max: usize, keep: impl Fn(&Event) -> bool) -> Vec<Arc<Entry>> {
+        let state = self.lock();
+        let mut found: Vec<Arc<Entry>> = state
+            .tail
+            .iter()
+            .rev()
+            .filter(|e| keep(&e.event))
+            .take(max)
+            .cloned()
+            .collect();
+        drop(state);
+        found.reverse();
+        found
+    }
+
     pub fn info(&self) -> JournalInfo {
         let state = self.lock();
         let fill_ratio = if self.config.max_bytes == 0 {
