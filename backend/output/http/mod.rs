@@ -767,9 +767,13 @@ pub async fn test(
                     "{what}: refused, {}; a running output would dead-letter these events",
                     secrets.redact(&reason)
                 )),
-                Verdict::Retry(error) => {
-                    report.failed(format!("{what}: {}", secrets.redact(&error.to_string())))
-                }
+                // A running output would keep the events and try again; the
+                // Test says what the answer means instead.
+                Verdict::Retry(_) => report.failed(format!(
+                    "{what}: answered {}{}",
+                    answer(&reply),
+                    status_hint(reply.status)
+                )),
             }
         }
     }
