@@ -344,7 +344,7 @@ fn help_html(text: &str) -> String {
 /// a row by its 1-based number.
 fn label(field: &str) -> String {
     if let Some(name) = field.strip_prefix("parameters.") {
-        format!("parameter `{name}`")
+        format!("parameter {name}")
     } else if let Some(rest) = field.strip_prefix("parameters[") {
         format!("parameter row {}", rest.trim_end_matches(']'))
     } else if field.starts_with("filters") {
@@ -815,14 +815,16 @@ async fn run_test(ctx: &Context, spec: &OutputSpec) -> TestView {
     let (events, cache, sample) = sample_events(ctx, spec);
     let origin = match sample {
         Sample::Journal => format!(
-            "{} recent event{} from the journal that pass the output's filters",
+            "{} recent event{} from the journal that pass{} the output's filters",
             events.len(),
-            if events.len() == 1 { "" } else { "s" }
+            if events.len() == 1 { "" } else { "s" },
+            if events.len() == 1 { "es" } else { "" }
         ),
         Sample::Simulator => format!(
-            "the journal holds no recent event that passes the output's filters: {} simulated event{} that do",
+            "the journal holds no recent event that passes the output's filters: {} simulated event{} that do{}",
             events.len(),
-            if events.len() == 1 { "" } else { "s" }
+            if events.len() == 1 { "" } else { "s" },
+            if events.len() == 1 { "es" } else { "" }
         ),
     };
     if events.is_empty() {
@@ -1402,7 +1404,7 @@ mod tests {
         let fields: Vec<&str> = errors.0.iter().map(|(f, _)| f.as_str()).collect();
         assert_eq!(fields, ["parameters.count", "parameters[3]"]);
         assert_eq!(label("parameters[3]"), "parameter row 3");
-        assert_eq!(label("parameters.count"), "parameter `count`");
+        assert_eq!(label("parameters.count"), "parameter count");
         assert_eq!(spec.parameters.len(), 1);
     }
 

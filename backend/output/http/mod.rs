@@ -758,7 +758,7 @@ pub async fn test(
                     }
                     if taken > 0 {
                         report.side_effects.push(format!(
-                            "{taken} record{} written to the destination",
+                            "{taken} record{} written to the destination.",
                             if taken == 1 { " was" } else { "s were" }
                         ));
                     }
