@@ -19,15 +19,20 @@ const MAX_DRAFTS: usize = 10_000;
 /// Secrets one draft holds at most: a form has a few dozen fields.
 const MAX_SECRETS: usize = 256;
 
+/// A digest of the session cookie, and the form's draft id.
+type Key = ([u8; 32], String);
+/// When the draft was last used, and each secret field's typed value.
+type Draft = (Instant, HashMap<String, String>);
+
 /// Keyed by a digest of the session cookie and the form's draft id, so
 /// that the map holds no credential and a draft is never another
 /// session's.
 #[derive(Default)]
 pub struct Drafts {
-    kept: Mutex<HashMap<([u8; 32], String), (Instant, HashMap<String, String>)>>,
+    kept: Mutex<HashMap<Key, Draft>>,
 }
 
-fn key(caller: &Caller, draft: &str) -> Option<([u8; 32], String)> {
+fn key(caller: &Caller, draft: &str) -> Option<Key> {
     let session = caller.session.as_ref()?;
     if draft.is_empty() || draft.len() > 64 {
         return None;
