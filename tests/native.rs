@@ -25,14 +25,14 @@ use crate::lua_modules::start_influx;
 pub(crate) struct Recorded {
     /// The status it was answered with.
     pub(crate) answered: u16,
-    method: String,
+    pub(crate) method: String,
     pub(crate) uri: String,
     headers: HeaderMap,
     pub(crate) body: Vec<u8>,
 }
 
 impl Recorded {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
     pub(crate) fn text(&self) -> String {

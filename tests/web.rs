@@ -46,15 +46,34 @@ impl Multipart {
         self
     }
 
-    pub(crate) async fn post(mut self, server: &Server, path: &str) -> (u16, String, String) {
-        self.body
-            .extend_from_slice(format!("--{}--\r\n", self.boundary).as_bytes());
+    pub(crate) async fn post(self, server: &Server, path: &str) -> (u16, String, String) {
         let client = admin_client_builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
-        let response = client
+        self.send(client.post(server.url(path))).await
+    }
+
+    /// Posted as a browser signed in as `session` posts it, with its CSRF
+    /// token: passwords typed into a form are kept for a session only.
+    pub(crate) async fn post_in(
+        self,
+        server: &Server,
+        session: &Session,
+        path: &str,
+    ) -> (u16, String, String) {
+        let form = self.text("csrf", &session.csrf);
+        let request = session
+            .client
             .post(server.url(path))
+            .header("cookie", &session.cookie);
+        form.send(request).await
+    }
+
+    async fn send(mut self, request: reqwest::RequestBuilder) -> (u16, String, String) {
+        self.body
+            .extend_from_slice(format!("--{}--\r\n", self.boundary).as_bytes());
+        let response = request
             .header(
                 "content-type",
                 format!("multipart/form-data; boundary={}", self.boundary),
@@ -274,6 +293,361 @@ async fn the_test_button_shows_what_a_file_output_would_write() {
     assert!(page.contains("HOST "), "{page}");
     // Nothing was saved.
     assert_eq!(server.get("/api/v1/outputs/preview").await.status(), 404);
+    server.stop().await;
+}
+
+/// The value of a page's field `name` (a hidden input).
+fn hidden_field(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let at = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no `{name}` field: {page}"))
+        + marker.len();
+    page[at..at + page[at..].find('"').unwrap()].to_owned()
+}
+
+/// The text of the Test's result on a page, tags left out.
+fn test_result(page: &str) -> String {
+    let start = page
+        .find(r#"id="test-result""#)
+        .unwrap_or_else(|| panic!("no test result: {page}"));
+    let end = start + page[start..].find("</section>").unwrap();
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in page[start..end].chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    text.replace("&#34;", "\"").replace("&#39;", "'")
+}
+
+/// An `http` output's Test posts recent events from the journal, that
+/// pass its filters, to the destination and says what it answered: a 401
+/// with the hint, then (the password left empty: the one typed before is
+/// kept for the session) an acceptance; a dead port and a bad value fail
+/// without anything saved.
+#[tokio::test]
+async fn the_test_of_an_http_output_posts_recent_events_and_reports_each_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let session = Session::admin(&server).await;
+    let destination = crate::native::Destination::start(vec![crate::native::reply(
+        401,
+        r#"{"error":"bad credentials"}"#,
+    )])
+    .await;
+    let (status, _) = server
+        .post_events(&[
+            host(7, "srv-07"),
+            host_status(7, 1, "DOWN from the journal"),
+            service_status(7, 3, 2),
+        ])
+        .await;
+    assert_eq!(status, 200);
+    let url = format!("{}/in", destination.url);
+    let form = |password: &str, draft: &str, url: &str| {
+        Multipart::new()
+            .text("kind", "http")
+            .text("name", "tested")
+            .text("draft", draft)
+            .text("p.http_url", url)
+            .text("p.http_user", "u")
+            .text("p.http_password", password)
+            .text("filter", "neb:host_status")
+            .text("action", "test")
+    };
+    let (status, _, page) = form("hunter2", "", &url)
+        .post_in(&server, &session, "/outputs/new")
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let result = test_result(&page);
+    assert!(result.contains("Test failed"), "{result}");
+    assert!(result.contains("HTTP 401"), "{result}");
+    assert!(result.contains("authentication refused"), "{result}");
+    assert!(result.contains("bad credentials"), "{result}");
+    assert!(
+        result.contains("1 recent event from the journal"),
+        "{result}"
+    );
+    assert!(!page.contains("hunter2"), "a password is never sent back");
+    let sent = destination.requests();
+    assert_eq!(sent.len(), 1, "one POST, no health request for `http`");
+    assert_eq!(sent[0].method, "POST");
+    assert_eq!(sent[0].uri, "/in");
+    assert!(
+        sent[0].text().contains("DOWN from the journal"),
+        "{}",
+        sent[0].text()
+    );
+    let posted: Value = serde_json::from_slice(&sent[0].body).unwrap();
+    assert_eq!(
+        posted.as_array().map(Vec::len),
+        Some(1),
+        "only the host status passes the filters: {posted}"
+    );
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("u:hunter2")
+    );
+    assert_eq!(sent[0].header("authorization"), Some(basic.as_str()));
+
+    // Again with the password field empty, as the page came back: the one
+    // typed is used, and this time the destination takes the sample.
+    let draft = hidden_field(&page, "draft");
+    assert!(page.contains("(as typed before, not shown)"), "{page}");
+    let (status, _, page) = form("", &draft, &url)
+        .post_in(&server, &session, "/outputs/new")
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let result = test_result(&page);
+    assert!(result.contains("Test passed"), "{result}");
+    assert!(result.contains("1 record was written"), "{result}");
+    assert!(
+        result.contains("The output itself was not saved"),
+        "{result}"
+    );
+    let sent = destination.requests();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[1].header("authorization"), Some(basic.as_str()));
+    // Another session's form does not get it.
+    let other = Session::admin(&server).await;
+    form("", &draft, &url)
+        .post_in(&server, &other, "/outputs/new")
+        .await;
+    let sent = destination.requests();
+    assert_eq!(sent.len(), 3);
+    assert_ne!(sent[2].header("authorization"), Some(basic.as_str()));
+
+    // Nothing listens on a port just freed.
+    let dead = format!("http://127.0.0.1:{}/in", free_port());
+    let (status, _, page) = form("hunter2", &draft, &dead)
+        .post_in(&server, &session, "/outputs/new")
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let result = test_result(&page);
+    assert!(result.contains("Test failed"), "{result}");
+    assert!(result.contains("cannot connect"), "{result}");
+    assert!(result.contains("Nothing was written"), "{result}");
+
+    // A bad value is reported beside its field (in its opened section),
+    // and nothing is sent.
+    let (status, _, page) = form("", &draft, &url)
+        .text("p.timeout", "lots")
+        .post_in(&server, &session, "/outputs/new")
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(!page.contains(r#"id="test-result""#), "{page}");
+    assert!(page.contains(r#"id="p-timeout-error""#), "{page}");
+    assert!(page.contains(r#"value="lots""#), "the value typed is kept");
+    assert!(
+        page.contains(r#"<details class="section" open><summary>Batching"#),
+        "{page}"
+    );
+    assert_eq!(destination.requests().len(), 3);
+    assert_eq!(server.get("/api/v1/outputs/tested").await.status(), 404);
+    server.stop().await;
+}
+
+/// An `influxdb` output's Test against a real InfluxDB: `/ping`, then the
+/// sample's points written into the database, where they are read back.
+#[tokio::test]
+async fn the_test_of_an_influxdb_output_pings_and_writes_into_a_real_influxdb() {
+    let influx = tokio::task::spawn_blocking(crate::lua_modules::start_influx)
+        .await
+        .unwrap();
+    let influx = std::sync::Arc::new(influx);
+    let setup = std::sync::Arc::clone(&influx);
+    tokio::task::spawn_blocking(move || {
+        crate::lua_modules::query(&setup, "", "CREATE DATABASE \"formtest\"")
+    })
+    .await
+    .unwrap();
+    let port = influx.base.rsplit(':').next().unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    server
+        .post_events(&[
+            host(1, "srv-01"),
+            service(1, 3, "Disk-var"),
+            metric(1, 3, "used", 42.5),
+        ])
+        .await;
+    let form = |port: &str| {
+        Multipart::new()
+            .text("kind", "influxdb")
+            .text("name", "influx-tested")
+            .text("p.http_server_address", "127.0.0.1")
+            .text("p.http_server_port", port)
+            .text("p.influx_database", "formtest")
+            .text("filter", "storage")
+            .text("action", "test")
+    };
+    let (status, _, page) = form(&port).post(&server, "/outputs/new").await;
+    assert_eq!(status, 200, "{page}");
+    let result = test_result(&page);
+    assert!(result.contains("Test passed"), "{result}");
+    assert!(result.contains("GET http://127.0.0.1:"), "{result}");
+    assert!(result.contains("/ping answered HTTP 204"), "{result}");
+    assert!(result.contains("accepted, HTTP 204"), "{result}");
+    assert!(result.contains("written to the destination"), "{result}");
+    let read = std::sync::Arc::clone(&influx);
+    let points = tokio::task::spawn_blocking(move || {
+        crate::lua_modules::query(&read, "formtest", "SELECT * FROM /.*/")
+    })
+    .await
+    .unwrap();
+    let text = points.to_string();
+    assert!(text.contains("Disk-var") && text.contains("42.5"), "{text}");
+
+    // The same settings on a dead port fail at the first request.
+    let (_, _, page) = form(&free_port().to_string())
+        .post(&server, "/outputs/new")
+        .await;
+    let result = test_result(&page);
+    assert!(result.contains("Test failed"), "{result}");
+    assert!(result.contains("/ping: cannot connect"), "{result}");
+    assert_eq!(
+        server.get("/api/v1/outputs/influx-tested").await.status(),
+        404
+    );
+    server.stop().await;
+}
+
+/// A Lua output's form refused keeps every row as typed, in its order,
+/// each error beside its row (named, or numbered from 1), every bad
+/// value reported; a row named like a buffer setting stays a row.
+#[tokio::test]
+async fn a_refused_lua_form_keeps_its_rows_in_order_with_each_error_beside_its_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    std::fs::write(
+        dir.path().join("scripts/rows.lua"),
+        "function write(e) return true end\n",
+    )
+    .unwrap();
+    let (status, _, page) = Multipart::new()
+        .text("kind", "lua")
+        .text("name", "rows")
+        .text("path", "rows.lua")
+        .text("param_name", "url")
+        .text("param_type", "string")
+        .text("param_value", "http://127.0.0.1:1/")
+        .text("param_name", "count")
+        .text("param_type", "number")
+        .text("param_value", "lots")
+        .text("param_name", "")
+        .text("param_type", "string")
+        .text("param_value", "orphan")
+        .text("param_name", "max_buffer_size")
+        .text("param_type", "number")
+        .text("param_value", "7")
+        .text("p.max_buffer_age", "soon")
+        .text("action", "save")
+        .post(&server, "/outputs/new")
+        .await;
+    assert_eq!(status, 422, "{page}");
+    let order: Vec<usize> = ["http://127.0.0.1:1/", "lots", "orphan", r#"value="7""#]
+        .iter()
+        .map(|v| {
+            page.find(v)
+                .unwrap_or_else(|| panic!("`{v}` is lost: {page}"))
+        })
+        .collect();
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "rows reordered: {order:?}"
+    );
+    let row_error = |n: usize| {
+        let marker = format!(r#"id="row-{n}-error">"#);
+        page.find(&marker).map(|at| {
+            let rest = &page[at + marker.len()..];
+            rest[..rest.find('<').unwrap()].to_owned()
+        })
+    };
+    assert!(row_error(1).is_none(), "{page}");
+    assert!(row_error(2).unwrap().contains("as a number"), "{page}");
+    assert!(
+        row_error(3).unwrap().contains("a value needs a name"),
+        "{page}"
+    );
+    assert!(page.contains("parameter row 3"), "1-based, in the summary");
+    assert!(page.contains("parameter count</span>"), "{page}");
+    assert!(!page.contains("parameters[2]"), "{page}");
+    // The bad buffer age is reported too, in its own field.
+    assert!(page.contains(r#"id="p-max_buffer_age-error""#), "{page}");
+    assert!(page.contains(r#"value="soon""#), "{page}");
+    // The buffer row stayed in the table; the Buffer field is still empty.
+    assert!(
+        page.contains(r#"name="param_name" value="max_buffer_size""#),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"id="p-max_buffer_size" name="p.max_buffer_size" value="""#),
+        "{page}"
+    );
+    server.stop().await;
+}
+
+/// The kind is chosen inside the form: what was typed goes along, and
+/// comes back on a move back.
+#[tokio::test]
+async fn choosing_another_kind_keeps_what_was_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let (status, _, page) = Multipart::new()
+        .text("kind", "file")
+        .text("name", "typed-name")
+        .text("enabled", "on")
+        .text("p.path", "/var/tmp/typed.log")
+        .text("p.max_buffer_size", "12")
+        .text("filter", "neb")
+        .text("switch_kind", "influxdb")
+        .post(&server, "/outputs/new")
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains(r#"value="influxdb" class="kind-choice current""#),
+        "{page}"
+    );
+    assert!(page.contains(r#"name="kind" value="influxdb""#), "{page}");
+    assert!(
+        page.contains(r#"id="name" name="name" value="typed-name""#),
+        "{page}"
+    );
+    assert!(page.contains(r#"id="p-max_buffer_size" name="p.max_buffer_size" value="12""#));
+    assert!(
+        page.contains(r#"type="hidden" name="p.path" value="/var/tmp/typed.log""#),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"name="filter" value="neb" checked"#),
+        "{page}"
+    );
+    assert!(
+        !page.contains(r#"id="error-summary""#),
+        "a kind change is not an error"
+    );
+    // Help text shows code, not backticks.
+    assert!(
+        page.contains("<code>http</code> or <code>https</code>"),
+        "{page}"
+    );
+    // Back to `file`: the path is in its field again.
+    let (_, _, page) = Multipart::new()
+        .text("kind", "influxdb")
+        .text("name", "typed-name")
+        .text("p.path", "/var/tmp/typed.log")
+        .text("switch_kind", "file")
+        .post(&server, "/outputs/new")
+        .await;
+    assert!(
+        page.contains(r#"id="p-path" name="p.path" value="/var/tmp/typed.log""#),
+        "{page}"
+    );
     server.stop().await;
 }
 
@@ -2190,6 +2564,192 @@ async fn in_a_browser_a_broken_script_is_fixed_and_deleted_once_unused() {
     assert_eq!(notice, "Deleted fixme.lua.");
     assert!(browser.url().await.ends_with("/scripts"));
     assert!(!file.exists());
+    browser.quit().await;
+    server.stop().await;
+}
+
+impl Driver {
+    /// Runs `script` (a function body) in the page and gives its answer.
+    async fn eval(&self, script: &str) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            &self.at("/execute/sync"),
+            json!({"script": script, "args": []}),
+        )
+        .await
+    }
+
+    /// The Test's result has the focus and is in the window: whole, or its
+    /// top in the upper half. Where the person who pressed Test looks.
+    async fn assert_result_in_view(&self) {
+        let at = self
+            .eval(
+                "var e = document.getElementById('test-result'); var r = e.getBoundingClientRect();\
+                 return {focused: document.activeElement === e, top: r.top, bottom: r.bottom, height: window.innerHeight};",
+            )
+            .await;
+        assert_eq!(at["focused"], true, "{at}");
+        let top = at["top"].as_f64().unwrap();
+        let bottom = at["bottom"].as_f64().unwrap();
+        let height = at["height"].as_f64().unwrap();
+        // Whole, or (taller than the window) starting in its upper half.
+        assert!(
+            top >= 0.0 && (bottom <= height || top < height / 2.0),
+            "the result is out of sight: {at}"
+        );
+    }
+
+    async fn value_of(&self, css: &str) -> Value {
+        self.eval(&format!(
+            "return document.querySelector({}).value;",
+            json!(css)
+        ))
+        .await
+    }
+}
+
+/// In a browser: a native output's Test reaches a live loopback
+/// destination and a dead port, each result focused and in view; the
+/// password typed once serves every later Test and is never shown; the
+/// kind changes without losing the name; a Lua Test reaches write() on a
+/// journal event; a refused form keeps its three parameter rows.
+#[tokio::test]
+async fn in_a_browser_a_test_answers_in_view_and_nothing_typed_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    std::fs::write(
+        dir.path().join("scripts/probe.lua"),
+        "function init(conf) broker_log:info(0, 'init ' .. conf.greeting) end\n\
+         function write(e) broker_log:info(0, 'write host ' .. tostring(e.host_id)) return true end\n",
+    )
+    .unwrap();
+    let destination = crate::native::Destination::start(Vec::new()).await;
+    let (status, _) = server
+        .post_events(&[
+            host(7, "srv-07"),
+            host_status(7, 1, "DOWN seen by the test"),
+        ])
+        .await;
+    assert_eq!(status, 200);
+    let browser = Driver::start().await;
+    sign_in(&browser, &server, "/outputs/new?kind=http").await;
+    browser.find("#output-form").await;
+    let live = format!("{}/in", destination.url);
+    browser.type_into("#name", "browser-http").await;
+    browser.type_into("#p-http_url", &live).await;
+    browser.type_into("#p-http_user", "u").await;
+    browser.type_into("#p-http_password", "hunter2").await;
+    browser
+        .click("input[name=filter][value='neb:host_status']")
+        .await;
+    browser.click("#test").await;
+    let result = browser
+        .wait_text("#test-result", "the test result", |t| t.contains("Test "))
+        .await;
+    assert!(result.contains("Test passed"), "{result}");
+    assert!(result.contains("1 record was written"), "{result}");
+    browser.screenshot("40-form-test-passed").await;
+    browser.assert_result_in_view().await;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("u:hunter2")
+    );
+    let sent = destination.requests();
+    assert_eq!(sent.len(), 1);
+    assert!(
+        sent[0].text().contains("DOWN seen by the test"),
+        "{}",
+        sent[0].text()
+    );
+    assert_eq!(sent[0].header("authorization"), Some(basic.as_str()));
+    assert_eq!(browser.value_of("#p-http_password").await, "");
+    assert_eq!(browser.value_of("#name").await, "browser-http");
+
+    // A dead port: the failure is what the person sees.
+    let dead = format!("http://127.0.0.1:{}/in", free_port());
+    browser.type_into("#p-http_url", &dead).await;
+    browser.click("#test").await;
+    let result = browser
+        .wait_text("#test-result", "the failure", |t| t.contains("Test failed"))
+        .await;
+    assert!(result.contains("cannot connect"), "{result}");
+    browser.assert_result_in_view().await;
+    browser.screenshot("41-form-test-dead-port").await;
+
+    // Back to the live destination without typing the password again.
+    browser.type_into("#p-http_url", &live).await;
+    browser.click("#test").await;
+    browser
+        .wait_text("#test-result", "the second pass", |t| {
+            t.contains("Test passed")
+        })
+        .await;
+    let sent = destination.requests();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[1].header("authorization"), Some(basic.as_str()));
+
+    // Another kind, chosen in the form: the name stays.
+    browser.click("button[name=switch_kind][value=lua]").await;
+    browser.find("#path").await;
+    assert_eq!(browser.value_of("#name").await, "browser-http");
+    browser.click("#path option[value='probe.lua']").await;
+    browser
+        .type_into("#row-1 input[name=param_name]", "greeting")
+        .await;
+    browser
+        .type_into("#row-1 input[name=param_value]", "hello")
+        .await;
+    browser.click("#test").await;
+    let result = browser
+        .wait_text("#test-result", "the script's result", |t| {
+            t.contains("Test ")
+        })
+        .await;
+    assert!(result.contains("Test passed"), "{result}");
+    assert!(result.contains("log INFO: init hello"), "{result}");
+    assert!(result.contains("log INFO: write host 7"), "{result}");
+    assert!(result.contains("1 handed to write()"), "{result}");
+    assert!(result.contains("sandbox"), "{result}");
+    browser.assert_result_in_view().await;
+    browser.screenshot("42-form-lua-test").await;
+
+    // Three rows, one a bad number and one without a name: refused, the
+    // three rows come back as typed with the errors beside rows 2 and 3.
+    browser
+        .type_into("#row-2 input[name=param_name]", "count")
+        .await;
+    browser.click("#row-2 select option[value=number]").await;
+    browser
+        .type_into("#row-2 input[name=param_value]", "lots")
+        .await;
+    browser
+        .type_into("#row-3 input[name=param_value]", "orphan")
+        .await;
+    browser.click("#save").await;
+    browser.find("#error-summary").await;
+    let rows = browser
+        .eval(
+            "return Array.prototype.map.call(document.querySelectorAll('#params tbody tr'), function (r) {\
+               return [r.querySelector('[name=param_name]').value, r.querySelector('[name=param_type]').value, r.querySelector('[name=param_value]').value];\
+             }).filter(function (r) { return r[0] !== '' || r[2] !== ''; });",
+        )
+        .await;
+    assert_eq!(
+        rows,
+        json!([
+            ["greeting", "string", "hello"],
+            ["count", "number", "lots"],
+            ["", "string", "orphan"]
+        ])
+    );
+    assert!(browser.text("#row-2-error").await.contains("as a number"));
+    assert!(browser.text("#row-3-error").await.contains("needs a name"));
+    assert_eq!(browser.value_of("#name").await, "browser-http");
+    browser.screenshot("43-form-lua-rows-kept").await;
+    assert_eq!(
+        server.get("/api/v1/outputs/browser-http").await.status(),
+        404
+    );
     browser.quit().await;
     server.stop().await;
 }

@@ -166,6 +166,44 @@ pub enum Reposition {
     Head,
 }
 
+/// Segments [`Journal::recent`] reads at most, newest first.
+const RECENT_SEGMENTS: usize = 2;
+
+/// Every record of a segment file, in order, until its end or the first
+/// one that cannot be read (a record being appended).
+fn read_segment(path: &Path, mut each: impl FnMut(Entry)) {
+    let Ok(file) = File::open(path) else {
+        return;
+    };
+    let mut file = BufReader::with_capacity(256 * 1024, file);
+    loop {
+        let mut header = [0u8; record::HEADER_LEN];
+        if file.read_exact(&mut header).is_err() {
+            return;
+        }
+        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        if len > record::MAX_PAYLOAD_LEN {
+            return;
+        }
+        let mut bytes = header.to_vec();
+        bytes.resize(record::HEADER_LEN + len, 0);
+        if file.read_exact(&mut bytes[record::HEADER_LEN..]).is_err() {
+            return;
+        }
+        let Ok(raw) = record::decode_record(&bytes) else {
+            return;
+        };
+        let Ok(event) = record::decode_event(raw.payload) else {
+            return;
+        };
+        each(Entry {
+            seq: raw.seq,
+            received_at: raw.received_at,
+            event,
+        });
+    }
+}
+
 /// Record buffers kept for reuse: a few (producers rarely encode at the same
 /// time) and none of an exceptional size, so that they hold 4 MiB at most.
 const MAX_SPARE_BUFFERS: usize = 4;
@@ -891,6 +929,56 @@ impl Journal {
         let mut state = self.lock();
         state.tail.shrink_to(TAIL_SLOTS_KEPT);
         state.tail_costs.shrink_to(TAIL_SLOTS_KEPT);
+    }
+
+    /// The newest events held that `keep` accepts, up to `max`, oldest
+    /// first: from the memory tail, then from the newest segments on disk
+    /// (events every output acknowledged leave the tail, but the active
+    /// segment keeps them). No cursor moves. The output form's Test
+    /// samples real traffic this way; a record it cannot read ends the
+    /// search, as a sample needs no completeness.
+    pub fn recent(&self, max: usize, keep: impl Fn(&Event) -> bool) -> Vec<Arc<Entry>> {
+        let (mut found, tail_start, segments) = {
+            let state = self.lock();
+            let found: Vec<Arc<Entry>> = state
+                .tail
+                .iter()
+                .rev()
+                .filter(|e| keep(&e.event))
+                .take(max)
+                .cloned()
+                .collect();
+            let tail_start = state.tail.front().map_or(state.head + 1, |e| e.seq);
+            let segments: Vec<PathBuf> = state
+                .segments
+                .iter()
+                .rev()
+                .filter(|s| s.last_seq >= s.first_seq && s.first_seq < tail_start)
+                .take(RECENT_SEGMENTS)
+                .map(|s| s.path.clone())
+                .collect();
+            (found, tail_start, segments)
+        };
+        for path in segments {
+            if found.len() >= max {
+                break;
+            }
+            // One segment's matches, oldest first; the newest are wanted.
+            let mut matches = VecDeque::new();
+            let wanted = max - found.len();
+            read_segment(&path, |entry| {
+                if entry.seq < tail_start && keep(&entry.event) {
+                    if matches.len() == wanted {
+                        matches.pop_front();
+                    }
+                    matches.push_back(Arc::new(entry));
+                }
+            });
+            found.extend(matches.into_iter().rev());
+        }
+        found.sort_by_key(|e| e.seq);
+        found.dedup_by_key(|e| e.seq);
+        found
     }
 
     pub fn info(&self) -> JournalInfo {

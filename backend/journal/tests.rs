@@ -730,3 +730,37 @@ async fn a_refused_encoded_batch_runs_no_hook_and_leaves_nothing() {
     assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
     assert_eq!(journal.info().events, 0);
 }
+
+#[tokio::test]
+async fn recent_events_are_the_newest_that_pass_oldest_first_and_move_no_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(config(dir.path())).unwrap();
+    let mut cursor = journal.cursor("out", StartAt::Head);
+    append_range(&journal, 1..=10).await;
+    let even = |e: &Event| e.get("metric_id").and_then(|v| v.as_i64()).unwrap_or(1) % 2 == 0;
+    assert_eq!(ids(&journal.recent(3, even)), [6, 8, 10]);
+    assert_eq!(ids(&journal.recent(100, even)), [2, 4, 6, 8, 10]);
+    assert!(journal.recent(5, |_| false).is_empty());
+    assert_eq!(read_all(&mut cursor), (1..=10).collect::<Vec<_>>());
+    journal.close();
+}
+
+#[tokio::test]
+async fn recent_events_every_output_acknowledged_are_read_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(config(dir.path())).unwrap();
+    // No cursor: nothing waits for these, so the memory tail lets them go.
+    append_range(&journal, 1..=30).await;
+    assert_eq!(journal.info().memory_tail_events, 0);
+    let even = |e: &Event| e.get("metric_id").and_then(|v| v.as_i64()).unwrap_or(1) % 2 == 0;
+    let found = ids(&journal.recent(4, even));
+    assert_eq!(found.len(), 4, "{found:?}");
+    assert!(found.windows(2).all(|w| w[0] < w[1]), "{found:?}");
+    assert!(found.iter().all(|id| id % 2 == 0), "{found:?}");
+    assert_eq!(
+        *found.last().unwrap(),
+        30,
+        "the newest come first: {found:?}"
+    );
+    journal.close();
+}

@@ -2,7 +2,10 @@
 //! (its parameters, checks and sink) and declares a [`Kind`]; adding one
 //! is its module, its `mod` line in `output/mod.rs` and its line here.
 
-pub use super::schema::{parse_number, string_param, Kind, ParamSchema, BUFFER_AGE, BUFFER_SIZE};
+pub use super::schema::{
+    parse_number, string_param, Kind, ParamSchema, Section, TestReport, TestRun, BUFFER_AGE,
+    BUFFER_SIZE,
+};
 
 pub static KINDS: &[&Kind] = &[
     &super::file::KIND,

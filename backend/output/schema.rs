@@ -7,8 +7,12 @@
 use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
+use futures::future::BoxFuture;
+
 use super::sink::BuildSink;
 use super::{FieldErrors, OutputSpec, ParamType, Parameter};
+use crate::cache::Cache;
+use crate::event::Event;
 
 /// One parameter a kind accepts.
 #[derive(Debug, Serialize)]
@@ -39,6 +43,46 @@ pub struct Kind {
     check: fn(&OutputSpec, &mut FieldErrors),
     /// `None` exactly for a script kind, which brings its own runtime.
     build: Option<BuildSink>,
+    /// How the form groups the parameters; those in none come first.
+    pub sections: &'static [Section],
+    /// What the form's Test does against the destination; `None`: the
+    /// form shows what the output would write instead.
+    test: Option<TestRun>,
+}
+
+/// A group of parameters on the form.
+#[derive(Debug)]
+pub struct Section {
+    pub title: &'static str,
+    /// Rarely set: shown folded unless one of them has a value or an error.
+    pub collapsed: bool,
+    pub names: &'static [&'static str],
+}
+
+/// A kind's Test: the definition as typed, the sample events (already
+/// through the output's filters) and a cache that knows their names.
+/// It contacts the destination for real.
+pub type TestRun = for<'a> fn(&'a OutputSpec, &'a [Event], &'a Cache) -> BoxFuture<'a, TestReport>;
+
+/// What a Test did, step by step, for the person who pressed the button.
+#[derive(Debug, Default)]
+pub struct TestReport {
+    /// Each step and whether it went well.
+    pub steps: Vec<(bool, String)>,
+    /// What the test changed at the destination, said plainly.
+    pub side_effects: Vec<String>,
+}
+
+impl TestReport {
+    pub fn passed(&self) -> bool {
+        !self.steps.is_empty() && self.steps.iter().all(|(ok, _)| *ok)
+    }
+    pub fn ok(&mut self, text: impl Into<String>) {
+        self.steps.push((true, text.into()));
+    }
+    pub fn failed(&mut self, text: impl Into<String>) {
+        self.steps.push((false, text.into()));
+    }
 }
 
 impl Kind {
@@ -58,7 +102,26 @@ impl Kind {
             script: false,
             check,
             build: Some(build),
+            sections: &[],
+            test: None,
         }
+    }
+
+    /// The same kind, its form grouped in `sections`.
+    pub const fn with_sections(mut self, sections: &'static [Section]) -> Kind {
+        self.sections = sections;
+        self
+    }
+
+    /// The same kind, whose Test contacts the destination with `test`.
+    pub const fn with_test(mut self, test: TestRun) -> Kind {
+        self.test = Some(test);
+        self
+    }
+
+    /// The Test that contacts the destination, if the kind has one.
+    pub fn test(&self) -> Option<TestRun> {
+        self.test
     }
 
     /// A kind that runs a script with parameters of any name.
@@ -74,6 +137,8 @@ impl Kind {
             script: true,
             check,
             build: None,
+            sections: &[],
+            test: None,
         }
     }
 

@@ -4,6 +4,7 @@
 pub mod assets;
 mod auth;
 mod deadletters;
+mod drafts;
 mod error;
 mod events;
 mod flash;
@@ -78,6 +79,8 @@ pub struct Shared {
     pub rates: rates::Rates,
     /// Messages waiting for a browser session's next page.
     pub flashes: flash::Flashes,
+    /// Passwords typed into output forms not saved yet.
+    pub drafts: drafts::Drafts,
     /// `[limits]`: body and NDJSON line sizes, outputs and parameters.
     pub limits: Limits,
     /// `limits.max_concurrent_ingest` permits: large NDJSON bodies read at
@@ -129,6 +132,7 @@ impl Context {
             admin,
             rates: rates::Rates::default(),
             flashes: flash::Flashes::default(),
+            drafts: drafts::Drafts::default(),
             ingest_bodies: Arc::new(tokio::sync::Semaphore::new(
                 settings.limits.max_concurrent_ingest.max(1),
             )),

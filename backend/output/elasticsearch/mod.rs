@@ -16,7 +16,11 @@ use reqwest::Url;
 use serde_json::{Map, Value as Json};
 
 use super::http::{self, Items, Reply, Request, Service, Verdict};
-use super::schema::{string_param as string, Kind, ParamSchema, BUFFER_AGE, BUFFER_SIZE};
+use futures::future::BoxFuture;
+
+use super::schema::{
+    string_param as string, Kind, ParamSchema, Section, TestReport, BUFFER_AGE, BUFFER_SIZE,
+};
 use super::sink::{BuildContext, Sink};
 use super::{FieldErrors, OutputSpec};
 use crate::cache::Cache;
@@ -28,7 +32,28 @@ pub static KIND: Kind = Kind::batches(
     PARAMETERS,
     check,
     build,
-);
+)
+.with_sections(&[
+    Section {
+        title: "Authentication",
+        collapsed: false,
+        names: &["elastic_username", "elastic_password", "elastic_api_key"],
+    },
+    http::BATCHING,
+    http::TLS,
+    http::PROXY_SECTION,
+])
+.with_test(test);
+
+/// `GET /` (the cluster's name and version), then the sample in one
+/// `_bulk` into the index, each item's answer read.
+fn test<'a>(
+    spec: &'a OutputSpec,
+    events: &'a [Event],
+    cache: &'a Cache,
+) -> BoxFuture<'a, TestReport> {
+    Box::pin(http::test(spec, Elastic::from_spec(spec), events, cache))
+}
 
 fn build(spec: &OutputSpec, context: &BuildContext) -> Result<Box<dyn Sink>, String> {
     http::sink(spec, context, Elastic::from_spec(spec)?)
@@ -171,7 +196,23 @@ impl Service for Elastic {
         Ok(Request {
             url: self.url.clone(),
             headers,
+            method: reqwest::Method::POST,
             body: records.concat(),
+        })
+    }
+
+    fn health(&self) -> Option<Request> {
+        // The `_bulk` URL is the base URL's `_bulk`: its base is `.`.
+        let url = self.url.join(".").ok()?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(auth) = &self.authorization {
+            headers.insert(AUTHORIZATION, auth.clone());
+        }
+        Some(Request {
+            method: reqwest::Method::GET,
+            url,
+            headers,
+            body: Vec::new(),
         })
     }
 

@@ -121,6 +121,29 @@ pub const BUFFER_BYTES: ParamSchema = ParamSchema {
     min: Some(1.0),
 };
 
+/// The form's sections every HTTP kind shares, after its own.
+pub const BATCHING: super::schema::Section = super::schema::Section {
+    title: "Batching",
+    collapsed: true,
+    names: &["max_buffer_bytes", "timeout", "gzip"],
+};
+pub const TLS: super::schema::Section = super::schema::Section {
+    title: "TLS",
+    collapsed: true,
+    names: &[
+        "tls_verify_peer",
+        "tls_verify_host",
+        "tls_ca_file",
+        "tls_client_cert",
+        "tls_client_key",
+    ],
+};
+pub const PROXY_SECTION: super::schema::Section = super::schema::Section {
+    title: "Proxy",
+    collapsed: true,
+    names: &["proxy_address", "proxy_username", "proxy_password"],
+};
+
 /// A parameter's value or its default, as text.
 fn text<'a>(spec: &'a OutputSpec, name: &str) -> Option<&'a str> {
     spec.value(name).map(str::trim).filter(|v| !v.is_empty())
@@ -256,17 +279,7 @@ pub fn refused(status: u16, excerpt: &str) -> Verdict {
 
 /// A retry, with what the status code says about the configuration.
 pub fn retry(status: u16, excerpt: &str) -> Verdict {
-    let hint = match status {
-        401 => " (authentication refused: check the credentials)",
-        403 => " (permission denied: check the credentials' rights)",
-        404 => " (not found: check the URL, database, bucket or index)",
-        405 => " (method not allowed: check the URL)",
-        407 => " (the proxy refused its credentials)",
-        413 => " (the batch is too large for the destination: lower max_buffer_size or max_buffer_bytes)",
-        300..=399 => " (a redirect, which is not followed: check the URL)",
-        429 | 500..=599 => "",
-        _ => " (not a refusal of the events)",
-    };
+    let hint = status_hint(status);
     let message = format!(
         "HTTP {status}{hint}: {excerpt}; the events stay in the journal and are sent again"
     );
@@ -276,8 +289,25 @@ pub fn retry(status: u16, excerpt: &str) -> Verdict {
     })
 }
 
+/// What a status code says about the configuration, for the operator.
+fn status_hint(status: u16) -> &'static str {
+    match status {
+        401 => " (authentication refused: check the credentials)",
+        403 => " (permission denied: check the credentials' rights)",
+        404 => " (not found: check the URL, database, bucket or index)",
+        405 => " (method not allowed: check the URL)",
+        407 => " (the proxy refused its credentials)",
+        413 => " (the batch is too large for the destination: lower max_buffer_size or max_buffer_bytes)",
+        300..=399 => " (a redirect, which is not followed: check the URL)",
+        429 | 500..=599 => "",
+        _ => " (not a refusal of the events)",
+    }
+}
+
 /// A request to make, as a kind's request builder describes it.
 pub struct Request {
+    /// POST for a batch; a kind's health check may GET.
+    pub method: reqwest::Method,
     pub url: Url,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
@@ -315,6 +345,13 @@ pub trait Service: Send + Sync {
     /// start of the body, redacted. The default reads the status code only.
     fn judge(&self, reply: &Reply, excerpt: &str) -> Verdict {
         judge(reply.status, excerpt)
+    }
+
+    /// The request the form's Test makes first, which changes nothing
+    /// (InfluxDB's `/ping`, Elasticsearch's `GET /`…); `None`: the Test
+    /// goes straight to sending the sample.
+    fn health(&self) -> Option<Request> {
+        None
     }
 }
 
@@ -455,34 +492,37 @@ impl HttpSink {
     }
 
     async fn exchange(&self, request: Request) -> Result<Reply, DeliveryError> {
-        let mut headers = request.headers;
-        let body = if self.gzip {
-            let mut encoder =
-                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            let body = encoder
-                .write_all(&request.body)
-                .and_then(|_| encoder.finish())
-                .map_err(|e| DeliveryError::Unavailable(format!("cannot compress: {e}")))?;
-            headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-            body
-        } else {
-            request.body
-        };
-        let response = self
-            .client
-            .post(request.url)
-            .headers(headers)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| describe(&e))?;
-        let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(|e| describe(&e))?;
-        Ok(Reply {
-            status,
-            body: body.to_vec(),
-        })
+        exchange(&self.client, self.gzip, request).await
     }
+}
+
+/// Makes the request (compressed if `gzip`) and reads the whole answer.
+async fn exchange(client: &Client, gzip: bool, request: Request) -> Result<Reply, DeliveryError> {
+    let mut headers = request.headers;
+    let body = if gzip {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let body = encoder
+            .write_all(&request.body)
+            .and_then(|_| encoder.finish())
+            .map_err(|e| DeliveryError::Unavailable(format!("cannot compress: {e}")))?;
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        body
+    } else {
+        request.body
+    };
+    let response = client
+        .request(request.method, request.url)
+        .headers(headers)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| describe(&e))?;
+    let status = response.status().as_u16();
+    let body = response.bytes().await.map_err(|e| describe(&e))?;
+    Ok(Reply {
+        status,
+        body: body.to_vec(),
+    })
 }
 
 impl Sink for HttpSink {
@@ -577,6 +617,167 @@ fn describe(error: &reqwest::Error) -> DeliveryError {
     } else {
         DeliveryError::Unavailable(text)
     }
+}
+
+/// A URL as the Test shows it: without credentials or query, which may
+/// hold a database user name.
+fn shown(url: &Url) -> String {
+    let mut url = url.clone();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.set_query(None);
+    url.to_string()
+}
+
+/// The form's Test of an HTTP kind: the kind's health request, if it has
+/// one, then one request carrying the sample events' records, each answer
+/// read as the running output would read it. Nothing is dead-lettered: a
+/// refusal is reported, not kept.
+pub async fn test(
+    spec: &OutputSpec,
+    service: Result<impl Service, String>,
+    events: &[Event],
+    cache: &Cache,
+) -> super::schema::TestReport {
+    let mut report = super::schema::TestReport::default();
+    let secrets = Secrets::of(spec);
+    let mut service = match service {
+        Ok(service) => service,
+        Err(e) => {
+            report.failed(format!("the settings do not make a request: {e}"));
+            return report;
+        }
+    };
+    let connection = match Connection::from_spec(spec) {
+        Ok(connection) => connection,
+        Err(e) => {
+            report.failed(e);
+            return report;
+        }
+    };
+    let client = match connection.client() {
+        Ok(client) => client,
+        Err(e) => {
+            report.failed(e);
+            return report;
+        }
+    };
+    let answer = |reply: &Reply| {
+        let excerpt = secrets.excerpt(&reply.body, BODY_EXCERPT);
+        if excerpt.trim().is_empty() {
+            format!("HTTP {}", reply.status)
+        } else {
+            format!("HTTP {}: {}", reply.status, excerpt.trim())
+        }
+    };
+    if let Some(health) = service.health() {
+        let what = format!("{} {}", health.method, shown(&health.url));
+        match exchange(&client, false, health).await {
+            Ok(reply) if (200..300).contains(&reply.status) => {
+                report.ok(format!("{what} answered {}", answer(&reply)));
+            }
+            Ok(reply) => {
+                report.failed(format!(
+                    "{what} answered {}{}",
+                    answer(&reply),
+                    status_hint(reply.status)
+                ));
+                return report;
+            }
+            Err(e) => {
+                report.failed(format!("{what}: {}", secrets.redact(&e.to_string())));
+                return report;
+            }
+        }
+    }
+    let mut batch = Vec::new();
+    let mut ends = Vec::new();
+    for event in events {
+        service.encode(event, cache, &mut batch);
+        if batch.len() > ends.last().copied().unwrap_or(0) {
+            ends.push(batch.len());
+        }
+    }
+    if ends.is_empty() {
+        report.failed(format!(
+            "none of the {} sample events makes a record for this output: nothing was sent",
+            events.len()
+        ));
+        return report;
+    }
+    let records: Vec<&[u8]> = ends
+        .iter()
+        .enumerate()
+        .map(|(i, &end)| {
+            let start = if i == 0 { 0 } else { ends[i - 1] };
+            &batch[start..end]
+        })
+        .collect();
+    let request = match service.request(&records) {
+        Ok(request) => request,
+        Err(e) => {
+            report.failed(format!("the request cannot be made: {e}"));
+            return report;
+        }
+    };
+    let what = format!(
+        "{} {} with {} record{} from {} sample event{}",
+        request.method,
+        shown(&request.url),
+        records.len(),
+        if records.len() == 1 { "" } else { "s" },
+        events.len(),
+        if events.len() == 1 { "" } else { "s" },
+    );
+    match exchange(&client, connection.gzip, request).await {
+        Err(e) => report.failed(format!("{what}: {}", secrets.redact(&e.to_string()))),
+        Ok(reply) => {
+            let excerpt = secrets.excerpt(&reply.body, BODY_EXCERPT);
+            match service.judge(&reply, &excerpt) {
+                Verdict::Accepted => {
+                    let items = service.items(&reply, records.len());
+                    let taken = records
+                        .len()
+                        .saturating_sub(items.refused.len() + items.retry.len());
+                    if items.refused.is_empty() && items.retry.is_empty() {
+                        report.ok(format!("{what}: accepted, {}", answer(&reply)));
+                    } else {
+                        let first = items
+                            .refused
+                            .iter()
+                            .chain(&items.retry)
+                            .map(|(_, why)| why.as_str())
+                            .next()
+                            .unwrap_or("");
+                        report.failed(format!(
+                            "{what}: {taken} accepted, {} refused, {} to send again; the first: {}",
+                            items.refused.len(),
+                            items.retry.len(),
+                            secrets.redact(first)
+                        ));
+                    }
+                    if taken > 0 {
+                        report.side_effects.push(format!(
+                            "{taken} record{} written to the destination.",
+                            if taken == 1 { " was" } else { "s were" }
+                        ));
+                    }
+                }
+                Verdict::Refused(reason) => report.failed(format!(
+                    "{what}: refused, {}; a running output would dead-letter these events",
+                    secrets.redact(&reason)
+                )),
+                // A running output would keep the events and try again; the
+                // Test says what the answer means instead.
+                Verdict::Retry(_) => report.failed(format!(
+                    "{what}: answered {}{}",
+                    answer(&reply),
+                    status_hint(reply.status)
+                )),
+            }
+        }
+    }
+    report
 }
 
 /// `Content-Type` and the extra headers of a request.

@@ -11,7 +11,11 @@ use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use reqwest::Url;
 
 use super::http::{self, Request, Service};
-use super::schema::{string_param as string, Kind, ParamSchema, BUFFER_AGE, BUFFER_SIZE};
+use futures::future::BoxFuture;
+
+use super::schema::{
+    string_param as string, Kind, ParamSchema, Section, TestReport, BUFFER_AGE, BUFFER_SIZE,
+};
 use super::sink::{BuildContext, Sink};
 use super::{FieldErrors, OutputSpec, Template};
 use crate::cache::Cache;
@@ -23,7 +27,28 @@ pub static KIND: Kind = Kind::batches(
     PARAMETERS,
     check,
     build,
-);
+)
+.with_sections(&[
+    Section {
+        title: "Authentication",
+        collapsed: false,
+        names: &["http_user", "http_password", "http_token"],
+    },
+    http::BATCHING,
+    http::TLS,
+    http::PROXY_SECTION,
+])
+.with_test(test);
+
+/// A generic destination has no health request: one POST of the sample,
+/// as the output would send it.
+fn test<'a>(
+    spec: &'a OutputSpec,
+    events: &'a [Event],
+    cache: &'a Cache,
+) -> BoxFuture<'a, TestReport> {
+    Box::pin(http::test(spec, Post::from_spec(spec), events, cache))
+}
 
 fn build(spec: &OutputSpec, context: &BuildContext) -> Result<Box<dyn Sink>, String> {
     http::sink(spec, context, Post::from_spec(spec)?)
@@ -209,6 +234,7 @@ impl Service for Post {
             }
         };
         Ok(Request {
+            method: reqwest::Method::POST,
             url: self.url.clone(),
             headers: http::headers(content_type, &self.headers),
             body,

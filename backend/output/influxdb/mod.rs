@@ -21,7 +21,11 @@ use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::Url;
 
 use super::http::{self, Request, Service};
-use super::schema::{string_param as string, Kind, ParamSchema, BUFFER_AGE, BUFFER_SIZE};
+use futures::future::BoxFuture;
+
+use super::schema::{
+    string_param as string, Kind, ParamSchema, Section, TestReport, BUFFER_AGE, BUFFER_SIZE,
+};
 use super::sink::{BuildContext, Sink};
 use super::{FieldErrors, OutputSpec, ParamType};
 use crate::cache::Cache;
@@ -34,7 +38,28 @@ pub static KIND: Kind = Kind::batches(
     PARAMETERS,
     check,
     build,
-);
+)
+.with_sections(&[
+    Section {
+        title: "Authentication",
+        collapsed: false,
+        names: &["influx_user", "influx_password", "influx_org", "influx_bucket", "influx_token"],
+    },
+    http::BATCHING,
+    http::TLS,
+    http::PROXY_SECTION,
+])
+.with_test(test);
+
+/// `/ping` (which both InfluxDB 1.x and 2.x answer with 204), then the
+/// sample's points written where the output writes them.
+fn test<'a>(
+    spec: &'a OutputSpec,
+    events: &'a [Event],
+    cache: &'a Cache,
+) -> BoxFuture<'a, TestReport> {
+    Box::pin(http::test(spec, Influx::from_spec(spec), events, cache))
+}
 
 fn build(spec: &OutputSpec, context: &BuildContext) -> Result<Box<dyn Sink>, String> {
     http::sink(spec, context, Influx::from_spec(spec)?)
@@ -208,7 +233,24 @@ impl Service for Influx {
         Ok(Request {
             url: self.url.clone(),
             headers,
+            method: reqwest::Method::POST,
             body: records.concat(),
+        })
+    }
+
+    fn health(&self) -> Option<Request> {
+        let mut url = self.url.clone();
+        url.set_path("/ping");
+        url.set_query(None);
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(auth) = &self.authorization {
+            headers.insert(AUTHORIZATION, auth.clone());
+        }
+        Some(Request {
+            method: reqwest::Method::GET,
+            url,
+            headers,
+            body: Vec::new(),
         })
     }
 }

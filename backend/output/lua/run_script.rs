@@ -25,6 +25,10 @@ use crate::output::{OutputSpec, ParamType, Parameter};
 pub enum Source {
     File(PathBuf),
     Simulate(usize),
+    /// Events already chosen (the form's Test takes recent ones from the
+    /// journal), with the cache that knows their names; the run only reads
+    /// that cache.
+    Events(Vec<Event>, Arc<Cache>),
 }
 
 /// `NAME=TYPE:VALUE`, the type one of `string`, `number`, `password`;
@@ -50,29 +54,31 @@ pub fn parse_param(text: &str) -> anyhow::Result<Parameter> {
     })
 }
 
-fn load_events(source: &Source) -> anyhow::Result<Vec<Event>> {
-    match source {
+fn load_events(source: Source) -> anyhow::Result<(Vec<Event>, Option<Arc<Cache>>)> {
+    let events = match source {
         Source::File(path) => {
             let bytes =
-                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
             ndjson::parse(&bytes).map_err(|errors| {
                 let lines: Vec<String> = errors
                     .iter()
                     .map(|e| format!("line {}: {}", e.line, e.message))
                     .collect();
                 anyhow::anyhow!("{}: invalid events\n{}", path.display(), lines.join("\n"))
-            })
+            })?
         }
         Source::Simulate(n) => {
             let mut events = simulator::startup_events();
             let mut checks = simulator::Checks::default();
-            while events.len() < *n {
+            while events.len() < n {
                 events.extend(checks.next_check());
             }
-            events.truncate(*n);
-            Ok(events)
+            events.truncate(n);
+            events
         }
-    }
+        Source::Events(events, cache) => return Ok((events, Some(cache))),
+    };
+    Ok((events, None))
 }
 
 /// Runs the script and prints to `out`; the summary says how many events
@@ -113,12 +119,14 @@ pub fn run_with(
     if let Some(dir) = script.parent() {
         settings.script_dirs = vec![dir.to_owned()];
     }
-    let events = load_events(&source)?;
+    let (events, known) = load_events(source)?;
     let max_queue = settings.event_queue_max_size;
     let total = events.len() as u64;
-    let cache = match data_dir {
-        Some(dir) => Cache::load(dir),
-        None => Cache::new(),
+    let learn = known.is_none();
+    let cache = match (known, data_dir) {
+        (Some(cache), _) => cache,
+        (None, Some(dir)) => Cache::load(dir),
+        (None, None) => Cache::new(),
     };
     // The worker reads a real journal, as in the service; a scratch one
     // that nobody needs to survive a crash.
@@ -128,8 +136,10 @@ pub fn run_with(
         ..JournalConfig::new(scratch.path())
     })?;
     let cursor = journal.cursor("run-script", StartAt::Head);
-    for event in &events {
-        cache.update(event);
+    if learn {
+        for event in &events {
+            cache.update(event);
+        }
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()

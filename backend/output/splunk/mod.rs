@@ -8,7 +8,11 @@ use reqwest::Url;
 use serde_json::{Map, Value as Json};
 
 use super::http::{self, Reply, Request, Service, Verdict};
-use super::schema::{string_param as string, Kind, ParamSchema, BUFFER_AGE, BUFFER_SIZE};
+use futures::future::BoxFuture;
+
+use super::schema::{
+    string_param as string, Kind, ParamSchema, Section, TestReport, BUFFER_AGE, BUFFER_SIZE,
+};
 use super::sink::{BuildContext, Sink};
 use super::{FieldErrors, OutputSpec, ParamType};
 use crate::cache::Cache;
@@ -20,7 +24,27 @@ pub static KIND: Kind = Kind::batches(
     PARAMETERS,
     check,
     build,
-);
+)
+.with_sections(&[
+    Section {
+        title: "Authentication",
+        collapsed: false,
+        names: &["splunk_token"],
+    },
+    http::BATCHING,
+    http::TLS,
+    http::PROXY_SECTION,
+])
+.with_test(test);
+
+/// HEC's health endpoint, then the sample sent as the output sends it.
+fn test<'a>(
+    spec: &'a OutputSpec,
+    events: &'a [Event],
+    cache: &'a Cache,
+) -> BoxFuture<'a, TestReport> {
+    Box::pin(http::test(spec, Splunk::from_spec(spec), events, cache))
+}
 
 fn build(spec: &OutputSpec, context: &BuildContext) -> Result<Box<dyn Sink>, String> {
     http::sink(spec, context, Splunk::from_spec(spec)?)
@@ -77,6 +101,8 @@ pub fn check(spec: &OutputSpec, errors: &mut FieldErrors) {
 
 pub struct Splunk {
     url: Url,
+    /// `/services/collector/health`, which the form's Test asks first.
+    health: Url,
     metrics: bool,
     authorization: reqwest::header::HeaderValue,
     index: Option<String>,
@@ -108,12 +134,16 @@ impl Splunk {
             let with_slash = format!("{}/", url.path());
             url.set_path(&with_slash);
         }
+        let health = url
+            .join("services/collector/health")
+            .map_err(|e| format!("does not make a collector URL: {e}"))?;
         let url = url
             .join(path)
             .map_err(|e| format!("does not make a collector URL: {e}"))?;
         let token = spec.value("splunk_token").unwrap_or("");
         Ok(Splunk {
             url,
+            health,
             metrics,
             authorization: http::secret_header(&format!("Splunk {token}"))?,
             index: value(spec, "splunk_index"),
@@ -198,9 +228,21 @@ impl Service for Splunk {
         let mut headers = http::headers("application/json", &[]);
         headers.insert(AUTHORIZATION, self.authorization.clone());
         Ok(Request {
+            method: reqwest::Method::POST,
             url: self.url.clone(),
             headers,
             body: records.concat(),
+        })
+    }
+
+    fn health(&self) -> Option<Request> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(AUTHORIZATION, self.authorization.clone());
+        Some(Request {
+            method: reqwest::Method::GET,
+            url: self.health.clone(),
+            headers,
+            body: Vec::new(),
         })
     }
 
